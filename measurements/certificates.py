@@ -1,0 +1,41 @@
+"""Readable summaries of the certificates a peer presented.
+
+Validation itself is OpenSSL's, during the handshake (measurements.tls), so a verdict on a
+chain matches what the volunteer's browser would have said.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from measurements.observations import Certificate
+
+
+def summarize(der: bytes) -> Certificate:
+    """The readable summary of one DER certificate."""
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        san_ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        sans = tuple(
+            [str(n) for n in san_ext.get_values_for_type(x509.DNSName)]
+            + [str(n) for n in san_ext.get_values_for_type(x509.IPAddress)]
+        )
+    except x509.ExtensionNotFound:
+        sans = ()
+    return Certificate(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        sans=sans,
+        not_before=cert.not_valid_before_utc.isoformat(),
+        not_after=cert.not_valid_after_utc.isoformat(),
+        sha256=hashlib.sha256(der).hexdigest(),
+    )
+
+
+def pem(der: bytes) -> str:
+    """PEM text of a DER certificate (for evidence a reader can feed to openssl)."""
+    cert = x509.load_der_x509_certificate(der)
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")

@@ -1,0 +1,162 @@
+"""The closed failure vocabulary, and the one place that maps exceptions to it.
+
+Names follow the established measurement data format so results compare with others'.
+Mapping walks the exception and its causes (httpx and httpcore re-raise with ``from exc``)
+and takes the most specific match:
+
+    BaseException
+     ├── ssl.SSLCertVerificationError ... by verify code:
+     │     hostname mismatch            -> ssl_invalid_hostname
+     │     unknown / self-signed issuer -> ssl_unknown_authority
+     │     anything else (expired, ...) -> ssl_invalid_certificate
+     ├── ssl.SSLZeroReturnError, ssl.SSLEOFError, asyncio.IncompleteReadError -> eof_error
+     ├── ssl.SSLError ............................................ ssl_failed_handshake
+     ├── ConnectionRefusedError .................................. connection_refused
+     ├── ConnectionResetError, BrokenPipeError, ConnectionAbortedError -> connection_reset
+     ├── TimeoutError (asyncio's too), httpx.TimeoutException,
+     │   dns.exception.Timeout ................................... generic_timeout_error
+     ├── OSError by errno (EHOSTUNREACH, ENETUNREACH, ...)
+     ├── socket.gaierror by EAI code ............................. dns_*
+     ├── dns.resolver.NXDOMAIN / NoAnswer / NoNameservers ........ dns_*
+     ├── httpx.RemoteProtocolError (peer closed early) ........... eof_error
+     └── anything else ........................................... unknown_failure
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import re
+import socket
+import ssl
+from enum import StrEnum
+
+import dns.exception
+import dns.rcode
+import dns.resolver
+import httpx
+
+
+class Failure(StrEnum):
+    """One member of the closed failure vocabulary (DESIGN.md)."""
+
+    CONNECTION_REFUSED = "connection_refused"
+    CONNECTION_RESET = "connection_reset"
+    GENERIC_TIMEOUT = "generic_timeout_error"
+    EOF = "eof_error"
+    HOST_UNREACHABLE = "host_unreachable"
+    NETWORK_UNREACHABLE = "network_unreachable"
+    DNS_NXDOMAIN = "dns_nxdomain_error"
+    DNS_SERVFAIL = "dns_servfail_error"
+    DNS_REFUSED = "dns_refused_error"
+    DNS_NO_ANSWER = "dns_no_answer"
+    DNS_BOGON = "dns_bogon_error"
+    SSL_INVALID_HOSTNAME = "ssl_invalid_hostname"
+    SSL_UNKNOWN_AUTHORITY = "ssl_unknown_authority"
+    SSL_INVALID_CERTIFICATE = "ssl_invalid_certificate"
+    SSL_FAILED_HANDSHAKE = "ssl_failed_handshake"
+    UNKNOWN = "unknown_failure"
+
+
+# OpenSSL X509_V_ERR_* codes that mean "I do not know who signed this".
+_UNKNOWN_AUTHORITY_CODES = frozenset({2, 18, 19, 20, 21})
+_HOSTNAME_MISMATCH_CODES = frozenset({62, 64})
+
+_ERRNO = {
+    errno.ECONNREFUSED: Failure.CONNECTION_REFUSED,
+    errno.ECONNRESET: Failure.CONNECTION_RESET,
+    errno.ECONNABORTED: Failure.CONNECTION_RESET,
+    errno.EPIPE: Failure.CONNECTION_RESET,
+    errno.ETIMEDOUT: Failure.GENERIC_TIMEOUT,
+    errno.EHOSTUNREACH: Failure.HOST_UNREACHABLE,
+    errno.EHOSTDOWN: Failure.HOST_UNREACHABLE,
+    errno.ENETUNREACH: Failure.NETWORK_UNREACHABLE,
+    errno.ENETDOWN: Failure.NETWORK_UNREACHABLE,
+}
+
+_GAI = {
+    socket.EAI_NONAME: Failure.DNS_NXDOMAIN,
+    socket.EAI_AGAIN: Failure.DNS_SERVFAIL,
+    socket.EAI_FAIL: Failure.DNS_SERVFAIL,
+}
+if hasattr(socket, "EAI_NODATA"):
+    _GAI[socket.EAI_NODATA] = Failure.DNS_NO_ANSWER
+
+_RCODE = {
+    dns.rcode.NXDOMAIN: Failure.DNS_NXDOMAIN,
+    dns.rcode.SERVFAIL: Failure.DNS_SERVFAIL,
+    dns.rcode.REFUSED: Failure.DNS_REFUSED,
+}
+
+
+def failure_for_rcode(rcode: int) -> Failure | None:
+    """The failure a DNS response code stands for; None for NOERROR."""
+    if rcode == dns.rcode.NOERROR:
+        return None
+    return _RCODE.get(rcode, Failure.UNKNOWN)
+
+
+def _map_one(exc: BaseException) -> Failure | None:
+    """Map a single exception (not its causes); None when it says nothing specific."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = exc.verify_code
+        if code in _HOSTNAME_MISMATCH_CODES:
+            return Failure.SSL_INVALID_HOSTNAME
+        if code in _UNKNOWN_AUTHORITY_CODES:
+            return Failure.SSL_UNKNOWN_AUTHORITY
+        return Failure.SSL_INVALID_CERTIFICATE
+    if isinstance(exc, ssl.SSLZeroReturnError | ssl.SSLEOFError | asyncio.IncompleteReadError):
+        return Failure.EOF
+    if isinstance(exc, ssl.SSLError):
+        return Failure.SSL_FAILED_HANDSHAKE
+    if isinstance(exc, socket.gaierror):
+        return _GAI.get(exc.errno, Failure.UNKNOWN)
+    if isinstance(exc, ConnectionRefusedError):
+        return Failure.CONNECTION_REFUSED
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return Failure.CONNECTION_RESET
+    if isinstance(exc, TimeoutError | httpx.TimeoutException | dns.exception.Timeout):
+        return Failure.GENERIC_TIMEOUT
+    if isinstance(exc, OSError) and exc.errno in _ERRNO:
+        return _ERRNO[exc.errno]
+    if isinstance(exc, dns.resolver.NXDOMAIN):
+        return Failure.DNS_NXDOMAIN
+    if isinstance(exc, dns.resolver.NoAnswer):
+        return Failure.DNS_NO_ANSWER
+    if isinstance(exc, dns.resolver.NoNameservers):
+        return Failure.DNS_SERVFAIL
+    return None
+
+
+def failure_of(exc: BaseException) -> Failure:
+    """The most specific failure for an exception, looking through its causes."""
+    seen: set[int] = set()
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    # The innermost cause is the most specific (an OSError under an httpx.ConnectError).
+    for item in reversed(chain):
+        found = _map_one(item)
+        if found is not None:
+            return found
+    if any(isinstance(item, httpx.RemoteProtocolError) for item in chain):
+        # "Server disconnected without sending a response": the peer closed the stream.
+        return Failure.EOF
+    return Failure.UNKNOWN
+
+
+_IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+_IPV6 = re.compile(r"\b(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}\b")
+
+
+def scrub(text: str) -> str:
+    """An error message with every IP address removed (it may be the volunteer's own)."""
+    return _IPV6.sub("[scrubbed]", _IPV4.sub("[scrubbed]", text))
+
+
+def describe(exc: BaseException) -> str:
+    """A short scrubbed description of an exception, kept beside an unknown_failure."""
+    return scrub(f"{type(exc).__name__}: {exc}")[:300]

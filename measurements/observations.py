@@ -1,0 +1,154 @@
+"""Frozen observations: what each network primitive saw, and nothing it concluded.
+
+Every primitive returns one of these; network failures are a ``failure`` string from
+measurements.failures, never an exception. Times are milliseconds from a monotonic clock,
+measured from the start of the primitive's own operation.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class DNSResponse:
+    """One response that arrived for a query (an injected one, the genuine one, ...)."""
+
+    rcode: str  # "NOERROR", "NXDOMAIN", ...
+    addresses: tuple[str, ...]
+    cnames: tuple[str, ...]
+    ttl: int | None
+    received_ms: float  # since the query was sent
+
+
+@dataclass(frozen=True, slots=True)
+class DNSObservation:
+    """A name resolved through one resolver over one transport."""
+
+    hostname: str
+    qtype: str  # "A", "AAAA"
+    transport: str  # "udp", "tcp", "system", "doh"
+    resolver: str  # "ip:port", "system", or the DoH URL
+    failure: str | None
+    rcode: str | None  # of the first response
+    addresses: tuple[str, ...]  # of the first response
+    responses: tuple[DNSResponse, ...]  # every response within the window after the first
+    duration_ms: float
+    error: str | None = None  # scrubbed description, kept only for unknown_failure
+
+
+@dataclass(frozen=True, slots=True)
+class TCPObservation:
+    """A TCP connect to one address."""
+
+    ip: str
+    port: int
+    failure: str | None
+    connect_ms: float | None  # None when it did not connect
+    duration_ms: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """What a reader needs to recognise a certificate and re-check a verdict on it."""
+
+    subject: str
+    issuer: str
+    sans: tuple[str, ...]
+    not_before: str  # ISO-8601 UTC
+    not_after: str
+    sha256: str  # of the DER encoding, hex
+
+
+@dataclass(frozen=True, slots=True)
+class TLSObservation:
+    """A TLS handshake to one address with a chosen SNI; the chain is kept even if invalid."""
+
+    ip: str
+    port: int
+    sni: str | None
+    failure: str | None  # of connect or handshake; certificate problems are not here
+    operation: str | None  # "connect" or "tls_handshake": where failure happened
+    connect_ms: float | None
+    handshake_ms: float | None
+    version: str | None  # "TLSv1.3"
+    alpn: str | None
+    chain: tuple[Certificate, ...]  # leaf first, as the peer sent it
+    cert_valid: bool | None  # None: not checked (handshake failed or check disabled)
+    cert_failure: str | None  # ssl_unknown_authority, ssl_invalid_hostname, ...
+    duration_ms: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPTimings:
+    """Phase timings from httpcore's trace hooks, from the start of the request."""
+
+    connect_ms: float | None = None
+    tls_ms: float | None = None  # TLS handshake duration
+    first_byte_ms: float | None = None  # response headers received
+    total_ms: float | None = None  # body read (or failure)
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPHop:
+    """One request of a redirect chain and what came back."""
+
+    url: str
+    ip: str | None  # the address the request was sent to
+    failure: str | None
+    operation: str | None  # "connect", "tls_handshake", "http_request", "http_body"
+    status: int | None
+    headers: tuple[tuple[str, str], ...]
+    location: str | None  # the redirect target, absolute
+    title: str | None
+    body_length: int | None  # bytes read (capped)
+    body_sha256: str | None
+    body_head: bytes  # first 8 KiB
+    truncated: bool  # the body was longer than the read cap
+    tls_version: str | None
+    certificate: Certificate | None  # the leaf, when HTTPS
+    timings: HTTPTimings
+    refused: str | None = None  # why the hop was not contacted (not routable, no address...)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPObservation:
+    """A GET and the redirects it led to, hop by hop."""
+
+    url: str
+    hops: tuple[HTTPHop, ...]
+    duration_ms: float
+
+    @property
+    def final(self) -> HTTPHop:
+        """The last hop (the page, or where it stopped)."""
+        return self.hops[-1]
+
+    @property
+    def failure(self) -> str | None:
+        """The failure of the last hop, if any."""
+        return self.hops[-1].failure if self.hops else None
+
+
+Observation = DNSObservation | TCPObservation | TLSObservation | HTTPObservation
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types for an observation tree; bytes become base64 text."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        out["kind"] = type(value).__name__
+        return out
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, tuple | list):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,28 @@
+"""Fixtures shared by every test package: the test certificate authority."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trustme
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A certificate authority the probe is told to trust (as the lab root will be)."""
+    return trustme.CA(organization_name="Probe Test Root")
+
+
+@pytest.fixture(scope="session")
+def rogue_ca() -> trustme.CA:
+    """A certificate authority the probe does not trust (an interceptor's national root)."""
+    return trustme.CA(organization_name="Information Security Certification Authority")
+
+
+@pytest.fixture(scope="session")
+def ca_bundle(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path to a PEM file holding only the test CA: the probe's --ca-bundle."""
+    path: Path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
