@@ -1,0 +1,57 @@
+"""What the classifier is given: the observations of one input and the controls around it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from measurements.observations import (
+    DNSObservation,
+    HTTPObservation,
+    TCPObservation,
+    TLSObservation,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HelperReport:
+    """The control helper's view of one input from an uncensored network (a later issue).
+
+    The seam is here so the classifier's rules can already use it; without a helper every
+    field is absent and the rules that need it answer inconclusive.
+    """
+
+    addresses: tuple[str, ...] = ()
+    tcp_ok: bool | None = None  # the helper connected to the probe's address
+    tls_valid: bool | None = None  # the helper saw a chain that validates for the name
+    status: int | None = None
+    title: str | None = None
+    body_length: int | None = None
+    final_host: str | None = None  # where the helper's redirects ended
+
+
+@dataclass(frozen=True, slots=True)
+class InputEvidence:
+    """Every observation made for one input, every attempt kept (retries included)."""
+
+    kind: str  # "url" or "endpoint"
+    input: str
+    hostname: str | None  # None when the input names an IP
+    scheme: str | None  # "https", "http", or None for a bare endpoint
+    dns: tuple[DNSObservation, ...] = ()  # the resolver under test, each attempt
+    tcp: tuple[TCPObservation, ...] = ()  # bare endpoints, each attempt
+    tls: tuple[TLSObservation, ...] = ()  # target SNI, each attempt
+    http: tuple[HTTPObservation, ...] = ()  # each attempt
+    not_contacted: str | None = None  # why the probe refused to contact the target
+    deadline_exceeded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """What the controls saw for this input (each empty when not needed or not available)."""
+
+    vantage_ok: bool = True  # a reference host answered before the sweep
+    doh: tuple[DNSObservation, ...] = ()  # DNS-over-HTTPS answers for the hostname
+    tls_innocuous: tuple[TLSObservation, ...] = ()  # same address, innocuous SNI
+    http_innocuous: tuple[HTTPObservation, ...] = ()  # same address, innocuous Host
+    tls_at_control_addresses: tuple[TLSObservation, ...] = ()  # target SNI at DoH's address
+    helper: HelperReport | None = None

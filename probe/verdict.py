@@ -1,0 +1,79 @@
+"""What the probe concludes and records: verdicts, measurement records, run metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from measurements.observations import Observation
+
+VerdictName = Literal["accessible", "blocked", "throttled", "inconclusive"]
+Layer = Literal["dns", "tcp", "tls", "http"]
+
+VERDICTS: tuple[str, ...] = ("accessible", "blocked", "throttled", "inconclusive")
+LAYERS: tuple[str, ...] = ("dns", "tcp", "tls", "http")
+DETAILS: frozenset[str] = frozenset(
+    {
+        "dns.nxdomain", "dns.servfail", "dns.bogon", "dns.blockpage_ip", "dns.injection",
+        "tcp.timeout", "tcp.reset", "tcp.refused",
+        "tls.reset", "tls.timeout", "tls.eof", "tls.mitm",
+        "http.blockpage", "http.redirect", "http.reset", "http.timeout", "http.diff",
+        "throttle.sni", "throttle.ip",
+        "site.down", "vantage.offline", "control.failed", "ok",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The classifier's answer for one input, with the rule that decided and why."""
+
+    verdict: VerdictName
+    layer: Layer | None
+    detail: str  # one of DETAILS
+    rule: str  # id of the deciding rule, e.g. "dns.bogon" or "tls.sni_filter"
+    reason: str  # one sentence a reader can check against the evidence
+    evidence: Mapping[str, Any] = field(default_factory=dict)  # JSON-ready facts the rule used
+    throughput_kbps: float | None = None
+    baseline_kbps: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.detail not in DETAILS:
+            raise ValueError(f"detail {self.detail!r} is not in the vocabulary")
+
+
+@dataclass(frozen=True, slots=True)
+class Vantage:
+    """What the volunteer chose to declare about the vantage point; never its address."""
+
+    name: str | None = None
+    network_type: str | None = None  # "home", "mobile", "datacenter", ...
+    asn: int | None = None
+    country: str | None = None  # ISO 3166 alpha-2
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """One sweep: when, from where, with which settings."""
+
+    run_id: str
+    started_at: dt.datetime  # UTC
+    vantage: Vantage
+    probe_version: str
+    settings: Mapping[str, Any]  # the effective configuration (no secrets, no addresses of ours)
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementRecord:
+    """One input measured in one run: its verdict and every observation behind it."""
+
+    run_id: str
+    service: str
+    category: str
+    input: str  # a URL, or host:port for a bare endpoint
+    verdict: Verdict
+    measured_at: dt.datetime  # UTC, when the measurement of this input started
+    duration_ms: float
+    observations: tuple[Observation, ...] = ()
