@@ -1,0 +1,63 @@
+"""The ``probe`` command: parses arguments, dispatches to one module per command.
+
+Exit codes (README, "Exit codes"):
+    0   the command did what was asked (for ``run``: the sweep completed, whatever the verdicts)
+    1   an internal error (a bug: please report it with the traceback)
+    2   bad usage or bad input: a flag, the config file, a target file, the database
+    3   the sweep stopped early: it ran past --sweep-timeout (what finished is kept)
+    130 interrupted by Ctrl-C (what finished is kept)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from probe.cli import config_cmd, export, runs, targets_cmd
+from probe.cli import run as run_cmd
+from probe.cli.errors import UsageError
+from probe.config import ConfigError
+from probe.store.database import StoreError
+from targets.model import TargetErrors
+
+EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage with our exit code and a hint."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command-line grammar."""
+    parser = _Parser(
+        prog="probe",
+        description="Measure whether social networks and messaging services are accessible, "
+        "blocked or throttled from this network.",
+        epilog="Exit codes: 0 done, 1 internal error, 2 bad usage or input, 3 sweep timed out, "
+        "130 interrupted.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for module in (run_cmd, export, runs, targets_cmd, config_cmd):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (ConfigError, StoreError, TargetErrors, UsageError) as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nprobe: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `probe export | head`
+        return EXIT_OK

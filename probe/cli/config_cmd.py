@@ -1,0 +1,51 @@
+"""``probe config show``: every setting, its value and where it came from."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from probe.cli.options import add_setting_flags, settings_from
+from probe.cli.render import print_json, table
+from probe.config import KEYS, default_config_path
+
+
+def register(sub: Any) -> None:
+    """Add the commands to the parser."""
+    p = sub.add_parser("config", help="show the effective configuration")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    sp = csub.add_parser("show", help="each setting, its value and its source")
+    sp.add_argument("--json", action="store_true")
+    add_setting_flags(sp)
+    sp.set_defaults(handler=show)
+
+
+def show(args: argparse.Namespace) -> int:
+    """Print the merged settings."""
+    settings = settings_from(args)
+    if args.json:
+        print_json(
+            "config",
+            {
+                "config_file": settings.config_file,
+                "settings": {
+                    k.dotted: {"value": settings[k.dotted], "source": settings.sources[k.dotted]}
+                    for k in KEYS
+                },
+            },
+        )
+        return 0
+    rows = [(k.dotted, _fmt(settings[k.dotted]), settings.sources[k.dotted]) for k in KEYS]
+    print(table(("key", "value", "source"), rows))
+    where = settings.config_file or f"none (looked for {default_config_path()})"
+    print(f"\nconfig file: {where}")
+    print("precedence: flag > file > environment (PROBE_*) > default")
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(value) if value else "[]"
+    return str(value)

@@ -1,0 +1,35 @@
+"""Options shared by commands: one flag per configuration key, --config and --db."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from probe.config import KEYS, Settings, load_settings
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...] = ()) -> None:
+    """A flag for every configuration key (in the given sections, or all)."""
+    parser.add_argument("--config", metavar="FILE", help="config file (TOML)")
+    group = parser.add_argument_group("settings (each also a config key and PROBE_* variable)")
+    for key in KEYS:
+        if sections and key.section not in sections:
+            continue
+        kwargs: dict[str, Any] = {
+            "dest": "setting:" + key.dotted,
+            "metavar": key.name.split("_")[-1].upper(),
+            "help": f"{key.help} [{key.dotted}, {key.env}]",
+        }
+        if key.is_list:
+            kwargs["action"] = "append"
+        group.add_argument(key.flag, **kwargs)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from parsed flags, the config file, the environment and the defaults."""
+    flags = {
+        name.removeprefix("setting:"): value
+        for name, value in vars(args).items()
+        if name.startswith("setting:")
+    }
+    return load_settings(flags, getattr(args, "config", None))

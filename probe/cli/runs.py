@@ -1,0 +1,134 @@
+"""``probe list`` (recent runs) and ``probe show`` (a run, or one measurement's evidence)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from probe.cli.errors import UsageError
+from probe.cli.options import settings_from
+from probe.cli.render import print_json, table
+from probe.export import format_utc
+from probe.store.database import Database, open_database
+
+
+def register(sub: Any) -> None:
+    """Add the commands to the parser."""
+    p = sub.add_parser("list", help="list recent runs")
+    p.add_argument("--limit", type=int, default=20, metavar="N")
+    _common(p)
+    p.set_defaults(handler=list_runs)
+    p = sub.add_parser("show", help="show a run's verdicts, or one measurement's evidence")
+    p.add_argument("what", metavar="RUN_OR_MEASUREMENT", help="a run id (or prefix) or a number")
+    _common(p)
+    p.set_defaults(handler=show)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--db", dest="setting:storage.db", metavar="PATH|URL", help="database")
+    p.add_argument("--config", metavar="FILE", help="config file (TOML)")
+
+
+def _open(args: argparse.Namespace) -> Database:
+    return open_database(settings_from(args)["storage.db"])
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    """Recent runs, newest first."""
+    db = _open(args)
+    try:
+        runs = db.list_runs(limit=args.limit)
+    finally:
+        db.close()
+    if args.json:
+        print_json("runs", {"runs": [_run_json(r) for r in runs]})
+        return 0
+    if not runs:
+        print(f"no runs yet in {db.label}")
+        return 0
+    rows = [
+        (
+            r.run_id[:12], format_utc(r.started_at), r.status, r.vantage.name or "",
+            r.measurements,
+            ", ".join(f"{v} {n}" for v, n in sorted(r.verdicts.items()) if n),
+        )
+        for r in runs
+    ]  # fmt: skip
+    print(table(("run", "started (UTC)", "status", "vantage", "inputs", "verdicts"), rows))
+    return 0
+
+
+def _run_json(r: Any) -> dict[str, Any]:
+    return {
+        "run_id": r.run_id,
+        "started_at": format_utc(r.started_at),
+        "finished_at": format_utc(r.finished_at) if r.finished_at else None,
+        "status": r.status,
+        "probe_version": r.probe_version,
+        "vantage": {
+            "name": r.vantage.name, "network_type": r.vantage.network_type,
+            "asn": r.vantage.asn, "country": r.vantage.country,
+        },
+        "measurements": r.measurements,
+        "verdicts": dict(r.verdicts),
+    }  # fmt: skip
+
+
+def show(args: argparse.Namespace) -> int:
+    """A measurement when given a number, else a run by id or prefix."""
+    db = _open(args)
+    try:
+        if args.what.isdigit() and len(args.what) < 6:
+            return _show_measurement(db, int(args.what), args.json)
+        run = db.get_run(args.what)
+        if run is None:
+            if args.what.isdigit():
+                return _show_measurement(db, int(args.what), args.json)
+            raise UsageError(f"no run or measurement {args.what!r} in {db.label}")
+        rows = db.measurements_of_run(run.run_id)
+    finally:
+        db.close()
+    if args.json:
+        payload = _run_json(run)
+        payload["rows"] = [
+            {
+                "id": m.id, "service": m.service, "input": m.input, "verdict": m.verdict,
+                "layer": m.layer, "detail": m.detail, "rule": m.rule, "reason": m.reason,
+            }
+            for m in rows
+        ]  # fmt: skip
+        print_json("run", payload)
+        return 0
+    print(f"run {run.run_id}  {run.status}  started {format_utc(run.started_at)}")
+    print(table(
+        ("id", "service", "input", "verdict", "detail"),
+        [(m.id, m.service, m.input, m.verdict, m.detail) for m in rows],
+    ))  # fmt: skip
+    print("\nevidence of one input: probe show ID")
+    return 0
+
+
+def _show_measurement(db: Database, measurement_id: int, as_json: bool) -> int:
+    detail = db.get_measurement(measurement_id)
+    if detail is None:
+        raise UsageError(f"no measurement {measurement_id} in {db.label}")
+    m = detail.row
+    if as_json:
+        print_json("measurement", {"id": m.id, "row": _row_json(m), "evidence": detail.evidence})
+        return 0
+    print(f"measurement {m.id} of run {m.run_id[:12]}  {format_utc(m.measured_at)}")
+    print(f"  {m.service}  {m.input}")
+    print(f"  verdict: {m.verdict}  layer: {m.layer or '-'}  detail: {m.detail}  rule: {m.rule}")
+    print(f"  why: {m.reason}")
+    print("  evidence:")
+    text = json.dumps(detail.evidence, indent=2, ensure_ascii=False, default=str)
+    print("\n".join("    " + line for line in text.splitlines()))
+    return 0
+
+
+def _row_json(m: Any) -> dict[str, Any]:
+    out = {name: getattr(m, name) for name in m.__slots__}
+    out["measured_at"] = format_utc(m.measured_at)
+    return out

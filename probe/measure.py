@@ -1,0 +1,263 @@
+"""How one input is measured: the steps in order, their retries, and the controls each needs.
+
+Only observations are produced here; what they mean is probe.classify's business. Each
+observation goes into a Collector the moment it exists, so an input stopped by its deadline
+is still classified on what it showed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from measurements import dns, http, tcp, tls
+from measurements.addresses import Network, address_problem, is_ip
+from measurements.observations import (
+    DNSObservation,
+    HTTPObservation,
+    TCPObservation,
+    TLSObservation,
+)
+from probe.evidence import Controls, HelperReport, InputEvidence
+from targets.model import Endpoint, Input
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureSettings:
+    """What the steps need from the configuration."""
+
+    resolver: str | None  # None: the system resolver
+    ca_bundle: str | None
+    routable: tuple[Network, ...]
+    doh: tuple[str, ...]
+    innocuous_name: str
+    retries: int = 1
+    retry_delay: float = 1.0
+    dns_timeout: float = 5.0
+    connect_timeout: float = 5.0
+    http_timeout: float = 10.0
+    max_body: int = 1 << 20
+
+
+@dataclass
+class Collector:
+    """Observations of one input as they arrive (the only mutable thing in a measurement)."""
+
+    dns: list[DNSObservation] = field(default_factory=list)
+    tcp: list[TCPObservation] = field(default_factory=list)
+    tls: list[TLSObservation] = field(default_factory=list)
+    http: list[HTTPObservation] = field(default_factory=list)
+    doh: list[DNSObservation] = field(default_factory=list)
+    tls_innocuous: list[TLSObservation] = field(default_factory=list)
+    http_innocuous: list[HTTPObservation] = field(default_factory=list)
+    tls_at_control: list[TLSObservation] = field(default_factory=list)
+    helper: HelperReport | None = None
+    not_contacted: str | None = None
+
+    def evidence(self, job: Input, deadline_exceeded: bool) -> InputEvidence:
+        """The frozen evidence for the classifier."""
+        host, scheme = _host_and_scheme(job)
+        return InputEvidence(
+            kind=job.kind,
+            input=job.value,
+            hostname=None if is_ip(host) else host,
+            scheme=scheme,
+            dns=tuple(self.dns),
+            tcp=tuple(self.tcp),
+            tls=tuple(self.tls),
+            http=tuple(self.http),
+            not_contacted=self.not_contacted,
+            deadline_exceeded=deadline_exceeded,
+        )
+
+    def controls(self, vantage_ok: bool) -> Controls:
+        """The frozen controls for the classifier."""
+        return Controls(
+            vantage_ok=vantage_ok,
+            doh=tuple(self.doh),
+            tls_innocuous=tuple(self.tls_innocuous),
+            http_innocuous=tuple(self.http_innocuous),
+            tls_at_control_addresses=tuple(self.tls_at_control),
+            helper=self.helper,
+        )
+
+
+def _host_and_scheme(job: Input) -> tuple[str, str | None]:
+    if job.kind == "endpoint":
+        return Endpoint.parse(job.value).host, None
+    parts = urlsplit(job.value)
+    return (parts.hostname or "").lower(), parts.scheme.lower()
+
+
+async def _attempts(
+    settings: MeasureSettings,
+    op: Callable[[], Awaitable[T]],
+    failed: Callable[[T], bool],
+    sink: list[T],
+) -> T:
+    """Rule 3: a failure is retried, spaced, before it counts; every attempt is kept."""
+    for attempt in range(settings.retries + 1):
+        if attempt:
+            await asyncio.sleep(settings.retry_delay)
+        obs = await op()
+        sink.append(obs)
+        if not failed(obs):
+            break
+    return obs
+
+
+def _dns_failed(obs: DNSObservation) -> bool:
+    return obs.failure is not None or not obs.addresses
+
+
+def _http_failed(obs: HTTPObservation) -> bool:
+    return obs.failure is not None or obs.final.refused is not None or obs.final.status is None
+
+
+class DoHCache:
+    """DNS-over-HTTPS answers, one lookup per name per sweep however many inputs share it."""
+
+    def __init__(self, settings: MeasureSettings) -> None:
+        self._settings = settings
+        self._pending: dict[str, asyncio.Task[tuple[DNSObservation, ...]]] = {}
+
+    async def lookup(self, hostname: str) -> tuple[DNSObservation, ...]:
+        """Ask each DoH resolver in turn until one answers."""
+        if hostname not in self._pending:
+            self._pending[hostname] = asyncio.ensure_future(self._lookup(hostname))
+        return await asyncio.shield(self._pending[hostname])
+
+    async def _lookup(self, hostname: str) -> tuple[DNSObservation, ...]:
+        out: list[DNSObservation] = []
+        for url in self._settings.doh:
+            obs = await dns.query_doh(
+                hostname,
+                url,
+                timeout=self._settings.dns_timeout,
+                verify=self._settings.ca_bundle or True,
+            )
+            out.append(obs)
+            if obs.failure is None:
+                break
+        return tuple(out)
+
+
+class Measurer:
+    """Runs the steps for each input, sharing the per-sweep caches."""
+
+    def __init__(self, settings: MeasureSettings) -> None:
+        self.settings = settings
+        self.doh = DoHCache(settings)
+
+    async def resolve(self, hostname: str) -> DNSObservation:
+        """One lookup through the resolver under test (the system's when none is set)."""
+        s = self.settings
+        if s.resolver is None:
+            return await dns.query_system(hostname, timeout=s.dns_timeout)
+        return await dns.query_udp(hostname, s.resolver, timeout=s.dns_timeout)
+
+    async def first_address(self, hostname: str) -> str | None:
+        """An address for a redirect's new host, from the resolver under test."""
+        obs = await self.resolve(hostname)
+        return obs.addresses[0] if obs.addresses else None
+
+    def refusal(self, ip: str) -> str | None:
+        problem = address_problem(ip, self.settings.routable)
+        return f"{ip} is a {problem} address" if problem else None
+
+    async def measure(self, job: Input, col: Collector) -> None:
+        """Measure one input into ``col``."""
+        host, scheme = _host_and_scheme(job)
+        port = Endpoint.parse(job.value).port if job.kind == "endpoint" else None
+        addresses: tuple[str, ...] = (host,) if is_ip(host) else ()
+        if not addresses:
+            doh_task = asyncio.ensure_future(self.doh.lookup(host)) if self.settings.doh else None
+            ok = await _attempts(self.settings, lambda: self.resolve(host), _dns_failed, col.dns)
+            if doh_task is not None:
+                col.doh.extend(await doh_task)
+            if _dns_failed(ok):
+                return
+            addresses = ok.addresses
+        usable = [ip for ip in addresses if self.refusal(ip) is None]
+        if not usable:
+            col.not_contacted = f"{host} resolves to {self.refusal(addresses[0])}"
+            return
+        ip = usable[0]
+        if job.kind == "endpoint":
+            assert port is not None
+            await _attempts(
+                self.settings,
+                lambda: tcp.connect(ip, port, timeout=self.settings.connect_timeout),
+                lambda o: o.failure is not None,
+                col.tcp,
+            )
+            return
+        if scheme == "https" and not await self._tls_step(job, host, ip, col):
+            return
+        await self._http_step(job, host, scheme or "http", ip, col)
+
+    async def _tls_step(self, job: Input, host: str, ip: str, col: Collector) -> bool:
+        """The handshake with the target's SNI; False when HTTP must not follow."""
+        s = self.settings
+        port = urlsplit(job.value).port or 443
+        obs = await _attempts(
+            s,
+            lambda: tls.handshake(ip, port, host, timeout=s.connect_timeout, ca_bundle=s.ca_bundle),
+            lambda o: o.failure is not None,
+            col.tls,
+        )
+        if obs.failure is not None and obs.operation == "tls_handshake":
+            # Rule 5's control: the same address with a name no censor cares about.
+            await _attempts(
+                s,
+                lambda: tls.handshake(
+                    ip, port, s.innocuous_name, timeout=s.connect_timeout,
+                    check_certificate=False,
+                ),
+                lambda o: o.failure is not None,
+                col.tls_innocuous,
+            )  # fmt: skip
+        if obs.failure is not None or obs.cert_valid is False:
+            await self._tls_at_doh_address(host, port, ip, col)
+            return False
+        return True
+
+    async def _tls_at_doh_address(self, host: str, port: int, ip: str, col: Collector) -> None:
+        """Rule 4's control: does the address DoH gives serve the name where ours did not?"""
+        doh = [a for o in col.doh if o.failure is None for a in o.addresses]
+        if not doh or ip in doh or not col.dns:
+            return
+        candidate = next((a for a in doh if self.refusal(a) is None), None)
+        if candidate is None:
+            return
+        s = self.settings
+        col.tls_at_control.append(
+            await tls.handshake(
+                candidate, port, host, timeout=s.connect_timeout, ca_bundle=s.ca_bundle
+            )
+        )
+
+    async def _http_step(self, job: Input, host: str, scheme: str, ip: str, col: Collector) -> None:
+        s = self.settings
+
+        def fetch(url: str, verify: bool, redirects: int) -> Awaitable[HTTPObservation]:
+            return http.fetch(
+                url, ip, timeout=s.http_timeout, ca_bundle=s.ca_bundle, verify=verify,
+                max_bytes=s.max_body, max_redirects=redirects, resolve=self.first_address,
+                allow_address=self.refusal,
+            )  # fmt: skip
+
+        obs = await _attempts(s, lambda: fetch(job.value, True, 5), _http_failed, col.http)
+        if _http_failed(obs) and obs.final.operation in ("http_request", "http_body"):
+            # Rule 6's control: the same address asked for an innocuous name.
+            port = urlsplit(job.value).port
+            netloc = s.innocuous_name + (f":{port}" if port else "")
+            await _attempts(
+                s, lambda: fetch(f"{scheme}://{netloc}/", False, 0), _http_failed,
+                col.http_innocuous,
+            )  # fmt: skip

@@ -1,0 +1,203 @@
+"""One sweep: check the vantage, measure every input, classify, store each as it finishes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+from urllib.parse import urlsplit
+
+from measurements.addresses import parse_networks
+from measurements.observations import to_jsonable
+from probe.classify import classify
+from probe.config import Settings
+from probe.evidence import Controls, InputEvidence
+from probe.fingerprints import Fingerprints, load_bundled
+from probe.measure import Collector, Measurer, MeasureSettings
+from probe.scheduler import Limits, Scheduler
+from probe.store.writer import AsyncWriter
+from probe.vantage import VantageCheck, check_vantage
+from probe.verdict import MeasurementRecord, RunInfo, Vantage
+from targets.model import Endpoint, Input, TargetList
+
+Progress = Callable[[int, int, MeasurementRecord | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    """What a finished (or stopped) sweep did."""
+
+    run_id: str
+    status: str  # completed, timed_out, interrupted, offline
+    records: tuple[MeasurementRecord, ...]
+    total: int
+    vantage: VantageCheck
+    duration_s: float
+
+
+def probe_version() -> str:
+    """The installed package's version."""
+    try:
+        return metadata.version("blocking-probe")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def measure_settings(settings: Settings) -> MeasureSettings:
+    """The part of the configuration the measurement steps use."""
+    return MeasureSettings(
+        resolver=settings["network.resolver"],
+        ca_bundle=settings["network.ca_bundle"],
+        routable=parse_networks(settings["network.routable"]),
+        doh=tuple(settings["control.doh"]),
+        innocuous_name=settings["control.innocuous_name"],
+        retries=settings["limits.retries"],
+        retry_delay=settings["limits.retry_delay"],
+        dns_timeout=settings["limits.dns_timeout"],
+        connect_timeout=settings["limits.connect_timeout"],
+        http_timeout=settings["limits.http_timeout"],
+        max_body=settings["limits.max_body"],
+    )
+
+
+def vantage_of(settings: Settings) -> Vantage:
+    """What the volunteer declared about the vantage point."""
+    return Vantage(
+        name=settings["vantage.name"],
+        network_type=settings["vantage.network_type"],
+        asn=settings["vantage.asn"],
+        country=settings["vantage.country"],
+    )
+
+
+def host_of(job: Input) -> str:
+    """The host an input talks to (the per-host concurrency key)."""
+    if job.kind == "endpoint":
+        return Endpoint.parse(job.value).host
+    return (urlsplit(job.value).hostname or "").lower()
+
+
+class Sweep:
+    """Runs one sweep of a target list into a writer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        targets: TargetList,
+        writer: AsyncWriter,
+        progress: Progress | None = None,
+        fingerprints: Fingerprints | None = None,
+    ) -> None:
+        self.settings = settings
+        self.targets = targets
+        self.writer = writer
+        self.progress = progress or (lambda done, total, rec: None)
+        self.fingerprints = fingerprints or load_bundled()
+        self.measurer = Measurer(measure_settings(settings))
+        self.records: list[MeasurementRecord] = []
+        self.run_id = uuid.uuid4().hex
+        self.total = len(targets.inputs())
+
+    def references(self) -> tuple[str, ...]:
+        """Reference URLs: the configured ones, else the target list's."""
+        return tuple(self.settings["control.reference"]) or self.targets.references
+
+    async def run(self) -> SweepResult:
+        """Run the sweep; Ctrl-C (cancellation) keeps every record already stored."""
+        started = time.monotonic()
+        jobs = self.targets.inputs()
+        info = RunInfo(
+            run_id=self.run_id,
+            started_at=dt.datetime.now(dt.UTC),
+            vantage=vantage_of(self.settings),
+            probe_version=probe_version(),
+            settings=_public_settings(self.settings),
+        )
+        await self.writer.begin_run(info)
+        status = "interrupted"
+        vantage = VantageCheck(())
+        try:
+            vantage = await check_vantage(self.measurer, self.references())
+            if not vantage.ok:
+                # Rule 2: a dead or captive link contacts no target and claims nothing.
+                for job in jobs:
+                    await self._store(job, self._offline_record(job, vantage))
+                status = "offline"
+            else:
+                scheduler: Scheduler[Input, MeasurementRecord] = Scheduler(
+                    self._work,
+                    host_of,
+                    self._store,
+                    Limits(
+                        concurrency=self.settings["limits.concurrency"],
+                        per_host=self.settings["limits.per_host"],
+                        sweep_timeout=self.settings["limits.sweep_timeout"],
+                    ),
+                )
+                status = (await scheduler.run(jobs)).status
+        finally:
+            counts = dict(Counter(r.verdict.verdict for r in self.records))
+            # Shielded: an interrupted sweep still records how it ended.
+            await asyncio.shield(self.writer.finish_run(self.run_id, status, counts))
+        return SweepResult(
+            self.run_id,
+            status,
+            tuple(self.records),
+            len(jobs),
+            vantage,
+            time.monotonic() - started,
+        )
+
+    async def _store(self, job: Input, record: MeasurementRecord) -> None:
+        await self.writer.record(record)
+        self.records.append(record)
+        self.progress(len(self.records), self.total, record)
+
+    def _offline_record(self, job: Input, vantage: VantageCheck) -> MeasurementRecord:
+        ev = InputEvidence(job.kind, job.value, host_of(job), None)
+        verdict = classify(ev, Controls(vantage_ok=False), self.fingerprints)
+        verdict = dataclasses.replace(
+            verdict, evidence={**verdict.evidence, "references": vantage.summary()}
+        )
+        return MeasurementRecord(
+            self.run_id, job.service, job.category, job.value, verdict,
+            dt.datetime.now(dt.UTC), 0.0,
+        )  # fmt: skip
+
+    async def _work(self, job: Input) -> MeasurementRecord:
+        col = Collector()
+        measured_at = dt.datetime.now(dt.UTC)
+        t0 = time.monotonic()
+        exceeded = False
+        try:
+            async with asyncio.timeout(self.settings["limits.target_timeout"]):
+                await self.measurer.measure(job, col)
+        except TimeoutError:
+            exceeded = True
+        ev = col.evidence(job, exceeded)
+        ctl = col.controls(vantage_ok=True)
+        verdict = classify(ev, ctl, self.fingerprints, self.measurer.settings.routable)
+        controls = {k: v for k, v in to_jsonable(ctl).items() if v not in ((), [], None)}
+        controls.pop("vantage_ok", None)
+        controls.pop("kind", None)
+        verdict = dataclasses.replace(
+            verdict,
+            evidence={**verdict.evidence, "controls": controls, "deadline_exceeded": exceeded},
+        )
+        observations = (*ev.dns, *ev.tcp, *ev.tls, *ev.http)
+        return MeasurementRecord(
+            self.run_id, job.service, job.category, job.value, verdict, measured_at,
+            (time.monotonic() - t0) * 1000, observations,
+        )  # fmt: skip
+
+
+def _public_settings(settings: Settings) -> dict[str, Any]:
+    """Settings worth keeping with the run (everything here is the volunteer's choice)."""
+    return {k: v for k, v in settings.values.items() if not k.startswith("storage.")}

@@ -1,0 +1,83 @@
+"""Rule 2: before any target, check that the vantage reaches the neutral reference hosts."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from measurements import http
+from measurements.addresses import is_ip
+from measurements.observations import DNSObservation, HTTPObservation, to_jsonable
+from probe.measure import Measurer
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceResult:
+    """One reference URL: how it resolved and what it served."""
+
+    url: str
+    dns: DNSObservation | None
+    http: HTTPObservation | None
+
+    @property
+    def ok(self) -> bool:
+        """True when the reference answered with any HTTP status."""
+        return (
+            self.http is not None
+            and self.http.failure is None
+            and (self.http.final.status is not None)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VantageCheck:
+    """Whether any reference answered, and what each did."""
+
+    results: tuple[ReferenceResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when at least one reference host answered."""
+        return any(r.ok for r in self.results)
+
+    def summary(self) -> list[dict[str, object]]:
+        """A JSON-ready summary for the run record and for offline rows' evidence."""
+        return [
+            {
+                "url": r.url,
+                "ok": r.ok,
+                "dns_failure": r.dns.failure if r.dns else None,
+                "http": to_jsonable(r.http.final) if r.http else None,
+            }
+            for r in self.results
+        ]
+
+
+async def _one(measurer: Measurer, url: str) -> ReferenceResult:
+    host = (urlsplit(url).hostname or "").lower()
+    obs = None
+    if is_ip(host):
+        address = host
+    else:
+        obs = await measurer.resolve(host)
+        if obs.failure is not None or not obs.addresses:
+            return ReferenceResult(url, obs, None)
+        address = obs.addresses[0]
+    s = measurer.settings
+    page = await http.fetch(
+        url,
+        address,
+        timeout=s.http_timeout,
+        ca_bundle=s.ca_bundle,
+        max_bytes=min(s.max_body, 256 * 1024),
+        resolve=measurer.first_address,
+        allow_address=measurer.refusal,
+    )
+    return ReferenceResult(url, obs, page)
+
+
+async def check_vantage(measurer: Measurer, references: tuple[str, ...]) -> VantageCheck:
+    """Try every reference at once; a dead link fails them all within one timeout."""
+    results = await asyncio.gather(*(_one(measurer, url) for url in references))
+    return VantageCheck(tuple(results))
