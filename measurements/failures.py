@@ -98,6 +98,9 @@ def failure_for_rcode(rcode: int) -> Failure | None:
 
 def _map_one(exc: BaseException) -> Failure | None:
     """Map a single exception (not its causes); None when it says nothing specific."""
+    if isinstance(exc, ssl.SSLWantReadError | ssl.SSLWantWriteError):
+        # Flow control, not a failure: a TLS read cancelled by a timeout carries one as context.
+        return None
     if isinstance(exc, ssl.SSLCertVerificationError):
         code = exc.verify_code
         if code in _HOSTNAME_MISMATCH_CODES:

@@ -22,8 +22,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def print_json(kind: str, payload: Any, out: TextIO = sys.stdout) -> None:
+def print_json(kind: str, payload: Any, out: TextIO | None = None) -> None:
     """Machine output: one JSON document with a kind and a format version."""
+    out = out or sys.stdout  # looked up now: tests and callers may have replaced it
     json.dump({"version": JSON_VERSION, "kind": kind, **payload}, out, indent=2, default=str)
     out.write("\n")
 
@@ -31,9 +32,9 @@ def print_json(kind: str, payload: Any, out: TextIO = sys.stdout) -> None:
 class ProgressBar:
     """A one-line progress bar on a terminal's stderr; silent elsewhere."""
 
-    def __init__(self, out: TextIO = sys.stderr, enabled: bool | None = None) -> None:
-        self.out = out
-        self.enabled = out.isatty() if enabled is None else enabled
+    def __init__(self, out: TextIO | None = None, enabled: bool | None = None) -> None:
+        self.out = out or sys.stderr
+        self.enabled = self.out.isatty() if enabled is None else enabled
         self.started = time.monotonic()
         self._last = 0.0
 

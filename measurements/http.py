@@ -1,0 +1,325 @@
+"""HTTP measurement: a GET sent to a chosen address, its redirects followed hop by hop.
+
+Each hop goes through measurements.pinned, so the URL's host is the Host header and the SNI
+while the connection goes to an address the caller chose (never a system lookup). Redirects
+are followed here, not by httpx, so that every hop is recorded, every next address comes from
+the caller's ``resolve`` and passes ``allow_address`` before anything is sent to it.
+
+Timings come from httpcore's ``trace`` extension, which also says how far an exchange got when
+it failed: the failure's ``operation``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import html
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from measurements.addresses import is_ip
+from measurements.certificates import summarize
+from measurements.failures import Failure, describe, failure_of
+from measurements.observations import Certificate, HTTPHop, HTTPObservation, HTTPTimings
+from measurements.pinned import PinnedTransport
+
+DEFAULT_USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
+)
+HEAD_BYTES = 8 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+_TITLE_CHARS = 256
+
+Resolve = Callable[[str], Awaitable[str | None]]
+AllowAddress = Callable[[str], str | None]
+
+_contexts: dict[tuple[str | None, bool], ssl.SSLContext] = {}
+
+
+def _build_context(ca_bundle: str | None, verify: bool) -> ssl.SSLContext:
+    if not verify:
+        # For the innocuous-name control: reach the same IP whatever certificate it shows.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=ca_bundle)
+
+
+def preload(ca_bundle: str | None) -> None:
+    """Build the TLS contexts for ``ca_bundle`` now (reading it is blocking file I/O)."""
+    for verify in (True, False):
+        key = (ca_bundle if verify else None, verify)
+        if key not in _contexts:
+            _contexts[key] = _build_context(*key)
+
+
+async def _context(ca_bundle: str | None, verify: bool) -> ssl.SSLContext:
+    key = (ca_bundle if verify else None, verify)
+    if key not in _contexts:
+        # Not preloaded: load off the event loop so measurements in flight keep their timings.
+        _contexts[key] = await asyncio.to_thread(_build_context, *key)
+    return _contexts[key]
+
+
+class _Trace:
+    """httpcore's trace callback: when each step happened since the hop started."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.marks: dict[str, float] = {}
+
+    def elapsed(self) -> float:
+        return (time.monotonic() - self.start) * 1000.0
+
+    async def __call__(self, name: str, info: dict[str, Any]) -> None:
+        self.marks.setdefault(name.split(".", 1)[-1], self.elapsed())
+
+    def _span(self, step: str) -> float | None:
+        started = self.marks.get(f"{step}.started")
+        complete = self.marks.get(f"{step}.complete")
+        return None if started is None or complete is None else complete - started
+
+    def operation(self, https: bool) -> str:
+        """Where an exchange that failed now had got to."""
+        if "connect_tcp.complete" not in self.marks:
+            return "connect"
+        if https and "start_tls.complete" not in self.marks:
+            return "tls_handshake"
+        if "receive_response_headers.complete" not in self.marks:
+            return "http_request"
+        return "http_body"
+
+    def timings(self, total_ms: float) -> HTTPTimings:
+        """Connect and TLS as durations; first byte and total as times since the hop began."""
+        return HTTPTimings(
+            connect_ms=self._span("connect_tcp"),
+            tls_ms=self._span("start_tls"),
+            first_byte_ms=self.marks.get("receive_response_headers.complete"),
+            total_ms=total_ms,
+        )
+
+
+class _Received:
+    """What came back so far; kept when the exchange breaks off midway."""
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.headers: tuple[tuple[str, str], ...] = ()
+        self.location: str | None = None
+        self.charset: str | None = None
+        self.tls_version: str | None = None
+        self.certificate: Certificate | None = None
+        self.length: int | None = None
+        self.digest = hashlib.sha256()
+        self.head = bytearray()
+        self.truncated = False
+
+    def take_headers(self, response: httpx.Response) -> None:
+        self.status = response.status_code
+        self.headers = tuple(response.headers.multi_items())
+        self.charset = response.charset_encoding
+        location = response.headers.get("location")
+        if response.status_code in REDIRECT_STATUSES and location:
+            try:
+                self.location = str(response.url.join(location))
+            except httpx.InvalidURL:
+                self.location = None  # the raw value stays in headers
+        stream = response.extensions.get("network_stream")
+        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+        if ssl_object is not None:
+            self.tls_version = ssl_object.version()
+            der = ssl_object.getpeercert(binary_form=True)
+            try:
+                self.certificate = summarize(der) if der else None
+            except ValueError:  # OpenSSL took it (unverified) but cryptography cannot parse it
+                self.certificate = None
+
+    def take(self, chunk: bytes) -> None:
+        self.length = (self.length or 0) + len(chunk)
+        self.digest.update(chunk)
+        if len(self.head) < HEAD_BYTES:
+            self.head += chunk[: HEAD_BYTES - len(self.head)]
+
+    async def read_body(self, response: httpx.Response, max_bytes: int) -> None:
+        self.length = 0
+        declared = response.headers.get("content-length")
+        declared_length = int(declared) if declared and declared.isdigit() else None
+        # Raw bytes, as they came: we ask for identity encoding, and never inflate a body
+        # (a small compressed body can expand past any cap).
+        async for chunk in response.aiter_raw():
+            room = max_bytes - self.length
+            if len(chunk) > room:
+                self.take(chunk[:room])
+                self.truncated = True
+                return
+            self.take(chunk)
+            # At the cap exactly: a declared length says whether more follows; without one,
+            # the next chunk (or the end of the body) does.
+            if self.length == max_bytes and declared_length is not None:
+                self.truncated = declared_length > max_bytes
+                return
+
+    def title(self) -> str | None:
+        found = _TITLE.search(bytes(self.head))
+        if found is None:
+            return None
+        try:
+            text = found.group(1).decode(self.charset or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know
+            text = found.group(1).decode("utf-8", errors="replace")
+        return " ".join(html.unescape(text).split())[:_TITLE_CHARS]
+
+
+def _refused_hop(url: str, ip: str | None, reason: str) -> HTTPHop:
+    return HTTPHop(
+        url=url,
+        ip=ip,
+        failure=None,
+        operation=None,
+        status=None,
+        headers=(),
+        location=None,
+        title=None,
+        body_length=None,
+        body_sha256=None,
+        body_head=b"",
+        truncated=False,
+        tls_version=None,
+        certificate=None,
+        timings=HTTPTimings(),
+        refused=reason,
+    )
+
+
+async def _hop(
+    url: str, ip: str, *, seconds: float, context: ssl.SSLContext, max_bytes: int, agent: str
+) -> HTTPHop:
+    """One GET to ``ip``, read up to ``max_bytes``; network errors become the hop's failure."""
+    target = httpx.URL(url)
+    trace = _Trace()
+    received = _Received()
+    failure: Failure | None = None
+    operation: str | None = None
+    error: str | None = None
+    headers = {
+        "User-Agent": agent,
+        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "Accept-Language": "en-US,en;q=0.5",
+        "Accept-Encoding": "identity",
+    }
+    try:
+        async with asyncio.timeout(seconds):
+            transport = PinnedTransport(target.raw_host.decode("ascii"), ip, context)
+            # trust_env=False: a proxy from the environment would bypass the pinned address.
+            async with httpx.AsyncClient(
+                transport=transport, trust_env=False, timeout=seconds, headers=headers
+            ) as client:
+                request = client.build_request("GET", target, extensions={"trace": trace})
+                response = await client.send(request, stream=True)
+                try:
+                    received.take_headers(response)
+                    await received.read_body(response, max_bytes)
+                finally:
+                    await response.aclose()
+    except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        failure = failure_of(exc)
+        operation = trace.operation(target.scheme == "https")
+        error = describe(exc) if failure is Failure.UNKNOWN else None
+    total_ms = trace.elapsed()
+    return HTTPHop(
+        url=url,
+        ip=ip,
+        failure=failure.value if failure is not None else None,
+        operation=operation,
+        status=received.status,
+        headers=received.headers,
+        location=received.location,
+        title=received.title(),
+        body_length=received.length,
+        body_sha256=received.digest.hexdigest() if received.length is not None else None,
+        body_head=bytes(received.head),
+        truncated=received.truncated,
+        tls_version=received.tls_version,
+        certificate=received.certificate,
+        timings=trace.timings(total_ms),
+        error=error,
+    )
+
+
+async def _address_for(
+    host: str, known: dict[str, str | None], resolve: Resolve | None, seconds: float
+) -> str | None:
+    """The address for a redirect's host: a literal as is, a known host as before, else resolve."""
+    if is_ip(host):
+        return host
+    key = host.lower()
+    if key not in known:
+        address = None
+        if resolve is not None:
+            try:
+                async with asyncio.timeout(seconds):
+                    address = await resolve(host)
+            except TimeoutError:
+                address = None
+        known[key] = address
+    return known[key]
+
+
+async def fetch(
+    url: str,
+    ip: str,
+    *,
+    timeout: float = 10.0,  # noqa: ASYNC109 (see measurements.tcp.connect)
+    ca_bundle: str | None = None,
+    verify: bool = True,
+    max_bytes: int = 1 << 20,
+    max_redirects: int = 5,
+    resolve: Resolve | None = None,
+    allow_address: AllowAddress | None = None,
+    user_agent: str = DEFAULT_USER_AGENT,
+) -> HTTPObservation:
+    """GET ``url`` from ``ip`` (its host as Host and SNI) and follow redirects, hop by hop."""
+    started = time.monotonic()
+    first = httpx.URL(url)
+    if first.scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    context = await _context(ca_bundle, verify)
+    known: dict[str, str | None] = {first.host.lower(): ip}
+    hops: list[HTTPHop] = []
+    next_url: str = url
+    next_ip: str | None = ip
+    for _ in range(max_redirects + 1):
+        if next_ip is None:
+            reason = f"no address for {httpx.URL(next_url).host}"
+            hops.append(_refused_hop(next_url, None, reason))
+            break
+        refused = allow_address(next_ip) if allow_address is not None else None
+        if refused is not None:  # checked before any packet is sent to it
+            hops.append(_refused_hop(next_url, next_ip, refused))
+            break
+        hop = await _hop(
+            next_url,
+            next_ip,
+            seconds=timeout,
+            context=context,
+            max_bytes=max_bytes,
+            agent=user_agent,
+        )
+        hops.append(hop)
+        if hop.failure is not None or hop.location is None:
+            break
+        following = httpx.URL(hop.location)
+        if following.scheme not in ("http", "https"):
+            break  # the location is recorded; nothing else to fetch
+        next_url = hop.location
+        next_ip = await _address_for(following.host, known, resolve, timeout)
+    return HTTPObservation(
+        url=url, hops=tuple(hops), duration_ms=(time.monotonic() - started) * 1000.0
+    )

@@ -1,0 +1,26 @@
+"""Where results are kept: SQLite by default, the same models on PostgreSQL centrally."""
+
+from probe.store.database import Database, StoreError, default_database_path, open_database
+from probe.store.models import (
+    RUN_STATUSES,
+    SCHEMA_VERSION,
+    ExportRow,
+    MeasurementDetail,
+    MeasurementRow,
+    RunSummary,
+)
+from probe.store.writer import AsyncWriter
+
+__all__ = [
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "AsyncWriter",
+    "Database",
+    "ExportRow",
+    "MeasurementDetail",
+    "MeasurementRow",
+    "RunSummary",
+    "StoreError",
+    "default_database_path",
+    "open_database",
+]

@@ -1,0 +1,390 @@
+"""The synchronous store: opening (and checking) a database, writing runs, reading results.
+
+Used directly by the CLI, and from AsyncWriter's one worker thread during a sweep; never
+from inside the event loop. Every database failure leaves here as StoreError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from sqlalchemy import (
+    URL,
+    Engine,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    make_url,
+    select,
+    update,
+)
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from measurements.observations import to_jsonable
+from probe.store.models import (
+    RUN_STATUSES,
+    SCHEMA_VERSION,
+    Base,
+    Evidence,
+    ExportRow,
+    Measurement,
+    MeasurementDetail,
+    MeasurementRow,
+    Meta,
+    Run,
+    RunSummary,
+    evidence_data,
+    measurement_from_record,
+    measurement_row,
+    run_from_info,
+    run_summary,
+)
+from probe.verdict import MeasurementRecord, RunInfo
+
+APP_NAME = "blocking-probe"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 5000
+MIN_PREFIX = 6  # of a run id; shorter prefixes collide too easily to be meant
+EXPORT_BATCH = 500
+_HEX = frozenset("0123456789abcdef")
+_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+class StoreError(Exception):
+    """The database cannot be opened, has the wrong schema, or a read or write failed."""
+
+
+def default_database_path() -> Path:
+    """Where the embedded database lives when none is given: the user's data directory."""
+    return platformdirs.user_data_path(APP_NAME) / "results.sqlite"
+
+
+def open_database(target: str | None = None) -> Database:
+    """Open (creating if new) the database at a path or SQLAlchemy URL; None: the default file."""
+    if target is None:
+        return _open_sqlite_file(default_database_path())
+    if "://" not in target:
+        return _open_sqlite_file(Path(target).expanduser())
+    try:
+        url = make_url(target)
+    except ArgumentError as exc:
+        raise StoreError(f"{target!r} is not a database URL: {exc}") from exc
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            return _open_sqlite_file(Path(database).expanduser())
+        # One shared connection: every new connection to ":memory:" is a new, empty database.
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        _add_sqlite_pragmas(engine)
+        label = url.render_as_string(hide_password=True)
+        return _initialise(engine, label, keep_connection=True)
+    try:
+        engine = create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ImportError) as exc:
+        raise StoreError(f"cannot use database {url.render_as_string()}: {exc}") from exc
+    return _initialise(engine, url.render_as_string(hide_password=True))
+
+
+def _open_sqlite_file(path: Path) -> Database:
+    """Check the path before SQLite touches it, then open; on failure leave nothing new behind."""
+    path = path.absolute()
+    label = str(path)
+    try:
+        existed = path.exists()
+    except OSError as exc:  # a name too long, a loop of links...
+        raise StoreError(f"cannot open database {label}: {exc}") from exc
+    created_dirs = _make_parents(path)
+    try:
+        try:
+            _check_sqlite_path(path, existed)
+            engine = create_engine(URL.create("sqlite", database=label))
+            _add_sqlite_pragmas(engine)
+            return _initialise(engine, label)
+        except OSError as exc:
+            raise StoreError(f"cannot open database {label}: {exc}") from exc
+    except BaseException:
+        if not existed:
+            for suffix in _SIDE_FILES:
+                # Cleanup must not hide the real error (it may fail for the same reason).
+                with contextlib.suppress(OSError):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+        for directory in reversed(created_dirs):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Create the missing parent directories; return those created, outermost first."""
+    missing = [p for p in reversed(path.parents) if not p.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        for directory in reversed(missing):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise StoreError(f"cannot create the directory for database {path}: {exc}") from exc
+    return missing
+
+
+def _check_sqlite_path(path: Path, existed: bool) -> None:
+    """Refuse a directory, a non-SQLite file, or a place SQLite could not write to."""
+    if path.is_dir():
+        raise StoreError(f"database {path} is a directory")
+    # SQLite in WAL mode writes -wal and -shm files beside the database, so the directory counts.
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StoreError(f"database {path}: directory {path.parent} is not writable")
+    if not existed:
+        return
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(f"database {path} is not readable and writable")
+    try:
+        with path.open("rb") as f:
+            header = f.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"cannot read database {path}: {exc}") from exc
+    # An empty file is a valid, new SQLite database; anything else must carry the magic.
+    if header and header != SQLITE_MAGIC:
+        raise StoreError(f"{path} is not an SQLite database")
+
+
+def _add_sqlite_pragmas(engine: Engine) -> None:
+    """Set WAL, a busy timeout and foreign keys on every new SQLite connection."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            # WAL lets a reader (probe list, export) run while a sweep writes.
+            cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+
+def _initialise(engine: Engine, label: str, *, keep_connection: bool = False) -> Database:
+    """Create the tables in a new database, or check an existing one's schema version."""
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "sqlite":
+                # pysqlite runs DDL outside any transaction; an explicit (write-locking) BEGIN
+                # makes creation atomic, and a second process opening a new file waits for it.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            tables = set(inspect(conn).get_table_names())
+            if Meta.__tablename__ not in tables:
+                ours = {t for t in Base.metadata.tables if t != Meta.__tablename__}
+                if tables & ours:
+                    raise StoreError(
+                        f"database {label} has probe tables but no schema version; "
+                        "it was not made by this probe"
+                    )
+                Base.metadata.create_all(conn)
+                conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            else:
+                found = conn.execute(
+                    select(Meta.value).where(Meta.key == "schema_version")
+                ).scalar_one_or_none()
+                if found != str(SCHEMA_VERSION):
+                    raise StoreError(
+                        f"database {label} has schema version {found}; "
+                        f"this probe understands {SCHEMA_VERSION}"
+                    )
+    except StoreError:
+        engine.dispose()
+        raise
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StoreError(f"cannot open database {label}: {_reason(exc)}") from exc
+    if not keep_connection:
+        # Drop the connection made on the opener's thread: the writer thread makes its own.
+        engine.dispose()
+    return Database(engine, label)
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's message when there is one (shorter than SQLAlchemy's wrapper)."""
+    return str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+
+
+class Database:
+    """A results database; get one from open_database()."""
+
+    def __init__(self, engine: Engine, label: str) -> None:
+        self._engine = engine
+        self._label = label
+        self._closed = False
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for tests and the collector; not for ad-hoc writes)."""
+        return self._engine
+
+    @property
+    def label(self) -> str:
+        """The path or password-free URL, for messages."""
+        return self._label
+
+    @contextlib.contextmanager
+    def _session(self, action: str) -> Iterator[Session]:
+        """A session whose database errors surface as StoreError naming the database."""
+        if self._closed:
+            raise StoreError(f"database {self._label} is closed")
+        try:
+            with Session(self._engine) as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{action} failed on database {self._label}: {_reason(exc)}") from exc
+
+    def begin_run(self, info: RunInfo) -> None:
+        """Record that a sweep started (status "running")."""
+        run = run_from_info(info)
+        with self._session("begin_run") as session, session.begin():
+            session.add(run)
+
+    def record(self, rec: MeasurementRecord) -> int:
+        """Store one measurement and its evidence in one transaction; return its id."""
+        measurement = measurement_from_record(rec)
+        data = evidence_data(rec)
+        with self._session("record") as session, session.begin():
+            session.add(measurement)
+            session.flush()  # assigns the id the evidence row points to
+            measurement_id = measurement.id
+            session.add(Evidence(measurement_id=measurement_id, data=data))
+        return measurement_id
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        counts: Mapping[str, Any] | None = None,
+        *,
+        finished_at: dt.datetime | None = None,
+    ) -> None:
+        """Record how a sweep ended, and the counts it reported."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"run status {status!r} is not one of {RUN_STATUSES}")
+        values = {
+            "status": status,
+            "finished_at": finished_at or dt.datetime.now(dt.UTC),
+            "counts": to_jsonable(dict(counts)) if counts is not None else None,
+        }
+        with self._session("finish_run") as session, session.begin():
+            result = session.execute(update(Run).where(Run.run_id == run_id).values(**values))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise StoreError(f"no run {run_id} in database {self._label}")
+
+    def list_runs(self, limit: int = 20) -> list[RunSummary]:
+        """The most recent runs, newest first, with their measurement counts."""
+        stmt = select(Run).order_by(Run.started_at.desc(), Run.run_id.desc()).limit(limit)
+        with self._session("list_runs") as session:
+            runs = list(session.scalars(stmt))
+            return self._summaries(session, runs)
+
+    def get_run(self, run_id_or_prefix: str) -> RunSummary | None:
+        """The run with this id or unique id prefix (at least 6 hex digits); None if none."""
+        prefix = run_id_or_prefix.strip().lower()
+        if len(prefix) < MIN_PREFIX:
+            raise StoreError(f"run id prefix {prefix!r} is shorter than {MIN_PREFIX} characters")
+        if not set(prefix) <= _HEX:  # run ids are hex; this also keeps LIKE wildcards out
+            return None
+        stmt = select(Run).where(Run.run_id.startswith(prefix)).order_by(Run.run_id).limit(2)
+        with self._session("get_run") as session:
+            runs = list(session.scalars(stmt))
+            if len(runs) > 1:
+                raise StoreError(f"run id prefix {prefix!r} is ambiguous: give more characters")
+            return self._summaries(session, runs)[0] if runs else None
+
+    def _summaries(self, session: Session, runs: list[Run]) -> list[RunSummary]:
+        """Detached summaries of runs, with per-verdict counts from one grouped query."""
+        ids = [r.run_id for r in runs]
+        per_run: dict[str, dict[str, int]] = {i: {} for i in ids}
+        if ids:
+            stmt = (
+                select(Measurement.run_id, Measurement.verdict, func.count())
+                .where(Measurement.run_id.in_(ids))
+                .group_by(Measurement.run_id, Measurement.verdict)
+            )
+            for run_id, verdict, n in session.execute(stmt):
+                per_run[run_id][verdict] = n
+        return [run_summary(r, per_run[r.run_id]) for r in runs]
+
+    def get_measurement(self, measurement_id: int) -> MeasurementDetail | None:
+        """One measurement with its evidence; None if there is no such id."""
+        stmt = (
+            select(Measurement, Evidence.data)
+            .outerjoin(Evidence, Evidence.measurement_id == Measurement.id)
+            .where(Measurement.id == measurement_id)
+        )
+        with self._session("get_measurement") as session:
+            found = session.execute(stmt).one_or_none()
+            if found is None:
+                return None
+            return MeasurementDetail(row=measurement_row(found[0]), evidence=found[1] or {})
+
+    def measurements_of_run(self, run_id: str) -> list[MeasurementRow]:
+        """The measurements of one run (exact id), in the order they were measured."""
+        stmt = (
+            select(Measurement)
+            .where(Measurement.run_id == run_id)
+            .order_by(Measurement.measured_at, Measurement.id)
+        )
+        with self._session("measurements_of_run") as session:
+            return [measurement_row(m) for m in session.scalars(stmt)]
+
+    def iter_export_rows(
+        self,
+        since: dt.datetime | None = None,
+        service: str | None = None,
+        run_id: str | None = None,
+    ) -> Iterator[ExportRow]:
+        """Stream measurements with their run's vantage, by measured_at; a naive since is UTC."""
+        stmt = select(
+            Measurement.id.label("measurement_id"),
+            Measurement.run_id,
+            Measurement.service,
+            Measurement.category,
+            Measurement.input,
+            Measurement.verdict,
+            Measurement.layer,
+            Measurement.detail,
+            Measurement.rule,
+            Measurement.measured_at,
+            Measurement.duration_ms,
+            Measurement.throughput_kbps,
+            Measurement.baseline_kbps,
+            Run.vantage_name,
+            Run.network_type,
+            Run.asn,
+            Run.country,
+        ).join(Run, Run.run_id == Measurement.run_id)
+        if since is not None:
+            if since.tzinfo is None:
+                since = since.replace(tzinfo=dt.UTC)
+            stmt = stmt.where(Measurement.measured_at >= since)
+        if service is not None:
+            stmt = stmt.where(Measurement.service == service)
+        if run_id is not None:
+            stmt = stmt.where(Measurement.run_id == run_id)
+        stmt = stmt.order_by(Measurement.measured_at, Measurement.id)
+        # Batches, not the whole table: an export may be far larger than memory.
+        with self._session("export") as session:
+            result = session.execute(stmt.execution_options(yield_per=EXPORT_BATCH))
+            for r in result:
+                yield ExportRow(**r._asdict())
+
+    def close(self) -> None:
+        """Close every pooled connection; later calls raise StoreError."""
+        if not self._closed:
+            self._closed = True
+            self._engine.dispose()

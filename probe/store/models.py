@@ -1,0 +1,291 @@
+"""The stored shapes: SQLAlchemy tables, and the frozen rows the store hands out.
+
+Tables (portable to PostgreSQL; SQLite is the embedded default):
+
+    meta          key -> value; holds ``schema_version``
+    runs          one sweep: when, from which declared vantage, with which settings
+    measurements  one input per run: its verdict, without the evidence
+    evidence      measurement_id -> JSON {"verdict_evidence": ..., "observations": [...]}
+
+Evidence lives in its own table so listing and exporting never read the bulky JSON.
+Callers never get ORM objects: the frozen dataclasses below the tables are detached copies,
+so nothing lazy-loads after a session has closed; the functions at the bottom convert the
+probe's records to rows and rows to those copies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from measurements.observations import to_jsonable
+from probe.verdict import VERDICTS, MeasurementRecord, RunInfo, Vantage
+
+SCHEMA_VERSION = 1
+
+RUN_STATUSES: tuple[str, ...] = ("running", "completed", "interrupted", "timed_out", "offline")
+
+# JSONB on PostgreSQL so a central database can index into evidence; plain JSON elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY; a central database wants 64 bits.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    """SQL for a CHECK that keeps a column inside a closed set."""
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every backend, whatever the backend keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        """Refuse naive times; convert to UTC, and drop the offset where it would be lost."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store keeps timezone-aware times")
+        value = value.astimezone(dt.UTC)
+        # SQLite (and MySQL) store no offset; naive UTC text also sorts in time order there.
+        if dialect.name != "postgresql":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        """Give back an aware UTC datetime, whether or not the backend kept the offset."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the probe's tables."""
+
+
+class Meta(Base):
+    """Facts about the database itself (its schema version)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Run(Base):
+    """One sweep, as stored."""
+
+    __tablename__ = "runs"
+    __table_args__ = (CheckConstraint(_in("status", RUN_STATUSES), name="ck_runs_status"),)
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    probe_version: Mapped[str] = mapped_column(String(64))
+    vantage_name: Mapped[str | None] = mapped_column(String(128))
+    network_type: Mapped[str | None] = mapped_column(String(32))
+    asn: Mapped[int | None] = mapped_column(BigInteger())  # 4-byte ASNs exceed int4
+    country: Mapped[str | None] = mapped_column(String(2))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    counts: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class Measurement(Base):
+    """One input measured in one run, without its evidence."""
+
+    __tablename__ = "measurements"
+    __table_args__ = (CheckConstraint(_in("verdict", VERDICTS), name="ck_measurements_verdict"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
+    service: Mapped[str] = mapped_column(String(128), index=True)
+    category: Mapped[str] = mapped_column(String(32))
+    input: Mapped[str] = mapped_column(Text)
+    verdict: Mapped[str] = mapped_column(String(16))
+    layer: Mapped[str | None] = mapped_column(String(8))
+    detail: Mapped[str] = mapped_column(String(32))
+    rule: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    measured_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    throughput_kbps: Mapped[float | None] = mapped_column(Float)
+    baseline_kbps: Mapped[float | None] = mapped_column(Float)
+
+
+class Evidence(Base):
+    """The verdict's evidence and every observation behind a measurement."""
+
+    __tablename__ = "evidence"
+
+    measurement_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("measurements.id", ondelete="CASCADE"), primary_key=True
+    )
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+# --- What the store hands out: detached, frozen copies ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """A run with its vantage and how many measurements it holds, per verdict."""
+
+    run_id: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    status: str
+    probe_version: str
+    vantage: Vantage
+    settings: Mapping[str, Any]
+    counts: Mapping[str, Any] | None  # what the sweep itself reported when it finished
+    measurements: int
+    verdicts: Mapping[str, int]  # verdict -> number of measurements; absent verdicts are 0
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementRow:
+    """One stored measurement, without its evidence."""
+
+    id: int
+    run_id: str
+    service: str
+    category: str
+    input: str
+    verdict: str
+    layer: str | None
+    detail: str
+    rule: str
+    reason: str
+    measured_at: dt.datetime
+    duration_ms: float
+    throughput_kbps: float | None
+    baseline_kbps: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementDetail:
+    """One stored measurement and its evidence (verdict_evidence and observations)."""
+
+    row: MeasurementRow
+    evidence: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    """One measurement joined with its run's declared vantage: what export writes."""
+
+    measurement_id: int
+    run_id: str
+    service: str
+    category: str
+    input: str
+    verdict: str
+    layer: str | None
+    detail: str
+    rule: str
+    measured_at: dt.datetime
+    duration_ms: float
+    throughput_kbps: float | None
+    baseline_kbps: float | None
+    vantage_name: str | None
+    network_type: str | None
+    asn: int | None
+    country: str | None
+
+
+# --- Between the probe's records, the tables and the detached rows ---------------------------
+
+
+def run_from_info(info: RunInfo) -> Run:
+    """The row that records a sweep's start (status "running")."""
+    return Run(
+        run_id=info.run_id,
+        started_at=info.started_at,
+        finished_at=None,
+        status="running",
+        probe_version=info.probe_version,
+        vantage_name=info.vantage.name,
+        network_type=info.vantage.network_type,
+        asn=info.vantage.asn,
+        country=info.vantage.country,
+        settings=to_jsonable(dict(info.settings)),
+        counts=None,
+    )
+
+
+def measurement_from_record(rec: MeasurementRecord) -> Measurement:
+    """The measurement row of a record (its evidence goes to evidence_data)."""
+    v = rec.verdict
+    return Measurement(
+        run_id=rec.run_id,
+        service=rec.service,
+        category=rec.category,
+        input=rec.input,
+        verdict=v.verdict,
+        layer=v.layer,
+        detail=v.detail,
+        rule=v.rule,
+        reason=v.reason,
+        measured_at=rec.measured_at,
+        duration_ms=rec.duration_ms,
+        throughput_kbps=v.throughput_kbps,
+        baseline_kbps=v.baseline_kbps,
+    )
+
+
+def evidence_data(rec: MeasurementRecord) -> dict[str, Any]:
+    """The JSON kept in the evidence table: the verdict's evidence and every observation."""
+    return {
+        "verdict_evidence": to_jsonable(dict(rec.verdict.evidence)),
+        "observations": to_jsonable(rec.observations),
+    }
+
+
+def measurement_row(m: Measurement) -> MeasurementRow:
+    """A detached copy of a measurement row (the dataclass mirrors the table's columns)."""
+    return MeasurementRow(
+        **{f.name: getattr(m, f.name) for f in dataclasses.fields(MeasurementRow)}
+    )
+
+
+def run_summary(r: Run, verdicts: Mapping[str, int]) -> RunSummary:
+    """A detached summary of a run, given its count of measurements per verdict."""
+    return RunSummary(
+        run_id=r.run_id,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        status=r.status,
+        probe_version=r.probe_version,
+        vantage=Vantage(r.vantage_name, r.network_type, r.asn, r.country),
+        settings=r.settings,
+        counts=r.counts,
+        measurements=sum(verdicts.values()),
+        verdicts=dict(verdicts),
+    )

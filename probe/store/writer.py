@@ -1,0 +1,72 @@
+"""The store as the asyncio sweep sees it: every database call on one worker thread.
+
+A synchronous SQLite write inside a coroutine would stall every measurement in flight and
+skew their timings, so the sweep never calls Database itself. AsyncWriter hands each call to
+a single dedicated thread: writes run one at a time, in the order they were submitted, and
+SQLite connections are opened, used and closed on that thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from probe.store.database import Database
+from probe.verdict import MeasurementRecord, RunInfo
+
+T = TypeVar("T")
+
+
+class AsyncWriter:
+    """Awaitable front of a Database; owns it from construction and closes it in close()."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        # One worker: FIFO order of writes, and SQLite connections that never change thread.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-store")
+        self._closed = False
+
+    @property
+    def database(self) -> Database:
+        """The wrapped Database (call it only from outside the event loop)."""
+        return self._db
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(*args) on the worker thread and await its result."""
+        if self._closed:
+            raise RuntimeError("AsyncWriter is closed")
+        loop = asyncio.get_running_loop()
+        # run_in_executor submits at once, so call order is write order.
+        future = loop.run_in_executor(self._executor, fn, *args)
+        # Shielded: a sweep cancelled (Ctrl-C, timeout) while a write is queued must not drop
+        # the write; the measurement was made and its record is kept.
+        return await asyncio.shield(future)
+
+    async def begin_run(self, info: RunInfo) -> None:
+        """Record that a sweep started."""
+        await self._call(self._db.begin_run, info)
+
+    async def record(self, rec: MeasurementRecord) -> int:
+        """Store one measurement and its evidence; return its id."""
+        return await self._call(self._db.record, rec)
+
+    async def finish_run(
+        self, run_id: str, status: str, counts: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record how the sweep ended."""
+        await self._call(self._db.finish_run, run_id, status, counts)
+
+    async def close(self) -> None:
+        """Wait for queued writes, close the database on its thread, and stop the thread."""
+        if self._closed:
+            return
+        self._closed = True  # first, so no write can queue up behind the close
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.shield(loop.run_in_executor(self._executor, self._db.close))
+        finally:
+            # Nothing is queued any more, so the thread ends at once; not waiting keeps the
+            # join out of the event loop.
+            self._executor.shutdown(wait=False)

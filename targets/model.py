@@ -1,0 +1,280 @@
+"""What a target list holds: services, their inputs, and the errors a list can have.
+
+Exception tree (both are ValueErrors, so bad input never looks like a crash)::
+
+    ValueError
+     ├── TargetError    one problem at one place in one file
+     └── TargetErrors   every problem found while loading, raised together
+
+The checks on URLs, hostnames and endpoints live here so the TOML loader and the
+Citizen Lab importer judge inputs by the same rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+# A hand-written list may only use the categories of DESIGN.md. "other" exists because a
+# Citizen Lab import keeps every code it was asked for (news, politics...); only the CSV
+# importer may produce it.
+CATEGORIES: frozenset[str] = frozenset({"social", "messaging"})
+IMPORT_CATEGORIES: frozenset[str] = CATEGORIES | {"other"}
+
+InputKind = Literal["url", "endpoint"]
+
+# Names end up in exports and on command lines: keep them to a shell- and URL-safe alphabet.
+# Inner "--" stays allowed because punycode hostnames ("xn--...") become names.
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+# Underscores are not legal in hostnames but appear in real DNS names; refusing them would
+# reject lists that resolvers handle fine.
+_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A bare TCP endpoint: a hostname or IP literal and a port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        """Parse "host:port" or "[v6]:port"; raises ValueError saying what is wrong."""
+        if any(ch.isspace() for ch in text):
+            raise ValueError(f"{text!r} contains whitespace")
+        if text.startswith("["):
+            host, sep, rest = text[1:].partition("]")
+            if not sep:
+                raise ValueError(f"{text!r} has no closing ']'")
+            if not rest.startswith(":"):
+                raise ValueError(f"{text!r} has no port (expected [address]:port)")
+            port_text = rest[1:]
+            try:
+                host = str(ipaddress.IPv6Address(host))
+            except ValueError:
+                raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
+        else:
+            if text.count(":") > 1:
+                raise ValueError(f"{text!r}: write an IPv6 address in brackets, [address]:port")
+            host, sep, port_text = text.rpartition(":")
+            if not sep:
+                raise ValueError(f"{text!r} has no port (expected host:port)")
+            host = host.lower()
+            problem = host_problem(host)
+            if problem:
+                raise ValueError(problem)
+        return cls(host, parse_port(port_text))
+
+
+def parse_port(text: str) -> int:
+    """A port number from text; raises ValueError unless it is 1-65535."""
+    if not text.isdigit() or not text.isascii():
+        raise ValueError(f"port {text!r} is not a number")
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} out of range 1-65535")
+    return port
+
+
+def host_problem(host: str) -> str | None:
+    """Why a host (hostname or IPv4 literal, lowercase) is unusable, or None."""
+    if not host:
+        return "empty host"
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return f"host {host!r} is not a valid hostname"
+    ascii_host = ascii_host.removesuffix(".")
+    labels = ascii_host.split(".")
+    if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
+        return f"host {host!r} is not a valid hostname"
+    # A single label is resolved through the volunteer's search domains, i.e. their LAN.
+    if len(labels) < 2:
+        return f"host {host!r} is not a fully qualified name"
+    # An all-digit last label is a mistyped IPv4 address ("10.0.0.256"), not a name.
+    if labels[-1].isdigit():
+        return f"host {host!r} is not a valid IPv4 address or hostname"
+    return None
+
+
+def url_problem(url: str) -> str | None:
+    """Why a URL cannot be measured (scheme, host, userinfo, port, spaces), or None."""
+    if not url:
+        return "empty URL"
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        return f"URL {url!r} contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unbalanced "[" in the netloc
+        return f"URL {url!r} is malformed: {exc}"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"URL {url!r} must start with http:// or https://"
+    if not parts.netloc:
+        return f"URL {url!r} has no host"
+    if "@" in parts.netloc:
+        # Userinfo would leak credentials into every export, and "a.com@b.com" misleads readers.
+        return f"URL {url!r} must not contain userinfo (user@)"
+    host = parts.hostname or ""
+    if parts.netloc.startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"URL {url!r}: {host!r} in brackets is not an IPv6 address"
+    else:
+        problem = host_problem(host)
+        if problem:
+            return f"URL {url!r}: {problem}"
+    _, sep, port_text = parts.netloc.rpartition("]")[2].rpartition(":")
+    if sep:
+        try:
+            parse_port(port_text)
+        except ValueError as exc:
+            return f"URL {url!r}: {exc}"
+    return None
+
+
+def name_problem(name: str) -> str | None:
+    """Why a service name is not allowed, or None."""
+    if _NAME.match(name):
+        return None
+    return f"{name!r} must be lowercase letters, digits and '-' (at most 64, no '-' at the ends)"
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One thing to measure: a URL or an endpoint of a service (one scheduler job each)."""
+
+    service: str
+    category: str
+    kind: InputKind
+    value: str  # the URL as written, or str(Endpoint)
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        """The parsed endpoint for kind "endpoint", else None."""
+        return Endpoint.parse(self.value) if self.kind == "endpoint" else None
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A service (Telegram, WhatsApp...) and everything tested for it."""
+
+    name: str
+    category: str
+    urls: tuple[str, ...]
+    endpoints: tuple[Endpoint, ...]
+    throughput_url: str | None = None
+
+    def inputs(self) -> tuple[Input, ...]:
+        """Every input of this service, URLs first."""
+        urls = [Input(self.name, self.category, "url", url) for url in self.urls]
+        eps = [Input(self.name, self.category, "endpoint", str(ep)) for ep in self.endpoints]
+        return tuple(urls + eps)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetList:
+    """Services to test and the neutral reference URLs for the vantage check."""
+
+    services: tuple[Service, ...]
+    references: tuple[str, ...]
+    source: str  # the file (or files, comma-separated) it came from
+
+    def inputs(self) -> tuple[Input, ...]:
+        """Every input of every service, in list order."""
+        return tuple(inp for service in self.services for inp in service.inputs())
+
+    def service(self, name: str) -> Service:
+        """The service with this name; raises KeyError."""
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(name)
+
+    def names(self) -> tuple[str, ...]:
+        """Service names in list order."""
+        return tuple(service.name for service in self.services)
+
+
+class TargetError(ValueError):
+    """One problem in a target file, located by file, line and field."""
+
+    def __init__(
+        self,
+        file: str,
+        line: int | None,
+        message: str,
+        *,
+        field: str | None = None,
+        service: str | None = None,
+        index: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        self.message = message
+        self.field = field
+        self.service = service  # the service's name, when it has a usable one
+        self.index = index  # 1-based ordinal of the [[service]] table, when the name is unusable
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        parts = [where]
+        if self.service is not None:
+            parts.append(f'service "{self.service}"')
+        elif self.index is not None:
+            parts.append(f"service #{self.index}")
+        if self.field:
+            parts.append(self.field)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class TargetErrors(ValueError):
+    """Every problem found in one load, so a file can be fixed in one pass."""
+
+    def __init__(self, errors: Iterable[TargetError]) -> None:
+        self.errors: tuple[TargetError, ...] = tuple(errors)
+        super().__init__("\n".join(str(error) for error in self.errors))
+
+    def __iter__(self) -> Iterator[TargetError]:
+        return iter(self.errors)
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+
+def read_text(path: Path) -> str:
+    """A target file's text; unreadable or non-UTF-8 files become TargetErrors."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise TargetErrors([TargetError(str(path), None, f"cannot read: {exc.strerror}")]) from exc
+    try:
+        return raw.decode("utf-8-sig")  # tolerate the BOM some Windows editors add
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise TargetErrors([TargetError(str(path), line, "not UTF-8 text")]) from exc

@@ -1,0 +1,97 @@
+"""Settings: precedence flag > file > environment > default, sources recorded, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from probe.cli import main
+from probe.config import DEFAULT_DOH, KEYS, ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "probe.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_defaults_when_nothing_is_given(tmp_path: Path) -> None:
+    s = load_settings({}, None, environ={"PROBE_CONFIG": write(tmp_path, "")})
+    assert s["control.doh"] == DEFAULT_DOH
+    assert s["network.resolver"] is None
+    assert s["limits.concurrency"] == 32
+    assert set(s.sources.values()) == {"default"}
+
+
+def test_precedence_flag_over_file_over_env(tmp_path: Path) -> None:
+    path = write(tmp_path, '[vantage]\nname = "from-file"\ncountry = "kz"\n[limits]\nretries = 3\n')
+    env = {"PROBE_VANTAGE_NAME": "from-env", "PROBE_ASN": "9198", "PROBE_RETRIES": "5"}
+    s = load_settings({"vantage.name": "from-flag"}, path, environ=env)
+    assert s["vantage.name"] == "from-flag" and s.sources["vantage.name"] == "flag"
+    assert s["vantage.country"] == "KZ" and s.sources["vantage.country"] == f"file:{path}"
+    assert s["limits.retries"] == 3  # the file beats the environment
+    assert s["vantage.asn"] == 9198 and s.sources["vantage.asn"] == "env:PROBE_ASN"
+
+
+def test_lists_from_env_are_comma_separated() -> None:
+    s = load_settings({}, None, environ={"PROBE_ROUTABLE": "198.18.0.0/15, 127.0.0.0/8"})
+    assert s["network.routable"] == ["198.18.0.0/15", "127.0.0.0/8"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[vantage]\nname = "x"\n\n[nework]\nresolver = "1.1.1.1"\n', ":4: [nework]: unknown section"),
+        ('[network]\n# a comment\nresolvr = "1.1.1.1"\n', ":3: network.resolvr: unknown key"),
+        ('[vantage]\nasn = "many"\n', ":2: vantage.asn: expected an integer"),
+        ('[vantage]\ncountry = "Kazakhstan"\n', ":2: vantage.country: expected a two-letter"),
+        ('[network]\nresolver = "dns.example"\n', ":2: network.resolver: expected an IP"),
+        ('[network]\nrouted = 1\nroutable = ["198.18.0.0/33"]\n', ":2: network.routed: unknown key"),
+        ('[network]\nroutable = ["198.18.0.0/33"]\n', ":2: network.routable: not a network"),
+        ('[control]\ndoh = ["http://dns.example/q"]\n', ":2: control.doh: expected a https URL"),
+        ('[limits]\nretry_delay = -1\n', ":2: limits.retry_delay: must be between"),
+        ('[network]\nca_bundle = "/nonexistent/ca.pem"\n', ":2: network.ca_bundle: no readable file"),
+        ("[network\n", ":1: "),
+    ],
+)  # fmt: skip
+def test_file_errors_name_file_line_and_field(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_settings({}, path, environ={})
+    assert str(err.value).startswith(path)
+    assert expected in str(err.value)
+
+
+def test_flag_and_env_errors_name_their_source() -> None:
+    with pytest.raises(ConfigError, match="^--asn: expected an integer"):
+        load_settings({"vantage.asn": "x"}, None, environ={})
+    with pytest.raises(ConfigError, match="^PROBE_CONCURRENCY: must be at least 1"):
+        load_settings({}, None, environ={"PROBE_CONCURRENCY": "0"})
+
+
+def test_every_key_has_a_distinct_flag_and_env() -> None:
+    assert len({k.flag for k in KEYS}) == len(KEYS)
+    assert len({k.env for k in KEYS}) == len(KEYS)
+
+
+def test_config_show_cli_prints_sources(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, '[vantage]\nname = "home-almaty"\n')
+    monkeypatch.setenv("PROBE_COUNTRY", "KZ")
+    assert main(["config", "show", "--config", path, "--asn", "9198"]) == 0
+    out = capsys.readouterr().out
+    assert "home-almaty" in out and f"file:{path}" in out
+    assert "env:PROBE_COUNTRY" in out
+    lines = [line for line in out.splitlines() if line.startswith("vantage.asn")]
+    assert lines and "9198" in lines[0] and "flag" in lines[0]
+
+
+def test_bad_config_exits_2_on_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "[vantage]\nasn = -5\n")
+    db = tmp_path / "results.sqlite"
+    assert main(["run", "--config", path, "--db", str(db), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:2: vantage.asn" in err
+    assert not db.exists()  # nothing written

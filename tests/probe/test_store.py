@@ -1,0 +1,400 @@
+"""The results store on real SQLite files: round trips, opening checks, lookups, the writer."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from measurements.observations import DNSObservation, DNSResponse, TCPObservation, to_jsonable
+from probe.store import (
+    SCHEMA_VERSION,
+    AsyncWriter,
+    Database,
+    StoreError,
+    default_database_path,
+    open_database,
+)
+from probe.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
+
+T0 = dt.datetime(2026, 11, 29, 1, 2, 3, 456000, tzinfo=dt.UTC)
+ALMATY = dt.timezone(dt.timedelta(hours=5))
+
+ANSWER = DNSResponse("NOERROR", ("10.0.0.1",), (), 300, 12.5)
+DNS_OBS = DNSObservation(
+    "web.telegram.org", "A", "udp", "192.0.2.53:53", None, "NOERROR", ("10.0.0.1",), (ANSWER,), 12.5
+)
+TCP_OBS = TCPObservation("149.154.167.99", 443, "connection_reset", None, 40.0)
+OBS = (DNS_OBS, TCP_OBS)
+ACCESSIBLE = Verdict("accessible", None, "ok", "all.ok", "Every step succeeded.")
+BOGON = "The resolver answered a private address; DoH gave a public one."
+EVIDENCE = {"answers": ("10.0.0.1",), "control": ["149.154.167.99"]}
+BLOCKED = Verdict("blocked", "dns", "dns.bogon", "dns.bogon", BOGON, evidence=EVIDENCE)
+SLOW = "Goodput 12 kbps with the target SNI, 9000 kbps with an innocuous one."
+THROTTLED = Verdict("throttled", "tls", "throttle.sni", "throttle.sni", SLOW, {}, 12.0, 9000.0)
+
+
+def at(seconds: float) -> dt.datetime:
+    """A moment some seconds after T0."""
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def run_info(run_id: str | None = None, started_at: dt.datetime = T0) -> RunInfo:
+    """A run as the scheduler would begin it."""
+    return RunInfo(
+        run_id=run_id or uuid.uuid4().hex,
+        started_at=started_at,
+        vantage=Vantage(name="home-almaty", asn=9198, country="KZ"),
+        probe_version="0.1.0",
+        settings={"resolver": "system", "doh": ("https://dns.example/dns-query",)},
+    )
+
+
+def record(
+    run_id: str,
+    verdict: Verdict = ACCESSIBLE,
+    service: str = "telegram",
+    measured_at: dt.datetime = T0,
+    observations: tuple[Any, ...] = (),
+) -> MeasurementRecord:
+    """A measurement record as the classifier would hand it over."""
+    return MeasurementRecord(
+        run_id=run_id,
+        service=service,
+        category="messaging",
+        input="https://web.telegram.org/",
+        verdict=verdict,
+        measured_at=measured_at,
+        duration_ms=123.5,
+        observations=observations,
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where a test's database file goes."""
+    return tmp_path / "data" / "results.sqlite"
+
+
+@pytest.fixture
+def db(db_path: Path) -> Iterator[Database]:
+    """A fresh database in a real SQLite file."""
+    database = open_database(str(db_path))
+    yield database
+    database.close()
+
+
+def test_round_trip_of_a_run(db: Database, db_path: Path) -> None:
+    info = run_info()
+    db.begin_run(info)
+    first = db.record(record(info.run_id, ACCESSIBLE, observations=(DNS_OBS,)))
+    second = db.record(record(info.run_id, BLOCKED, measured_at=at(1), observations=OBS))
+    third = db.record(record(info.run_id, THROTTLED, measured_at=at(2)))
+    db.finish_run(info.run_id, "completed", {"inputs": 3}, finished_at=at(60))
+    db.close()
+
+    reopened = open_database(str(db_path))  # from the file, not from any cache
+    run = reopened.get_run(info.run_id)
+    assert run is not None
+    assert (run.status, run.started_at, run.finished_at) == ("completed", T0, at(60))
+    assert run.vantage == Vantage(name="home-almaty", asn=9198, country="KZ")
+    assert run.settings == {"resolver": "system", "doh": ["https://dns.example/dns-query"]}
+    assert (run.probe_version, run.counts, run.measurements) == ("0.1.0", {"inputs": 3}, 3)
+
+    rows = reopened.measurements_of_run(info.run_id)
+    assert [r.id for r in rows] == [first, second, third]
+    assert [r.verdict for r in rows] == ["accessible", "blocked", "throttled"]
+    assert (rows[1].layer, rows[1].detail, rows[1].rule) == ("dns", "dns.bogon", "dns.bogon")
+    assert (rows[0].layer, rows[0].duration_ms, rows[1].reason) == (None, 123.5, BOGON)
+    assert (rows[2].throughput_kbps, rows[2].baseline_kbps) == (12.0, 9000.0)
+
+    detail = reopened.get_measurement(second)
+    assert detail is not None
+    assert detail.row == rows[1]
+    assert detail.evidence == {
+        "verdict_evidence": {"answers": ["10.0.0.1"], "control": ["149.154.167.99"]},
+        "observations": to_jsonable(OBS),
+    }
+    assert [o["kind"] for o in detail.evidence["observations"]] == [
+        "DNSObservation",
+        "TCPObservation",
+    ]
+    assert detail.evidence["observations"][1]["failure"] == "connection_reset"
+    assert reopened.get_measurement(third + 100) is None
+    reopened.close()
+
+
+def test_measured_at_comes_back_aware_utc(db: Database, db_path: Path) -> None:
+    info = run_info()
+    db.begin_run(info)
+    almaty_time = dt.datetime(2026, 11, 29, 6, 2, 3, 456789, tzinfo=ALMATY)
+    mid = db.record(record(info.run_id, measured_at=almaty_time))
+    db.close()
+
+    with sqlite3.connect(db_path) as raw:  # stored as UTC, not as local time
+        (stored,) = raw.execute("SELECT measured_at FROM measurements").fetchone()
+    assert stored.startswith("2026-11-29 01:02:03.456789")
+
+    detail = open_database(str(db_path)).get_measurement(mid)
+    assert detail is not None
+    assert detail.row.measured_at == almaty_time
+    assert detail.row.measured_at.tzinfo is dt.UTC
+
+
+def test_naive_measured_at_is_refused(db: Database) -> None:
+    info = run_info()
+    db.begin_run(info)
+    with pytest.raises(StoreError, match="naive"):
+        db.record(record(info.run_id, measured_at=T0.replace(tzinfo=None)))
+    assert db.measurements_of_run(info.run_id) == []
+
+
+def test_sqlite_pragmas_on_every_connection(db: Database, db_path: Path) -> None:
+    with db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 5000
+    with sqlite3.connect(db_path) as raw:  # WAL is a property of the file, seen by anyone
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        version = raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert version == (str(SCHEMA_VERSION),)
+
+
+def test_sqlite_url_target_and_missing_parents(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "url.sqlite"
+    db = open_database(f"sqlite:///{path}")
+    db.begin_run(run_info())
+    db.close()
+    assert path.is_file()
+    assert len(open_database(str(path)).list_runs()) == 1
+
+
+def test_default_path_is_in_the_user_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    if not str(default_database_path()).startswith(str(tmp_path)):
+        pytest.skip("platformdirs ignores XDG_DATA_HOME on this platform")
+    assert default_database_path().name == "results.sqlite"
+    open_database(None).close()
+    assert default_database_path().is_file()
+
+
+def test_schema_version_mismatch(db_path: Path) -> None:
+    open_database(str(db_path)).close()
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError) as caught:
+        open_database(str(db_path))
+    message = str(caught.value)
+    assert str(db_path) in message
+    assert "has schema version 7; this probe understands 1" in message
+
+
+def test_foreign_sqlite_database_with_our_table_names(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as raw:
+        raw.execute("CREATE TABLE runs (x INTEGER)")
+    with pytest.raises(StoreError, match="no schema version"):
+        open_database(str(path))
+
+
+def _left_behind(directory: Path) -> list[str]:
+    """Every file and directory under a directory, for 'nothing was created' checks."""
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+
+def test_path_under_a_regular_file(tmp_path: Path) -> None:
+    # Fails for root as well: no one can make a directory inside a file.
+    (tmp_path / "file.txt").write_text("not a directory\n")
+    target = tmp_path / "file.txt" / "db.sqlite"
+    with pytest.raises(StoreError, match=str(target)):
+        open_database(str(target))
+    assert _left_behind(tmp_path) == ["file.txt"]
+
+
+def test_new_directories_are_removed_when_opening_fails(tmp_path: Path) -> None:
+    # The directories can be made, but SQLite cannot create a file with so long a name.
+    target = tmp_path / "new" / "deeper" / ("x" * 300 + ".sqlite")
+    with pytest.raises(StoreError, match="cannot open database"):
+        open_database(str(target))
+    assert _left_behind(tmp_path) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
+def test_unwritable_directory(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(StoreError, match="not writable"):
+            open_database(str(locked / "db.sqlite"))
+        assert _left_behind(locked) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_directory_as_target(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="is a directory"):
+        open_database(str(tmp_path))
+
+
+def test_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "notes.sqlite"
+    content = "these are my notes, not a database\n" * 200
+    path.write_text(content)
+    with pytest.raises(StoreError, match=f"{path} is not an SQLite database"):
+        open_database(str(path))
+    assert path.read_text() == content  # untouched
+    assert _left_behind(tmp_path) == ["notes.sqlite"]  # no -wal or -shm beside it
+
+
+def test_empty_file_becomes_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "empty.sqlite"
+    path.touch()
+    open_database(str(path)).close()
+    assert path.read_bytes().startswith(b"SQLite format 3\x00")
+
+
+def test_get_run_by_prefix(db: Database) -> None:
+    one = "abcdef11" + "0" * 24
+    two = "abcdef22" + "0" * 24
+    db.begin_run(run_info(one))
+    db.begin_run(run_info(two))
+
+    found = db.get_run("abcdef1")
+    assert found is not None and found.run_id == one
+    found = db.get_run("ABCDEF22")  # as typed from a report, in capitals
+    assert found is not None and found.run_id == two
+    found = db.get_run(one)
+    assert found is not None and found.run_id == one
+    with pytest.raises(StoreError, match="ambiguous"):
+        db.get_run("abcdef")
+    assert db.get_run("012345") is None
+    assert db.get_run("abcdef%") is None  # a LIKE wildcard is not a prefix
+    assert db.get_run("abcde_11") is None
+    with pytest.raises(StoreError, match="shorter than 6"):
+        db.get_run("abcde")
+
+
+def test_list_runs_counts_per_verdict(db: Database) -> None:
+    old, new, empty = (run_info(started_at=at(3600 * h)) for h in (0, 1, 2))
+    for info in (old, new, empty):
+        db.begin_run(info)
+    for verdict in (ACCESSIBLE, ACCESSIBLE, BLOCKED):
+        db.record(record(old.run_id, verdict))
+    for verdict in (THROTTLED, BLOCKED):
+        db.record(record(new.run_id, verdict))
+    db.finish_run(old.run_id, "completed", {"inputs": 3})
+    db.finish_run(new.run_id, "interrupted")
+
+    runs = db.list_runs()
+    assert [r.run_id for r in runs] == [empty.run_id, new.run_id, old.run_id]  # newest first
+    last, middle, first = runs
+    assert (first.verdicts, first.measurements) == ({"accessible": 2, "blocked": 1}, 3)
+    assert (middle.verdicts, middle.measurements) == ({"throttled": 1, "blocked": 1}, 2)
+    assert (middle.status, middle.counts) == ("interrupted", None)
+    assert (last.verdicts, last.measurements, last.status) == ({}, 0, "running")
+    assert last.finished_at is None
+    assert [r.run_id for r in db.list_runs(limit=1)] == [empty.run_id]
+
+
+def test_bad_writes_become_store_errors(db: Database) -> None:
+    with pytest.raises(StoreError):
+        db.record(record(uuid.uuid4().hex))  # no such run: the foreign key holds
+    with pytest.raises(StoreError, match="no run"):
+        db.finish_run(uuid.uuid4().hex, "completed")
+    with pytest.raises(ValueError, match="status"):
+        db.finish_run(uuid.uuid4().hex, "exploded")
+    info = run_info()
+    db.begin_run(info)
+    with pytest.raises(StoreError):
+        db.begin_run(info)  # the same run twice
+    db.close()
+    with pytest.raises(StoreError, match="closed"):
+        db.list_runs()
+
+
+def test_in_memory_database() -> None:
+    db = open_database("sqlite://")
+    info = run_info()
+    db.begin_run(info)
+    mid = db.record(record(info.run_id, BLOCKED, observations=(TCP_OBS,)))
+    detail = db.get_measurement(mid)
+    assert detail is not None and detail.row.verdict == "blocked"
+    assert [r.run_id for r in db.list_runs()] == [info.run_id]
+    db.close()
+
+
+@pytest.mark.parametrize("target", ["file", "memory"])
+async def test_async_writer_from_many_tasks(target: str, tmp_path: Path) -> None:
+    db = open_database(str(tmp_path / "w.sqlite") if target == "file" else "sqlite://")
+    threads: set[int] = set()
+
+    def note_thread(*_args: Any) -> None:
+        threads.add(threading.get_ident())
+
+    event.listen(db.engine, "before_cursor_execute", note_thread)
+    writer = AsyncWriter(db)
+    info = run_info()
+    await writer.begin_run(info)
+
+    async def measure(i: int) -> int:
+        await asyncio.sleep(0.001 * (i % 7))  # interleave like real measurements
+        rec = record(info.run_id, service=f"svc{i}", measured_at=at(i / 1000))
+        return await writer.record(rec)
+
+    ids = await asyncio.gather(*(measure(i) for i in range(60)))
+    await writer.finish_run(info.run_id, "completed", {"inputs": 60})
+    await writer.close()
+    await writer.close()  # twice is harmless
+
+    assert len(set(ids)) == 60
+    assert len(threads) == 1
+    assert threading.get_ident() not in threads  # never the event loop's thread
+    with pytest.raises(RuntimeError, match="closed"):
+        await writer.record(record(info.run_id))
+
+    if target == "file":
+        reread = open_database(str(tmp_path / "w.sqlite"))
+        run = reread.get_run(info.run_id)
+        assert run is not None
+        assert (run.status, run.measurements, run.counts) == ("completed", 60, {"inputs": 60})
+        services = {r.service for r in reread.measurements_of_run(info.run_id)}
+        assert services == {f"svc{i}" for i in range(60)}
+        reread.close()
+
+
+async def test_async_writer_keeps_order_of_submission(tmp_path: Path) -> None:
+    writer = AsyncWriter(open_database(str(tmp_path / "o.sqlite")))
+    info = run_info()
+    begin = asyncio.ensure_future(writer.begin_run(info))
+    # Submitted after begin_run in the same loop iteration: must run after it (the foreign key).
+    writes = [asyncio.ensure_future(writer.record(record(info.run_id))) for _ in range(5)]
+    await begin
+    ids = await asyncio.gather(*writes)
+    assert ids == sorted(ids)
+    await writer.close()
+
+
+async def test_a_cancelled_caller_does_not_drop_its_write(tmp_path: Path) -> None:
+    writer = AsyncWriter(open_database(str(tmp_path / "c.sqlite")))
+    info = run_info()
+    await writer.begin_run(info)
+    tasks = [asyncio.ensure_future(writer.record(record(info.run_id))) for _ in range(20)]
+    await asyncio.sleep(0)  # every write is submitted; the last ones still wait in the queue
+    tasks[-1].cancel()  # the sweep is interrupted before that write lands
+    with pytest.raises(asyncio.CancelledError):
+        await tasks[-1]
+    await asyncio.gather(*tasks[:-1])
+    await writer.close()
+    assert len(open_database(str(tmp_path / "c.sqlite")).measurements_of_run(info.run_id)) == 20

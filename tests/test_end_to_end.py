@@ -1,0 +1,239 @@
+"""``probe run`` then ``probe export`` through the CLI against a loopback world of censors.
+
+Each target below is a made-up name whose resolver answer, server or path is scripted to
+behave like one censorship technique or one look-alike; the expected verdict is in the table.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import trustme
+
+from probe.cli import main
+from probe.store.database import open_database
+from tests.servers.dns_server import Answer, Inject, NXDomain, ServFail, Silent
+from tests.servers.tcp_servers import ClosedPort, SilentListener, SNIFilter, TLSServer
+from tests.servers.world import World, running_world
+
+NAMES = [
+    "ref.test", "ok.test", "nx.test", "servfail.test", "bogon.test", "inject.test",
+    "sni-reset.test", "sni-drop.test", "mitm.test", "selfsigned.test", "host-reset.test",
+    "blockpage.test", "down.test", "private.test", "redirect-private.test", "gone.test",
+    "cdn.test",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def world(ca: trustme.CA, ca_bundle: str, rogue_ca: trustme.CA) -> Iterator[World]:
+    with running_world(ca, ca_bundle, NAMES) as w:
+        for name in NAMES:
+            w.name(name)
+        w.name("nx.test", resolver=NXDomain())
+        w.name("servfail.test", resolver=ServFail())
+        w.name("bogon.test", resolver=Answer("10.10.34.34"))
+        w.name("inject.test", resolver=Inject(forged=("127.0.0.2",), genuine=("127.0.0.1",)))
+        w.name("private.test", resolver=Answer("192.168.7.7"), truth=Answer("192.168.7.7"))
+        w.name("gone.test", resolver=NXDomain(), truth=NXDomain())
+        # A CDN that localises: DoH names another address, the resolver's serves a valid chain.
+        w.name("cdn.test", resolver=Answer("127.0.0.1"), truth=Answer("127.0.0.3"))
+        yield w
+
+
+def _targets(w: World, tmp: Path) -> Path:
+    web = w.web
+    sni_reset = w.peer(SNIFilter(web.https_port, {"sni-reset.test"}, "reset"))
+    sni_drop = w.peer(SNIFilter(web.https_port, {"sni-drop.test"}, "drop"))
+    host_reset = w.peer(SNIFilter(web.http_port, {"host-reset.test"}, "reset"))
+    mitm = w.peer(TLSServer(trustme.CA(organization_name="Information Security Certification Authority"), ["mitm.test"]))
+    selfsigned = w.peer(TLSServer(trustme.CA(organization_name="Someone Else"), ["selfsigned.test"]))
+    closed = w.peer(ClosedPort())
+    rows = {
+        "ok": [f"https://ok.test:{web.https_port}/", f"http://ok.test:{web.http_port}/"],
+        "cdn": [f"https://cdn.test:{web.https_port}/"],
+        "nx": [f"https://nx.test:{web.https_port}/"],
+        "servfail": [f"https://servfail.test:{web.https_port}/"],
+        "bogon": [f"https://bogon.test:{web.https_port}/"],
+        "inject": [f"https://inject.test:{web.https_port}/"],
+        "sni-reset": [f"https://sni-reset.test:{sni_reset.port}/"],
+        "sni-drop": [f"https://sni-drop.test:{sni_drop.port}/"],
+        "mitm": [f"https://mitm.test:{mitm.port}/"],
+        "selfsigned": [f"https://selfsigned.test:{selfsigned.port}/"],
+        "host-reset": [f"http://host-reset.test:{host_reset.port}/"],
+        "blockpage": [f"http://blockpage.test:{web.http_port}/blockpage"],
+        "down": [f"https://down.test:{closed.port}/"],
+        "private": ["https://private.test/"],
+        "redirect-private": [f"http://redirect-private.test:{web.http_port}/redirect?to=http://10.1.2.3/"],
+        "gone": [f"https://gone.test:{web.https_port}/"],
+    }  # fmt: skip
+    lines = []
+    for name, urls in rows.items():
+        lines += ["[[service]]", f'name = "{name}"', 'category = "social"', f"urls = {json.dumps(urls)}"]
+        if name == "ok":
+            lines.append(f'endpoints = ["127.0.0.1:{web.http_port}", "127.0.0.1:{closed.port}"]')
+    path = tmp / "targets.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+EXPECTED = {
+    # input prefix: (verdict, detail)
+    "https://ok.test": ("accessible", "ok"),
+    "http://ok.test": ("accessible", "ok"),
+    "https://cdn.test": ("accessible", "ok"),
+    "127.0.0.1:HTTP": ("accessible", "ok"),
+    "127.0.0.1:CLOSED": ("inconclusive", "control.failed"),
+    "https://nx.test": ("blocked", "dns.nxdomain"),
+    "https://servfail.test": ("blocked", "dns.servfail"),
+    "https://bogon.test": ("blocked", "dns.bogon"),
+    "https://inject.test": ("blocked", "dns.injection"),
+    "https://sni-reset.test": ("blocked", "tls.reset"),
+    "https://sni-drop.test": ("blocked", "tls.timeout"),
+    "https://mitm.test": ("blocked", "tls.mitm"),
+    "https://selfsigned.test": ("inconclusive", "control.failed"),
+    "http://host-reset.test": ("blocked", "http.reset"),
+    "http://blockpage.test": ("blocked", "http.blockpage"),
+    "https://down.test": ("inconclusive", "control.failed"),
+    "https://private.test": ("inconclusive", "control.failed"),
+    "http://redirect-private.test": ("inconclusive", "control.failed"),
+    "https://gone.test": ("inconclusive", "site.down"),
+}
+
+
+@pytest.fixture(scope="module")
+def sweep(world: World, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    targets = _targets(world, tmp)
+    config = world.write_config(tmp / "probe.toml", f"https://ref.test:{world.web.https_port}/")
+    db = tmp / "results.sqlite"
+    code = main(["run", "--config", str(config), "--targets", str(targets), "--db", str(db), "--no-progress"])
+    return {"code": code, "db": db, "config": config, "targets": targets}
+
+
+def _export(db: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> list[dict[str, object]]:
+    capsys.readouterr()
+    assert main(["export", "--db", str(db), "--format", "jsonl", *extra]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_every_technique_gets_its_verdict(world: World, sweep: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+    assert sweep["code"] == 0
+    rows = _export(sweep["db"], capsys)  # type: ignore[arg-type]
+    got = {}
+    for row in rows:
+        parts = urlsplit(str(row["input"]))
+        key = f"{parts.scheme}://{parts.hostname}"
+        if str(row["input"]).startswith("127.0.0.1:"):
+            port = int(str(row["input"]).split(":")[1])
+            key = "127.0.0.1:HTTP" if port == world.web.http_port else "127.0.0.1:CLOSED"
+        got[key] = (row["verdict"], row["detail"])
+    assert got == EXPECTED
+    assert all(row["country"] == "KZ" and row["asn"] == 64500 for row in rows)
+    assert all(str(row["measured_at"]).endswith("Z") for row in rows)
+
+
+def test_private_addresses_are_never_contacted(world: World, sweep: dict[str, object]) -> None:
+    # The redirect target 10.1.2.3 and private.test's 192.168.7.7 appear nowhere but in rows.
+    assert any(h and h.startswith("redirect-private.test") for h in world.web.hosts_seen("/redirect"))
+    assert not any(h and h.startswith(("10.", "192.168.")) for h in world.web.hosts_seen())
+
+
+def test_show_gives_the_evidence(sweep: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+    rows = _export(sweep["db"], capsys)  # type: ignore[arg-type]
+    sni = next(r for r in rows if str(r["input"]).startswith("https://sni-reset.test"))
+    assert main(["show", str(sni["measurement_id"]), "--db", str(sweep["db"]), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    evidence = shown["evidence"]
+    tls_attempts = [o for o in evidence["observations"] if o["kind"] == "TLSObservation"]
+    assert len(tls_attempts) == 2 and all(o["failure"] == "connection_reset" for o in tls_attempts)
+    innocuous = evidence["verdict_evidence"]["controls"]["tls_innocuous"]
+    assert innocuous[0]["failure"] is None and innocuous[0]["sni"] == "www.example.com"
+
+
+def test_export_filters_and_csv(sweep: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+    rows = _export(sweep["db"], capsys, "--service", "nx")  # type: ignore[arg-type]
+    assert [r["detail"] for r in rows] == ["dns.nxdomain"]
+    capsys.readouterr()
+    assert main(["export", "--db", str(sweep["db"]), "--format", "csv", "--since", "2000-01-01"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("measurement_id,run_id,service,category,input,verdict,layer,detail")
+    assert len(lines) == 1 + len(EXPECTED)
+
+
+def test_list_and_json_run(sweep: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["list", "--db", str(sweep["db"]), "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert runs[0]["status"] == "completed" and runs[0]["measurements"] == len(EXPECTED)
+    assert runs[0]["verdicts"]["blocked"] == 9
+
+
+def test_offline_vantage_contacts_no_target(world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    world.name("deadref.test", resolver=Silent())
+    world.resolver.queries.clear()
+    seen_before = len(world.web.requests)
+    config = world.write_config(tmp_path / "p.toml", f"https://deadref.test:{world.web.https_port}/")
+    targets = tmp_path / "t.toml"
+    targets.write_text('[[service]]\nname = "ok"\ncategory = "social"\nurls = ["https://ok.test/"]\n')
+    db = tmp_path / "r.sqlite"
+    assert main(["run", "--config", str(config), "--targets", str(targets), "--db", str(db), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "offline" and out["vantage_ok"] is False
+    assert [m["detail"] for m in out["measurements"]] == ["vantage.offline"]
+    assert world.resolver.queries["ok.test"] == 0 and len(world.web.requests) == seen_before
+
+
+def test_bad_targets_exit_2_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    targets = tmp_path / "bad.toml"
+    targets.write_text('[[service]]\nname = "x"\ncategory = "social"\nurls = ["ftp://x.test/"]\n')
+    db = tmp_path / "r.sqlite"
+    assert main(["run", "--targets", str(targets), "--db", str(db)]) == 2
+    assert f"{targets}:4" in capsys.readouterr().err
+    assert not db.exists()
+
+
+def test_ctrl_c_keeps_what_finished(world: World, tmp_path: Path) -> None:
+    """SIGINT to a real `probe run` subprocess: exit 130, finished inputs stored, run marked."""
+    world.name("hang.test", resolver=Silent())  # its lookup waits out a long DNS timeout
+    lines = []
+    for i in range(6):
+        lines += ["[[service]]", f'name = "s{i}"', 'category = "social"',
+                  f'urls = ["https://ok.test:{world.web.https_port}/"]']  # fmt: skip
+    lines += ["[[service]]", 'name = "hang"', 'category = "social"', 'urls = ["https://hang.test/"]']
+    targets = tmp_path / "t.toml"
+    targets.write_text("\n".join(lines) + "\n")
+    config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
+    db = tmp_path / "r.sqlite"
+    world.resolver.queries.clear()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "probe", "run", "--config", str(config), "--targets", str(targets),
+         "--db", str(db), "--no-progress", "--dns-timeout", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and world.resolver.queries["hang.test"] == 0:
+            time.sleep(0.05)
+        time.sleep(1.0)  # let the quick inputs finish
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()
+    store = open_database(str(db))
+    try:
+        run = store.list_runs()[0]
+        assert run.status == "interrupted"
+        assert run.measurements == 6  # the six quick inputs; the hanging one is not invented
+        assert run.verdicts.get("accessible") == 6
+    finally:
+        store.close()
