@@ -6,8 +6,10 @@ behave like one censorship technique or one look-alike; the expected verdict is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ import trustme
 from probe.cli import main
 from probe.store.database import open_database
 from tests.servers.dns_server import Answer, Inject, NXDomain, ServFail, Silent
-from tests.servers.tcp_servers import ClosedPort, SilentListener, SNIFilter, TLSServer
+from tests.servers.tcp_servers import ClosedPort, SNIFilter, TLSServer
 from tests.servers.world import World, running_world
 
 NAMES = [
@@ -53,8 +55,15 @@ def _targets(w: World, tmp: Path) -> Path:
     sni_reset = w.peer(SNIFilter(web.https_port, {"sni-reset.test"}, "reset"))
     sni_drop = w.peer(SNIFilter(web.https_port, {"sni-drop.test"}, "drop"))
     host_reset = w.peer(SNIFilter(web.http_port, {"host-reset.test"}, "reset"))
-    mitm = w.peer(TLSServer(trustme.CA(organization_name="Information Security Certification Authority"), ["mitm.test"]))
-    selfsigned = w.peer(TLSServer(trustme.CA(organization_name="Someone Else"), ["selfsigned.test"]))
+    mitm = w.peer(
+        TLSServer(
+            trustme.CA(organization_name="Information Security Certification Authority"),
+            ["mitm.test"],
+        )
+    )
+    selfsigned = w.peer(
+        TLSServer(trustme.CA(organization_name="Someone Else"), ["selfsigned.test"])
+    )
     closed = w.peer(ClosedPort())
     rows = {
         "ok": [f"https://ok.test:{web.https_port}/", f"http://ok.test:{web.http_port}/"],
@@ -76,7 +85,12 @@ def _targets(w: World, tmp: Path) -> Path:
     }  # fmt: skip
     lines = []
     for name, urls in rows.items():
-        lines += ["[[service]]", f'name = "{name}"', 'category = "social"', f"urls = {json.dumps(urls)}"]
+        lines += [
+            "[[service]]",
+            f'name = "{name}"',
+            'category = "social"',
+            f"urls = {json.dumps(urls)}",
+        ]
         if name == "ok":
             lines.append(f'endpoints = ["127.0.0.1:{web.http_port}", "127.0.0.1:{closed.port}"]')
     path = tmp / "targets.toml"
@@ -114,7 +128,18 @@ def sweep(world: World, tmp_path_factory: pytest.TempPathFactory) -> dict[str, o
     targets = _targets(world, tmp)
     config = world.write_config(tmp / "probe.toml", f"https://ref.test:{world.web.https_port}/")
     db = tmp / "results.sqlite"
-    code = main(["run", "--config", str(config), "--targets", str(targets), "--db", str(db), "--no-progress"])
+    code = main(
+        [
+            "run",
+            "--config",
+            str(config),
+            "--targets",
+            str(targets),
+            "--db",
+            str(db),
+            "--no-progress",
+        ]
+    )
     return {"code": code, "db": db, "config": config, "targets": targets}
 
 
@@ -124,7 +149,9 @@ def _export(db: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> list[d
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
-def test_every_technique_gets_its_verdict(world: World, sweep: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_technique_gets_its_verdict(
+    world: World, sweep: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert sweep["code"] == 0
     rows = _export(sweep["db"], capsys)  # type: ignore[arg-type]
     got = {}
@@ -142,11 +169,15 @@ def test_every_technique_gets_its_verdict(world: World, sweep: dict[str, object]
 
 def test_private_addresses_are_never_contacted(world: World, sweep: dict[str, object]) -> None:
     # The redirect target 10.1.2.3 and private.test's 192.168.7.7 appear nowhere but in rows.
-    assert any(h and h.startswith("redirect-private.test") for h in world.web.hosts_seen("/redirect"))
+    assert any(
+        h and h.startswith("redirect-private.test") for h in world.web.hosts_seen("/redirect")
+    )
     assert not any(h and h.startswith(("10.", "192.168.")) for h in world.web.hosts_seen())
 
 
-def test_show_gives_the_evidence(sweep: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_gives_the_evidence(
+    sweep: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
     rows = _export(sweep["db"], capsys)  # type: ignore[arg-type]
     sni = next(r for r in rows if str(r["input"]).startswith("https://sni-reset.test"))
     assert main(["show", str(sni["measurement_id"]), "--db", str(sweep["db"]), "--json"]) == 0
@@ -158,11 +189,15 @@ def test_show_gives_the_evidence(sweep: dict[str, object], capsys: pytest.Captur
     assert innocuous[0]["failure"] is None and innocuous[0]["sni"] == "www.example.com"
 
 
-def test_export_filters_and_csv(sweep: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_filters_and_csv(
+    sweep: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
     rows = _export(sweep["db"], capsys, "--service", "nx")  # type: ignore[arg-type]
     assert [r["detail"] for r in rows] == ["dns.nxdomain"]
     capsys.readouterr()
-    assert main(["export", "--db", str(sweep["db"]), "--format", "csv", "--since", "2000-01-01"]) == 0
+    assert (
+        main(["export", "--db", str(sweep["db"]), "--format", "csv", "--since", "2000-01-01"]) == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("measurement_id,run_id,service,category,input,verdict,layer,detail")
     assert len(lines) == 1 + len(EXPECTED)
@@ -176,28 +211,50 @@ def test_list_and_json_run(sweep: dict[str, object], capsys: pytest.CaptureFixtu
     assert runs[0]["verdicts"]["blocked"] == 9
 
 
-def test_offline_vantage_contacts_no_target(world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_offline_vantage_contacts_no_target(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     world.name("deadref.test", resolver=Silent())
     world.resolver.queries.clear()
     seen_before = len(world.web.requests)
-    config = world.write_config(tmp_path / "p.toml", f"https://deadref.test:{world.web.https_port}/")
+    config = world.write_config(
+        tmp_path / "p.toml", f"https://deadref.test:{world.web.https_port}/"
+    )
     targets = tmp_path / "t.toml"
-    targets.write_text('[[service]]\nname = "ok"\ncategory = "social"\nurls = ["https://ok.test/"]\n')
+    targets.write_text(
+        '[[service]]\nname = "ok"\ncategory = "social"\nurls = ["https://ok.test/"]\n'
+    )
     db = tmp_path / "r.sqlite"
-    assert main(["run", "--config", str(config), "--targets", str(targets), "--db", str(db), "--json"]) == 0
+    assert (
+        main(["run", "--config", str(config), "--targets", str(targets), "--db", str(db), "--json"])
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "offline" and out["vantage_ok"] is False
     assert [m["detail"] for m in out["measurements"]] == ["vantage.offline"]
     assert world.resolver.queries["ok.test"] == 0 and len(world.web.requests) == seen_before
 
 
-def test_bad_targets_exit_2_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_targets_exit_2_and_write_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     targets = tmp_path / "bad.toml"
     targets.write_text('[[service]]\nname = "x"\ncategory = "social"\nurls = ["ftp://x.test/"]\n')
     db = tmp_path / "r.sqlite"
     assert main(["run", "--targets", str(targets), "--db", str(db)]) == 2
     assert f"{targets}:4" in capsys.readouterr().err
     assert not db.exists()
+
+
+def _stored(db: Path) -> int:
+    """Rows committed so far, read as another process would (WAL allows it)."""
+    if not db.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(db, timeout=1)) as conn:
+        try:
+            return int(conn.execute("SELECT count(*) FROM measurements").fetchone()[0])
+        except sqlite3.OperationalError:  # tables not created yet
+            return 0
 
 
 def test_ctrl_c_keeps_what_finished(world: World, tmp_path: Path) -> None:
@@ -207,7 +264,12 @@ def test_ctrl_c_keeps_what_finished(world: World, tmp_path: Path) -> None:
     for i in range(6):
         lines += ["[[service]]", f'name = "s{i}"', 'category = "social"',
                   f'urls = ["https://ok.test:{world.web.https_port}/"]']  # fmt: skip
-    lines += ["[[service]]", 'name = "hang"', 'category = "social"', 'urls = ["https://hang.test/"]']
+    lines += [
+        "[[service]]",
+        'name = "hang"',
+        'category = "social"',
+        'urls = ["https://hang.test/"]',
+    ]
     targets = tmp_path / "t.toml"
     targets.write_text("\n".join(lines) + "\n")
     config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
@@ -219,10 +281,9 @@ def test_ctrl_c_keeps_what_finished(world: World, tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and world.resolver.queries["hang.test"] == 0:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _stored(db) < 6:
             time.sleep(0.05)
-        time.sleep(1.0)  # let the quick inputs finish
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     finally:

@@ -64,9 +64,9 @@ def test_file_errors_name_file_line_and_field(tmp_path: Path, text: str, expecte
 
 
 def test_flag_and_env_errors_name_their_source() -> None:
-    with pytest.raises(ConfigError, match="^--asn: expected an integer"):
+    with pytest.raises(ConfigError, match=r"^--asn: expected an integer"):
         load_settings({"vantage.asn": "x"}, None, environ={})
-    with pytest.raises(ConfigError, match="^PROBE_CONCURRENCY: must be at least 1"):
+    with pytest.raises(ConfigError, match=r"^PROBE_CONCURRENCY: must be at least 1"):
         load_settings({}, None, environ={"PROBE_CONCURRENCY": "0"})
 
 

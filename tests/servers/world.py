@@ -78,7 +78,9 @@ class World:
         self._peers.append(peer)
         return peer
 
-    def name(self, name: str, resolver: Behaviour | None = None, truth: Behaviour | None = None) -> None:
+    def name(
+        self, name: str, resolver: Behaviour | None = None, truth: Behaviour | None = None
+    ) -> None:
         """Script a name: what the resolver under test says, and what DoH (the truth) says."""
         self.resolver.set(name, resolver or Answer(LOOPBACK))
         self.truth.set(name, truth or Answer(LOOPBACK))
