@@ -9,7 +9,7 @@ and takes the most specific match:
      │     hostname mismatch            -> ssl_invalid_hostname
      │     unknown / self-signed issuer -> ssl_unknown_authority
      │     anything else (expired, ...) -> ssl_invalid_certificate
-     ├── ssl.SSLZeroReturnError, ssl.SSLEOFError, asyncio.IncompleteReadError -> eof_error
+     ├── ssl.SSLZeroReturnError, ssl.SSLEOFError, EOFError ............. eof_error
      ├── ssl.SSLError ............................................ ssl_failed_handshake
      ├── ConnectionRefusedError .................................. connection_refused
      ├── ConnectionResetError, BrokenPipeError, ConnectionAbortedError -> connection_reset
@@ -24,7 +24,6 @@ and takes the most specific match:
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import re
 import socket
@@ -34,7 +33,6 @@ from enum import StrEnum
 import dns.exception
 import dns.rcode
 import dns.resolver
-import httpx
 
 
 class Failure(StrEnum):
@@ -96,6 +94,15 @@ def failure_for_rcode(rcode: int) -> Failure | None:
     return _RCODE.get(rcode, Failure.UNKNOWN)
 
 
+def _http_kinds(exc: BaseException) -> set[str]:
+    """Class names of an httpx-family exception (httpx, and the httpx2 dnspython's DoH uses)."""
+    return {
+        cls.__name__
+        for cls in type(exc).__mro__
+        if cls.__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2")
+    }
+
+
 def _map_one(exc: BaseException) -> Failure | None:
     """Map a single exception (not its causes); None when it says nothing specific."""
     if isinstance(exc, ssl.SSLWantReadError | ssl.SSLWantWriteError):
@@ -108,8 +115,8 @@ def _map_one(exc: BaseException) -> Failure | None:
         if code in _UNKNOWN_AUTHORITY_CODES:
             return Failure.SSL_UNKNOWN_AUTHORITY
         return Failure.SSL_INVALID_CERTIFICATE
-    if isinstance(exc, ssl.SSLZeroReturnError | ssl.SSLEOFError | asyncio.IncompleteReadError):
-        return Failure.EOF
+    if isinstance(exc, ssl.SSLZeroReturnError | ssl.SSLEOFError | EOFError):
+        return Failure.EOF  # EOFError covers asyncio.IncompleteReadError and dnspython's reads
     if isinstance(exc, ssl.SSLError):
         return Failure.SSL_FAILED_HANDSHAKE
     if isinstance(exc, socket.gaierror):
@@ -118,7 +125,9 @@ def _map_one(exc: BaseException) -> Failure | None:
         return Failure.CONNECTION_REFUSED
     if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
         return Failure.CONNECTION_RESET
-    if isinstance(exc, TimeoutError | httpx.TimeoutException | dns.exception.Timeout):
+    if isinstance(exc, TimeoutError | dns.exception.Timeout) or "TimeoutException" in _http_kinds(
+        exc
+    ):
         return Failure.GENERIC_TIMEOUT
     if isinstance(exc, OSError) and exc.errno in _ERRNO:
         return _ERRNO[exc.errno]
@@ -145,7 +154,7 @@ def failure_of(exc: BaseException) -> Failure:
         found = _map_one(item)
         if found is not None:
             return found
-    if any(isinstance(item, httpx.RemoteProtocolError) for item in chain):
+    if any("RemoteProtocolError" in _http_kinds(item) for item in chain):
         # "Server disconnected without sending a response": the peer closed the stream.
         return Failure.EOF
     return Failure.UNKNOWN
