@@ -17,8 +17,8 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
-import ssl
 import time
+from typing import Any
 
 import dns.asyncquery
 import dns.exception
@@ -30,6 +30,7 @@ import dns.rdatatype
 
 from measurements.failures import Failure, describe, failure_for_rcode, failure_of
 from measurements.observations import DNSObservation, DNSResponse
+from measurements.trust import context_async
 
 # A flood of forged datagrams must not grow an observation without bound.
 _MAX_RESPONSES = 16
@@ -300,16 +301,19 @@ async def query_doh(
     verify: bool | str = True,
     bootstrap_address: str | None = None,
     post: bool = True,
+    client: Any = None,
 ) -> DNSObservation:
     """Resolve over DNS-over-HTTPS (RFC 8484); verify is a CA bundle path or a bool.
 
     With bootstrap_address the TCP connection goes there while TLS still checks the URL's
     host; without it a URL naming a host is resolved by dnspython's own stub resolver.
+    ``client`` is an httpx2.AsyncClient (what dnspython's DoH speaks) shared across queries
+    so a sweep does not pay one TLS handshake per name; its own verify setting then applies.
     """
     query = dns.message.make_query(hostname, qtype)
-    # httpx deprecates a path for verify; a context built here behaves the same.
-    context: bool | ssl.SSLContext = (
-        ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+    # A cached context (httpx deprecates a path for verify, and loading one blocks the loop).
+    context = await context_async(
+        verify if isinstance(verify, str) else None, verify=verify is not False
     )
     start = time.monotonic()
     try:
@@ -321,6 +325,7 @@ async def query_doh(
                 verify=context,
                 bootstrap_address=bootstrap_address,
                 post=post,
+                client=client,
             )
     # httpx, h2, ssl and dnspython each raise their own kinds; all of them are data here.
     except Exception as exc:

@@ -27,6 +27,7 @@ from measurements.certificates import summarize
 from measurements.failures import Failure, describe, failure_of
 from measurements.observations import Certificate, HTTPHop, HTTPObservation, HTTPTimings
 from measurements.pinned import PinnedTransport
+from measurements.trust import context_async
 
 DEFAULT_USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -38,34 +39,6 @@ _TITLE_CHARS = 256
 
 Resolve = Callable[[str], Awaitable[str | None]]
 AllowAddress = Callable[[str], str | None]
-
-_contexts: dict[tuple[str | None, bool], ssl.SSLContext] = {}
-
-
-def _build_context(ca_bundle: str | None, verify: bool) -> ssl.SSLContext:
-    if not verify:
-        # For the innocuous-name control: reach the same IP whatever certificate it shows.
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    return ssl.create_default_context(cafile=ca_bundle)
-
-
-def preload(ca_bundle: str | None) -> None:
-    """Build the TLS contexts for ``ca_bundle`` now (reading it is blocking file I/O)."""
-    for verify in (True, False):
-        key = (ca_bundle if verify else None, verify)
-        if key not in _contexts:
-            _contexts[key] = _build_context(*key)
-
-
-async def _context(ca_bundle: str | None, verify: bool) -> ssl.SSLContext:
-    key = (ca_bundle if verify else None, verify)
-    if key not in _contexts:
-        # Not preloaded: load off the event loop so measurements in flight keep their timings.
-        _contexts[key] = await asyncio.to_thread(_build_context, *key)
-    return _contexts[key]
 
 
 class _Trace:
@@ -290,7 +263,7 @@ async def fetch(
     first = httpx.URL(url)
     if first.scheme not in ("http", "https"):
         raise ValueError(f"not an http(s) URL: {url!r}")
-    context = await _context(ca_bundle, verify)
+    context = await context_async(ca_bundle, verify=verify)
     known: dict[str, str | None] = {first.host.lower(): ip}
     hops: list[HTTPHop] = []
     next_url: str = url

@@ -36,50 +36,14 @@ from measurements.certificates import summarize
 from measurements.failures import Failure, describe, failure_of
 from measurements.observations import Certificate, TLSObservation
 from measurements.tcp import address_family, open_socket
+from measurements.trust import DEFAULT_ALPN, context_async
 
-DEFAULT_ALPN: tuple[str, ...] = ("h2", "http/1.1")
 _READ_SIZE = 65536
-
-# (ca_bundle, verify, check_hostname, alpn) -> context. Loading a CA bundle is blocking file
-# I/O, so contexts are built once (preload() before a sweep) and shared; an SSLContext is safe
-# to share between connections.
-_ContextKey = tuple[str | None, bool, bool, tuple[str, ...]]
-_CONTEXTS: dict[_ContextKey, ssl.SSLContext] = {}
 
 
 def _ms(since: float) -> float:
     """Milliseconds elapsed on the monotonic clock since ``since``."""
     return (time.monotonic() - since) * 1000.0
-
-
-def _context(
-    ca_bundle: str | None, *, verify: bool, check_hostname: bool, alpn: tuple[str, ...]
-) -> ssl.SSLContext:
-    """The cached client context for these settings, built on first use."""
-    if not verify:
-        ca_bundle, check_hostname = None, False  # trust anchors are irrelevant unverified
-    key = (ca_bundle, verify, check_hostname, alpn)
-    ctx = _CONTEXTS.get(key)
-    if ctx is None:
-        if verify:
-            # cafile=None loads the system's trust store, as a browser on this machine would.
-            ctx = ssl.create_default_context(cafile=ca_bundle)
-            ctx.check_hostname = check_hostname
-        else:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if alpn:
-            ctx.set_alpn_protocols(list(alpn))
-        _CONTEXTS[key] = ctx
-    return ctx
-
-
-def preload(ca_bundle: str | None) -> None:
-    """Build the contexts a sweep will use, so no handshake loads a CA bundle on the loop."""
-    for check_hostname in (True, False):
-        _context(ca_bundle, verify=True, check_hostname=check_hostname, alpn=DEFAULT_ALPN)
-    _context(None, verify=False, check_hostname=False, alpn=DEFAULT_ALPN)
 
 
 async def _flush(sock: socket.socket, outgoing: ssl.MemoryBIO) -> None:
@@ -255,7 +219,7 @@ async def handshake(
     openssl_checks_name = check_certificate and name is not None and name == sni
     # Built before any traffic and outside the failure handling: a missing CA bundle is a
     # configuration error, not a network failure.
-    ctx = _context(
+    ctx = await context_async(
         ca_bundle, verify=check_certificate, check_hostname=openssl_checks_name, alpn=alpn
     )
 
@@ -291,7 +255,7 @@ async def handshake(
                 ip,
                 port,
                 sni,
-                _context(None, verify=False, check_hostname=False, alpn=alpn),
+                await context_async(None, verify=False, alpn=alpn),
                 timeout,
             )
             read = _peer_chain(retry) if retry_exc is None else None

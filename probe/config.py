@@ -165,7 +165,7 @@ KEYS: tuple[Key, ...] = (
     Key("control", "reference", _list(_url(("https", "http"))), [], "reference URLs"),
     Key("control", "innocuous_name", _str, "www.example.com", "SNI/Host for same-address controls"),
     Key("storage", "db", _str, None, "database path or SQLAlchemy URL (default: user data dir)"),
-    Key("limits", "concurrency", _positive_int, 32, "measurements in flight at once"),
+    Key("limits", "concurrency", _positive_int, 128, "inputs measured at once"),
     Key("limits", "per_host", _positive_int, 2, "measurements in flight per host"),
     Key("limits", "target_timeout", _seconds, 60.0, "deadline per input, seconds"),
     Key("limits", "sweep_timeout", _seconds, 1800.0, "deadline for the whole sweep, seconds"),

@@ -29,7 +29,7 @@ class Outcome:
 class Limits:
     """The scheduler's bounds."""
 
-    concurrency: int = 32
+    concurrency: int = 128
     per_host: int = 2
     sweep_timeout: float | None = None
 

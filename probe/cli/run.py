@@ -8,7 +8,7 @@ import ssl
 import sys
 from typing import Any
 
-from measurements import http, tls
+from measurements import trust
 from probe.cli.errors import UsageError
 from probe.cli.options import add_setting_flags, settings_from
 from probe.cli.render import ProgressBar, print_json, table
@@ -55,8 +55,7 @@ def _preload(settings: Settings) -> None:
     """Read the trust anchors before the event loop starts (file I/O would stall it)."""
     bundle = settings["network.ca_bundle"]
     try:
-        tls.preload(bundle)
-        http.preload(bundle)
+        trust.preload(bundle)
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(f"network.ca_bundle: {bundle}: not a usable PEM bundle ({exc})") from None
 

@@ -12,8 +12,9 @@ from urllib.parse import quote
 import pytest
 
 from measurements.addresses import address_problem, parse_networks
-from measurements.http import fetch, preload
+from measurements.http import fetch
 from measurements.observations import HTTPHop
+from measurements.trust import preload
 from tests.servers.http_server import (
     BIG_BODY,
     BIG_SIZE,

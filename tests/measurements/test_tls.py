@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from measurements import tls
+from measurements import tls, trust
 from measurements.failures import Failure
 from measurements.observations import TLSObservation
 from tests.servers.tcp_servers import (
@@ -282,16 +282,16 @@ async def test_hostname_is_refused_before_any_traffic() -> None:
 
 def test_preload_reports_a_missing_bundle(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        tls.preload(str(tmp_path / "absent.pem"))
+        trust.preload(str(tmp_path / "absent.pem"))
 
 
 async def test_preloaded_contexts_are_reused(ca: trustme.CA, ca_bundle: str) -> None:
-    tls.preload(ca_bundle)
-    built = dict(tls._CONTEXTS)
+    trust.preload(ca_bundle)
+    built = dict(trust._CONTEXTS)
     async with TLSServer(ca, [TARGET]) as server:
         obs = await tls.handshake(LOOPBACK, server.port, TARGET, timeout=2.0, ca_bundle=ca_bundle)
         unchecked = await tls.handshake(
             LOOPBACK, server.port, TARGET, timeout=2.0, check_certificate=False
         )
     assert obs.cert_valid is True and unchecked.failure is None
-    assert tls._CONTEXTS == built  # no bundle loaded on the loop during the handshakes
+    assert trust._CONTEXTS == built  # no bundle loaded on the loop during the handshakes

@@ -20,7 +20,7 @@ def test_defaults_when_nothing_is_given(tmp_path: Path) -> None:
     s = load_settings({}, None, environ={"PROBE_CONFIG": write(tmp_path, "")})
     assert s["control.doh"] == DEFAULT_DOH
     assert s["network.resolver"] is None
-    assert s["limits.concurrency"] == 32
+    assert s["limits.concurrency"] == 128
     assert set(s.sources.values()) == {"default"}
 
 
