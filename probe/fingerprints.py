@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 
 from measurements.observations import HTTPHop
@@ -91,7 +92,8 @@ def parse(data: dict[str, list[dict[str, str]]]) -> Fingerprints:
     )
 
 
+@cache
 def load_bundled() -> Fingerprints:
-    """The fingerprints shipped with the probe."""
+    """The fingerprints shipped with the probe (read once: call it before the loop starts)."""
     text = resources.files("probe").joinpath("fingerprints.toml").read_text(encoding="utf-8")
     return parse(tomllib.loads(text))

@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from importlib import metadata
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,8 +43,9 @@ class SweepResult:
     duration_s: float
 
 
+@cache
 def probe_version() -> str:
-    """The installed package's version."""
+    """The installed package's version (reads metadata files: call it before the loop)."""
     try:
         return metadata.version("blocking-probe")
     except metadata.PackageNotFoundError:
@@ -104,6 +106,7 @@ class Sweep:
         self.records: list[MeasurementRecord] = []
         self.run_id = uuid.uuid4().hex
         self.total = len(targets.inputs())
+        self.version = probe_version()
 
     def references(self) -> tuple[str, ...]:
         """Reference URLs: the configured ones, else the target list's."""
@@ -117,7 +120,7 @@ class Sweep:
             run_id=self.run_id,
             started_at=dt.datetime.now(dt.UTC),
             vantage=vantage_of(self.settings),
-            probe_version=probe_version(),
+            probe_version=self.version,
             settings=_public_settings(self.settings),
         )
         await self.writer.begin_run(info)

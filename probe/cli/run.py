@@ -13,6 +13,7 @@ from probe.cli.errors import UsageError
 from probe.cli.options import add_setting_flags, settings_from
 from probe.cli.render import ProgressBar, print_json, table
 from probe.config import ConfigError, Settings
+from probe.fingerprints import load_bundled
 from probe.report import summarize_services
 from probe.store.database import open_database
 from probe.store.writer import AsyncWriter
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     targets = load_target_list(args.targets, args.category)
     _preload(settings)
+    fingerprints = load_bundled()
     database = open_database(settings["storage.db"])
     bar = ProgressBar(enabled=None if not (args.json or args.no_progress) else False)
 
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     async def sweep() -> SweepResult:
         writer = AsyncWriter(database)
         try:
-            return await Sweep(settings, targets, writer, progress).run()
+            return await Sweep(settings, targets, writer, progress, fingerprints).run()
         finally:
             await asyncio.shield(writer.close())
 
