@@ -24,6 +24,7 @@ from measurements.observations import (
     TLSObservation,
 )
 from probe.evidence import Controls, HelperReport, InputEvidence
+from probe.helper_client import HelperClient
 from targets.model import Endpoint, Input
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ class MeasureSettings:
     routable: tuple[Network, ...]
     doh: tuple[str, ...]
     innocuous_name: str
+    helper: str | None = None  # the control helper's URL
     retries: int = 1
     retry_delay: float = 1.0
     dns_timeout: float = 5.0
@@ -60,6 +62,7 @@ class Collector:
     tls_at_control: list[TLSObservation] = field(default_factory=list)
     helper: HelperReport | None = None
     not_contacted: str | None = None
+    address: str | None = None  # the address measured
 
     def evidence(self, job: Input, deadline_exceeded: bool) -> InputEvidence:
         """The frozen evidence for the classifier."""
@@ -121,6 +124,20 @@ def _http_failed(obs: HTTPObservation) -> bool:
     return obs.failure is not None or obs.final.refused is not None or obs.final.status is None
 
 
+def _needs_helper(col: Collector) -> bool:
+    """Whether the classifier would use the helper's view: a failed connect, an invalid
+    chain, or a plain-HTTP page (only the helper's page can show it was altered)."""
+    if col.tcp and all(o.failure is not None for o in col.tcp):
+        return True
+    if col.tls and all(o.failure is not None for o in col.tls):
+        return col.tls[-1].operation == "connect"
+    if col.tls and col.tls[-1].cert_valid is False:
+        return True
+    if col.http and all(_http_failed(o) for o in col.http):
+        return col.http[-1].final.operation == "connect"
+    return bool(col.http) and not col.tls  # plain HTTP: compare the page
+
+
 class DoHCache:
     """DNS-over-HTTPS answers, one lookup per name per sweep however many inputs share it.
 
@@ -174,6 +191,17 @@ class Measurer:
     def __init__(self, settings: MeasureSettings) -> None:
         self.settings = settings
         self.doh = DoHCache(settings)
+        self.helper = (
+            HelperClient(settings.helper, settings.ca_bundle, settings.http_timeout * 3)
+            if settings.helper
+            else None
+        )
+
+    async def aclose(self) -> None:
+        """Close the clients shared by the sweep."""
+        await self.doh.aclose()
+        if self.helper is not None:
+            await self.helper.aclose()
 
     async def resolve(self, hostname: str) -> DNSObservation:
         """One lookup through the resolver under test (the system's when none is set)."""
@@ -192,7 +220,12 @@ class Measurer:
         return f"{ip} is a {problem} address" if problem else None
 
     async def measure(self, job: Input, col: Collector) -> None:
-        """Measure one input into ``col``."""
+        """Measure one input into ``col``, then ask the helper if what was seen needs it."""
+        await self._steps(job, col)
+        if self.helper is not None and col.address is not None and _needs_helper(col):
+            col.helper = await self.helper.check(job.value, col.address)
+
+    async def _steps(self, job: Input, col: Collector) -> None:
         host, scheme = _host_and_scheme(job)
         port = Endpoint.parse(job.value).port if job.kind == "endpoint" else None
         addresses: tuple[str, ...] = (host,) if is_ip(host) else ()
@@ -208,7 +241,7 @@ class Measurer:
         if not usable:
             col.not_contacted = f"{host} resolves to {self.refusal(addresses[0])}"
             return
-        ip = usable[0]
+        ip = col.address = usable[0]
         if job.kind == "endpoint":
             assert port is not None
             await _attempts(

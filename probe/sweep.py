@@ -60,6 +60,7 @@ def measure_settings(settings: Settings) -> MeasureSettings:
         routable=parse_networks(settings["network.routable"]),
         doh=tuple(settings["control.doh"]),
         innocuous_name=settings["control.innocuous_name"],
+        helper=settings["control.helper"],
         retries=settings["limits.retries"],
         retry_delay=settings["limits.retry_delay"],
         dns_timeout=settings["limits.dns_timeout"],
@@ -146,7 +147,7 @@ class Sweep:
                 )
                 status = (await scheduler.run(jobs)).status
         finally:
-            await asyncio.shield(self.measurer.doh.aclose())
+            await asyncio.shield(self.measurer.aclose())
             counts = dict(Counter(r.verdict.verdict for r in self.records))
             # Shielded: an interrupted sweep still records how it ended.
             await asyncio.shield(self.writer.finish_run(self.run_id, status, counts))

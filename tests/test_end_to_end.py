@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -298,3 +299,62 @@ def test_ctrl_c_keeps_what_finished(world: World, tmp_path: Path) -> None:
         assert run.verdicts.get("accessible") == 6
     finally:
         store.close()
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def helper_url(world: World) -> Iterator[str]:
+    """`probe helper serve` as a user starts it, in its own process."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "probe", "helper", "serve", "--listen", f"127.0.0.1:{port}",
+         "--resolver", world.resolver.address, "--ca-bundle", world.ca_bundle,
+         "--routable", "127.0.0.0/8"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = (
+            proc.stderr.readline()
+        )  # blocks until it listens or dies; bounded by the server's own 10 s
+        assert "listening" in line, line
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_with_the_helper_a_dead_server_is_site_down(
+    world: World, helper_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = world.peer(ClosedPort())
+    targets = tmp_path / "t.toml"
+    targets.write_text(
+        '[[service]]\nname = "down"\ncategory = "social"\n'
+        f'urls = ["https://down.test:{closed.port}/", "http://ok.test:{world.web.http_port}/"]\n'
+        f'endpoints = ["127.0.0.1:{closed.port}"]\n'
+    )
+    config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
+    db = tmp_path / "r.sqlite"
+    args = ["run", "--config", str(config), "--targets", str(targets), "--db", str(db), "--json"]
+    assert main([*args, "--helper", helper_url]) == 0
+    out = json.loads(capsys.readouterr().out)
+    got = {m["input"].split(":")[0]: (m["verdict"], m["detail"]) for m in out["measurements"]}
+    assert got == {
+        "https": ("inconclusive", "site.down"),  # the helper could not connect either
+        "http": ("accessible", "ok"),  # the helper saw the same page
+        "127.0.0.1": ("inconclusive", "site.down"),
+    }
+    assert main(["show", out["run_id"][:8], "--db", str(db), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert main(["show", str(rows[0]["id"]), "--db", str(db), "--json"]) == 0
+    evidence = json.loads(capsys.readouterr().out)["evidence"]
+    assert evidence["verdict_evidence"]["controls"]["helper"]["tcp_ok"] is False

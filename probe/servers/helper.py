@@ -1,0 +1,160 @@
+"""The control helper: measures an input from an uncensored network when a probe asks.
+
+It answers one question per request, ``POST /v1/check`` with
+``{"input": URL or "host:port", "address": IP}``: does the address accept a TCP connection
+from here, does the name's certificate validate there, and what page does the URL give here?
+The probe compares that with what it saw (DESIGN rule 1: a control that succeeded where the
+probe failed). The helper applies the same address policy as the probe, so it can never be
+used to reach a private network; requests are bounded in size, time and concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from measurements import dns, http, tcp, tls
+from measurements.addresses import Network, address_problem, is_ip
+from probe.evidence import HelperReport
+from targets.model import Endpoint, url_problem
+
+API_VERSION = 1
+_MAX_REQUEST = 4096  # bytes: a check is one short JSON object
+
+
+@dataclass(frozen=True, slots=True)
+class HelperSettings:
+    """How the helper measures."""
+
+    resolver: str | None = None  # None: the system's
+    ca_bundle: str | None = None
+    routable: tuple[Network, ...] = ()
+    timeout: float = 5.0
+    concurrency: int = 16
+
+
+class BadRequest(ValueError):
+    """A check the helper refuses, with the reason sent back."""
+
+
+def _parse(body: Any, settings: HelperSettings) -> tuple[str, str, str | None, int, str]:
+    """(input, host, scheme, port, address) from a request body, or BadRequest."""
+    if not isinstance(body, dict) or set(body) - {"input", "address"}:
+        raise BadRequest('expected {"input": ..., "address": ...}')
+    text, address = body.get("input"), body.get("address")
+    if not isinstance(text, str) or not isinstance(address, str) or not is_ip(address):
+        raise BadRequest("input must be a string and address an IP address")
+    problem = address_problem(address, settings.routable)
+    if problem is not None:
+        raise BadRequest(f"address {address} is {problem}: not measured")
+    if "://" in text:
+        problem = url_problem(text)
+        if problem:
+            raise BadRequest(problem)
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        port = parts.port or (443 if scheme == "https" else 80)
+        return text, (parts.hostname or "").lower(), scheme, port, address
+    try:
+        endpoint = Endpoint.parse(text)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return text, endpoint.host, None, endpoint.port, address
+
+
+async def check(body: Any, settings: HelperSettings) -> HelperReport:
+    """Measure one input at one address from here."""
+    text, host, scheme, port, address = _parse(body, settings)
+    s = settings
+    addresses: tuple[str, ...] = ()
+    if not is_ip(host):
+        if s.resolver:
+            seen = await dns.query_udp(host, s.resolver, timeout=s.timeout)
+        else:
+            seen = await dns.query_system(host, timeout=s.timeout)
+        addresses = seen.addresses
+    connected = await tcp.connect(address, port, timeout=s.timeout)
+    report = HelperReport(addresses=addresses, tcp_ok=connected.failure is None)
+    if scheme is None or connected.failure is not None:
+        return report
+    tls_valid = None
+    if scheme == "https":
+        shake = await tls.handshake(address, port, host, timeout=s.timeout, ca_bundle=s.ca_bundle)
+        tls_valid = shake.failure is None and bool(shake.cert_valid)
+        if not tls_valid:
+            return HelperReport(addresses, True, tls_valid)
+
+    def allow(ip: str) -> str | None:
+        problem = address_problem(ip, s.routable)
+        return f"{ip} is a {problem} address" if problem else None
+
+    async def resolve(name: str) -> str | None:
+        found = await (
+            dns.query_udp(name, s.resolver, timeout=s.timeout)
+            if s.resolver
+            else dns.query_system(name, timeout=s.timeout)
+        )
+        return found.addresses[0] if found.addresses else None
+
+    page = await http.fetch(
+        text, address, timeout=s.timeout * 2, ca_bundle=s.ca_bundle, resolve=resolve,
+        allow_address=allow,
+    )  # fmt: skip
+    final = page.final
+    return HelperReport(
+        addresses=addresses,
+        tcp_ok=True,
+        tls_valid=tls_valid,
+        status=final.status,
+        title=final.title,
+        body_length=final.body_length,
+        final_host=(urlsplit(final.url).hostname or "").lower() if final.status else None,
+    )
+
+
+def make_app(settings: HelperSettings) -> web.Application:
+    """The helper's web application."""
+    limit = asyncio.Semaphore(settings.concurrency)
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > _MAX_REQUEST:
+            return web.json_response({"error": "request too large"}, status=413)
+        try:
+            body = json.loads(await request.content.read(_MAX_REQUEST))
+        except (ValueError, UnicodeDecodeError):
+            return web.json_response({"error": "not JSON"}, status=400)
+        try:
+            async with limit, asyncio.timeout(settings.timeout * 6):
+                report = await check(body, settings)
+        except BadRequest as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except TimeoutError:
+            return web.json_response({"error": "check timed out"}, status=504)
+        payload = {"version": API_VERSION, **asdict(report)}
+        payload["addresses"] = list(report.addresses)
+        return web.json_response(payload)
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"version": API_VERSION, "ok": True})
+
+    app = web.Application(client_max_size=_MAX_REQUEST)
+    app.router.add_post("/v1/check", handle)
+    app.router.add_get("/v1/health", health)
+    return app
+
+
+async def serve(host: str, port: int, settings: HelperSettings, ready: asyncio.Event) -> None:
+    """Serve until cancelled."""
+    runner = web.AppRunner(make_app(settings), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        ready.set()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
