@@ -485,22 +485,22 @@ def _helper_diff(ok: HTTPObservation, ctl: Controls) -> Verdict | None:
             final_url=final.url,
             helper_final_host=helper.final_host,
         )
-    length_off = (
-        helper.body_length
-        and final.body_length is not None
-        and abs(final.body_length - helper.body_length) > 0.3 * helper.body_length
+    # As the best-known probe does: a length far from the helper's only counts with a title
+    # that differs too, since localised pages change titles but rarely their size.
+    ratio = (
+        min(final.body_length, helper.body_length) / max(final.body_length, helper.body_length)
+        if final.body_length and helper.body_length
+        else 1.0
     )
-    if (
-        final.status != helper.status
-        or (helper.title and final.title != helper.title)
-        or (length_off and final.title != helper.title)
-    ):
+    status_differs = final.status != helper.status
+    if status_differs or (ratio < 0.7 and final.title != helper.title):
         return _v(
             "blocked",
             "http",
             "http.diff",
             "http.helper_diff",
-            "The page differs from the control helper's (status, title or length).",
+            "The page differs from the control helper's: "
+            + ("another status." if status_differs else "another title and length."),
             status=final.status,
             helper_status=helper.status,
             title=final.title,

@@ -257,10 +257,21 @@ CASES = [
     ),
     Case("403 to everyone is not blocking", url(**{**GOOD, "http": (http(hop(403)),)}), DOH_OK),
     Case(
-        "page differs from the helper's (plain HTTP)",
+        "page differs from the helper's: title and length (plain HTTP)",
         url(scheme="http", dns=(dns(PUBLIC),), http=(http(hop(200, title="Notice")),)),
-        Controls(doh=(doh(PUBLIC),), helper=HelperReport(status=200, title="Example", body_length=20)),
+        Controls(doh=(doh(PUBLIC),), helper=HelperReport(status=200, title="Example", body_length=2000)),
         "blocked", "http.diff", "http",
+    ),
+    Case(
+        "page differs from the helper's: status (plain HTTP)",
+        url(scheme="http", dns=(dns(PUBLIC),), http=(http(hop(403)),)),
+        Controls(doh=(doh(PUBLIC),), helper=HelperReport(status=200, title="Example", body_length=22)),
+        "blocked", "http.diff", "http",
+    ),
+    Case(
+        "a localised title alone is not a diff",
+        url(scheme="http", dns=(dns(PUBLIC),), http=(http(hop(200, title="Пример")),)),
+        Controls(doh=(doh(PUBLIC),), helper=HelperReport(status=200, title="Example", body_length=23)),
     ),
     Case(
         "same page as the helper's",
