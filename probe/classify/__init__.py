@@ -1,0 +1,55 @@
+"""The classifier: observations and controls in, one verdict out. Pure: no I/O, no clock.
+
+The rules are DESIGN.md's, applied layer by layer in the order a connection is made (DNS,
+TCP, TLS, HTTP); the first layer that shows interference decides. Every "blocked" names the
+control that succeeded where the probe failed (rule 1) or a sign that is evidence by itself (a
+forged second DNS answer, a fingerprinted blockpage or interception root). Without either the
+answer is "inconclusive", with the reason in ``detail`` and ``reason``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from measurements.addresses import Network
+from probe.classify.common import inconclusive
+from probe.classify.connection import classify_endpoint, classify_tls
+from probe.classify.dns import classify_dns
+from probe.classify.http import classify_http
+from probe.evidence import Controls, InputEvidence
+from probe.fingerprints import Fingerprints
+from probe.verdict import Verdict
+
+
+def classify(
+    ev: InputEvidence,
+    ctl: Controls,
+    fingerprints: Fingerprints,
+    routable: Iterable[Network] = (),
+) -> Verdict:
+    """The verdict for one input."""
+    routable = tuple(routable)
+    if not ctl.vantage_ok:
+        return inconclusive(
+            "vantage.offline",
+            "vantage.offline",
+            "No reference host answered: the vantage is offline or its link is broken.",
+        )
+    if ev.hostname is not None and ev.dns:
+        verdict = classify_dns(ev, ctl, fingerprints, routable)
+        if verdict is not None:
+            return verdict
+    if ev.not_contacted is not None:
+        return inconclusive(
+            "control.failed",
+            "safety.not_contacted",
+            f"Not contacted: {ev.not_contacted}.",
+            not_contacted=ev.not_contacted,
+        )
+    if ev.kind == "endpoint":
+        return classify_endpoint(ev, ctl)
+    if ev.scheme == "https":
+        verdict = classify_tls(ev, ctl, fingerprints)
+        if verdict is not None:
+            return verdict
+    return classify_http(ev, ctl, fingerprints)

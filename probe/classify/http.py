@@ -1,0 +1,156 @@
+"""HTTP rules (DESIGN rule 6): fingerprints, the innocuous-Host control, the helper's page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from measurements.observations import HTTPHop, HTTPObservation
+from probe.classify.common import HTTP_DETAIL, inconclusive, verdict
+from probe.classify.connection import tcp_failure_verdict
+from probe.evidence import Controls, InputEvidence
+from probe.fingerprints import Fingerprints
+from probe.verdict import Verdict
+
+
+def _succeeded(obs: HTTPObservation) -> bool:
+    hop = obs.final
+    return hop.failure is None and hop.refused is None and hop.status is not None
+
+
+def classify_http(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict:
+    if not ev.http:
+        return inconclusive(
+            "control.failed",
+            "deadline" if ev.deadline_exceeded else "http.not_measured",
+            "The page was not fetched before the per-target deadline.",
+        )
+    ok = next((o for o in ev.http if _succeeded(o)), None)
+    if ok is None:
+        return _http_failure(ev, ctl, fp)
+    for hop in ok.hops:
+        name = fp.http_match(hop)
+        if name is not None:
+            detail = "http.redirect" if hop.status in range(300, 400) else "http.blockpage"
+            return verdict(
+                "blocked",
+                "http",
+                detail,
+                "http.fingerprint",
+                f"{hop.url} returned a known blockpage ({name}).",
+                fingerprint=name,
+                status=hop.status,
+                hops=[h.url for h in ok.hops],
+            )
+    # Over validated HTTPS the page came from the site itself: a difference is the site's own
+    # doing (localisation, A/B tests), so only plain HTTP is compared with the helper's page.
+    diff = _helper_diff(ok, ctl) if ev.scheme == "http" else None
+    if diff is not None:
+        return diff
+    final = ok.final
+    return verdict(
+        "accessible",
+        None,
+        "ok",
+        "http.ok",
+        f"{final.url} answered {final.status} ({final.body_length} bytes).",
+        status=final.status,
+        title=final.title,
+        hops=[h.url for h in ok.hops],
+    )
+
+
+def _http_failure(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict:
+    last = ev.http[-1]
+    hop: HTTPHop = last.final
+    facts: dict[str, Any] = {"url": hop.url, "operation": hop.operation, "attempts": len(ev.http)}
+    if hop.refused is not None:
+        for earlier in last.hops:
+            name = fp.http_match(earlier)
+            if name is not None:
+                return verdict(
+                    "blocked",
+                    "http",
+                    "http.redirect",
+                    "http.fingerprint",
+                    f"{earlier.url} redirected to a known blockpage ({name}).",
+                    fingerprint=name,
+                    **facts,
+                )
+        return inconclusive(
+            "control.failed",
+            "safety.not_contacted",
+            f"A redirect led to {hop.url}, which was not contacted: {hop.refused}.",
+            **facts,
+        )
+    failure = hop.failure or "unknown_failure"
+    facts["failure"] = failure
+    if hop.operation == "connect":
+        return tcp_failure_verdict(failure, ctl, f"Connecting to {hop.ip}", **facts)
+    if hop.operation in ("http_request", "http_body") and failure in HTTP_DETAIL:
+        control = next((o for o in ctl.http_innocuous if o.final.status is not None), None)
+        if control is not None:
+            return verdict(
+                "blocked",
+                "http",
+                HTTP_DETAIL[failure],
+                "http.innocuous_host",
+                f"The request for {hop.url} failed ({failure}) after it was sent, on every "
+                f"attempt, while the same address answered a request for another name "
+                f"({control.final.status}).",
+                **facts,
+            )
+    return inconclusive(
+        "control.failed",
+        "http.no_control",
+        f"Fetching {hop.url} failed ({failure}, during {hop.operation}) and no control "
+        "showed the address working for other requests.",
+        **facts,
+    )
+
+
+def _helper_diff(ok: HTTPObservation, ctl: Controls) -> Verdict | None:
+    """Rule 6's comparison with the control helper's page (only when a helper answered)."""
+    helper = ctl.helper
+    if helper is None or helper.status is None:
+        return None
+    final = ok.final
+    hosts = {_host(h.url) for h in ok.hops}
+    if helper.final_host and _host(final.url) != helper.final_host and len(hosts) > 1:
+        return verdict(
+            "blocked",
+            "http",
+            "http.redirect",
+            "http.helper_redirect",
+            f"Redirected to {_host(final.url)}, a host the control helper never saw.",
+            final_url=final.url,
+            helper_final_host=helper.final_host,
+        )
+    # As the best-known probe does: a length far from the helper's only counts with a title
+    # that differs too, since localised pages change titles but rarely their size.
+    ratio = (
+        min(final.body_length, helper.body_length) / max(final.body_length, helper.body_length)
+        if final.body_length and helper.body_length
+        else 1.0
+    )
+    status_differs = final.status != helper.status
+    if status_differs or (ratio < 0.7 and final.title != helper.title):
+        return verdict(
+            "blocked",
+            "http",
+            "http.diff",
+            "http.helper_diff",
+            "The page differs from the control helper's: "
+            + ("another status." if status_differs else "another title and length."),
+            status=final.status,
+            helper_status=helper.status,
+            title=final.title,
+            helper_title=helper.title,
+            body_length=final.body_length,
+            helper_body_length=helper.body_length,
+        )
+    return None
+
+
+def _host(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    return rest.split("/", 1)[0].split(":", 1)[0].lower()
