@@ -1,0 +1,87 @@
+"""The CLI's contract for bad input (exit 2, one clear message, nothing written) and listings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from probe.cli import main
+
+
+def test_bad_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--no-such-flag"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+
+
+def test_unusable_database_exits_2_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a directory")
+    targets = tmp_path / "t.toml"
+    targets.write_text('[[service]]\nname = "x"\ncategory = "social"\nurls = ["https://x.test/"]\n')
+    code = main(
+        ["run", "--targets", str(targets), "--db", str(blocker / "r.sqlite"), "--no-progress"]
+    )
+    assert code == 2
+    assert str(blocker / "r.sqlite") in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "t.toml"]
+
+
+def test_bad_ca_bundle_content_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not a certificate\n")
+    db = tmp_path / "r.sqlite"
+    assert main(["run", "--ca-bundle", str(bundle), "--db", str(db), "--no-progress"]) == 2
+    assert "network.ca_bundle" in capsys.readouterr().err and not db.exists()
+
+
+def test_category_without_a_csv_is_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["targets", "list", "--category", "GRP"]) == 2
+    assert "--category" in capsys.readouterr().err
+
+
+def test_targets_check_reports_every_error_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(
+        '[[service]]\nname = "a"\ncategory = "social"\nurls = ["https://a.test/"]\n'
+        '[[service]]\nname = "b"\ncategory = "chat"\nendpoints = ["b.test:99999"]\n'
+    )
+    assert main(["targets", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:7" in err and "category" in err
+    assert f"{path}:8" in err and "99999" in err
+
+
+def test_targets_list_of_the_bundled_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["targets", "list", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["version"] == 1 and data["kind"] == "targets"
+    names = {s["name"] for s in data["services"]}
+    assert {"telegram", "whatsapp", "signal", "facebook"} <= names and data["references"]
+
+
+def test_config_show_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    empty = tmp_path / "c.toml"
+    empty.write_text("")
+    assert main(["config", "show", "--json", "--config", str(empty), "--retries", "3"]) == 0
+    data = json.loads(capsys.readouterr().out)["settings"]
+    assert data["limits.retries"] == {"value": 3, "source": "flag"}
+    assert data["limits.per_host"]["source"] == "default"
+
+
+def test_show_of_a_missing_run_is_bad_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "r.sqlite")
+    assert main(["list", "--db", db]) == 0
+    assert "no runs yet" in capsys.readouterr().out
+    assert main(["show", "abcdef12", "--db", db]) == 2
+    assert main(["export", "--db", db, "--since", "yesterday"]) == 2
+    assert "--since" in capsys.readouterr().err
