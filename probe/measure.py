@@ -99,7 +99,7 @@ def _host_and_scheme(job: Input) -> tuple[str, str | None]:
     return (parts.hostname or "").lower(), parts.scheme.lower()
 
 
-async def _attempts(
+async def attempts(
     settings: MeasureSettings,
     op: Callable[[], Awaitable[T]],
     failed: Callable[[T], bool],
@@ -116,11 +116,13 @@ async def _attempts(
     return obs
 
 
-def _dns_failed(obs: DNSObservation) -> bool:
+def dns_failed(obs: DNSObservation) -> bool:
+    """A lookup that gave no address."""
     return obs.failure is not None or not obs.addresses
 
 
-def _http_failed(obs: HTTPObservation) -> bool:
+def http_failed(obs: HTTPObservation) -> bool:
+    """A fetch that ended without an HTTP answer."""
     return obs.failure is not None or obs.final.refused is not None or obs.final.status is None
 
 
@@ -133,7 +135,7 @@ def _needs_helper(col: Collector) -> bool:
         return col.tls[-1].operation == "connect"
     if col.tls and col.tls[-1].cert_valid is False:
         return True
-    if col.http and all(_http_failed(o) for o in col.http):
+    if col.http and all(http_failed(o) for o in col.http):
         return col.http[-1].final.operation == "connect"
     return bool(col.http) and not col.tls  # plain HTTP: compare the page
 
@@ -231,10 +233,10 @@ class Measurer:
         addresses: tuple[str, ...] = (host,) if is_ip(host) else ()
         if not addresses:
             doh_task = asyncio.ensure_future(self.doh.lookup(host)) if self.settings.doh else None
-            ok = await _attempts(self.settings, lambda: self.resolve(host), _dns_failed, col.dns)
+            ok = await attempts(self.settings, lambda: self.resolve(host), dns_failed, col.dns)
             if doh_task is not None:
                 col.doh.extend(await doh_task)
-            if _dns_failed(ok):
+            if dns_failed(ok):
                 return
             addresses = ok.addresses
         usable = [ip for ip in addresses if self.refusal(ip) is None]
@@ -244,7 +246,7 @@ class Measurer:
         ip = col.address = usable[0]
         if job.kind == "endpoint":
             assert port is not None
-            await _attempts(
+            await attempts(
                 self.settings,
                 lambda: tcp.connect(ip, port, timeout=self.settings.connect_timeout),
                 lambda o: o.failure is not None,
@@ -259,7 +261,7 @@ class Measurer:
         """The handshake with the target's SNI; False when HTTP must not follow."""
         s = self.settings
         port = urlsplit(job.value).port or 443
-        obs = await _attempts(
+        obs = await attempts(
             s,
             lambda: tls.handshake(ip, port, host, timeout=s.connect_timeout, ca_bundle=s.ca_bundle),
             lambda o: o.failure is not None,
@@ -267,7 +269,7 @@ class Measurer:
         )
         if obs.failure is not None and obs.operation == "tls_handshake":
             # Rule 5's control: the same address with a name no censor cares about.
-            await _attempts(
+            await attempts(
                 s,
                 lambda: tls.handshake(
                     ip, port, s.innocuous_name, timeout=s.connect_timeout,
@@ -306,12 +308,12 @@ class Measurer:
                 allow_address=self.refusal,
             )  # fmt: skip
 
-        obs = await _attempts(s, lambda: fetch(job.value, True, 5), _http_failed, col.http)
-        if _http_failed(obs) and obs.final.operation in ("http_request", "http_body"):
+        obs = await attempts(s, lambda: fetch(job.value, True, 5), http_failed, col.http)
+        if http_failed(obs) and obs.final.operation in ("http_request", "http_body"):
             # Rule 6's control: the same address asked for an innocuous name.
             port = urlsplit(job.value).port
             netloc = s.innocuous_name + (f":{port}" if port else "")
-            await _attempts(
-                s, lambda: fetch(f"{scheme}://{netloc}/", False, 0), _http_failed,
+            await attempts(
+                s, lambda: fetch(f"{scheme}://{netloc}/", False, 0), http_failed,
                 col.http_innocuous,
             )  # fmt: skip

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from measurements import http
 from measurements.addresses import is_ip
 from measurements.observations import DNSObservation, HTTPObservation, to_jsonable
-from probe.measure import Measurer
+from probe.measure import Measurer, attempts, dns_failed, http_failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,24 +56,26 @@ class VantageCheck:
 
 async def _one(measurer: Measurer, url: str) -> ReferenceResult:
     host = (urlsplit(url).hostname or "").lower()
+    s = measurer.settings
     obs = None
+    # Retried like any measurement (rule 3): one lost packet must not make a vantage "offline".
     if is_ip(host):
         address = host
     else:
-        obs = await measurer.resolve(host)
-        if obs.failure is not None or not obs.addresses:
+        obs = await attempts(s, lambda: measurer.resolve(host), dns_failed, [])
+        if dns_failed(obs):
             return ReferenceResult(url, obs, None)
         address = obs.addresses[0]
-    s = measurer.settings
-    page = await http.fetch(
-        url,
-        address,
-        timeout=s.http_timeout,
-        ca_bundle=s.ca_bundle,
-        max_bytes=min(s.max_body, 256 * 1024),
-        resolve=measurer.first_address,
-        allow_address=measurer.refusal,
-    )
+    page = await attempts(
+        s,
+        lambda: http.fetch(
+            url, address, timeout=s.http_timeout, ca_bundle=s.ca_bundle,
+            max_bytes=min(s.max_body, 256 * 1024), resolve=measurer.first_address,
+            allow_address=measurer.refusal,
+        ),
+        http_failed,
+        [],
+    )  # fmt: skip
     return ReferenceResult(url, obs, page)
 
 
