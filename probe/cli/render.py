@@ -43,7 +43,7 @@ class ProgressBar:
         if not self.enabled:
             return
         now = time.monotonic()
-        if done < total and now - self._last < 0.1:
+        if 0 < done < total and now - self._last < 0.1:
             return
         self._last = now
         width = 30

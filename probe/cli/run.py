@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         bar.update(done, total, rec.input if rec else "")
 
     async def sweep() -> SweepResult:
+        bar.update(0, len(targets.inputs()), "checking the reference hosts")
         writer = AsyncWriter(database)
         try:
             return await Sweep(settings, targets, writer, progress, fingerprints).run()
