@@ -136,7 +136,37 @@ class HTTPObservation:
         return self.hops[-1].failure if self.hops else None
 
 
-Observation = DNSObservation | TCPObservation | TLSObservation | HTTPObservation
+@dataclass(frozen=True, slots=True)
+class ThroughputObservation:
+    """One timed download from a chosen address: how fast the body came, sampled over time.
+
+    ``samples`` are (ms since the request started, body bytes received so far), taken every
+    sampling interval from the response headers on, and once more at the end. ``goodput_kbps``
+    is body kilobits per second from the response headers to the end of the read, so that
+    connect, TLS and server think time do not count against the path's rate.
+    """
+
+    url: str
+    ip: str
+    sni: str | None  # what the ClientHello carried (None for plain HTTP)
+    verified: bool  # False: the certificate was not checked (the innocuous-SNI control)
+    failure: str | None
+    operation: str | None  # "connect", "tls_handshake", "http_request", "http_body"
+    status: int | None
+    connect_ms: float | None  # TCP connect duration: about one round trip
+    tls_ms: float | None  # TLS handshake duration
+    first_byte_ms: float | None  # response headers received, since the request started
+    samples: tuple[tuple[float, int], ...]
+    bytes: int  # body bytes read
+    duration_ms: float
+    goodput_kbps: float | None  # None without at least one body byte
+    stopped: str | None = None  # why the read ended: "bytes", "seconds" or "end" (of the body)
+    error: str | None = None
+
+
+Observation = (
+    DNSObservation | TCPObservation | TLSObservation | HTTPObservation | ThroughputObservation
+)
 
 
 def to_jsonable(value: Any) -> Any:

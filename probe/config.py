@@ -68,6 +68,38 @@ def _seconds(v: Any) -> float:
     return x
 
 
+def _positive_seconds(v: Any) -> float:
+    x = _seconds(v)
+    if x <= 0:
+        raise ValueError("must be more than 0 seconds")
+    return x
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    text = str(v).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {v!r}")
+
+
+def _trials(v: Any) -> int:
+    n = _int(v)
+    if n < 3:
+        raise ValueError("must be at least 3 (a statistical test needs several trials)")
+    return n
+
+
+def _sample_interval(v: Any) -> float:
+    x = _seconds(v)
+    if not 0.005 <= x <= 1.0:
+        raise ValueError("must be between 0.005 and 1 second")
+    return x
+
+
 def _list(item: Callable[[Any], str]) -> Callable[[Any], list[str]]:
     def parse(v: Any) -> list[str]:
         if isinstance(v, str):
@@ -181,6 +213,23 @@ KEYS: tuple[Key, ...] = (
     Key("limits", "connect_timeout", _seconds, 5.0, "per TCP connect or TLS handshake, seconds"),
     Key("limits", "http_timeout", _seconds, 10.0, "per HTTP request, seconds"),
     Key("limits", "max_body", _positive_int, 1 << 20, "bytes read per response at most"),
+    # Rule 7's throughput tests. Conservative budgets: a volunteer's metered line must not pay
+    # for our curiosity. A test is every trial of one input, controls included.
+    Key("throughput", "enabled", _bool, True, "time services' throughput_url", "throughput"),
+    Key("throughput", "max_bytes_per_test", _positive_int, 1 << 20, "bytes per throughput test"),
+    Key("throughput", "max_seconds_per_test", _positive_seconds, 30.0, "seconds per test"),
+    Key("throughput", "max_bytes_per_sweep", _positive_int, 10 << 20, "throughput bytes per sweep"),
+    Key("throughput", "max_bytes_per_day", _positive_int, 50 << 20, "throughput bytes per 24 h"),
+    Key("throughput", "trials", _trials, 3, "trials of each kind per test", "throughput-trials"),
+    Key("throughput", "sample_interval", _sample_interval, 0.1, "seconds between rate samples"),
+    Key(
+        "throughput",
+        "reference",
+        _list(_url(("https",))),
+        [],
+        "reference URLs to time (default: control.reference)",
+        "throughput-reference",
+    ),
 )
 BY_DOTTED = {k.dotted: k for k in KEYS}
 

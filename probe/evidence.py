@@ -8,6 +8,7 @@ from measurements.observations import (
     DNSObservation,
     HTTPObservation,
     TCPObservation,
+    ThroughputObservation,
     TLSObservation,
 )
 
@@ -43,6 +44,7 @@ class InputEvidence:
     http: tuple[HTTPObservation, ...] = ()  # each attempt
     not_contacted: str | None = None  # why the probe refused to contact the target
     deadline_exceeded: bool = False
+    throughput: tuple[ThroughputObservation, ...] = ()  # the target's trials (rule 7), if run
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +57,7 @@ class Controls:
     http_innocuous: tuple[HTTPObservation, ...] = ()  # same address, innocuous Host
     tls_at_control_addresses: tuple[TLSObservation, ...] = ()  # target SNI at DoH's address
     helper: HelperReport | None = None
+    # Rule 7's controls, interleaved with the target's trials: the same address and resource
+    # with an innocuous SNI (certificate unchecked), and a reference host.
+    throughput_innocuous: tuple[ThroughputObservation, ...] = ()
+    throughput_reference: tuple[ThroughputObservation, ...] = ()

@@ -21,6 +21,7 @@ from measurements.observations import (
     DNSObservation,
     HTTPObservation,
     TCPObservation,
+    ThroughputObservation,
     TLSObservation,
 )
 from probe.evidence import Controls, HelperReport, InputEvidence
@@ -63,6 +64,9 @@ class Collector:
     helper: HelperReport | None = None
     not_contacted: str | None = None
     address: str | None = None  # the address measured
+    throughput: list[ThroughputObservation] = field(default_factory=list)
+    throughput_innocuous: list[ThroughputObservation] = field(default_factory=list)
+    throughput_reference: list[ThroughputObservation] = field(default_factory=list)
 
     def evidence(self, job: Input, deadline_exceeded: bool) -> InputEvidence:
         """The frozen evidence for the classifier."""
@@ -78,6 +82,7 @@ class Collector:
             http=tuple(self.http),
             not_contacted=self.not_contacted,
             deadline_exceeded=deadline_exceeded,
+            throughput=tuple(self.throughput),
         )
 
     def controls(self, vantage_ok: bool) -> Controls:
@@ -89,6 +94,8 @@ class Collector:
             http_innocuous=tuple(self.http_innocuous),
             tls_at_control_addresses=tuple(self.tls_at_control),
             helper=self.helper,
+            throughput_innocuous=tuple(self.throughput_innocuous),
+            throughput_reference=tuple(self.throughput_reference),
         )
 
 
@@ -221,13 +228,17 @@ class Measurer:
         problem = address_problem(ip, self.settings.routable)
         return f"{ip} is a {problem} address" if problem else None
 
-    async def measure(self, job: Input, col: Collector) -> None:
-        """Measure one input into ``col``, then ask the helper if what was seen needs it."""
-        await self._steps(job, col)
+    async def measure(self, job: Input, col: Collector, *, max_body: int | None = None) -> None:
+        """Measure one input into ``col``, then ask the helper if what was seen needs it.
+
+        ``max_body`` caps the page read below the configured cap (a throughput URL's resource
+        is timed later; here only its status and first bytes matter).
+        """
+        await self._steps(job, col, max_body or self.settings.max_body)
         if self.helper is not None and col.address is not None and _needs_helper(col):
             col.helper = await self.helper.check(job.value, col.address)
 
-    async def _steps(self, job: Input, col: Collector) -> None:
+    async def _steps(self, job: Input, col: Collector, max_body: int) -> None:
         host, scheme = _host_and_scheme(job)
         port = Endpoint.parse(job.value).port if job.kind == "endpoint" else None
         addresses: tuple[str, ...] = (host,) if is_ip(host) else ()
@@ -255,7 +266,7 @@ class Measurer:
             return
         if scheme == "https" and not await self._tls_step(job, host, ip, col):
             return
-        await self._http_step(job, host, scheme or "http", ip, col)
+        await self._http_step(job, host, scheme or "http", ip, col, max_body)
 
     async def _tls_step(self, job: Input, host: str, ip: str, col: Collector) -> bool:
         """The handshake with the target's SNI; False when HTTP must not follow."""
@@ -298,13 +309,15 @@ class Measurer:
             )
         )
 
-    async def _http_step(self, job: Input, host: str, scheme: str, ip: str, col: Collector) -> None:
+    async def _http_step(
+        self, job: Input, host: str, scheme: str, ip: str, col: Collector, max_body: int
+    ) -> None:
         s = self.settings
 
         def fetch(url: str, verify: bool, redirects: int) -> Awaitable[HTTPObservation]:
             return http.fetch(
                 url, ip, timeout=s.http_timeout, ca_bundle=s.ca_bundle, verify=verify,
-                max_bytes=s.max_body, max_redirects=redirects, resolve=self.first_address,
+                max_bytes=max_body, max_redirects=redirects, resolve=self.first_address,
                 allow_address=self.refusal,
             )  # fmt: skip
 

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from measurements.addresses import parse_networks
-from measurements.observations import to_jsonable
+from measurements.observations import Observation, to_jsonable
 from probe.classify import classify
 from probe.config import Settings
 from probe.evidence import Controls, InputEvidence
@@ -24,6 +24,13 @@ from probe.fingerprints import Fingerprints, load_bundled
 from probe.measure import Collector, Measurer, MeasureSettings
 from probe.scheduler import Limits, Scheduler
 from probe.store.writer import AsyncWriter
+from probe.throughput import (
+    THROUGHPUT_PAGE_BYTES,
+    ThroughputSettings,
+    ThroughputTester,
+    bytes_of,
+    throughput_urls,
+)
 from probe.vantage import VantageCheck, check_vantage
 from probe.verdict import MeasurementRecord, RunInfo, Vantage
 from targets.model import Endpoint, Input, TargetList
@@ -108,6 +115,14 @@ class Sweep:
         self.run_id = uuid.uuid4().hex
         self.total = len(targets.inputs())
         self.version = probe_version()
+        urls = throughput_urls(targets)
+        self.throughput = (
+            ThroughputTester(
+                ThroughputSettings.from_settings(settings, self.references()), self.measurer, urls
+            )
+            if urls
+            else None
+        )
 
     def references(self) -> tuple[str, ...]:
         """Reference URLs: the configured ones, else the target list's."""
@@ -128,6 +143,11 @@ class Sweep:
         status = "interrupted"
         vantage = VantageCheck(())
         try:
+            if self.throughput is not None and self.throughput.settings.enabled:
+                # The daily budget spans sweeps: what this vantage spent in the last 24 hours.
+                self.throughput.spent_today = await self.writer.throughput_bytes_since(
+                    info.started_at - dt.timedelta(days=1), info.vantage.name
+                )
             vantage = await check_vantage(self.measurer, self.references())
             if not vantage.ok:
                 # Rule 2: a dead or captive link contacts no target and claims nothing.
@@ -176,6 +196,15 @@ class Sweep:
             dt.datetime.now(dt.UTC), 0.0,
         )  # fmt: skip
 
+    def _body_cap(self, job: Input) -> int | None:
+        """A smaller page read for a throughput URL than for other inputs (None: the usual)."""
+        # Through a throttle a whole MiB would outlast the HTTP timeout (and read as a
+        # connection gone silent), and its bytes would come outside the throughput budget.
+        # Its status and first bytes are all the ordinary measurement needs.
+        if self.throughput is not None and self.throughput.wants(job):
+            return min(THROUGHPUT_PAGE_BYTES, self.settings["limits.max_body"])
+        return None
+
     async def _work(self, job: Input) -> MeasurementRecord:
         col = Collector()
         measured_at = dt.datetime.now(dt.UTC)
@@ -183,20 +212,40 @@ class Sweep:
         exceeded = False
         try:
             async with asyncio.timeout(self.settings["limits.target_timeout"]):
-                await self.measurer.measure(job, col)
+                await self.measurer.measure(job, col, max_body=self._body_cap(job))
         except TimeoutError:
             exceeded = True
         ev = col.evidence(job, exceeded)
         ctl = col.controls(vantage_ok=True)
         verdict = classify(ev, ctl, self.fingerprints, self.measurer.settings.routable)
+        extra: dict[str, Any] = {}
+        if (
+            self.throughput is not None
+            and verdict.verdict == "accessible"
+            and self.throughput.wants(job)
+        ):
+            # Outside the per-input deadline: the wait for the sweep's one throughput slot
+            # is not this input's slowness, and every transfer has its own time budget.
+            skipped = await self.throughput.run(job, col)
+            if skipped is None:
+                ev = col.evidence(job, exceeded)
+                ctl = col.controls(vantage_ok=True)
+                verdict = classify(ev, ctl, self.fingerprints, self.measurer.settings.routable)
+                extra["throughput_bytes"] = bytes_of(col)  # the daily budget reads this back
+            else:
+                extra["throughput_skipped"] = skipped
         controls = {k: v for k, v in to_jsonable(ctl).items() if v not in ((), [], None)}
         controls.pop("vantage_ok", None)
         controls.pop("kind", None)
         verdict = dataclasses.replace(
             verdict,
-            evidence={**verdict.evidence, "controls": controls, "deadline_exceeded": exceeded},
-        )
-        observations = (*ev.dns, *ev.tcp, *ev.tls, *ev.http)
+            evidence={
+                **verdict.evidence, "controls": controls, "deadline_exceeded": exceeded, **extra,
+            },
+        )  # fmt: skip
+        observations: tuple[Observation, ...] = (
+            *ev.dns, *ev.tcp, *ev.tls, *ev.http, *ev.throughput,
+        )  # fmt: skip
         return MeasurementRecord(
             self.run_id, job.service, job.category, job.value, verdict, measured_at,
             (time.monotonic() - t0) * 1000, observations,

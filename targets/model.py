@@ -183,9 +183,12 @@ class Service:
     throughput_url: str | None = None
 
     def inputs(self) -> tuple[Input, ...]:
-        """Every input of this service, URLs first."""
+        """Every input of this service: URLs, endpoints, then the throughput URL if not a URL."""
         urls = [Input(self.name, self.category, "url", url) for url in self.urls]
         eps = [Input(self.name, self.category, "endpoint", str(ep)) for ep in self.endpoints]
+        if self.throughput_url is not None and self.throughput_url not in self.urls:
+            # Measured like any URL (its own row) before it is timed.
+            eps.append(Input(self.name, self.category, "url", self.throughput_url))
         return tuple(urls + eps)
 
 

@@ -4,7 +4,8 @@ The rules are DESIGN.md's, applied layer by layer in the order a connection is m
 TCP, TLS, HTTP); the first layer that shows interference decides. Every "blocked" names the
 control that succeeded where the probe failed (rule 1) or a sign that is evidence by itself (a
 forged second DNS answer, a fingerprinted blockpage or interception root). Without either the
-answer is "inconclusive", with the reason in ``detail`` and ``reason``.
+answer is "inconclusive", with the reason in ``detail`` and ``reason``. An input found
+accessible that also has throughput trials is then judged by rule 7 (``throttle``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from probe.classify.common import inconclusive
 from probe.classify.connection import classify_endpoint, classify_tls
 from probe.classify.dns import classify_dns
 from probe.classify.http import classify_http
+from probe.classify.throttle import classify_throughput
 from probe.evidence import Controls, InputEvidence
 from probe.fingerprints import Fingerprints
 from probe.verdict import Verdict
@@ -52,4 +54,7 @@ def classify(
         verdict = classify_tls(ev, ctl, fingerprints)
         if verdict is not None:
             return verdict
-    return classify_http(ev, ctl, fingerprints)
+    verdict = classify_http(ev, ctl, fingerprints)
+    if ev.throughput and verdict.verdict == "accessible":
+        return classify_throughput(verdict, ev, ctl)  # rule 7: only what was reached is timed
+    return verdict

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from measurements.observations import HTTPHop, HTTPObservation
-from probe.classify.common import HTTP_DETAIL, inconclusive, verdict
+from probe.classify.common import HTTP_DETAIL, TIMEOUT, inconclusive, verdict
 from probe.classify.connection import tcp_failure_verdict
 from probe.evidence import Controls, InputEvidence
 from probe.fingerprints import Fingerprints
@@ -86,6 +86,19 @@ def _http_failure(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict
     facts["failure"] = failure
     if hop.operation == "connect":
         return tcp_failure_verdict(failure, ctl, f"Connecting to {hop.ip}", **facts)
+    if hop.operation == "http_body" and failure == TIMEOUT and hop.body_length:
+        # Bytes flowed, only too slowly for the timeout: a slow-down, not a cut. Calling it
+        # blocked would turn every throttled page into a false "http.timeout"; the
+        # throughput test, where the input has one, is what measures a slow-down.
+        return inconclusive(
+            "control.failed",
+            "http.slow_body",
+            f"The page of {hop.url} arrived too slowly: {hop.body_length} bytes before the "
+            "timeout. A slow-down is not blocking; only a throughput test can call it "
+            "throttling.",
+            body_length=hop.body_length,
+            **facts,
+        )
     if hop.operation in ("http_request", "http_body") and failure in HTTP_DETAIL:
         control = next((o for o in ctl.http_innocuous if o.final.status is not None), None)
         if control is not None:

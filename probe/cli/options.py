@@ -15,6 +15,14 @@ def add_setting_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...]
     for key in KEYS:
         if sections and key.section not in sections:
             continue
+        if isinstance(key.default, bool):  # --x / --no-x; unset stays None (not a flag)
+            group.add_argument(
+                key.flag,
+                dest="setting:" + key.dotted,
+                action=argparse.BooleanOptionalAction,
+                help=f"{key.help} [{key.dotted}, {key.env}]",
+            )
+            continue
         kwargs: dict[str, Any] = {
             "dest": "setting:" + key.dotted,
             "metavar": key.name.split("_")[-1].upper(),

@@ -342,6 +342,26 @@ class Database:
         with self._session("measurements_of_run") as session:
             return [measurement_row(m) for m in session.scalars(stmt)]
 
+    def throughput_bytes_since(self, since: dt.datetime, vantage_name: str | None) -> int:
+        """Throughput bytes recorded since ``since`` by runs that declared this vantage name.
+
+        Sweeps put each test's bytes in the evidence (``throughput_bytes``), so the daily
+        budget needs no column of its own and older databases answer 0.
+        """
+        spent = Evidence.data[("verdict_evidence", "throughput_bytes")].as_integer()
+        same_vantage = (
+            Run.vantage_name.is_(None) if vantage_name is None else Run.vantage_name == vantage_name
+        )
+        stmt = (
+            select(func.coalesce(func.sum(spent), 0))
+            .select_from(Evidence)
+            .join(Measurement, Measurement.id == Evidence.measurement_id)
+            .join(Run, Run.run_id == Measurement.run_id)
+            .where(Measurement.measured_at >= since, same_vantage)
+        )
+        with self._session("throughput_bytes_since") as session:
+            return int(session.execute(stmt).scalar_one())
+
     def iter_export_rows(
         self,
         since: dt.datetime | None = None,

@@ -9,6 +9,7 @@ SQLite connections are opened, used and closed on that thread only.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -51,6 +52,10 @@ class AsyncWriter:
     async def record(self, rec: MeasurementRecord) -> int:
         """Store one measurement and its evidence; return its id."""
         return await self._call(self._db.record, rec)
+
+    async def throughput_bytes_since(self, since: dt.datetime, vantage_name: str | None) -> int:
+        """Throughput bytes recorded since ``since`` at this declared vantage."""
+        return await self._call(self._db.throughput_bytes_since, since, vantage_name)
 
     async def finish_run(
         self, run_id: str, status: str, counts: Mapping[str, Any] | None = None

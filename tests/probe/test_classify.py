@@ -240,6 +240,18 @@ CASES = [
         "blocked", "http.timeout", "http",
     ),
     Case(
+        "a page trickling in until the timeout is slow, not blocked",
+        url(scheme="http", dns=(dns(PUBLIC),), http=(http(hop(200, "generic_timeout_error", "http_body")),)),
+        Controls(doh=(doh(PUBLIC),), http_innocuous=(http(hop(200)),)),
+        "inconclusive", "control.failed",
+    ),
+    Case(
+        "reset in the middle of the body, innocuous Host answered",
+        url(scheme="http", dns=(dns(PUBLIC),), http=(http(hop(200, "connection_reset", "http_body")),)),
+        Controls(doh=(doh(PUBLIC),), http_innocuous=(http(hop(200)),)),
+        "blocked", "http.reset", "http",
+    ),
+    Case(
         "reset after the request for every Host",
         url(scheme="http", dns=(dns(PUBLIC),), http=(http(hop(None, "connection_reset", "http_request")),)),
         Controls(doh=(doh(PUBLIC),), http_innocuous=(http(hop(None, "connection_reset", "http_request")),)),

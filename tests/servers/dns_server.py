@@ -173,9 +173,15 @@ class _UDP(asyncio.DatagramProtocol):
 
 
 class ScriptedDNSServer:
-    """A DNS server on 127.0.0.1 serving UDP and TCP on one random port, as scripted."""
+    """A DNS server on 127.0.0.1 serving UDP and TCP on one random port, as scripted.
 
-    def __init__(self) -> None:
+    ``host`` and ``port`` bind elsewhere (the lab's resolvers listen on 198.18.1.1:53 and
+    198.19.0.53:53 inside their namespaces); port 0 picks a free one.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self._wanted_port = port
         self.behaviours: dict[str, Behaviour] = {}
         self.queries: Counter[str] = Counter()
         self._udp: asyncio.DatagramTransport | None = None
@@ -202,21 +208,28 @@ class ScriptedDNSServer:
 
     @property
     def address(self) -> str:
-        """ "127.0.0.1:PORT", as the probe's --resolver takes it."""
-        return f"127.0.0.1:{self.port}"
+        """ "HOST:PORT" ("127.0.0.1:PORT" by default), as the probe's --resolver takes it."""
+        return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
-        """Bind UDP on a random port, then TCP on the same one (retrying if it is taken)."""
+        """Bind UDP on a random port, then TCP on the same one (retrying if it is taken).
+
+        A fixed ``port`` is tried once: if it is taken, that is the caller's problem to see.
+        """
         loop = asyncio.get_running_loop()
-        for _ in range(20):
+        for _ in range(20 if self._wanted_port == 0 else 1):
             transport, _protocol = await loop.create_datagram_endpoint(
-                lambda: _UDP(self), local_addr=("127.0.0.1", 0), family=socket.AF_INET
+                lambda: _UDP(self),
+                local_addr=(self.host, self._wanted_port),
+                family=socket.AF_INET,
             )
             port = transport.get_extra_info("sockname")[1]
             try:
-                self._tcp = await asyncio.start_server(self._serve_stream, "127.0.0.1", port)
+                self._tcp = await asyncio.start_server(self._serve_stream, self.host, port)
             except OSError:
                 transport.close()
+                if self._wanted_port:
+                    raise
                 continue
             self._udp, self._port = transport, port
             return

@@ -3,7 +3,8 @@
     async with DoHServer(ca, dns_server) as doh:   # names set on dns_server answer here too
         await query_doh("example.test", doh.url, verify=ca_bundle)
 
-Its certificate, issued by the given trustme CA, names 127.0.0.1, localhost and doh.test.
+Its certificate, issued by the given trustme CA, names 127.0.0.1, localhost and doh.test
+(``hostnames`` names others; ``host`` and ``port`` bind elsewhere than a random loopback port).
 Over DoH there is no datagram to race: Inject answers with the genuine addresses and Truncate
 with the full answer; Silent holds the request until the client gives up or the server stops.
 """
@@ -40,7 +41,11 @@ class DoHServer:
         script: ScriptedDNSServer | None = None,
         *,
         hostnames: tuple[str, ...] = ("127.0.0.1", "localhost", "doh.test"),
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
+        self.host = host
+        self._wanted_port = port
         # The script need not be started: only its table and counters are used here.
         self.script = script if script is not None else ScriptedDNSServer()
         self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -62,11 +67,12 @@ class DoHServer:
 
     @property
     def url(self) -> str:
-        """ "https://127.0.0.1:PORT/dns-query"."""
-        return f"https://127.0.0.1:{self.port}/dns-query"
+        """ "https://HOST:PORT/dns-query" (no port when it is 443)."""
+        port = "" if self.port == 443 else f":{self.port}"
+        return f"https://{self.host}{port}/dns-query"
 
     async def start(self) -> None:
-        """Listen on a random port."""
+        """Listen on ``port`` of ``host`` (by default a random port of 127.0.0.1)."""
         app = web.Application()
         app.router.add_get("/dns-query", self._handle)
         app.router.add_post("/dns-query", self._handle)
@@ -76,7 +82,7 @@ class DoHServer:
         # Binding the socket here gives the port without reaching into aiohttp's internals.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((self.host, self._wanted_port))
         self._port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock, ssl_context=self._ssl).start()
 

@@ -1,0 +1,167 @@
+"""Throughput measurement: one timed download pinned to an address, its progress sampled.
+
+One GET through measurements.pinned: the URL's host is the Host header, and the TLS SNI
+unless ``sni`` names another (the innocuous-SNI control asks for the same resource of the
+same address while the ClientHello names something no censor cares about). The address is
+the caller's; nothing is resolved, and no redirect is followed: the caller measures the
+resource's final URL.
+
+The body is read until ``max_bytes`` or ``max_seconds`` (counted from the start, connect and
+handshake included), whichever comes first; a ``Range`` header asks the server for no more
+than that, so a fast link does not keep receiving what the probe will not read (a
+volunteer's metered line pays for every byte). A sampler task notes the body bytes received
+so far every ``sample_every`` seconds from the response headers on, so an analysis can see
+the rate change within one transfer.
+
+Running out of time or bytes is how a download ends, not a failure: ``failure`` is set only
+when the exchange broke (a reset, a failed handshake, headers that never came in time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from measurements.failures import Failure, describe, failure_of
+from measurements.http import DEFAULT_USER_AGENT
+from measurements.http import _Trace as Trace  # the same trace hooks as the page fetch
+from measurements.observations import ThroughputObservation
+from measurements.pinned import PinnedTransport
+from measurements.trust import context_async
+
+# Below this a body duration is timer noise; a transfer that fast is "faster than we can tell".
+_MIN_BODY_MS = 1.0
+
+
+class _Progress:
+    """Body bytes so far and the samples taken of them (shared with the sampler task)."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.received = 0
+        self.samples: list[tuple[float, int]] = []
+        self.stop_ms: float | None = None
+
+    def sample(self) -> None:
+        now = round(self.trace.elapsed(), 1)
+        if not self.samples or now > self.samples[-1][0]:
+            self.samples.append((now, self.received))
+
+    async def sampler(self, every: float) -> None:
+        """Sample on a fixed grid from now on (sleeping to each tick, so errors do not add up)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        tick = 0
+        while True:
+            tick += 1
+            await asyncio.sleep(max(0.0, start + tick * every - loop.time()))
+            self.sample()
+
+
+def _goodput(received: int, first_byte_ms: float | None, stop_ms: float | None) -> float | None:
+    """Body kilobits per second from the response headers to the end of the read."""
+    if received <= 0 or first_byte_ms is None or stop_ms is None:
+        return None
+    return received * 8 / max(stop_ms - first_byte_ms, _MIN_BODY_MS)  # bytes*8/ms = kbit/s
+
+
+async def download(
+    url: str,
+    ip: str,
+    *,
+    sni: str | None = None,
+    verify: bool = True,
+    ca_bundle: str | None = None,
+    max_bytes: int,
+    max_seconds: float,
+    sample_every: float = 0.1,
+    user_agent: str = DEFAULT_USER_AGENT,
+) -> ThroughputObservation:
+    """GET ``url`` from ``ip`` and time its body, up to ``max_bytes`` or ``max_seconds``."""
+    target = httpx.URL(url)
+    if target.scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    if max_bytes < 1 or max_seconds <= 0 or sample_every <= 0:
+        raise ValueError("max_bytes, max_seconds and sample_every must be positive")
+    https = target.scheme == "https"
+    host = target.raw_host.decode("ascii")
+    context = await context_async(ca_bundle, verify=verify)
+    trace = Trace()
+    progress = _Progress(trace)
+    status: int | None = None
+    stopped: str | None = None
+    failure: Failure | None = None
+    operation: str | None = None
+    error: str | None = None
+    extensions: dict[str, object] = {"trace": trace}
+    if https and sni is not None:
+        extensions["sni_hostname"] = sni  # httpcore's own hook; Host stays the URL's
+    headers = {
+        "User-Agent": user_agent,
+        "Accept": "*/*",
+        "Accept-Encoding": "identity",
+        "Range": f"bytes=0-{max_bytes - 1}",
+    }
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_seconds
+    try:
+        async with asyncio.timeout_at(deadline):
+            transport = PinnedTransport(host, ip, context)
+            # trust_env=False: a proxy from the environment would bypass the pinned address.
+            # httpx's own timeout is a backstop only; the deadline above is what ends a read.
+            async with httpx.AsyncClient(
+                transport=transport, trust_env=False, timeout=max_seconds + 1.0, headers=headers
+            ) as client:
+                request = client.build_request("GET", target, extensions=extensions)
+                response = await client.send(request, stream=True)
+                status = response.status_code
+                sampler = asyncio.create_task(progress.sampler(sample_every))
+                try:
+                    async for chunk in response.aiter_raw():
+                        progress.received += min(len(chunk), max_bytes - progress.received)
+                        if progress.received >= max_bytes:
+                            stopped = "bytes"
+                            break
+                    else:
+                        stopped = "end"
+                finally:
+                    progress.stop_ms = trace.elapsed()
+                    progress.sample()  # the last count, at the end of the read
+                    sampler.cancel()
+                    # wait, not await: the sampler's cancellation is not ours to raise, and
+                    # ours (the deadline, a sweep cancelled) must still propagate.
+                    await asyncio.wait([sampler])
+                    await response.aclose()
+    except TimeoutError as exc:
+        if status is not None and loop.time() >= deadline:
+            stopped = "seconds"  # the time budget ended the read: the expected way to stop
+        else:
+            failure = failure_of(exc)
+            operation = trace.operation(https)
+    except (httpx.HTTPError, OSError) as exc:
+        failure = failure_of(exc)
+        operation = trace.operation(https)
+        error = describe(exc) if failure is Failure.UNKNOWN else None
+    duration_ms = trace.elapsed()
+    if progress.stop_ms is None:
+        progress.stop_ms = duration_ms
+    timings = trace.timings(duration_ms)
+    return ThroughputObservation(
+        url=url,
+        ip=ip,
+        sni=(sni or host) if https else None,
+        verified=verify,
+        failure=failure.value if failure is not None else None,
+        operation=operation,
+        status=status,
+        connect_ms=timings.connect_ms,
+        tls_ms=timings.tls_ms,
+        first_byte_ms=timings.first_byte_ms,
+        samples=tuple(progress.samples),
+        bytes=progress.received,
+        duration_ms=duration_ms,
+        goodput_kbps=_goodput(progress.received, timings.first_byte_ms, progress.stop_ms),
+        stopped=stopped,
+        error=error,
+    )

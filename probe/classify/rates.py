@@ -1,0 +1,164 @@
+"""Rates of sampled transfers and the statistics the throttling rule rests on. Pure arithmetic.
+
+A transfer is a series of samples ``(t_ms, cumulative_bytes)`` (measurements.throughput) that
+starts at an origin ``(first_byte_ms, 0)``: the response headers, when the body begins. Rates
+are kilobits per second (bytes * 8 / ms).
+
+- ``ks_2samp``: the two-sample Kolmogorov-Smirnov statistic D and its asymptotic p-value
+  (Numerical Recipes' ``probks`` with Stephens' small-sample correction), written out here
+  so the probe needs no scientific stack. Samples taken 100 ms apart within one transfer are
+  not independent, so the p-value flatters; the rule never rests on it alone.
+- ``change_point``: where a transfer's rate fell by a large factor and stayed down (a
+  throttle triggered after the first N bytes), as a byte offset.
+- ``stability``: the coefficient of variation of the rate over short windows once slow start
+  is over. A policer converges on a flat rate (low CV); congestion wanders (high CV).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Sample = tuple[float, int]  # (ms since the request started, body bytes so far)
+
+# A drop must be at least this steep (before/after) to be a change point...
+CHANGE_FACTOR = 4.0
+# ...come after at least this many body bytes (less is a first TLS record or TCP window that
+# arrived with the headers, not a byte-count trigger)...
+CHANGE_MIN_BYTES = 32 * 1024
+# ...and hold for at least this many sample intervals.
+CHANGE_MIN_AFTER = 4
+STABILITY_WINDOW = 5  # sample intervals per window
+STABILITY_SKIP_MS = 1000.0  # slow start: skip the first second (or a quarter of a short transfer)
+
+
+def rate_kbps(start: Sample, end: Sample) -> float:
+    """The rate between two samples, kbit/s (0 when no time passed)."""
+    dt = end[0] - start[0]
+    return (end[1] - start[1]) * 8 / dt if dt > 0 else 0.0
+
+
+def points(samples: Sequence[Sample], origin_ms: float) -> list[Sample]:
+    """The origin (the body's start, 0 bytes) and every later sample, in time order."""
+    return [(origin_ms, 0), *(s for s in samples if s[0] > origin_ms)]
+
+
+def interval_rates(pts: Sequence[Sample]) -> list[float]:
+    """The rate over each interval between consecutive points."""
+    return [rate_kbps(a, b) for a, b in itertools.pairwise(pts) if b[0] > a[0]]
+
+
+def median(values: Sequence[float]) -> float | None:
+    """The median, or None for no values."""
+    return statistics.median(values) if values else None
+
+
+def _q_ks(lam: float) -> float:
+    """Kolmogorov's survival function Q(lambda) = 2 sum (-1)^(j-1) exp(-2 j^2 lambda^2)."""
+    if lam < 0.2:
+        return 1.0  # the series has not begun to converge; the answer is 1 to many digits
+    total, sign, previous = 0.0, 2.0, 0.0
+    for j in range(1, 101):
+        term = sign * math.exp(-2.0 * j * j * lam * lam)
+        total += term
+        if abs(term) <= 1e-3 * previous or abs(term) <= 1e-8 * total:
+            return min(max(total, 0.0), 1.0)
+        sign, previous = -sign, abs(term)
+    return 1.0
+
+
+def ks_2samp(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Two-sample KS: (D, asymptotic p-value). Empty samples give (0, 1)."""
+    if not a or not b:
+        return 0.0, 1.0
+    xs, ys = sorted(a), sorted(b)
+    n, m = len(xs), len(ys)
+    i = j = 0
+    d = 0.0
+    while i < n and j < m:
+        x = min(xs[i], ys[j])
+        while i < n and xs[i] <= x:  # step over ties in both samples together
+            i += 1
+        while j < m and ys[j] <= x:
+            j += 1
+        d = max(d, abs(i / n - j / m))
+    en = math.sqrt(n * m / (n + m))
+    return d, _q_ks((en + 0.12 + 0.11 / en) * d)
+
+
+def effect(slow: Sequence[float], fast: Sequence[float]) -> float:
+    """How far the slow sample's median falls below the fast one's, as a share of the faster."""
+    ms, mf = median(slow), median(fast)
+    if ms is None or mf is None or mf <= 0:
+        return 0.0
+    return (mf - ms) / mf
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePoint:
+    """Where a transfer's rate fell and stayed down."""
+
+    index: int  # into points(): the sample at the change
+    at_ms: float
+    at_bytes: int
+    before_kbps: float
+    after_kbps: float
+
+
+def _chord_error(pts: Sequence[Sample], i: int, j: int) -> float:
+    """Squared distance of the points between i and j from the straight line joining them."""
+    (t0, b0), (t1, b1) = pts[i], pts[j]
+    slope = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+    return sum((b - b0 - slope * (t - t0)) ** 2 for t, b in pts[i + 1 : j])
+
+
+def change_point(pts: Sequence[Sample]) -> ChangePoint | None:
+    """Where the rate fell and stayed down within one transfer, or None.
+
+    A split at point k qualifies when the rate from the origin to k is at least CHANGE_FACTOR
+    times both the rate from k to the end and the rate over the last half of that stretch
+    (so a rate that recovers is not a change), k comes after CHANGE_MIN_BYTES, and at least
+    CHANGE_MIN_AFTER intervals follow. Of those, the split whose two straight segments fit the
+    cumulative bytes best wins (least squares): a sample taken while the fast part was still
+    arriving would leave its last bytes in the slow segment, and the fit shows it.
+    """
+    best: ChangePoint | None = None
+    best_error = math.inf
+    last = len(pts) - 1
+    for k in range(1, last - CHANGE_MIN_AFTER + 1):
+        if pts[k][1] < CHANGE_MIN_BYTES:
+            continue
+        before = rate_kbps(pts[0], pts[k])
+        after = rate_kbps(pts[k], pts[last])
+        tail = rate_kbps(pts[(k + last) // 2], pts[last])
+        if before <= 0 or before < CHANGE_FACTOR * max(after, tail):
+            continue
+        error = _chord_error(pts, 0, k) + _chord_error(pts, k, last)
+        if error < best_error:
+            best, best_error = ChangePoint(k, pts[k][0], pts[k][1], before, after), error
+    return best
+
+
+def stability(pts: Sequence[Sample], start: int = 0) -> float | None:
+    """Coefficient of variation of the rate over windows of STABILITY_WINDOW intervals.
+
+    Counted from ``start`` (a change point, say) and after slow start: the first second, or
+    the first quarter of a transfer too short to spare a second. None when fewer than three
+    windows remain, or nothing moved.
+    """
+    pts = list(pts[start:])
+    if len(pts) < 2:
+        return None
+    skip = min(STABILITY_SKIP_MS, (pts[-1][0] - pts[0][0]) / 4)
+    first = next(i for i, p in enumerate(pts) if p[0] >= pts[0][0] + skip)
+    windows = [
+        rate_kbps(pts[i], pts[min(i + STABILITY_WINDOW, len(pts) - 1)])
+        for i in range(first, len(pts) - 1, STABILITY_WINDOW)
+    ]
+    if len(windows) < 3:
+        return None
+    mean = statistics.fmean(windows)
+    return statistics.pstdev(windows) / mean if mean > 0 else None

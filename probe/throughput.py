@@ -1,0 +1,196 @@
+"""Rule 7's trials in a sweep: which inputs are timed, in what order, one at a time, on budget.
+
+An input is timed when it is a service's ``throughput_url``, its ordinary measurement found it
+accessible, and its resource answered 2xx over HTTPS. The test then downloads, in rounds,
+
+    target     the resource, pinned to the address just measured, with its own SNI;
+    innocuous  the same resource from the same address, the ClientHello naming
+               ``control.innocuous_name`` (the certificate cannot match: not checked, and the
+               observation says so);
+    reference  a reference URL (``throughput.reference``, else ``control.reference``),
+
+``trials`` rounds of the three, the order rotating each round so none always goes first (the
+kernel caches a path's congestion state per address, so a throttled transfer could slow the
+next one to the same address). Every transfer gets an equal share of the test's byte and time
+budgets.
+
+Throughput tests never run at once (they would measure each other): one lock per sweep
+serialises them, every transfer of every test, controls included. A test starts only when
+its whole byte budget fits in what is left of the sweep's and of the last 24 hours'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from measurements import throughput
+from measurements.addresses import is_ip
+from measurements.observations import HTTPHop, ThroughputObservation
+from probe.config import Settings
+from probe.measure import Collector, Measurer, dns_failed, http_failed
+from targets.model import Input, TargetList
+
+KINDS = ("target", "innocuous", "reference")
+# What the ordinary measurement of a throughput URL reads: its status and a blockpage's worth.
+THROUGHPUT_PAGE_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputSettings:
+    """What the throughput tests need from the configuration."""
+
+    enabled: bool = True
+    max_bytes_per_test: int = 1 << 20
+    max_seconds_per_test: float = 30.0
+    max_bytes_per_sweep: int = 10 << 20
+    max_bytes_per_day: int = 50 << 20
+    trials: int = 3
+    sample_interval: float = 0.1
+    references: tuple[str, ...] = ()
+
+    @property
+    def transfers(self) -> int:
+        """Downloads per test: each kind, each round."""
+        return len(KINDS) * self.trials
+
+    @classmethod
+    def from_settings(cls, settings: Settings, references: tuple[str, ...]) -> ThroughputSettings:
+        """The [throughput] keys; ``references`` when throughput.reference names none."""
+        return cls(
+            enabled=settings["throughput.enabled"],
+            max_bytes_per_test=settings["throughput.max_bytes_per_test"],
+            max_seconds_per_test=settings["throughput.max_seconds_per_test"],
+            max_bytes_per_sweep=settings["throughput.max_bytes_per_sweep"],
+            max_bytes_per_day=settings["throughput.max_bytes_per_day"],
+            trials=settings["throughput.trials"],
+            sample_interval=settings["throughput.sample_interval"],
+            references=tuple(settings["throughput.reference"]) or references,
+        )
+
+
+def throughput_urls(targets: TargetList) -> frozenset[str]:
+    """Every service's throughput URL."""
+    return frozenset(s.throughput_url for s in targets.services if s.throughput_url)
+
+
+def bytes_of(col: Collector) -> int:
+    """Bytes the throughput transfers of one input read, controls included."""
+    every = (*col.throughput, *col.throughput_innocuous, *col.throughput_reference)
+    return sum(o.bytes for o in every)
+
+
+class ThroughputTester:
+    """Runs a sweep's throughput tests: strictly one at a time, within the byte budgets."""
+
+    def __init__(
+        self,
+        settings: ThroughputSettings,
+        measurer: Measurer,
+        urls: frozenset[str],
+        spent_today: int = 0,
+    ) -> None:
+        self.settings = settings
+        self.measurer = measurer
+        self.urls = urls
+        self.spent_today = spent_today  # before this sweep, in the last 24 hours
+        self.spent = 0  # by this sweep
+        self._lock = asyncio.Lock()
+        self._reference: asyncio.Future[tuple[str, str] | None] | None = None
+
+    def wants(self, job: Input) -> bool:
+        """Whether this input is a throughput URL."""
+        return job.kind == "url" and job.value in self.urls
+
+    def allowance(self) -> int:
+        """Bytes still allowed: the smaller of the sweep's and the day's remainder."""
+        s = self.settings
+        return max(
+            0,
+            min(
+                s.max_bytes_per_sweep - self.spent,
+                s.max_bytes_per_day - self.spent_today - self.spent,
+            ),
+        )
+
+    async def run(self, job: Input, col: Collector) -> str | None:
+        """Time the input into ``col``; or say why it was not timed."""
+        s = self.settings
+        if not s.enabled:
+            return "throughput tests are off (throughput.enabled, --no-throughput)"
+        page = _resource(col)
+        if page is None or page.ip is None:
+            return "the throughput URL did not answer 2xx"
+        if urlsplit(page.url).scheme != "https":
+            return "only HTTPS resources are timed (the innocuous control changes the SNI)"
+        async with self._lock:
+            if self.allowance() < s.max_bytes_per_test:
+                return (
+                    f"the throughput budget is spent: {self.allowance()} bytes left of this "
+                    f"sweep's and the last 24 hours' budgets, a test needs {s.max_bytes_per_test}"
+                )
+            reference = await self._reference_address()
+            if reference is None:
+                return "no reference URL could be resolved to a usable address"
+            await self._trials(page.url, page.ip, reference, col)
+        return None
+
+    async def _trials(self, url: str, ip: str, reference: tuple[str, str], col: Collector) -> None:
+        s = self.settings
+        per_bytes = max(1, s.max_bytes_per_test // s.transfers)
+        per_seconds = s.max_seconds_per_test / s.transfers
+        ca_bundle = self.measurer.settings.ca_bundle
+        innocuous = self.measurer.settings.innocuous_name
+
+        def get(kind: str) -> Awaitable[ThroughputObservation]:
+            common: dict[str, Any] = {
+                "max_bytes": per_bytes, "max_seconds": per_seconds,
+                "sample_every": s.sample_interval, "ca_bundle": ca_bundle,
+            }  # fmt: skip
+            if kind == "target":
+                return throughput.download(url, ip, **common)
+            if kind == "innocuous":
+                return throughput.download(url, ip, sni=innocuous, verify=False, **common)
+            return throughput.download(*reference, **common)
+
+        sinks: dict[str, Callable[[ThroughputObservation], None]] = {
+            "target": col.throughput.append,
+            "innocuous": col.throughput_innocuous.append,
+            "reference": col.throughput_reference.append,
+        }
+        for round_ in range(s.trials):
+            shift = round_ % len(KINDS)
+            for kind in KINDS[shift:] + KINDS[:shift]:
+                obs = await get(kind)
+                self.spent += obs.bytes
+                sinks[kind](obs)
+
+    async def _reference_address(self) -> tuple[str, str] | None:
+        """The first reference URL that resolves to a usable address (looked up once)."""
+        if self._reference is None:
+            self._reference = asyncio.ensure_future(self._find_reference())
+        return await asyncio.shield(self._reference)
+
+    async def _find_reference(self) -> tuple[str, str] | None:
+        for url in self.settings.references:
+            host = (urlsplit(url).hostname or "").lower()
+            if is_ip(host):
+                ip: str | None = host
+            else:
+                obs = await self.measurer.resolve(host)
+                ip = None if dns_failed(obs) else obs.addresses[0]
+            if ip is not None and self.measurer.refusal(ip) is None:
+                return url, ip
+        return None
+
+
+def _resource(col: Collector) -> HTTPHop | None:
+    """Where the ordinary measurement found the resource: the final hop, if it answered 2xx."""
+    ok = next((o for o in col.http if not http_failed(o)), None)
+    if ok is None:
+        return None
+    final = ok.final
+    return final if final.status is not None and 200 <= final.status < 300 else None

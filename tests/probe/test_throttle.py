@@ -1,0 +1,350 @@
+"""Rule 7 as tables: the statistics on synthetic sample series, then the decision itself.
+
+No network: each transfer is a ThroughputObservation built from a rate profile (bytes per
+second over time), sampled every 100 ms as measurements.throughput samples.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+import pytest
+
+from measurements.observations import (
+    DNSObservation,
+    HTTPHop,
+    HTTPObservation,
+    HTTPTimings,
+    ThroughputObservation,
+    TLSObservation,
+)
+from probe.classify import classify
+from probe.classify.rates import (
+    _q_ks,
+    change_point,
+    effect,
+    interval_rates,
+    ks_2samp,
+    points,
+    stability,
+)
+from probe.classify.throttle import FLAT_CV, RATIO, classify_throughput
+from probe.evidence import Controls, InputEvidence
+from probe.fingerprints import load_bundled
+
+HOST = "www.example.test"
+IP = "93.184.215.14"
+FAST = 2_000_000  # bytes/s: 16 Mbit/s
+SLOW = 16_000  # bytes/s: 128 kbit/s, as Kazakhstan's and Russia's throttles ran
+
+# (seconds since the body began, bytes so far) -> bytes/s
+Profile = Callable[[float, float], float]
+
+
+def flat(rate: float) -> Profile:
+    return lambda t, got: rate
+
+
+def delayed(after_bytes: int, fast: float, slow: float) -> Profile:
+    """A byte-count trigger: ``fast`` for the first ``after_bytes``, then ``slow``."""
+    return lambda t, got: fast if got < after_bytes else slow
+
+
+def transfer(
+    profile: Profile,
+    seconds: float = 3.0,
+    *,
+    every: float = 0.1,
+    max_bytes: int = 1 << 30,
+    noise: float = 0.0,
+    seed: int = 0,
+    status: int = 206,
+    failure: str | None = None,
+    operation: str | None = None,
+    connect_ms: float = 5.0,
+    sni: str = HOST,
+) -> ThroughputObservation:
+    """Integrate ``profile`` in 1 ms steps and sample it as the download primitive does."""
+    rnd = random.Random(seed)
+    first_byte = 50.0
+    samples: list[tuple[float, int]] = []
+    total = 0.0
+    step = 0.001
+    t = 0.0
+    next_sample = every
+    while t < seconds and total < max_bytes:
+        total = min(
+            max_bytes, total + profile(t, total) * step * (1 + noise * (rnd.random() * 2 - 1))
+        )
+        t += step
+        if t >= next_sample - 1e-9:
+            samples.append((round(first_byte + t * 1000, 1), int(total)))
+            next_sample += every
+    end = first_byte + t * 1000
+    if not samples or samples[-1][0] < round(end, 1):
+        samples.append((round(end, 1), int(total)))
+    got = int(total)
+    return ThroughputObservation(
+        f"https://{HOST}/big.bin", IP, sni, sni == HOST, failure, operation, status, connect_ms,
+        5.0, first_byte, tuple(samples), got, end, got * 8 / (end - first_byte) if got else None,
+        "bytes" if got >= max_bytes else "seconds",
+    )  # fmt: skip
+
+
+def pts(obs: ThroughputObservation) -> list[tuple[float, int]]:
+    assert obs.first_byte_ms is not None
+    return points(obs.samples, obs.first_byte_ms)
+
+
+# ------------------------------------------------------------------ the KS test
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "d", "p"),
+    [
+        ([1, 2, 3], [2, 3, 4], 1 / 3, None),
+        ([1, 2, 3], [1, 2, 3], 0.0, 1.0),
+        ([5.0] * 10, [5.0] * 10, 0.0, 1.0),  # ties throughout
+        ([1.0] * 10, [2.0] * 10, 1.0, 1.9e-5),
+        # Three trials against three can never reach p < 0.01: why the test pools the
+        # per-interval rates of every transfer rather than one goodput per trial.
+        ([1, 2, 3], [10, 20, 30], 1.0, 0.0327),
+        ([], [1.0], 0.0, 1.0),
+    ],
+)
+def test_ks_2samp(a: list[float], b: list[float], d: float, p: float | None) -> None:
+    got_d, got_p = ks_2samp(a, b)
+    assert got_d == pytest.approx(d)
+    if p is not None:
+        assert got_p == pytest.approx(p, rel=0.05)
+    assert ks_2samp(b, a) == (got_d, got_p)  # symmetric
+
+
+@pytest.mark.parametrize(
+    ("lam", "q"),
+    [(0.1, 1.0), (0.5, 0.9639), (1.0, 0.2700), (1.36, 0.0494), (1.63, 0.0098), (3.0, 3.05e-8)],
+)
+def test_kolmogorov_survival_function(lam: float, q: float) -> None:
+    assert _q_ks(lam) == pytest.approx(q, rel=0.01, abs=1e-4)
+
+
+def test_effect_is_relative_to_the_faster_median() -> None:
+    assert effect([10, 10, 10], [100, 100, 100]) == pytest.approx(0.9)
+    assert effect([60, 60], [100, 100]) == pytest.approx(0.4)
+    assert effect([100], [50]) == pytest.approx(-1.0)
+    assert effect([], [1]) == 0.0
+
+
+# ------------------------------------------------------------------ change points
+
+
+def _offset(obs: ThroughputObservation) -> int | None:
+    found = change_point(pts(obs))
+    return None if found is None else found.at_bytes
+
+
+@pytest.mark.parametrize(
+    ("name", "obs", "low", "high"),
+    [
+        ("trigger after 100 KB", transfer(delayed(100_000, FAST, SLOW)), 100_000, 101_600),
+        ("trigger after 300 KB", transfer(delayed(300_000, FAST, SLOW)), 300_000, 301_600),
+        ("trigger with noise", transfer(delayed(200_000, FAST, SLOW), noise=0.5), 200_000, 202_400),
+        ("the fast part spans three samples", transfer(delayed(300_000, 1_000_000, SLOW)), 299_000, 301_600),
+    ],
+)  # fmt: skip
+def test_change_point_found_where_the_rate_fell(
+    name: str, obs: ThroughputObservation, low: int, high: int
+) -> None:
+    found = _offset(obs)
+    assert found is not None and low <= found <= high, name
+
+
+@pytest.mark.parametrize(
+    ("name", "obs"),
+    [
+        ("flat fast", transfer(flat(FAST))),
+        ("flat slow", transfer(flat(SLOW))),
+        ("flat slow with noise", transfer(flat(SLOW), noise=0.8)),
+        ("a first burst below 32 KiB is a first window, not a trigger", transfer(delayed(20_000, FAST, SLOW))),
+        ("a drop by 3 is not steep enough", transfer(delayed(100_000, 3 * SLOW, SLOW))),
+        ("a rate that recovers is not a change", transfer(lambda t, got: SLOW if 0.5 < t < 1.5 else FAST)),
+        ("slow start, then faster", transfer(lambda t, got: SLOW if t < 0.5 else FAST)),
+        ("too short after the drop", transfer(delayed(100_000, FAST, SLOW), seconds=0.4)),
+    ],
+)  # fmt: skip
+def test_no_change_point(name: str, obs: ThroughputObservation) -> None:
+    assert _offset(obs) is None, name
+
+
+def test_change_point_prefers_the_sample_where_the_fast_part_ended() -> None:
+    # The fast part was still arriving at the first sample (as on a loaded machine): the best
+    # two-segment fit splits at the second, where the rate actually fell.
+    samples = [(0.0, 0), (20.0, 78_848), (40.0, 100_352)]
+    samples += [(40.0 + 20 * i, 100_352 + 2048 * i) for i in range(1, 28)]
+    found = change_point(samples)
+    assert found is not None and found.at_bytes == 100_352
+    assert found.after_kbps == pytest.approx(2048 * 8 / 20)
+
+
+# ------------------------------------------------------------------ stability
+
+
+def test_stability_flat_and_wandering() -> None:
+    policed = stability(pts(transfer(flat(SLOW), seconds=5, noise=0.3)))
+    assert policed is not None and policed < 0.1
+    congested = stability(pts(transfer(lambda t, got: SLOW * (1.6 + math.sin(3 * t)), seconds=5)))
+    assert congested is not None and congested > FLAT_CV
+    assert stability(pts(transfer(flat(SLOW), seconds=0.3))) is None  # too short to tell
+
+
+def test_interval_rates_are_kbit_per_second() -> None:
+    assert interval_rates([(0.0, 0), (100.0, 1000), (200.0, 3000)]) == [80.0, 160.0]
+
+
+# ------------------------------------------------------------------ the decision
+
+
+def trials(profile: Profile, n: int = 3, **kw: object) -> tuple[ThroughputObservation, ...]:
+    return tuple(transfer(profile, seed=i, noise=0.3, **kw) for i in range(n))  # type: ignore[arg-type]
+
+
+def innocuous(profile: Profile, n: int = 3, **kw: object) -> tuple[ThroughputObservation, ...]:
+    return trials(profile, n, sni="www.example.com", **kw)
+
+
+def accessible_evidence(target: tuple[ThroughputObservation, ...]) -> InputEvidence:
+    dns = DNSObservation(HOST, "A", "udp", "192.0.2.53:53", None, "NOERROR", (IP,), (), 3.0)
+    tls = TLSObservation(IP, 443, HOST, None, None, 1.0, 2.0, "TLSv1.3", None, (), True, None, 3.0)
+    hop = HTTPHop(
+        f"https://{HOST}/big.bin", IP, None, None, 200, (), None, None, 1000, "00", b"", True,
+        "TLSv1.3", None, HTTPTimings(),
+    )  # fmt: skip
+    return InputEvidence(
+        "url", f"https://{HOST}/big.bin", HOST, "https", dns=(dns,), tls=(tls,),
+        http=(HTTPObservation(hop.url, (hop,), 10.0),), throughput=target,
+    )  # fmt: skip
+
+
+CASES = [
+    # name, target, innocuous SNI, reference, (verdict, layer, detail, rule)
+    ("SNI throttle", trials(flat(SLOW)), innocuous(flat(FAST)), trials(flat(FAST)),
+     ("throttled", "tls", "throttle.sni", "throttle.sni")),
+    ("IP throttle", trials(flat(SLOW)), innocuous(flat(SLOW)), trials(flat(FAST)),
+     ("throttled", "tcp", "throttle.ip", "throttle.ip")),
+    ("delayed SNI throttle", trials(delayed(150_000, FAST, SLOW)), innocuous(flat(FAST)),
+     trials(flat(FAST)), ("throttled", "tls", "throttle.sni", "throttle.sni")),
+    ("a slow link slows the references too", trials(flat(SLOW)), innocuous(flat(SLOW)),
+     trials(flat(SLOW)), ("accessible", None, "ok", "throughput.not_slower")),
+    ("a slow link, and the target a bit slower still", trials(flat(SLOW / 2)),
+     innocuous(flat(SLOW)), trials(flat(SLOW)), ("accessible", None, "ok", "throughput.not_slower")),
+    ("nothing slow", trials(flat(FAST)), innocuous(flat(FAST)), trials(flat(FAST)),
+     ("accessible", None, "ok", "throughput.not_slower")),
+    ("slow only once in three: not repeatable",
+     (transfer(flat(SLOW)), transfer(flat(FAST)), transfer(flat(FAST))),
+     innocuous(flat(FAST)), trials(flat(FAST)), ("accessible", None, "ok", "throughput.not_slower")),
+    ("two slow, one fast: every trial must be slow",
+     (transfer(flat(SLOW)), transfer(flat(SLOW), seed=1), transfer(flat(FAST))),
+     innocuous(flat(FAST)), trials(flat(FAST)), ("accessible", None, "ok", "throughput.not_slower")),
+    ("a ratio of 1/3 is not enough", trials(flat(FAST / 3)), innocuous(flat(FAST)),
+     trials(flat(FAST)), ("accessible", None, "ok", "throughput.not_slower")),
+    ("only two target trials", trials(flat(SLOW), 2), innocuous(flat(FAST)), trials(flat(FAST)),
+     ("accessible", None, "ok", "throughput.incomplete")),
+    ("target trials failed before the body",
+     trials(flat(SLOW), status=None, failure="connection_reset", operation="tls_handshake"),
+     innocuous(flat(FAST)), trials(flat(FAST)), ("accessible", None, "ok", "throughput.incomplete")),
+    ("a reset midway still timed what came before",
+     trials(flat(SLOW), failure="connection_reset", operation="http_body"), innocuous(flat(FAST)),
+     trials(flat(FAST)), ("throttled", "tls", "throttle.sni", "throttle.sni")),
+    ("no reference", trials(flat(SLOW)), innocuous(flat(FAST)), (),
+     ("accessible", None, "ok", "throughput.no_reference")),
+    ("the innocuous SNI is refused (421)", trials(flat(SLOW)), innocuous(flat(FAST), status=421),
+     trials(flat(FAST)), ("accessible", None, "ok", "throughput.no_innocuous")),
+    ("innocuous in between", trials(flat(FAST / 10)), innocuous(flat(FAST / 3)), trials(flat(FAST)),
+     ("accessible", None, "ok", "throughput.ambiguous")),
+    # A far server is slower than a near reference by its round trip, censor or not.
+    ("far server, near reference", trials(flat(SLOW), connect_ms=300), innocuous(flat(SLOW), connect_ms=300),
+     trials(flat(SLOW * 20), connect_ms=10), ("accessible", None, "ok", "throughput.not_slower")),
+    ("far server, and throttled beyond what distance explains", trials(flat(SLOW), connect_ms=50),
+     innocuous(flat(SLOW), connect_ms=50), trials(flat(FAST), connect_ms=10),
+     ("throttled", "tcp", "throttle.ip", "throttle.ip")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "inn", "ref", "expected"), CASES, ids=[c[0] for c in CASES]
+)
+def test_decision(
+    name: str,
+    target: tuple[ThroughputObservation, ...],
+    inn: tuple[ThroughputObservation, ...],
+    ref: tuple[ThroughputObservation, ...],
+    expected: tuple[str, str | None, str, str],
+) -> None:
+    ev = accessible_evidence(target)
+    ctl = Controls(throughput_innocuous=inn, throughput_reference=ref)
+    v = classify(ev, ctl, load_bundled())
+    assert (v.verdict, v.layer, v.detail, v.rule) == expected, v.reason
+    assert "throughput" in v.evidence and v.reason
+    if v.verdict == "throttled":
+        assert v.throughput_kbps is not None and v.baseline_kbps is not None
+        assert v.throughput_kbps <= v.baseline_kbps / RATIO
+
+
+def test_rates_and_evidence_of_a_delayed_sni_throttle() -> None:
+    ev = accessible_evidence(trials(delayed(150_000, FAST, SLOW)))
+    ctl = Controls(
+        throughput_innocuous=innocuous(flat(FAST)), throughput_reference=trials(flat(FAST))
+    )
+    v = classify(ev, ctl, load_bundled())
+    facts = v.evidence["throughput"]
+    assert v.throughput_kbps == pytest.approx(SLOW * 8 / 1000, rel=0.1)  # after the trigger
+    assert v.baseline_kbps == pytest.approx(FAST * 8 / 1000, rel=0.2)  # the innocuous SNI
+    assert 150_000 <= facts["change_at_bytes"] <= 152_000
+    assert "after the first" in v.reason and str(facts["change_at_bytes"]) in v.reason
+    assert facts["flat"] is True and facts["stability_cv"] < 0.25
+    assert facts["vs_innocuous"]["ks_p"] < 0.01 and facts["vs_innocuous"]["effect"] >= 0.5
+    assert facts["innocuous_certificate_checked"] is False
+
+
+def test_a_wandering_rate_is_recorded_as_not_flat() -> None:
+    wander = trials(lambda t, got: SLOW * (1.6 + math.sin(3 * t)), seconds=5)
+    v = classify(
+        accessible_evidence(wander),
+        Controls(
+            throughput_innocuous=innocuous(flat(FAST)), throughput_reference=trials(flat(FAST))
+        ),
+        load_bundled(),
+    )
+    assert v.detail == "throttle.sni"  # slow is slow; the shape is for the reader
+    assert v.evidence["throughput"]["flat"] is False
+
+
+def test_throughput_never_overrides_blocking() -> None:
+    ev = accessible_evidence(trials(flat(SLOW)))
+    failed = TLSObservation(
+        IP, 443, HOST, "connection_reset", "tls_handshake", 1.0, None, None, None, (), None,
+        None, 3.0,
+    )  # fmt: skip
+    ok = TLSObservation(
+        IP, 443, "www.example.com", None, None, 1.0, 2.0, "TLSv1.3", None, (), None, None, 3.0
+    )
+    blocked = InputEvidence(
+        ev.kind, ev.input, ev.hostname, ev.scheme, dns=ev.dns, tls=(failed,),
+        throughput=ev.throughput,
+    )  # fmt: skip
+    v = classify(blocked, Controls(tls_innocuous=(ok,)), load_bundled())
+    assert (v.verdict, v.detail) == ("blocked", "tls.reset")
+
+
+def test_the_base_verdict_is_kept_when_not_throttled() -> None:
+    ev = accessible_evidence(trials(flat(FAST)))
+    ctl = Controls(
+        throughput_innocuous=innocuous(flat(FAST)), throughput_reference=trials(flat(FAST))
+    )
+    base = classify(accessible_evidence(()), ctl, load_bundled())
+    v = classify_throughput(base, ev, ctl)
+    assert (v.verdict, v.detail, v.layer) == ("accessible", "ok", None)
+    assert v.reason.startswith(base.reason) and v.evidence["status"] == 200
+    assert v.throughput_kbps == pytest.approx(FAST * 8 / 1000, rel=0.2)

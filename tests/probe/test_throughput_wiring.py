@@ -1,0 +1,221 @@
+"""Rule 7's plumbing: settings and flags, the daily budget in the store, which inputs are
+timed, and the tester's interleaving and refusals (against real local servers)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+import trustme
+from blockbuster import blockbuster_ctx
+
+from measurements import http, trust
+from measurements.addresses import parse_networks
+from probe.cli import main
+from probe.config import ConfigError, load_settings
+from probe.measure import Collector, Measurer, MeasureSettings
+from probe.store import AsyncWriter, open_database
+from probe.sweep import Sweep
+from probe.throughput import ThroughputSettings, ThroughputTester
+from probe.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
+from targets.model import Input, Service, TargetList
+from tests.servers.dns_server import Answer, ScriptedDNSServer
+from tests.servers.doh_server import DoHServer
+from tests.servers.throughput_server import ByteServer, Pacer
+
+NAME = "cdn.example.test"
+INNOCUOUS = "www.example.com"
+T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
+
+
+# ------------------------------------------------------------------ settings
+
+
+def test_defaults_are_conservative() -> None:
+    s = load_settings({}, None, environ={})
+    assert s["throughput.enabled"] is True
+    assert s["throughput.max_bytes_per_test"] == 1 << 20
+    assert s["throughput.max_bytes_per_sweep"] == 10 << 20
+    assert s["throughput.max_bytes_per_day"] == 50 << 20
+    assert s["throughput.max_seconds_per_test"] == 30.0
+    assert (s["throughput.trials"], s["throughput.sample_interval"]) == (3, 0.1)
+
+
+def test_off_by_file_env_or_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text("[throughput]\nenabled = false\n", encoding="utf-8")
+    assert load_settings({}, str(path), environ={})["throughput.enabled"] is False
+    assert load_settings({}, None, environ={"PROBE_THROUGHPUT": "0"})["throughput.enabled"] is False
+    for flag, value in (("--no-throughput", False), ("--throughput", True)):
+        assert main(["config", "show", flag, "--json"]) == 0
+        shown = json.loads(capsys.readouterr().out)["settings"]["throughput.enabled"]
+        assert shown == {"value": value, "source": "flag"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"throughput.trials": "2"}, "--throughput-trials: must be at least 3"),
+        ({"throughput.sample_interval": "5"}, "--sample-interval: must be between 0.005 and 1"),
+        ({"throughput.max_seconds_per_test": "0"}, "--max-seconds-per-test: must be more than 0"),
+        ({"throughput.max_bytes_per_day": "0"}, "--max-bytes-per-day: must be at least 1"),
+        ({"throughput.enabled": "maybe"}, "--throughput: expected true or false"),
+    ],
+)
+def test_bad_values_are_refused(flags: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(flags, None, environ={})
+
+
+def test_the_throughput_url_is_an_input_once() -> None:
+    listed = Service(
+        "s", "social", ("https://a.test/", "https://cdn.test/x"), (), "https://cdn.test/x"
+    )
+    extra = Service("s", "social", ("https://a.test/",), (), "https://cdn.test/x")
+    assert [i.value for i in listed.inputs()] == ["https://a.test/", "https://cdn.test/x"]
+    assert [i.value for i in extra.inputs()] == ["https://a.test/", "https://cdn.test/x"]
+
+
+# ------------------------------------------------------------------ the daily budget
+
+
+def _record(run_id: str, at: dt.datetime, spent: int | None) -> MeasurementRecord:
+    evidence = {} if spent is None else {"throughput_bytes": spent}
+    verdict = Verdict("accessible", None, "ok", "http.ok", "Fine.", evidence)
+    return MeasurementRecord(run_id, "s", "social", "https://cdn.test/x", verdict, at, 1.0)
+
+
+def test_bytes_spent_in_the_last_day_at_this_vantage(tmp_path: Path) -> None:
+    db = open_database(str(tmp_path / "r.sqlite"))
+    try:
+        runs = {}
+        for name in ("home", "office", None):
+            runs[name] = uuid.uuid4().hex
+            db.begin_run(RunInfo(runs[name], T0, Vantage(name=name), "0", {}))
+        db.record(_record(runs["home"], T0 - dt.timedelta(hours=30), 1000))  # too long ago
+        db.record(_record(runs["home"], T0 - dt.timedelta(hours=2), 200))
+        db.record(_record(runs["home"], T0, 30))
+        db.record(_record(runs["home"], T0, None))  # no throughput test
+        db.record(_record(runs["office"], T0, 4000))  # another vantage
+        db.record(_record(runs[None], T0, 50_000))
+        since = T0 - dt.timedelta(days=1)
+        assert db.throughput_bytes_since(since, "home") == 230
+        assert db.throughput_bytes_since(since, None) == 50_000
+        assert db.throughput_bytes_since(since, "nowhere") == 0
+    finally:
+        db.close()
+
+
+# ------------------------------------------------------------------ the tester
+
+
+def _measurer(ca_bundle: str) -> Measurer:
+    return Measurer(
+        MeasureSettings(
+            resolver=None, ca_bundle=ca_bundle, routable=parse_networks(["127.0.0.0/8"]),
+            doh=(), innocuous_name=INNOCUOUS,
+        )
+    )  # fmt: skip
+
+
+async def test_trials_interleave_and_rotate(ca: trustme.CA, ca_bundle: str) -> None:
+    async with (
+        ByteServer(ca, [NAME]) as origin,
+        Pacer(origin.port, rate=50_000, names=()) as site,  # records, never paces
+        Pacer(origin.port, rate=50_000, names=()) as reference,
+    ):
+        url = f"https://{NAME}:{site.port}/bytes/1000000"
+        settings = ThroughputSettings(
+            max_bytes_per_test=9 * 10_000, max_seconds_per_test=9.0, sample_interval=0.01,
+            references=(f"https://127.0.0.1:{reference.port}/bytes/1000000",),
+        )  # fmt: skip
+        measurer = _measurer(ca_bundle)
+        tester = ThroughputTester(settings, measurer, frozenset({url}))
+        col = Collector()
+        col.http.append(await http.fetch(url, "127.0.0.1", ca_bundle=ca_bundle, max_bytes=1000))
+        assert await tester.run(Input("s", "social", "url", url), col) is None
+        await measurer.aclose()
+    assert [len(col.throughput), len(col.throughput_innocuous), len(col.throughput_reference)] == [
+        3, 3, 3,
+    ]  # fmt: skip
+    assert all(o.bytes == 10_000 and o.failure is None for o in col.throughput)
+    assert tester.spent == 90_000
+    kinds = sorted(
+        [(c.started, "I" if INNOCUOUS.encode() in c.hello else "T") for c in site.connections[1:]]
+        + [(c.started, "R") for c in reference.connections]
+    )
+    assert "".join(k for _, k in kinds) == "TIR" + "IRT" + "RTI"
+
+
+async def test_refusals(ca: trustme.CA, ca_bundle: str) -> None:
+    async with ByteServer(ca, [NAME]) as origin:
+        url = f"https://{NAME}:{origin.port}/bytes/1000000"
+        ref = (f"https://127.0.0.1:{origin.port}/bytes/1000000",)
+        job = Input("s", "social", "url", url)
+        measurer = _measurer(ca_bundle)
+        ok = Collector()
+        ok.http.append(await http.fetch(url, "127.0.0.1", ca_bundle=ca_bundle, max_bytes=1000))
+        missing = Collector()
+        missing.http.append(
+            await http.fetch(
+                f"https://{NAME}:{origin.port}/nothing", "127.0.0.1", ca_bundle=ca_bundle
+            )
+        )
+        base = ThroughputSettings(max_bytes_per_test=90_000, references=ref)
+        off = ThroughputTester(dataclasses.replace(base, enabled=False), measurer, frozenset())
+        assert "off" in (await off.run(job, ok) or "")
+        tester = ThroughputTester(base, measurer, frozenset({url}))
+        assert "2xx" in (await tester.run(job, missing) or "")
+        spent = ThroughputTester(
+            dataclasses.replace(base, max_bytes_per_day=100_000), measurer, frozenset(),
+            spent_today=20_000,
+        )  # fmt: skip
+        assert "budget" in (await spent.run(job, ok) or "")
+        no_reference = ThroughputTester(
+            dataclasses.replace(base, references=("https://10.1.2.3/",)), measurer, frozenset()
+        )
+        assert "reference" in (await no_reference.run(job, ok) or "")
+        await measurer.aclose()
+    assert not any(origin.ranges)  # the fetches above only: no throughput download at all
+    assert not (ok.throughput or ok.throughput_innocuous or ok.throughput_reference)
+
+
+async def test_a_sweep_with_throughput_tests_makes_no_blocking_call(
+    ca: trustme.CA, ca_bundle: str, tmp_path: Path
+) -> None:
+    names = ["ref.test", NAME]
+    resolver, truth = ScriptedDNSServer(), ScriptedDNSServer()
+    for name in names:
+        resolver.set(name, Answer("127.0.0.1"))
+        truth.set(name, Answer("127.0.0.1"))
+    async with resolver, DoHServer(ca, truth) as doh, ByteServer(ca, names) as origin:
+        async with Pacer(origin.port, rate=50_000, names={NAME}) as censor:
+            url = f"https://{NAME}:{censor.port}/bytes/1000000"
+            settings = load_settings(
+                {
+                    "network.resolver": resolver.address, "network.ca_bundle": ca_bundle,
+                    "network.routable": ["127.0.0.0/8"], "control.doh": [doh.url],
+                    "control.reference": [f"https://ref.test:{origin.port}/bytes/100000"],
+                    "limits.retry_delay": "0.05", "limits.max_body": "8192",
+                    "throughput.max_bytes_per_test": "900000",
+                    "throughput.max_seconds_per_test": "2.7",
+                    "throughput.sample_interval": "0.02",
+                },
+                None,
+                environ={},
+            )  # fmt: skip
+            targets = TargetList((Service("cdn", "social", (url,), (), url),), (), "test")
+            trust.preload(ca_bundle)  # what `probe run` does before its loop starts
+            writer = AsyncWriter(open_database(str(tmp_path / "r.sqlite")))
+            sweep = Sweep(settings, targets, writer)
+            try:
+                with blockbuster_ctx():
+                    result = await sweep.run()
+            finally:
+                await writer.close()
+    assert result.status == "completed"
+    assert [r.verdict.detail for r in result.records] == ["throttle.sni"]
