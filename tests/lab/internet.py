@@ -1,0 +1,121 @@
+"""The lab's internet, run inside the ``pl-net`` namespace: ``python -m tests.lab.internet``.
+
+One process serves, each on its own address (all on the namespace's loopback):
+
+- the target sites (www.facebook.com, web.telegram.org, ...) over HTTP and HTTPS, with one
+  certificate from the lab root naming every site; the same sites on a CDN edge address and
+  on the Telegram data-centre address;
+- the reference hosts (www.wikipedia.org, ...), from the same server;
+- the public resolver (198.19.0.53, UDP and TCP) and a DNS-over-HTTPS endpoint
+  (https://198.19.0.54/dns-query, its certificate naming the IP), both telling the truth;
+- an ISP's blockpage server (where a censoring resolver sends people), whose certificate
+  names only itself; under the name notice.isp.lab it serves a notice no fingerprint knows.
+
+What the sites do for everyone (a 403, say) comes from the internet policy file; a site
+that is down is an iptables rule in this namespace, not a server change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from tests.lab import plan
+from tests.lab.policy import PolicyFile
+from tests.lab.state import Paths, load_ca, mark_ready
+from tests.servers.dns_server import Answer, ScriptedDNSServer
+from tests.servers.doh_server import DoHServer
+
+BIG_SIZE = 4 * 1024 * 1024  # /big: for throughput checks
+BIG_BODY = bytes(range(256)) * (BIG_SIZE // 256)
+BLOCKPAGE_TITLE = "Access restricted"
+# The Kazakh wording the probe's fingerprints know ("kz.authorities-decision").
+BLOCKPAGE_TEXT = "Access to this resource has been blocked by decision of the authorities."
+# A front page of a realistic size (tens of kB), so a short blockpage in its place differs in
+# length as it would on the real sites (the probe compares lengths with the helper's page).
+SITE_TEXT = "The genuine site. " + " ".join(f"Post {i}: nothing to see here." for i in range(1200))
+NOTICE_TITLE = "Notice"
+NOTICE_TEXT = "This resource is not available."  # in no fingerprint list
+
+
+def page(title: str, text: str) -> str:
+    """A small HTML page."""
+    return (
+        f"<!DOCTYPE html>\n<html><head><title>{title}</title></head>"
+        f"<body><h1>{title}</h1><p>{text}</p></body></html>\n"
+    )
+
+
+def site_app(policy: PolicyFile) -> web.Application:
+    """Every site: its front page (or the status the policy sets for everyone) and /big."""
+
+    async def index(request: web.Request) -> web.Response:
+        host = (request.host or "").split(":")[0].lower()
+        status = int(policy.current().get("status", {}).get(host, 200))
+        if status != 200:
+            return web.Response(
+                status=status, text=page(f"{status}", "Not for you."), content_type="text/html"
+            )
+        return web.Response(text=page(f"Welcome to {host}", SITE_TEXT), content_type="text/html")
+
+    async def big(_: web.Request) -> web.Response:
+        return web.Response(body=BIG_BODY, content_type="application/octet-stream")
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/big", big)
+    return app
+
+
+def blockpage_app() -> web.Application:
+    """The ISP's blockpage (a plain notice under its notice name), whatever path is asked."""
+
+    async def any_path(request: web.Request) -> web.Response:
+        if (request.host or "").split(":")[0].lower() == plan.NOTICE_NAME:
+            return web.Response(text=page(NOTICE_TITLE, NOTICE_TEXT), content_type="text/html")
+        return web.Response(text=page(BLOCKPAGE_TITLE, BLOCKPAGE_TEXT), content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", any_path)
+    return app
+
+
+async def _serve_app(app: web.Application, ips: tuple[str, ...], ctx: ssl.SSLContext) -> None:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    for ip in ips:
+        await web.TCPSite(runner, ip, 80).start()
+        await web.TCPSite(runner, ip, 443, ssl_context=ctx).start()
+
+
+def _server_context(ca_leaf_names: tuple[str, ...], paths: Paths) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    load_ca(paths).issue_cert(*ca_leaf_names).configure_cert(ctx)
+    return ctx
+
+
+async def main(paths: Paths) -> None:
+    """Start every server, say so, then serve until killed."""
+    policy = PolicyFile(paths.net_policy)
+    await _serve_app(site_app(policy), plan.WEB_IPS, _server_context(plan.SITE_NAMES, paths))
+    await _serve_app(
+        blockpage_app(), (plan.BLOCKPAGE_IP,), _server_context((plan.BLOCKPAGE_NAME,), paths)
+    )
+    truth = ScriptedDNSServer(host=plan.PUBLIC_DNS, port=53)
+    for name, ip in plan.ZONE.items():
+        truth.set(name, Answer(ip))
+    await truth.start()
+    doh = DoHServer(load_ca(paths), truth, hostnames=(plan.DOH_IP,), host=plan.DOH_IP, port=443)
+    await doh.start()
+    mark_ready(paths, "net")
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--state", type=Path, default=Paths().root)
+    asyncio.run(main(Paths(parser.parse_args().state)))

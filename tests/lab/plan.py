@@ -1,0 +1,128 @@
+"""The lab's address plan and zone: every namespace, link, address and name, in one place.
+
+Everything lives in 198.18.0.0/15 (RFC 2544 benchmarking space), which the probe is told to
+treat as public (``routable``). Every namespace and interface name starts with ``PREFIX`` so
+teardown can delete exactly what the lab made::
+
+    pl-van ──────────── pl-isp ──────────────── pl-net ──────────── pl-ctl
+    probe               router, censor,         servers on lo       control helper
+    198.18.1.2          ISP resolver            198.19.x.y/32       198.18.3.2
+                        198.18.1.1 | 2.1        198.18.2.2 | 3.1
+
+Control traffic goes internet -> control directly, so it never crosses the censor; traffic
+from the vantage to the control host crosses the ISP but is let through before the censor's
+chain. No namespace has a link to the root namespace, so nothing can leave the lab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "pl-"
+
+VANTAGE = "pl-van"
+ISP = "pl-isp"
+NET = "pl-net"
+CONTROL = "pl-ctl"
+NAMESPACES = (VANTAGE, ISP, NET, CONTROL)
+# Short names scenarios use for namespaces.
+NS_BY_ROLE = {"vantage": VANTAGE, "isp": ISP, "net": NET, "control": CONTROL}
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A veth pair: one end (device, address/prefix) in each of two namespaces."""
+
+    ns_a: str
+    dev_a: str
+    addr_a: str
+    ns_b: str
+    dev_b: str
+    addr_b: str
+
+
+LINKS = (
+    Link(VANTAGE, "pl-van0", "198.18.1.2/24", ISP, "pl-isp-van", "198.18.1.1/24"),
+    Link(ISP, "pl-isp-net", "198.18.2.1/24", NET, "pl-net-isp", "198.18.2.2/24"),
+    Link(NET, "pl-net-ctl", "198.18.3.1/24", CONTROL, "pl-ctl0", "198.18.3.2/24"),
+)
+ROUTES = {
+    VANTAGE: ("default via 198.18.1.1",),
+    ISP: ("default via 198.18.2.2",),
+    # The internet has no default route: anything not in the lab is unreachable there.
+    NET: ("198.18.1.0/24 via 198.18.2.1",),
+    CONTROL: ("default via 198.18.3.1",),
+}
+FORWARDING = (ISP, NET)
+UPLINK = (ISP, "pl-isp-van")  # the ISP end of the vantage's line: down = vantage offline
+
+VANTAGE_IP = "198.18.1.2"
+ISP_RESOLVER = "198.18.1.1"
+CONTROL_SUBNET = "198.18.3.0/24"
+CONTROL_HOST = "198.18.3.2"
+HELPER_PORT = 8080
+HELPER_URL = f"http://{CONTROL_HOST}:{HELPER_PORT}"
+ROUTABLE = "198.18.0.0/15"
+
+PUBLIC_DNS = "198.19.0.53"
+DOH_IP = "198.19.0.54"
+DOH_URL = f"https://{DOH_IP}/dns-query"
+BLOCKPAGE_IP = "198.19.9.9"  # an ISP's blockpage server, reached through the internet
+BLOCKPAGE_NAME = "blockpage.isp.lab"  # the only name its certificate carries
+NOTICE_NAME = "notice.isp.lab"  # the same server's warning page that no fingerprint knows
+CDN_EDGE = "198.19.2.1"  # another address serving every site (a CDN's local edge)
+TELEGRAM_DC = "198.19.1.4"  # a bare endpoint, as Telegram's data centres are
+INNOCUOUS_NAME = "www.example.com"  # the probe's default innocuous SNI/Host
+
+# The truth: what the public resolver and DoH answer, and the ISP resolver unless told else.
+ZONE = {
+    "www.facebook.com": "198.19.1.1",
+    "facebook.com": "198.19.1.1",
+    "www.instagram.com": "198.19.1.2",
+    "web.telegram.org": "198.19.1.3",
+    "twitter.com": "198.19.1.5",
+    "www.wikipedia.org": "198.19.0.80",
+    "www.debian.org": "198.19.0.81",
+    "www.gnu.org": "198.19.0.82",
+    "warning.rt.ru": BLOCKPAGE_IP,
+    BLOCKPAGE_NAME: BLOCKPAGE_IP,
+    NOTICE_NAME: BLOCKPAGE_IP,
+}
+REFERENCES = ("https://www.wikipedia.org/", "https://www.debian.org/", "https://www.gnu.org/")
+# Names the web servers hold certificates for (the blockpage server holds only its own).
+SITE_NAMES = (*(n for n, ip in ZONE.items() if ip != BLOCKPAGE_IP), INNOCUOUS_NAME)
+# Addresses of the web servers: every site's, the CDN edge's, the Telegram DC's.
+WEB_IPS = tuple(
+    sorted({ip for ip in ZONE.values() if ip != BLOCKPAGE_IP} | {CDN_EDGE, TELEGRAM_DC})
+)
+HOST_IPS = (*WEB_IPS, BLOCKPAGE_IP, PUBLIC_DNS, DOH_IP)
+
+# iptables chains the lab owns, per namespace: (table, chain, hook rule in a built-in chain).
+# Scenarios append rules to these only; a reset flushes them, which is exact.
+# Traffic to or from the control host never enters the censor's chains.
+_NOT_CONTROL = f"! -s {CONTROL_SUBNET} ! -d {CONTROL_SUBNET}"
+CHAINS = {
+    ISP: (
+        ("filter", "PL-CENSOR", f"FORWARD {_NOT_CONTROL}"),
+        ("filter", "PL-CENSOR-IN", "INPUT -i pl-isp-van"),
+        ("nat", "PL-CENSOR", f"PREROUTING -i pl-isp-van {_NOT_CONTROL}"),
+        ("mangle", "PL-CENSOR", f"FORWARD {_NOT_CONTROL}"),
+        ("mangle", "PL-CENSOR-POST", f"POSTROUTING {_NOT_CONTROL}"),
+        # The vantage's line itself (loss, say): everything that crosses it, control too.
+        # At the ISP's end, where a DROP is silent; in the vantage's own OUTPUT chain it
+        # would fail the sender's send() with EPERM, which no real line does.
+        ("mangle", "PL-LINK-UP", "PREROUTING -i pl-isp-van"),
+        ("mangle", "PL-LINK-DOWN", "POSTROUTING -o pl-isp-van"),
+    ),
+    NET: (("filter", "PL-SERVER", "INPUT"),),
+}
+# Devices whose qdiscs a scenario may replace (reset deletes their root and ingress qdiscs).
+DEVICES = {
+    VANTAGE: ("pl-van0",),
+    ISP: ("pl-isp-van", "pl-isp-net"),
+    NET: ("pl-net-isp", "pl-net-ctl"),
+    CONTROL: ("pl-ctl0",),
+}
+# Ports of the censor's transparent proxies in the ISP (targets of nat REDIRECT rules).
+HTTP_PROXY_PORT = 8080
+TLS_PROXY_PORT = 8443

@@ -1,0 +1,248 @@
+"""One scenario, end to end: censor on, censor checked, the real probe run, its export scored.
+
+    result = run_scenario(lab, scenario, workdir)
+    result.lab_ok       # every self-check passed (else the probe was not run at all)
+    result.rows         # per input: expected vs what `probe export` says
+
+The probe runs as a user runs it: ``ip netns exec pl-van probe run --config ...`` with a
+config pointing it at the lab (the ISP resolver, the lab root, the lab's DoH, references and
+control helper), then ``probe export --format jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.lab import plan, policy
+from tests.lab.processes import LabError, netns_exec, probe_command, python_env
+from tests.lab.scenario import TARGETS, VERDICTS, Expectation, Scenario
+from tests.lab.topology import Lab, selfcheck
+
+# Short timeouts keep the whole suite within minutes; the lab's links are fast and local.
+LIMITS = {
+    "retries": 1,
+    "retry_delay": 0.3,
+    "dns_timeout": 2.0,
+    "connect_timeout": 2.0,
+    "http_timeout": 4.0,
+    "target_timeout": 30.0,
+    "sweep_timeout": 120.0,
+}
+_PROBE_TIMEOUT = LIMITS["sweep_timeout"] + 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One input of one scenario: what was expected, what the probe said."""
+
+    scenario: str
+    service: str
+    input: str
+    expected: Expectation
+    verdict: str  # "missing" when the export has no row for the input
+    layer: str | None
+    detail: str | None
+
+    @property
+    def verdict_ok(self) -> bool:
+        return self.verdict == self.expected.verdict
+
+    @property
+    def layer_ok(self) -> bool:
+        return self.verdict_ok and self.layer == self.expected.layer
+
+    @property
+    def false_alarm(self) -> bool:
+        """Blocked or throttled where nothing should have been found."""
+        return self.expected.verdict in ("accessible", "inconclusive") and self.verdict in (
+            "blocked",
+            "throttled",
+        )
+
+    def got(self) -> str:
+        """ "blocked/tls (tls.reset)"."""
+        return Expectation(self.verdict, self.layer, self.detail).describe()
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioResult:
+    """What one scenario showed."""
+
+    scenario: Scenario
+    checks: tuple[dict[str, Any], ...]
+    rows: tuple[Row, ...] = ()
+    probe_exit: int | None = None
+    probe_output: str = ""
+    seconds: float = 0.0
+
+    @property
+    def lab_ok(self) -> bool:
+        """The censor did what the scenario claims (every self-check passed)."""
+        return all(c["ok"] for c in self.checks)
+
+    def failed_checks(self) -> list[dict[str, Any]]:
+        return [c for c in self.checks if not c["ok"]]
+
+    def mismatches(self) -> list[Row]:
+        """Rows whose verdict or layer differs from the expectation."""
+        return [r for r in self.rows if not r.layer_ok]
+
+
+def write_config(path: Path, lab: Lab, db: Path, limits: dict[str, Any] | None = None) -> Path:
+    """The probe's config for the lab (TOML), with the helper when the lab runs one."""
+    limits = {**LIMITS, **(limits or {})}
+    refs = ", ".join(f'"{u}"' for u in plan.REFERENCES)
+    lines = [
+        "[vantage]",
+        'name = "lab-vantage"',
+        'network_type = "lab"',
+        'country = "KZ"',
+        "asn = 64500",
+        "[network]",
+        f'resolver = "{plan.ISP_RESOLVER}"',
+        f'ca_bundle = "{lab.ca_bundle}"',
+        f'routable = ["{plan.ROUTABLE}"]',
+        "[control]",
+        f'doh = ["{plan.DOH_URL}"]',
+        f"reference = [{refs}]",
+        *([f'helper = "{plan.HELPER_URL}"'] if lab.helper else []),
+        "[storage]",
+        f'db = "{db}"',
+        "[limits]",
+        *(f"{k} = {v}" for k, v in limits.items()),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def apply(lab: Lab, scenario: Scenario) -> None:
+    """Turn the scenario's data into policies, iptables rules, qdiscs and link state."""
+    policy.write(lab.paths.isp_policy, scenario.isp_policy)
+    policy.write(lab.paths.net_policy, scenario.net_policy)
+    for rule in scenario.rules:
+        lab.iptables(rule.ns, rule.table, "-A", rule.chain, *rule.args)
+    for ns, command in scenario.tc:
+        lab.tc(ns, command)
+    if scenario.uplink_down:
+        lab.set_uplink(False)
+
+
+def run_checks(lab: Lab, scenario: Scenario) -> tuple[dict[str, Any], ...]:
+    """The scenario's self-checks, from the namespace each names."""
+    results: list[dict[str, Any]] = []
+    for role in ("vantage", "control"):
+        mine = [c for c in scenario.checks if c["from"] == role]
+        if mine:
+            results += selfcheck(lab, role, mine)
+    return tuple(results)
+
+
+def _probe(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            netns_exec(plan.VANTAGE, argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=python_env(),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{' '.join(argv[:2])} did not finish within {timeout:.0f} s") from None
+
+
+def run_probe(
+    lab: Lab, workdir: Path, limits: dict[str, Any] | None = None
+) -> tuple[int, str, list[dict[str, Any]]]:
+    """``probe run`` then ``probe export`` in the vantage: exit code, output, exported rows."""
+    db = workdir / "results.sqlite"
+    for stale in workdir.glob("results.sqlite*"):
+        stale.unlink()
+    config = write_config(workdir / "probe.toml", lab, db, limits)
+    probe = probe_command()
+    ran = _probe(
+        [*probe, "run", "--config", str(config), "--targets", str(TARGETS), "--no-progress"],
+        _PROBE_TIMEOUT,
+    )
+    exported = _probe([*probe, "export", "--config", str(config), "--format", "jsonl"], 60.0)
+    if exported.returncode != 0:
+        raise LabError(f"probe export failed: {exported.stderr.strip()}")
+    rows = [json.loads(line) for line in exported.stdout.splitlines() if line.strip()]
+    return ran.returncode, ran.stdout + ran.stderr, rows
+
+
+def run_scenario(lab: Lab, scenario: Scenario, workdir: Path) -> ScenarioResult:
+    """Apply, check, measure, score; the lab is reset before and after."""
+    started = time.monotonic()
+    workdir.mkdir(parents=True, exist_ok=True)
+    lab.reset()
+    try:
+        apply(lab, scenario)
+        checks = run_checks(lab, scenario)
+        if not all(c["ok"] for c in checks):
+            return ScenarioResult(scenario, checks, seconds=time.monotonic() - started)
+        code, output, exported = run_probe(lab, workdir, scenario.probe_limits)
+    finally:
+        lab.reset()
+    by_input = {r["input"]: r for r in exported}
+    rows = []
+    for value, expected in scenario.expect.items():
+        got = by_input.get(value, {})
+        rows.append(
+            Row(
+                scenario.name,
+                str(got.get("service", "?")),
+                value,
+                expected,
+                str(got.get("verdict", "missing")),
+                got.get("layer"),
+                got.get("detail"),
+            )
+        )
+    return ScenarioResult(scenario, checks, tuple(rows), code, output, time.monotonic() - started)
+
+
+@dataclass
+class Score:
+    """Accuracy over many scenarios: the counts of the benchmark's last line."""
+
+    verdicts: int = 0
+    layers: int = 0
+    total: int = 0
+    false_alarms: int = 0
+    confusion: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    @classmethod
+    def of(cls, rows: Iterable[Row]) -> Score:
+        score = cls()
+        for row in rows:
+            score.total += 1
+            score.verdicts += row.verdict_ok
+            score.layers += row.layer_ok
+            score.false_alarms += row.false_alarm
+            score.confusion[(row.expected.verdict, row.verdict)] += 1
+        return score
+
+    def line(self) -> str:
+        """The benchmark's last line."""
+        return (
+            f"accuracy: verdicts {self.verdicts}/{self.total}, layers {self.layers}/{self.total}, "
+            f"false-alarms {self.false_alarms}"
+        )
+
+    def matrix(self) -> str:
+        """The confusion matrix, expected (rows) x got (columns)."""
+        got_labels = [*VERDICTS, *sorted({g for _, g in self.confusion} - set(VERDICTS))]
+        width = max(len(v) for v in (*VERDICTS, *got_labels, "expected \\ got"))
+        lines = ["expected \\ got".ljust(width) + "".join(g.rjust(width + 2) for g in got_labels)]
+        for expected in VERDICTS:
+            counts = (str(self.confusion[(expected, g)]).rjust(width + 2) for g in got_labels)
+            lines.append(expected.ljust(width) + "".join(counts))
+        return "\n".join(lines)

@@ -1,0 +1,269 @@
+"""Checks that the lab does what a scenario claims, run from inside a namespace.
+
+    ip netns exec pl-van python -m tests.lab.selfcheck < checks.json > results.json
+
+These are the "few lines of Python from the vantage" that prove the censor works before the
+probe is scored, so a broken lab is never mistaken for a broken probe. They share no code
+with the probe: plain sockets, ssl and dnspython. Each check is a JSON object with a
+``kind`` and an ``expect``; each result is the check plus ``got`` (what happened, as text)
+and ``ok``. ``expect`` is a glob matched against ``got`` (``fnmatch``), except for ``rate``
+("below KBPS" / "above KBPS") and ``loss`` ("some" / "none").
+
+    dns   {name, server, window?}   got: "answer IP[,IP]", "NXDOMAIN", "SERVFAIL", "REFUSED",
+                                         "timeout", "answers A then B" (several, differing)
+    doh   {name}                    got: "answer IP", "error ..."
+    tcp   {ip, port}                got: "connected", "refused", "timeout", "reset", ...
+    tls   {ip, sni, port?}          got: "valid", "invalid issuer=...", "reset", "timeout", ...
+    http  {ip, host, path?, port?}  got: "status 200 title=... location=... body=...", "reset"
+    rate  {ip, host, path, bytes}   got: "kbps N"
+    loss  {server, name, count}     got: "lost N/COUNT"
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import json
+import re
+import socket
+import ssl
+import sys
+import time
+from typing import Any
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+from cryptography import x509
+
+from tests.lab import plan
+from tests.lab.state import Paths
+
+_TIMEOUT = 2.0
+
+
+def _failure(exc: BaseException) -> str:
+    """A short word for what went wrong on a socket."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, ConnectionResetError):
+        return "reset"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timeout"
+    if isinstance(exc, ssl.SSLEOFError) or isinstance(exc, EOFError):
+        return "eof"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return "unreachable"
+    return f"error {type(exc).__name__}: {exc}"
+
+
+def _addresses(message: dns.message.Message) -> list[str]:
+    return sorted(
+        r.address for rrset in message.answer if rrset.rdtype == dns.rdatatype.A for r in rrset
+    )
+
+
+def check_dns(c: dict[str, Any]) -> str:
+    query = dns.message.make_query(c["name"], "A")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(c.get("timeout", _TIMEOUT))
+    try:
+        sock.connect((c.get("server", plan.ISP_RESOLVER), 53))
+        sock.send(query.to_wire())
+        responses: list[dns.message.Message] = []
+        deadline = None
+        while len(responses) < 8:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                sock.settimeout(left)
+            try:
+                wire = sock.recv(4096)
+            except TimeoutError:
+                if responses:
+                    break
+                return "timeout"
+            message = dns.message.from_wire(wire)
+            if query.is_response(message):
+                responses.append(message)
+                deadline = deadline or time.monotonic() + float(c.get("window", 0.0))
+    except OSError as exc:
+        return _failure(exc)
+    finally:
+        sock.close()
+    sets = [",".join(_addresses(m)) for m in responses]
+    if len(set(sets)) > 1:
+        return "answers " + " then ".join(sets)
+    first = responses[0]
+    if first.rcode() != dns.rcode.NOERROR:
+        return dns.rcode.to_text(first.rcode())
+    return f"answer {sets[0]}" if sets[0] else "no answer"
+
+
+def check_doh(c: dict[str, Any]) -> str:
+    query = dns.message.make_query(c["name"], "A")
+    try:
+        response = dns.query.https(
+            query, plan.DOH_URL, timeout=_TIMEOUT, verify=str(Paths().ca_cert)
+        )
+    except Exception as exc:  # dnspython's DoH raises many kinds; any of them is a failure
+        return f"error {type(exc).__name__}: {exc}"
+    return f"answer {','.join(_addresses(response))}"
+
+
+def _connect(ip: str, port: int, timeout: float) -> socket.socket:
+    sock = socket.create_connection((ip, port), timeout=timeout)
+    sock.settimeout(timeout)
+    return sock
+
+
+def check_tcp(c: dict[str, Any]) -> str:
+    try:
+        _connect(c["ip"], c["port"], c.get("timeout", _TIMEOUT)).close()
+    except OSError as exc:
+        return _failure(exc)
+    return "connected"
+
+
+def _handshake(c: dict[str, Any], ctx: ssl.SSLContext) -> bytes:
+    raw = _connect(c["ip"], c.get("port", 443), c.get("timeout", _TIMEOUT))
+    with ctx.wrap_socket(raw, server_hostname=c["sni"]) as tls:
+        return tls.getpeercert(binary_form=True) or b""
+
+
+def check_tls(c: dict[str, Any]) -> str:
+    verifying = ssl.create_default_context(cafile=str(Paths().ca_cert))
+    try:
+        _handshake(c, verifying)
+        return "valid"
+    except ssl.SSLCertVerificationError:
+        pass
+    except (OSError, EOFError) as exc:
+        return _failure(exc)
+    open_ctx = ssl.create_default_context()
+    open_ctx.check_hostname, open_ctx.verify_mode = False, ssl.CERT_NONE
+    try:
+        der = _handshake(c, open_ctx)
+    except (OSError, EOFError) as exc:
+        return f"invalid, then {_failure(exc)}"
+    issuer = x509.load_der_x509_certificate(der).issuer.rfc4514_string()
+    return f"invalid issuer={issuer}"
+
+
+def _get(c: dict[str, Any], limit: int) -> tuple[bytes, float]:
+    """A raw HTTP/1.1 GET; the response bytes (up to limit) and the seconds it took."""
+    sock = _connect(c["ip"], c.get("port", 80), c.get("timeout", _TIMEOUT))
+    started = time.monotonic()
+    try:
+        request = f"GET {c.get('path', '/')} HTTP/1.1\r\nHost: {c['host']}\r\n"
+        sock.sendall((request + "Connection: close\r\n\r\n").encode())
+        data = b""
+        while len(data) < limit:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data, time.monotonic() - started
+    finally:
+        sock.close()
+
+
+def check_http(c: dict[str, Any]) -> str:
+    try:
+        data, _ = _get(c, 256 * 1024)
+    except OSError as exc:
+        return _failure(exc)
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    if not lines or not lines[0].startswith("HTTP/"):
+        return "eof" if not data else "not http"
+    status = lines[0].split()[1]
+    location = next(
+        (ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("location:")), ""
+    )
+    found = re.search(rb"<title>(.*?)</title>", body, re.S)
+    title = found.group(1).decode(errors="replace") if found else ""
+    text = body[:300].decode(errors="replace").replace("\n", " ")
+    return f"status {status} title={title} location={location} body={text}"
+
+
+def check_rate(c: dict[str, Any]) -> str:
+    try:
+        data, seconds = _get({**c, "timeout": c.get("timeout", 30.0)}, int(c["bytes"]))
+    except OSError as exc:
+        return _failure(exc)
+    return f"kbps {len(data) * 8 / 1000 / max(seconds, 1e-6):.0f}"
+
+
+def check_loss(c: dict[str, Any]) -> str:
+    count = int(c.get("count", 300))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.connect((c.get("server", plan.ISP_RESOLVER), 53))
+        ids: set[int] = set()
+        for i in range(count):
+            query = dns.message.make_query(c["name"], "A", id=i + 1)
+            ids.add(i + 1)
+            sock.send(query.to_wire())
+            time.sleep(0.002)  # a trickle, not a flood: loss must be the link's
+        answered: set[int] = set()
+        deadline = time.monotonic() + 2.0
+        while answered != ids and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                answered.add(dns.message.from_wire(sock.recv(4096)).id)
+            except TimeoutError:
+                break
+    except OSError as exc:
+        return _failure(exc)
+    finally:
+        sock.close()
+    return f"lost {len(ids - answered)}/{count}"
+
+
+CHECKS = {
+    "dns": check_dns,
+    "doh": check_doh,
+    "tcp": check_tcp,
+    "tls": check_tls,
+    "http": check_http,
+    "rate": check_rate,
+    "loss": check_loss,
+}
+
+
+def judge(c: dict[str, Any], got: str) -> bool:
+    """Whether ``got`` is what the check expects."""
+    expect = str(c["expect"])
+    if c["kind"] == "rate":
+        how, _, limit = expect.partition(" ")
+        kbps = float(got.split()[1]) if got.startswith("kbps ") else None
+        if kbps is None:
+            return False
+        return kbps < float(limit) if how == "below" else kbps > float(limit)
+    if c["kind"] == "loss":
+        found = re.fullmatch(r"lost (\d+)/(\d+)", got)
+        if found is None:
+            return False
+        lost, count = int(found.group(1)), int(found.group(2))
+        return lost == 0 if expect == "none" else 0 < lost < count // 2
+    return fnmatch.fnmatchcase(got, expect)
+
+
+def main() -> int:
+    """Read checks (JSON list) on stdin, print results (JSON list) on stdout."""
+    results = []
+    for c in json.load(sys.stdin):
+        try:
+            got = CHECKS[c["kind"]](c)
+        except Exception as exc:  # a crash in one check is that check's result
+            got = f"error {type(exc).__name__}: {exc}"
+        results.append({**c, "got": got, "ok": judge(c, got)})
+    json.dump(results, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
