@@ -9,6 +9,7 @@ Every primitive takes an explicit ``timeout`` although ruff's ASYNC109 would rat
 wrap it in asyncio.timeout: the budget is part of the measurement (generic_timeout_error means
 "nothing within this long"), and after a truncated UDP answer the TCP retry spends what is left.
 The UDP window starts at the first response, so a query may last up to timeout + window.
+A UDP query is resent (with a new ID) every second until answered, as stub resolvers do.
 """
 
 from __future__ import annotations
@@ -176,22 +177,55 @@ def _response_to(query: dns.message.Message, wire: bytes) -> dns.message.Message
     return message if query.is_response(message) else None
 
 
-async def _collect(
-    receiver: _Receiver, query: dns.message.Message, first_within: float, window: float
-) -> list[_Stamped]:
-    """The first response within timeout, then every other one within window of it."""
-    stamped: list[_Stamped] = []
-    async with asyncio.timeout(first_within):
-        while not stamped:
-            at, item = await receiver.inbox.get()
-            if isinstance(item, Exception):
-                raise item
+async def _first_response(
+    receiver: _Receiver,
+    queries: list[dns.message.Message],
+    resend: Any,
+    first_within: float,
+    every: float,
+) -> tuple[int, _Stamped]:
+    """The first response to any query sent, resending (with a new ID) every ``every`` s."""
+    deadline = time.monotonic() + first_within
+    next_send = time.monotonic() + every
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            raise TimeoutError
+        try:
+            async with asyncio.timeout(min(deadline, next_send) - now):
+                at, item = await receiver.inbox.get()
+        except TimeoutError:
+            if time.monotonic() >= next_send:
+                resend()
+                next_send += every
+            continue
+        if isinstance(item, Exception):
+            raise item
+        for index, query in enumerate(queries):
             message = _response_to(query, item)
             if message is not None:
-                stamped.append((at, message))
-    if stamped[0][1].flags & dns.flags.TC:
+                return index, (at, message)
+
+
+async def _collect(
+    receiver: _Receiver,
+    queries: list[dns.message.Message],
+    resend: Any,
+    first_within: float,
+    window: float,
+    every: float,
+) -> list[_Stamped]:
+    """The first response within timeout, then every other one to the same query within window.
+
+    Responses to the other (retransmitted) queries are left out: each has its own ID, so only
+    two different answers to one ID can show an injector, never a resolver that rotates its
+    answers between two queries.
+    """
+    index, first = await _first_response(receiver, queries, resend, first_within, every)
+    stamped = [first]
+    if first[1].flags & dns.flags.TC:
         return stamped
-    remaining = stamped[0][0] + window - time.monotonic()
+    remaining = first[0] + window - time.monotonic()
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(max(remaining, 0.0)):
             while len(stamped) < _MAX_RESPONSES:
@@ -199,7 +233,7 @@ async def _collect(
                 # An error after an answer (a late ICMP) changes nothing we saw.
                 if isinstance(item, Exception):
                     continue
-                message = _response_to(query, item)
+                message = _response_to(queries[index], item)
                 if message is not None:
                     stamped.append((at, message))
     return stamped
@@ -212,11 +246,16 @@ async def query_udp(
     qtype: str = "A",
     timeout: float = 5.0,  # noqa: ASYNC109 - see the module docstring
     window: float = 0.3,
+    retransmit: float = 1.0,
 ) -> DNSObservation:
-    """Resolve over UDP, recording every response that arrives within window after the first."""
+    """Resolve over UDP, recording every response that arrives within window after the first.
+
+    Like a stub resolver, the query is sent again every ``retransmit`` seconds until an answer
+    comes or ``timeout`` passes, so one lost datagram is not a failure.
+    """
     ip, port = parse_resolver(resolver)
     where = _join(ip, port)
-    query = dns.message.make_query(hostname, qtype)
+    queries = [dns.message.make_query(hostname, qtype)]
     loop = asyncio.get_running_loop()
     start = time.monotonic()
     try:
@@ -228,9 +267,14 @@ async def query_udp(
         )
     except OSError as exc:
         return _failed(hostname, qtype, "udp", where, start, exc)
+
+    def resend() -> None:
+        queries.append(dns.message.make_query(hostname, qtype))  # a fresh random ID
+        transport.sendto(queries[-1].to_wire())
+
     try:
-        transport.sendto(query.to_wire())
-        stamped = await _collect(receiver, query, timeout, window)
+        transport.sendto(queries[0].to_wire())
+        stamped = await _collect(receiver, queries, resend, timeout, window, retransmit)
     except (OSError, dns.exception.DNSException) as exc:
         return _failed(hostname, qtype, "udp", where, start, exc)
     finally:

@@ -56,6 +56,7 @@ class Controls:
     tls_innocuous: tuple[TLSObservation, ...] = ()  # same address, innocuous SNI
     http_innocuous: tuple[HTTPObservation, ...] = ()  # same address, innocuous Host
     tls_at_control_addresses: tuple[TLSObservation, ...] = ()  # target SNI at DoH's address
+    http_at_control_addresses: tuple[HTTPObservation, ...] = ()  # plain HTTP at DoH's address
     helper: HelperReport | None = None
     # Rule 7's controls, interleaved with the target's trials: the same address and resource
     # with an innocuous SNI (certificate unchecked), and a reference host.

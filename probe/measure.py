@@ -61,6 +61,7 @@ class Collector:
     tls_innocuous: list[TLSObservation] = field(default_factory=list)
     http_innocuous: list[HTTPObservation] = field(default_factory=list)
     tls_at_control: list[TLSObservation] = field(default_factory=list)
+    http_at_control: list[HTTPObservation] = field(default_factory=list)
     helper: HelperReport | None = None
     not_contacted: str | None = None
     address: str | None = None  # the address measured
@@ -93,6 +94,7 @@ class Collector:
             tls_innocuous=tuple(self.tls_innocuous),
             http_innocuous=tuple(self.http_innocuous),
             tls_at_control_addresses=tuple(self.tls_at_control),
+            http_at_control_addresses=tuple(self.http_at_control),
             helper=self.helper,
             throughput_innocuous=tuple(self.throughput_innocuous),
             throughput_reference=tuple(self.throughput_reference),
@@ -294,12 +296,17 @@ class Measurer:
             return False
         return True
 
+    def _doh_alternative(self, ip: str, col: Collector) -> str | None:
+        """A measurable address DoH gave, when the resolver under test gave none of DoH's."""
+        doh = [a for o in col.doh if o.failure is None for a in o.addresses]
+        resolved = {a for o in col.dns for a in o.addresses}
+        if not doh or ip in doh or not col.dns or resolved & set(doh):
+            return None
+        return next((a for a in doh if self.refusal(a) is None), None)
+
     async def _tls_at_doh_address(self, host: str, port: int, ip: str, col: Collector) -> None:
         """Rule 4's control: does the address DoH gives serve the name where ours did not?"""
-        doh = [a for o in col.doh if o.failure is None for a in o.addresses]
-        if not doh or ip in doh or not col.dns:
-            return
-        candidate = next((a for a in doh if self.refusal(a) is None), None)
+        candidate = self._doh_alternative(ip, col)
         if candidate is None:
             return
         s = self.settings
@@ -322,6 +329,17 @@ class Measurer:
             )  # fmt: skip
 
         obs = await attempts(s, lambda: fetch(job.value, True, 5), http_failed, col.http)
+        if scheme == "http":
+            # Rule 4's control for plain HTTP, which has no certificate to vouch for the
+            # resolver's address: the page at DoH's address, when the two disagree.
+            candidate = self._doh_alternative(ip, col)
+            if candidate is not None:
+                col.http_at_control.append(
+                    await http.fetch(
+                        job.value, candidate, timeout=s.http_timeout, max_bytes=max_body,
+                        max_redirects=0, allow_address=self.refusal,
+                    )
+                )  # fmt: skip
         if http_failed(obs) and obs.final.operation in ("http_request", "http_body"):
             # Rule 6's control: the same address asked for an innocuous name.
             port = urlsplit(job.value).port

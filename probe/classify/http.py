@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from measurements.observations import HTTPHop, HTTPObservation
-from probe.classify.common import HTTP_DETAIL, TIMEOUT, inconclusive, verdict
+from probe.classify.common import (
+    HTTP_DETAIL,
+    TIMEOUT,
+    doh_addresses,
+    first_ok,
+    inconclusive,
+    verdict,
+)
 from probe.classify.connection import tcp_failure_verdict
 from probe.evidence import Controls, InputEvidence
 from probe.fingerprints import Fingerprints
@@ -18,6 +25,50 @@ def _succeeded(obs: HTTPObservation) -> bool:
 
 
 def classify_http(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict:
+    """The HTTP stage's verdict; a plain-HTTP failure DNS caused is put on DNS's account."""
+    result = _classify_http(ev, ctl, fp)
+    if result.verdict != "accessible" and ev.scheme == "http":
+        steered = _steered(ev, ctl, fp)
+        if steered is not None:
+            return steered
+    return result
+
+
+def _steered(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict | None:
+    """The resolver's address gave no page or a blockpage, DoH's gave the site: DNS did it.
+
+    Plain HTTP has no certificate to prove which server answered, so the proof is the page
+    fetched at DoH's address: answered, and no known blockpage.
+    """
+    ok = first_ok(ev.dns)
+    doh = doh_addresses(ctl)
+    if ok is None or not doh or set(ok.addresses) & set(doh):
+        return None
+    good = next(
+        (
+            o
+            for o in ctl.http_at_control_addresses
+            if _succeeded(o) and not any(fp.http_match(h) for h in o.hops)
+        ),
+        None,
+    )
+    if good is None:
+        return None
+    return verdict(
+        "blocked",
+        "dns",
+        "dns.blockpage_ip",
+        "dns.steered_http",
+        f"The resolver's address {ok.addresses[0]} did not serve the page (or served a "
+        f"blockpage) while DoH's address {good.final.ip} answered {good.final.status}.",
+        resolver_addresses=list(ok.addresses),
+        doh_addresses=list(doh),
+        control_status=good.final.status,
+        control_title=good.final.title,
+    )
+
+
+def _classify_http(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict:
     if not ev.http:
         return inconclusive(
             "control.failed",

@@ -12,6 +12,7 @@ from tests.servers.dns_server import (
     Answer,
     Delay,
     Inject,
+    LoseFirst,
     NXDomain,
     Refused,
     ScriptedDNSServer,
@@ -302,3 +303,20 @@ async def test_doh_untrusted_certificate(
     assert obs.addresses == ()
     # The handshake failed, so the query never reached the server.
     assert dns_server.queries["site.test"] == 0
+
+
+async def test_udp_resends_a_lost_query(dns_server: ScriptedDNSServer) -> None:
+    """The first datagram is lost: the query is sent again within the timeout, as stubs do."""
+    dns_server.set("lossy.test", LoseFirst(1, Answer("192.0.2.7")))
+    obs = await query_udp("lossy.test", dns_server.address, timeout=2.0, retransmit=0.3)
+    assert obs.failure is None and obs.addresses == ("192.0.2.7",)
+    assert dns_server.queries["lossy.test"] == 2
+    assert 300 <= obs.duration_ms < 1500
+
+
+async def test_answers_to_two_sends_are_not_injection(dns_server: ScriptedDNSServer) -> None:
+    """A slow resolver answers both the query and its resend: one ID each, so one response."""
+    dns_server.set("slow.test", Delay(0.5, Answer("192.0.2.8")))
+    obs = await query_udp("slow.test", dns_server.address, timeout=3.0, retransmit=0.3, window=0.6)
+    assert obs.failure is None and dns_server.queries["slow.test"] >= 2
+    assert len(obs.responses) == 1

@@ -267,6 +267,23 @@ CASES = [
         url(scheme="http", dns=(dns(PUBLIC),), http=(http(hop(302, headers=(("Location", "http://warning.rt.ru/?x"),)), hop(200, url="http://warning.rt.ru/?x")),)),
         DOH_OK, "blocked", "http.redirect", "http",
     ),
+    Case(
+        "plain HTTP: the resolver's address serves a blockpage, DoH's the site",
+        url(scheme="http", dns=(dns(OTHER),), http=(http(hop(200, body=b"blocked by decision of the authorities")),)),
+        Controls(doh=(doh(PUBLIC),), http_at_control_addresses=(http(hop(200)),)),
+        "blocked", "dns.blockpage_ip", "dns",
+    ),
+    Case(
+        "plain HTTP: a transparent proxy serves the blockpage at every address",
+        url(scheme="http", dns=(dns(OTHER),), http=(http(hop(200, body=b"blocked by decision of the authorities")),)),
+        Controls(doh=(doh(PUBLIC),), http_at_control_addresses=(http(hop(200, body=b"blocked by decision of the authorities")),)),
+        "blocked", "http.blockpage", "http",
+    ),
+    Case(
+        "plain HTTP, CDN-localised: another address, the same working page",
+        url(scheme="http", dns=(dns(OTHER),), http=(http(hop(200)),)),
+        Controls(doh=(doh(PUBLIC),), http_at_control_addresses=(http(hop(200)),)),
+    ),
     Case("403 to everyone is not blocking", url(**{**GOOD, "http": (http(hop(403)),)}), DOH_OK),
     Case(
         "page differs from the helper's: title and length (plain HTTP)",

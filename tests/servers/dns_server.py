@@ -67,6 +67,14 @@ class Silent:
 
 
 @dataclass(frozen=True, slots=True)
+class LoseFirst:
+    """Leave the first ``count`` queries for the name unanswered (lost), then behave as ``then``."""
+
+    count: int
+    then: Behaviour
+
+
+@dataclass(frozen=True, slots=True)
 class Delay:
     """Wait, then behave as ``then``."""
 
@@ -93,7 +101,9 @@ class Truncate:
         object.__setattr__(self, "ips", ips)
 
 
-Behaviour: TypeAlias = Answer | NXDomain | ServFail | Refused | Silent | Delay | Inject | Truncate
+Behaviour: TypeAlias = (
+    Answer | NXDomain | ServFail | Refused | Silent | Delay | Inject | Truncate | LoseFirst
+)
 Plan: TypeAlias = list[tuple[float, dns.message.Message]]  # (seconds to wait, then send this)
 
 
@@ -197,7 +207,10 @@ class ScriptedDNSServer:
         """Count a query and return the behaviour scripted for its name."""
         name = _key(query.question[0].name)
         self.queries[name] += 1
-        return self.behaviours.get(name, NXDomain())
+        behaviour = self.behaviours.get(name, NXDomain())
+        if isinstance(behaviour, LoseFirst):  # stateful: decided by how many came before
+            return Silent() if self.queries[name] <= behaviour.count else behaviour.then
+        return behaviour
 
     @property
     def port(self) -> int:
