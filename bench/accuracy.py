@@ -5,6 +5,8 @@ scenario of tests/lab/scenarios (each: censor on, censor self-checked, ``probe r
 vantage namespace, ``probe export``), then prints:
 
     a per-target table    scenario, input, expected, got (verdict/layer (detail)), a mark
+                          (ok, LAYER, WRONG, FALSE ALARM; RULE when the expectation names
+                          the rule that must decide, a throughput test's say, and another did)
     a confusion matrix    expected verdict x verdict the probe gave
     the last line         accuracy: verdicts N/M, layers N/M, false-alarms K
 
@@ -37,6 +39,8 @@ def _table(results: list[ScenarioResult]) -> str:
     for result in results:
         for row in result.rows:
             mark = "ok" if row.layer_ok else ("LAYER" if row.verdict_ok else "WRONG")
+            if row.layer_ok and not row.rule_ok:
+                mark = f"RULE {row.rule}"  # right verdict, but not decided as expected
             if row.false_alarm:
                 mark = "FALSE ALARM"
             rows.append((row.scenario, row.input, row.expected.describe(), row.got(), mark))

@@ -54,6 +54,10 @@ ROUTES = {
     CONTROL: ("default via 198.18.3.1",),
 }
 FORWARDING = (ISP, NET)
+# The internet's line to the ISP carries wire-sized packets, as a real line does: a sender in
+# pl-net may not hand the veth 64 KiB TSO super-packets, which a throttle's queue would count
+# as one packet and release in bursts of seconds (tests.lab.topology sets gso_max_segs 1).
+WIRE_DEVICES = ((NET, "pl-net-isp"),)
 UPLINK = (ISP, "pl-isp-van")  # the ISP end of the vantage's line: down = vantage offline
 
 VANTAGE_IP = "198.18.1.2"

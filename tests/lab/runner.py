@@ -35,7 +35,25 @@ LIMITS = {
     "target_timeout": 30.0,
     "sweep_timeout": 120.0,
 }
-_PROBE_TIMEOUT = LIMITS["sweep_timeout"] + 60.0
+# Rule 7's budgets in the lab (they matter only for target lists with a throughput_url).
+# Each of a test's 9 transfers (3 rounds of target, innocuous SNI, reference) gets 1/9 of
+# the test's bytes and seconds: 128 KiB and 14 s. The bytes end every transfer, so nothing
+# of it is left in flight (or queued in a throttle) to slow the next one; the seconds are
+# only a bound, with room for the 128 kbit/s policer (128 KiB there take about 9 s: the
+# handshake and the first 16 KiB TLS record, which carries the headers, then 7 records at
+# ~15 KiB/s). Fewer bytes would make that first record, which the probe counts as arriving
+# at once, a larger share of the rate: at 128 KiB it adds about 1/7, less the ~5 % of
+# TCP/IP and TLS overhead that the goodput never sees.
+THROUGHPUT: dict[str, Any] = {
+    "enabled": True,
+    "max_bytes_per_test": 9 * 128 * 1024,
+    "max_seconds_per_test": 9 * 14.0,
+    "max_bytes_per_sweep": 64 << 20,
+    "max_bytes_per_day": 1 << 30,
+    "trials": 3,
+    "sample_interval": 0.1,
+    "reference": [plan.REFERENCES[0].rstrip("/") + "/big"],  # its /big, like the targets'
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +67,10 @@ class Row:
     verdict: str  # "missing" when the export has no row for the input
     layer: str | None
     detail: str | None
+    rule: str | None = None
+    throughput_kbps: float | None = None
+    baseline_kbps: float | None = None
+    measurement_id: int | None = None
 
     @property
     def verdict_ok(self) -> bool:
@@ -57,6 +79,11 @@ class Row:
     @property
     def layer_ok(self) -> bool:
         return self.verdict_ok and self.layer == self.expected.layer
+
+    @property
+    def rule_ok(self) -> bool:
+        """The rule the expectation names, if it names one, is the one that decided."""
+        return self.expected.rule is None or self.rule == self.expected.rule
 
     @property
     def false_alarm(self) -> bool:
@@ -91,8 +118,16 @@ class ScenarioResult:
         return [c for c in self.checks if not c["ok"]]
 
     def mismatches(self) -> list[Row]:
-        """Rows whose verdict or layer differs from the expectation."""
-        return [r for r in self.rows if not r.layer_ok]
+        """Rows whose verdict, layer or (when expected) rule differs from the expectation."""
+        return [r for r in self.rows if not (r.layer_ok and r.rule_ok)]
+
+    def row(self, value: str) -> Row | None:
+        """The row of one input."""
+        return next((r for r in self.rows if r.input == value), None)
+
+
+def _toml(value: Any) -> str:
+    return json.dumps(value)  # booleans, numbers, strings and lists of them: TOML too
 
 
 def write_config(path: Path, lab: Lab, db: Path, limits: dict[str, Any] | None = None) -> Path:
@@ -116,7 +151,9 @@ def write_config(path: Path, lab: Lab, db: Path, limits: dict[str, Any] | None =
         "[storage]",
         f'db = "{db}"',
         "[limits]",
-        *(f"{k} = {v}" for k, v in limits.items()),
+        *(f"{k} = {_toml(v)}" for k, v in limits.items()),
+        "[throughput]",
+        *(f"{k} = {_toml(v)}" for k, v in THROUGHPUT.items()),
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -159,7 +196,10 @@ def _probe(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
 
 
 def run_probe(
-    lab: Lab, workdir: Path, limits: dict[str, Any] | None = None
+    lab: Lab,
+    workdir: Path,
+    limits: dict[str, Any] | None = None,
+    targets: tuple[Path, ...] = (TARGETS,),
 ) -> tuple[int, str, list[dict[str, Any]]]:
     """``probe run`` then ``probe export`` in the vantage: exit code, output, exported rows."""
     db = workdir / "results.sqlite"
@@ -167,15 +207,24 @@ def run_probe(
         stale.unlink()
     config = write_config(workdir / "probe.toml", lab, db, limits)
     probe = probe_command()
-    ran = _probe(
-        [*probe, "run", "--config", str(config), "--targets", str(TARGETS), "--no-progress"],
-        _PROBE_TIMEOUT,
-    )
+    lists = [arg for t in targets for arg in ("--targets", str(t))]
+    timeout = float({**LIMITS, **(limits or {})}["sweep_timeout"]) + 60.0
+    ran = _probe([*probe, "run", "--config", str(config), *lists, "--no-progress"], timeout)
     exported = _probe([*probe, "export", "--config", str(config), "--format", "jsonl"], 60.0)
     if exported.returncode != 0:
         raise LabError(f"probe export failed: {exported.stderr.strip()}")
     rows = [json.loads(line) for line in exported.stdout.splitlines() if line.strip()]
     return ran.returncode, ran.stdout + ran.stderr, rows
+
+
+def show(workdir: Path, measurement_id: int) -> dict[str, Any]:
+    """``probe show ID --json`` of a scenario's last run (its verdict's evidence and more)."""
+    config = workdir / "probe.toml"
+    shown = _probe([*probe_command(), "show", str(measurement_id), "--config", str(config),
+                    "--json"], 60.0)  # fmt: skip
+    if shown.returncode != 0:
+        raise LabError(f"probe show failed: {shown.stderr.strip()}")
+    return dict(json.loads(shown.stdout))
 
 
 def run_scenario(lab: Lab, scenario: Scenario, workdir: Path) -> ScenarioResult:
@@ -188,7 +237,7 @@ def run_scenario(lab: Lab, scenario: Scenario, workdir: Path) -> ScenarioResult:
         checks = run_checks(lab, scenario)
         if not all(c["ok"] for c in checks):
             return ScenarioResult(scenario, checks, seconds=time.monotonic() - started)
-        code, output, exported = run_probe(lab, workdir, scenario.probe_limits)
+        code, output, exported = run_probe(lab, workdir, scenario.probe_limits, scenario.targets)
     finally:
         lab.reset()
     by_input = {r["input"]: r for r in exported}
@@ -204,6 +253,10 @@ def run_scenario(lab: Lab, scenario: Scenario, workdir: Path) -> ScenarioResult:
                 str(got.get("verdict", "missing")),
                 got.get("layer"),
                 got.get("detail"),
+                got.get("rule"),
+                got.get("throughput_kbps"),
+                got.get("baseline_kbps"),
+                got.get("measurement_id"),
             )
         )
     return ScenarioResult(scenario, checks, tuple(rows), code, output, time.monotonic() - started)

@@ -6,6 +6,7 @@ list (``targets.toml``)::
 
     title = "RST after ClientHello (SNI)"      # the row of LAB.md it reproduces
     kind = "technique"                          # or "look-alike"
+    targets = ["targets.toml"]                  # the target lists the probe runs (the default)
 
     [[iptables]]                                # appended to a lab chain (plan.CHAINS)
     ns = "isp"                                  # isp (default) | vantage | net
@@ -32,6 +33,10 @@ list (``targets.toml``)::
     uplink = "down"                             # the vantage's line is cut
     [probe]                                     # the probe's [limits], if not the runner's
     retries = 2
+    [shaper]                                    # a throttle: the input it slows, at what rate
+    input = "https://www.facebook.com/big"      # (bench/throughput.py compares the probe's
+    kbps = 128                                  # measured rate with it)
+    after_bytes = 65536                         # only past the first N bytes (optional)
 
     [[check]]                                   # tests.lab.selfcheck, from vantage or control
     from = "vantage"
@@ -42,11 +47,18 @@ list (``targets.toml``)::
 
     [expect]                                    # per input; the rest: `default` (accessible)
     "https://www.facebook.com/" = { verdict = "blocked", layer = "tls", detail = "tls.reset" }
+    # (with targets = ["targets-throughput.toml"]: the test ran, and found no throttle)
+    # "https://twitter.com/big" = { verdict = "accessible", rule = "throughput.not_slower" }
 
 ``{name}`` in a rule, a tc command or a check's ``ip`` stands for that name's address in the
-lab's zone. An expectation may say ``needs = "helper"`` (only a probe with the control
-helper can reach it) or carry a ``known_issue``: a reported probe bug that makes the probe
-get this input's layer wrong (the verdict must still be right).
+lab's zone. The target lists are files next to this module: ``targets.toml`` (every
+service's pages and endpoints) and ``targets-throughput.toml`` (services whose
+``throughput_url`` the probe times; only the scenarios about throughput run it, since its
+transfers take seconds each). An expectation may say ``needs = "helper"`` (only a probe with
+the control helper can reach it), name the classifier ``rule`` the export must show (say,
+``throughput.not_slower``: the throughput test ran and found no throttle), or carry a
+``known_issue``: a reported probe bug that makes the probe get this input's layer wrong
+(the verdict must still be right).
 """
 
 from __future__ import annotations
@@ -62,8 +74,9 @@ from probe.config import KEYS
 from targets.load import load_many
 from tests.lab import plan
 
-SCENARIO_DIR = Path(__file__).parent / "scenarios"
-TARGETS = Path(__file__).parent / "targets.toml"
+LAB_DIR = Path(__file__).parent
+SCENARIO_DIR = LAB_DIR / "scenarios"
+TARGETS = LAB_DIR / "targets.toml"
 VERDICTS = ("accessible", "blocked", "throttled", "inconclusive")
 LAYERS = ("dns", "tcp", "tls", "http")
 _KEYS = {
@@ -81,6 +94,8 @@ _KEYS = {
     "check",
     "expect",
     "probe",
+    "targets",
+    "shaper",
 }
 # [probe]: the probe's [limits] a scenario may override (the runner's LIMITS otherwise).
 _LIMITS = {k.name for k in KEYS if k.section == "limits"}
@@ -112,6 +127,7 @@ class Expectation:
     detail: str | None = None
     needs: str | None = None  # "helper": only with the control helper
     known_issue: str | None = None  # a reported probe bug that gets this input's layer wrong
+    rule: str | None = None  # the classifier rule the export must name, when given
 
     def describe(self) -> str:
         """ "blocked/tls (tls.reset)"."""
@@ -130,6 +146,15 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class Shaper:
+    """What a throttling scenario slows: one input, to a rate (after some bytes, maybe)."""
+
+    input: str
+    kbps: float
+    after_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     """A technique or look-alike, as the runner applies and scores it."""
 
@@ -145,6 +170,8 @@ class Scenario:
     expect: dict[str, Expectation]  # every input of the target list
     description: str = ""
     probe_limits: dict[str, Any] = field(default_factory=dict)
+    targets: tuple[Path, ...] = (TARGETS,)
+    shaper: Shaper | None = None
 
     @property
     def needs_helper(self) -> bool:
@@ -152,13 +179,13 @@ class Scenario:
         return any(e.needs == "helper" for e in self.expect.values())
 
 
-def target_inputs() -> list[str]:
-    """Every input of the lab's target list, in order."""
-    return [job.value for job in load_many([str(TARGETS)]).inputs()]
+def target_inputs(targets: tuple[Path, ...] = (TARGETS,)) -> list[str]:
+    """Every input of the given target lists (by default the lab's main one), in order."""
+    return [job.value for job in load_many([str(t) for t in targets]).inputs()]
 
 
 def _expectation(where: str, raw: Any) -> Expectation:
-    fields = {"verdict", "layer", "detail", "needs", "known_issue"}
+    fields = {"verdict", "layer", "detail", "needs", "known_issue", "rule"}
     if not isinstance(raw, dict) or set(raw) - fields:
         raise ScenarioError(f"{where}: expected {{{', '.join(sorted(fields))}}}")
     e = Expectation(
@@ -167,11 +194,15 @@ def _expectation(where: str, raw: Any) -> Expectation:
         raw.get("detail"),
         raw.get("needs"),
         raw.get("known_issue"),
+        raw.get("rule"),
     )
     if e.verdict not in VERDICTS:
         raise ScenarioError(f"{where}: verdict {e.verdict!r} is not one of {VERDICTS}")
-    if (e.verdict == "blocked") != (e.layer is not None) or e.layer not in (None, *LAYERS):
-        raise ScenarioError(f"{where}: a blocked input needs a layer {LAYERS}, others none")
+    found = e.verdict in ("blocked", "throttled")
+    if found != (e.layer is not None) or e.layer not in (None, *LAYERS):
+        raise ScenarioError(
+            f"{where}: a blocked or throttled input needs a layer {LAYERS}, others none"
+        )
     if e.needs not in (None, "helper"):
         raise ScenarioError(f'{where}: needs must be "helper"')
     return e
@@ -218,14 +249,21 @@ def load(path: Path) -> Scenario:
         if isinstance(exc, ScenarioError):
             raise
         raise ScenarioError(f"{path}: {exc}") from None
-    inputs = target_inputs()
+    names = data.get("targets", [TARGETS.name])
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ScenarioError(f"{path}: targets must be a list of target files next to the lab")
+    missing = [n for n in names if "/" in n or not (LAB_DIR / n).is_file()]
+    if missing:
+        raise ScenarioError(f"{path}: targets: {missing} are not files in {LAB_DIR}")
+    targets = tuple(LAB_DIR / n for n in names)
+    inputs = target_inputs(targets)
     raw_expect = dict(data.get("expect", {}))
     default = _expectation(
         f"{path}: expect.default", raw_expect.pop("default", {"verdict": "accessible"})
     )
     strays = set(raw_expect) - set(inputs)
     if strays:
-        raise ScenarioError(f"{path}: expect: {sorted(strays)} are not inputs of {TARGETS.name}")
+        raise ScenarioError(f"{path}: expect: {sorted(strays)} are not inputs of {names}")
     expect = {
         i: _expectation(f"{path}: expect.{i}", raw_expect[i]) if i in raw_expect else default
         for i in inputs
@@ -233,6 +271,15 @@ def load(path: Path) -> Scenario:
     isp_policy: dict[str, Any] = {
         k: data[k] for k in ("resolver", "inject", "http_proxy", "tls_proxy") if k in data
     }
+    shaper = None
+    if "shaper" in data:
+        raw = data["shaper"]
+        if not isinstance(raw, dict) or set(raw) - {"input", "kbps", "after_bytes"}:
+            raise ScenarioError(f"{path}: shaper: expected {{input, kbps, after_bytes?}}")
+        if raw.get("input") not in inputs or not isinstance(raw.get("kbps"), int | float):
+            raise ScenarioError(f"{path}: shaper: needs an input of {names} and kbps")
+        after = raw.get("after_bytes")
+        shaper = Shaper(raw["input"], float(raw["kbps"]), None if after is None else int(after))
     limits = dict(data.get("probe", {}))
     if set(limits) - _LIMITS:
         raise ScenarioError(f"{path}: probe: {sorted(set(limits) - _LIMITS)} are not [limits] keys")
@@ -249,6 +296,8 @@ def load(path: Path) -> Scenario:
         expect=expect,
         description=str(data.get("description", "")),
         probe_limits=limits,
+        targets=targets,
+        shaper=shaper,
     )
 
 

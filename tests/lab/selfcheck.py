@@ -7,7 +7,7 @@ probe is scored, so a broken lab is never mistaken for a broken probe. They shar
 with the probe: plain sockets, ssl and dnspython. Each check is a JSON object with a
 ``kind`` and an ``expect``; each result is the check plus ``got`` (what happened, as text)
 and ``ok``. ``expect`` is a glob matched against ``got`` (``fnmatch``), except for ``rate``
-("below KBPS" / "above KBPS") and ``loss`` ("some" / "none").
+("below KBPS" / "above KBPS" / "between LOW HIGH") and ``loss`` ("some" / "none").
 
     dns   {name, server, window?}   got: "answer IP[,IP]", "NXDOMAIN", "SERVFAIL", "REFUSED",
                                          "timeout", "answers A then B" (several, differing)
@@ -15,7 +15,8 @@ and ``ok``. ``expect`` is a glob matched against ``got`` (``fnmatch``), except f
     tcp   {ip, port}                got: "connected", "refused", "timeout", "reset", ...
     tls   {ip, sni, port?}          got: "valid", "invalid issuer=...", "reset", "timeout", ...
     http  {ip, host, path?, port?}  got: "status 200 title=... location=... body=...", "reset"
-    rate  {ip, host, path, bytes}   got: "kbps N"
+    rate  {ip, host|sni, path,      got: "kbps N" (HTTPS when sni is given; counted after the
+           bytes, skip?}                 first chunk and after skip body bytes)
     loss  {server, name, count}     got: "lost N/COUNT"
 """
 
@@ -152,10 +153,9 @@ def check_tls(c: dict[str, Any]) -> str:
     return f"invalid issuer={issuer}"
 
 
-def _get(c: dict[str, Any], limit: int) -> tuple[bytes, float]:
-    """A raw HTTP/1.1 GET; the response bytes (up to limit) and the seconds it took."""
+def _get(c: dict[str, Any], limit: int) -> bytes:
+    """A raw HTTP/1.1 GET; the response bytes (up to limit)."""
     sock = _connect(c["ip"], c.get("port", 80), c.get("timeout", _TIMEOUT))
-    started = time.monotonic()
     try:
         request = f"GET {c.get('path', '/')} HTTP/1.1\r\nHost: {c['host']}\r\n"
         sock.sendall((request + "Connection: close\r\n\r\n").encode())
@@ -165,14 +165,14 @@ def _get(c: dict[str, Any], limit: int) -> tuple[bytes, float]:
             if not chunk:
                 break
             data += chunk
-        return data, time.monotonic() - started
+        return data
     finally:
         sock.close()
 
 
 def check_http(c: dict[str, Any]) -> str:
     try:
-        data, _ = _get(c, 256 * 1024)
+        data = _get(c, 256 * 1024)
     except OSError as exc:
         return _failure(exc)
     head, _, body = data.partition(b"\r\n\r\n")
@@ -190,11 +190,57 @@ def check_http(c: dict[str, Any]) -> str:
 
 
 def check_rate(c: dict[str, Any]) -> str:
+    """The rate a resource arrives at, past its first chunk (and past ``skip`` body bytes).
+
+    Asks for exactly ``bytes`` (a Range) so nothing is left queued behind the check. Over
+    TLS (when ``sni`` is given) the body arrives in records of up to 16 KiB, the first with
+    the headers: the rate is counted from the first chunk's arrival to the last, so neither
+    the handshake nor bytes that came before the clock started flatter it.
+    """
+    limit, skip = int(c["bytes"]), int(c.get("skip", 0))
+    timeout = float(c.get("timeout", 30.0))
+    tls = "sni" in c
     try:
-        data, seconds = _get({**c, "timeout": c.get("timeout", 30.0)}, int(c["bytes"]))
+        sock = _connect(c["ip"], c.get("port", 443 if tls else 80), timeout)
     except OSError as exc:
         return _failure(exc)
-    return f"kbps {len(data) * 8 / 1000 / max(seconds, 1e-6):.0f}"
+    samples: list[tuple[float, int]] = []  # (seconds, body bytes so far) at each chunk
+    try:
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            sock = ctx.wrap_socket(sock, server_hostname=c["sni"])
+        host = c.get("host", c.get("sni"))
+        request = (
+            f"GET {c.get('path', '/')} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Range: bytes=0-{limit - 1}\r\nConnection: close\r\n\r\n"
+        )
+        started = time.monotonic()
+        sock.sendall(request.encode())
+        head, body = b"", -1
+        while body < limit:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            if body < 0:
+                head += chunk
+                if b"\r\n\r\n" not in head:
+                    continue
+                body = len(head.partition(b"\r\n\r\n")[2])
+            else:
+                body += len(chunk)
+            samples.append((time.monotonic() - started, body))
+    except (OSError, EOFError) as exc:
+        return _failure(exc)
+    finally:
+        sock.close()
+    if not samples or samples[-1][1] <= 0:
+        return "no body"
+    origin = next(i for i, (_, b) in enumerate(samples) if b >= max(skip, 1))
+    (t0, b0), (t1, b1) = samples[origin], samples[-1]
+    if t1 <= t0:  # one chunk: all there is is the whole exchange
+        t0, b0 = 0.0, 0
+    return f"kbps {(b1 - b0) * 8 / 1000 / max(t1 - t0, 1e-6):.0f}"
 
 
 def check_loss(c: dict[str, Any]) -> str:
@@ -238,11 +284,13 @@ def judge(c: dict[str, Any], got: str) -> bool:
     """Whether ``got`` is what the check expects."""
     expect = str(c["expect"])
     if c["kind"] == "rate":
-        how, _, limit = expect.partition(" ")
+        how, *limits = expect.split()
         kbps = float(got.split()[1]) if got.startswith("kbps ") else None
         if kbps is None:
             return False
-        return kbps < float(limit) if how == "below" else kbps > float(limit)
+        if how == "between":
+            return float(limits[0]) <= kbps <= float(limits[1])
+        return kbps < float(limits[0]) if how == "below" else kbps > float(limits[0])
     if c["kind"] == "loss":
         found = re.fullmatch(r"lost (\d+)/(\d+)", got)
         if found is None:

@@ -2,9 +2,10 @@
 
 One test per scenario file. A failed self-check means the lab does not do what the scenario
 claims: that fails the test as a broken lab, never as a probe error. Then each input's
-verdict and layer must be what a correct probe says. Two exceptions turn a mismatch into an
-xfail, each with its reason: an expectation that ``needs`` the control helper when this
-probe has none, and a ``known_issue`` (a reported probe bug) where only the layer differs.
+verdict and layer (and the rule that decided, where the scenario names one) must be what a
+correct probe says. Two exceptions turn a mismatch into an xfail, each with its reason: an
+expectation that ``needs`` the control helper when this probe has none, and a
+``known_issue`` (a reported probe bug) where only the layer differs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ SCENARIOS = load_all()
 
 
 def _explain(rows: list[Row]) -> str:
-    return "\n".join(f"  {r.input}: expected {r.expected.describe()}, got {r.got()}" for r in rows)
+    def rule(r: Row) -> str:
+        return f" by rule {r.expected.rule}" if r.expected.rule else ""
+
+    return "\n".join(
+        f"  {r.input}: expected {r.expected.describe()}{rule(r)}, got {r.got()} by rule {r.rule}"
+        for r in rows
+    )
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])

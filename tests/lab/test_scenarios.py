@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from tests.lab.scenario import load_all, target_inputs
+from pathlib import Path
 
-# LAB.md's techniques (throttling belongs to a later issue) and look-alikes -> scenario.
+import pytest
+
+from tests.lab.scenario import TARGETS, ScenarioError, load, load_all, target_inputs
+
+THROUGHPUT_TARGETS = TARGETS.with_name("targets-throughput.toml")
+
+# LAB.md's techniques and look-alikes -> scenario.
 COVERAGE = {
     "DNS NXDOMAIN / SERVFAIL / REFUSED": ["dns-nxdomain", "dns-servfail", "dns-refused"],
     "DNS bogon answer": ["dns-bogon", "dns-bogon-loopback"],
@@ -22,6 +28,9 @@ COVERAGE = {
     ],
     "HTTP reset on Host": ["http-host-reset"],
     "TLS interception": ["tls-mitm-national-root", "tls-mitm-unknown-root"],
+    "SNI throttling (policer)": ["throttle-sni-128", "throttle-sni-512"],
+    "IP throttling": ["throttle-ip"],
+    "Delayed throttling": ["throttle-delayed"],
     "server down for everyone": ["site-down"],
     "403 to everyone": ["forbidden-403"],
     "CDN-localised DNS": ["cdn-localised"],
@@ -33,13 +42,42 @@ COVERAGE = {
 
 def test_every_scenario_loads_and_expects_every_input() -> None:
     scenarios = load_all()
-    inputs = target_inputs()
-    assert len(inputs) >= 5
+    assert len(target_inputs()) >= 5
     for s in scenarios:
-        assert list(s.expect) == inputs, s.name
+        assert list(s.expect) == target_inputs(s.targets), s.name
         assert s.checks, f"{s.name}: a scenario must prove its censor works"
         if s.kind == "technique":
-            assert any(e.verdict == "blocked" for e in s.expect.values()), s.name
+            found = ("blocked", "throttled")
+            assert any(e.verdict in found for e in s.expect.values()), s.name
+
+
+def test_throttles_and_their_look_alikes_time_every_throughput_url() -> None:
+    """A throttle is found on its input alone; slow and lossy links time them all, and pass."""
+    throughput = set(target_inputs((THROUGHPUT_TARGETS,)))
+    timed = {s.name: s for s in load_all() if set(target_inputs(s.targets)) & throughput}
+    assert {"slow-link", "lossy-link"} <= set(timed)
+    for s in timed.values():
+        throttled = {i for i, e in s.expect.items() if e.verdict == "throttled"}
+        if s.kind == "technique":
+            assert s.shaper is not None and throttled == {s.shaper.input}, s.name
+        assert not throttled or s.kind == "technique", s.name
+        for value in throughput - throttled:
+            # The test ran and found no throttle (not: it was skipped, or had no controls).
+            assert s.expect[value].rule == "throughput.not_slower", (s.name, value)
+
+
+def test_a_throttled_expectation_needs_a_layer(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'kind = "technique"\ntargets = ["targets-throughput.toml"]\n[expect]\n'
+        '"https://twitter.com/big" = { verdict = "throttled" }\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ScenarioError, match="needs a layer"):
+        load(bad)
+    bad.write_text('kind = "technique"\ntargets = ["../pyproject.toml"]\n', encoding="utf-8")
+    with pytest.raises(ScenarioError, match="targets"):
+        load(bad)
 
 
 def test_lab_md_is_covered() -> None:

@@ -89,6 +89,8 @@ def _build_network() -> None:
         ):
             run(["ip", "-n", ns, "addr", "add", addr, "dev", dev])
             run(["ip", "-n", ns, "link", "set", dev, "up"])
+    for ns, dev in plan.WIRE_DEVICES:
+        run(["ip", "-n", ns, "link", "set", dev, "gso_max_segs", "1"])
     for ip in plan.HOST_IPS:
         run(["ip", "-n", plan.NET, "addr", "add", f"{ip}/32", "dev", "lo"])
     for ns, routes in plan.ROUTES.items():
