@@ -132,7 +132,9 @@ def change_point(pts: Sequence[Sample]) -> ChangePoint | None:
         if pts[k][1] < CHANGE_MIN_BYTES:
             continue
         before = rate_kbps(pts[0], pts[k])
-        after = rate_kbps(pts[k], pts[last])
+        # From the next sample on: the interval just after the fall may still hold the end of
+        # a TLS record that arrived at the fast rate, which would overstate the slow one.
+        after = rate_kbps(pts[k + 1], pts[last])
         tail = rate_kbps(pts[(k + last) // 2], pts[last])
         if before <= 0 or before < CHANGE_FACTOR * max(after, tail):
             continue
