@@ -20,15 +20,13 @@ Traffic stays inside the lab's network namespaces (198.18.0.0/15).
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.lab import topology
+from tests.lab import bench
 from tests.lab.runner import ScenarioResult, Score, run_scenario
 from tests.lab.scenario import load_all
 
@@ -51,42 +49,13 @@ def _table(results: list[ScenarioResult]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenario", action="append", metavar="NAME", help="only these")
-    parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
-    parser.add_argument("--fresh", action="store_true", help="rebuild even if a lab runs")
-    args = parser.parse_args()
-    missing = topology.missing_prerequisites()
-    if missing:
-        print(f"accuracy: the lab needs {', '.join(missing)}", file=sys.stderr)
-        return 2
+    args = bench.parser(__doc__.split("\n")[0]).parse_args()
     scenarios = [s for s in load_all() if not args.scenario or s.name in args.scenario]
     started = time.monotonic()
-    lab = None if args.fresh else topology.attach()
-    built = lab is None
-    lab = lab or topology.up()
-    print(
-        f"lab {'built' if built else 'reused'}; control helper {'on' if lab.helper else 'off'}",
-        file=sys.stderr,
-    )
-    results: list[ScenarioResult] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="probe-lab-") as tmp:
-            for scenario in scenarios:
-                result = run_scenario(lab, scenario, Path(tmp) / scenario.name)
-                results.append(result)
-                state = "lab ok" if result.lab_ok else "LAB BROKEN"
-                print(f"  {scenario.name:<24} {state:<10} {result.seconds:5.1f} s", file=sys.stderr)
-    finally:
-        if built and not args.keep:
-            topology.down()
+    results = bench.run_all("accuracy", args, scenarios, run_scenario, lambda r: r)
+    if results is None:
+        return 2
     broken = [r for r in results if not r.lab_ok]
-    for result in broken:
-        for check in result.failed_checks():
-            print(
-                f"LAB BROKEN in {result.scenario.name}: {check['kind']} expected "
-                f"{check['expect']!r}, got {check['got']!r}"
-            )
     scored = [r for r in results if r.lab_ok]
     score = Score.of(row for r in scored for row in r.rows)
     print(_table(scored))

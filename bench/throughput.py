@@ -21,16 +21,14 @@ Traffic stays inside the lab's network namespaces (198.18.0.0/15).
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.lab import topology
+from tests.lab import bench, topology
 from tests.lab.runner import ScenarioResult, run_scenario, show
 from tests.lab.scenario import Scenario, load_all
 
@@ -127,45 +125,15 @@ def _summary(lines: list[dict[str, Any]]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenario", action="append", metavar="NAME", help="only these")
-    parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
-    parser.add_argument("--fresh", action="store_true", help="rebuild even if a lab runs")
-    args = parser.parse_args()
-    missing = topology.missing_prerequisites()
-    if missing:
-        print(f"throughput: the lab needs {', '.join(missing)}", file=sys.stderr)
-        return 2
+    args = bench.parser(__doc__.split("\n")[0]).parse_args()
     scenarios = [
         s for s in load_all() if s.shaper and (not args.scenario or s.name in args.scenario)
     ]
     started = time.monotonic()
-    lab = None if args.fresh else topology.attach()
-    built = lab is None
-    lab = lab or topology.up()
-    print(
-        f"lab {'built' if built else 'reused'}; control helper {'on' if lab.helper else 'off'}",
-        file=sys.stderr,
-    )
-    lines: list[dict[str, Any]] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="probe-lab-") as tmp:
-            for scenario in scenarios:
-                line = _measure(lab, scenario, Path(tmp) / scenario.name)
-                lines.append(line)
-                result: ScenarioResult = line["result"]
-                state = "lab ok" if result.lab_ok else "LAB BROKEN"
-                print(f"  {scenario.name:<24} {state:<10} {result.seconds:5.1f} s", file=sys.stderr)
-    finally:
-        if built and not args.keep:
-            topology.down()
+    lines = bench.run_all("throughput", args, scenarios, _measure, lambda ln: ln["result"])
+    if lines is None:
+        return 2
     broken = [ln for ln in lines if not ln["result"].lab_ok]
-    for line in broken:
-        for check in line["result"].failed_checks():
-            print(
-                f"LAB BROKEN in {line['scenario'].name}: {check['kind']} expected "
-                f"{check['expect']!r}, got {check['got']!r}"
-            )
     scored = [ln for ln in lines if ln["result"].lab_ok]
     print(_table(scored))
     print()

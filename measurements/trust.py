@@ -61,11 +61,12 @@ async def context_async(
     alpn: tuple[str, ...] = (),
 ) -> ssl.SSLContext:
     """The cached context, built in a thread when it was not preloaded."""
-    key = _key(ca_bundle, verify, check_hostname, alpn)
-    ctx = _CONTEXTS.get(key)
-    if ctx is None:
-        ctx = _CONTEXTS[key] = await asyncio.to_thread(_build, key)
-    return ctx
+    ctx = _CONTEXTS.get(_key(ca_bundle, verify, check_hostname, alpn))
+    if ctx is not None:
+        return ctx
+    return await asyncio.to_thread(
+        context, ca_bundle, verify=verify, check_hostname=check_hostname, alpn=alpn
+    )
 
 
 def preload(ca_bundle: str | None) -> None:
