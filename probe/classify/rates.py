@@ -108,26 +108,24 @@ class ChangePoint:
     after_kbps: float
 
 
-def _chord_error(pts: Sequence[Sample], i: int, j: int) -> float:
-    """Squared distance of the points between i and j from the straight line joining them."""
-    (t0, b0), (t1, b1) = pts[i], pts[j]
-    slope = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-    return sum((b - b0 - slope * (t - t0)) ** 2 for t, b in pts[i + 1 : j])
-
-
 def change_point(pts: Sequence[Sample]) -> ChangePoint | None:
     """Where the rate fell and stayed down within one transfer, or None.
 
     A split at point k qualifies when the rate from the origin to k is at least CHANGE_FACTOR
     times both the rate from k to the end and the rate over the last half of that stretch
     (so a rate that recovers is not a change), k comes after CHANGE_MIN_BYTES, and at least
-    CHANGE_MIN_AFTER intervals follow. Of those, the split whose two straight segments fit the
-    cumulative bytes best wins (least squares): a sample taken while the fast part was still
-    arriving would leave its last bytes in the slow segment, and the fit shows it.
+    CHANGE_MIN_AFTER intervals follow. Of those, the split that lies furthest above the chord
+    from the first point to the last wins: the knee of the cumulative curve, where the fast
+    part ended. Before the knee the curve climbs faster than the chord, after it slower, so a
+    sample taken while the fast part was still arriving (or during a stall within it, as on a
+    loaded machine) lies below the knee. A least-squares fit of two segments was tried first
+    and split inside such a stall, leaving the fast part's last bytes in the slow rate.
     """
     best: ChangePoint | None = None
-    best_error = math.inf
+    best_height = -math.inf
     last = len(pts) - 1
+    (t0, b0), (t1, b1) = pts[0], pts[last]
+    slope = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
     for k in range(1, last - CHANGE_MIN_AFTER + 1):
         if pts[k][1] < CHANGE_MIN_BYTES:
             continue
@@ -138,9 +136,9 @@ def change_point(pts: Sequence[Sample]) -> ChangePoint | None:
         tail = rate_kbps(pts[(k + last) // 2], pts[last])
         if before <= 0 or before < CHANGE_FACTOR * max(after, tail):
             continue
-        error = _chord_error(pts, 0, k) + _chord_error(pts, k, last)
-        if error < best_error:
-            best, best_error = ChangePoint(k, pts[k][0], pts[k][1], before, after), error
+        height = pts[k][1] - b0 - slope * (pts[k][0] - t0)
+        if height > best_height:
+            best, best_height = ChangePoint(k, pts[k][0], pts[k][1], before, after), height
     return best
 
 

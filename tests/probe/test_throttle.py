@@ -188,6 +188,17 @@ def test_change_point_prefers_the_sample_where_the_fast_part_ended() -> None:
     assert found.after_kbps == pytest.approx(2048 * 8 / 20)
 
 
+def test_change_point_past_a_stall_within_the_fast_part() -> None:
+    # Seen in CI: the fast part stalled for a sample (78848 twice) and then 23 KiB more came
+    # at once. A least-squares split chose the first 78848 and counted those 23 KiB in the
+    # slow rate (+55%); the knee is where the fast part really ended.
+    samples = [(9.1, 0), (31.3, 78_848), (50.6, 78_848), (70.7, 102_400)]
+    samples += [(70.7 + 20 * i, 102_400 + 2000 * i) for i in range(1, 17)]
+    found = change_point(samples)
+    assert found is not None and found.at_bytes == 102_400
+    assert found.after_kbps == pytest.approx(2000 * 8 / 20)
+
+
 # ------------------------------------------------------------------ stability
 
 
