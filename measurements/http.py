@@ -172,7 +172,14 @@ def _refused_hop(url: str, ip: str | None, reason: str) -> HTTPHop:
 
 
 async def _hop(
-    url: str, ip: str, *, seconds: float, context: ssl.SSLContext, max_bytes: int, agent: str
+    url: str,
+    ip: str,
+    *,
+    seconds: float,
+    context: ssl.SSLContext,
+    max_bytes: int,
+    agent: str,
+    ranged: bool = False,
 ) -> HTTPHop:
     """One GET to ``ip``, read up to ``max_bytes``; network errors become the hop's failure."""
     target = httpx.URL(url)
@@ -187,6 +194,8 @@ async def _hop(
         "Accept-Language": "en-US,en;q=0.5",
         "Accept-Encoding": "identity",
     }
+    if ranged:
+        headers["Range"] = f"bytes=0-{max_bytes - 1}"
     try:
         async with asyncio.timeout(seconds):
             transport = PinnedTransport(target.raw_host.decode("ascii"), ip, context)
@@ -257,8 +266,14 @@ async def fetch(
     resolve: Resolve | None = None,
     allow_address: AllowAddress | None = None,
     user_agent: str = DEFAULT_USER_AGENT,
+    ranged: bool = False,
 ) -> HTTPObservation:
-    """GET ``url`` from ``ip`` (its host as Host and SNI) and follow redirects, hop by hop."""
+    """GET ``url`` from ``ip`` (its host as Host and SNI) and follow redirects, hop by hop.
+
+    ``ranged`` asks each hop for no more than ``max_bytes`` (a ``Range`` header): for a large
+    resource of which only the first bytes matter, so the server does not fill the link (and
+    a throttle's queue) with bytes the probe will not read. The answer is then 206.
+    """
     started = time.monotonic()
     first = httpx.URL(url)
     if first.scheme not in ("http", "https"):
@@ -284,6 +299,7 @@ async def fetch(
             context=context,
             max_bytes=max_bytes,
             agent=user_agent,
+            ranged=ranged,
         )
         hops.append(hop)
         if hop.failure is not None or hop.location is None:

@@ -230,17 +230,20 @@ class Measurer:
         problem = address_problem(ip, self.settings.routable)
         return f"{ip} is a {problem} address" if problem else None
 
-    async def measure(self, job: Input, col: Collector, *, max_body: int | None = None) -> None:
+    async def measure(
+        self, job: Input, col: Collector, *, max_body: int | None = None, ranged: bool = False
+    ) -> None:
         """Measure one input into ``col``, then ask the helper if what was seen needs it.
 
-        ``max_body`` caps the page read below the configured cap (a throughput URL's resource
-        is timed later; here only its status and first bytes matter).
+        ``max_body`` caps the page read below the configured cap; ``ranged`` asks the server
+        for no more than that (a ``Range``). Both are for a throughput URL, whose resource is
+        timed later: here only its status and first bytes matter.
         """
-        await self._steps(job, col, max_body or self.settings.max_body)
+        await self._steps(job, col, max_body or self.settings.max_body, ranged)
         if self.helper is not None and col.address is not None and _needs_helper(col):
             col.helper = await self.helper.check(job.value, col.address)
 
-    async def _steps(self, job: Input, col: Collector, max_body: int) -> None:
+    async def _steps(self, job: Input, col: Collector, max_body: int, ranged: bool) -> None:
         host, scheme = _host_and_scheme(job)
         port = Endpoint.parse(job.value).port if job.kind == "endpoint" else None
         addresses: tuple[str, ...] = (host,) if is_ip(host) else ()
@@ -268,7 +271,7 @@ class Measurer:
             return
         if scheme == "https" and not await self._tls_step(job, host, ip, col):
             return
-        await self._http_step(job, host, scheme or "http", ip, col, max_body)
+        await self._http_step(job, host, scheme or "http", ip, col, max_body, ranged)
 
     async def _tls_step(self, job: Input, host: str, ip: str, col: Collector) -> bool:
         """The handshake with the target's SNI; False when HTTP must not follow."""
@@ -317,7 +320,14 @@ class Measurer:
         )
 
     async def _http_step(
-        self, job: Input, host: str, scheme: str, ip: str, col: Collector, max_body: int
+        self,
+        job: Input,
+        host: str,
+        scheme: str,
+        ip: str,
+        col: Collector,
+        max_body: int,
+        ranged: bool,
     ) -> None:
         s = self.settings
 
@@ -325,7 +335,7 @@ class Measurer:
             return http.fetch(
                 url, ip, timeout=s.http_timeout, ca_bundle=s.ca_bundle, verify=verify,
                 max_bytes=max_body, max_redirects=redirects, resolve=self.first_address,
-                allow_address=self.refusal,
+                allow_address=self.refusal, ranged=ranged,
             )  # fmt: skip
 
         obs = await attempts(s, lambda: fetch(job.value, True, 5), http_failed, col.http)
@@ -337,7 +347,7 @@ class Measurer:
                 col.http_at_control.append(
                     await http.fetch(
                         job.value, candidate, timeout=s.http_timeout, max_bytes=max_body,
-                        max_redirects=0, allow_address=self.refusal,
+                        max_redirects=0, allow_address=self.refusal, ranged=ranged,
                     )
                 )  # fmt: skip
         if http_failed(obs) and obs.final.operation in ("http_request", "http_body"):

@@ -200,7 +200,9 @@ class Sweep:
         """A smaller page read for a throughput URL than for other inputs (None: the usual)."""
         # Through a throttle a whole MiB would outlast the HTTP timeout (and read as a
         # connection gone silent), and its bytes would come outside the throughput budget.
-        # Its status and first bytes are all the ordinary measurement needs.
+        # Its status and first bytes are all the ordinary measurement needs, and it asks for no
+        # more: a large resource read in part would keep arriving (queueing behind a throttle,
+        # and costing a metered line) until the connection closed.
         if self.throughput is not None and self.throughput.wants(job):
             return min(THROUGHPUT_PAGE_BYTES, self.settings["limits.max_body"])
         return None
@@ -212,7 +214,8 @@ class Sweep:
         exceeded = False
         try:
             async with asyncio.timeout(self.settings["limits.target_timeout"]):
-                await self.measurer.measure(job, col, max_body=self._body_cap(job))
+                cap = self._body_cap(job)
+                await self.measurer.measure(job, col, max_body=cap, ranged=cap is not None)
         except TimeoutError:
             exceeded = True
         ev = col.evidence(job, exceeded)

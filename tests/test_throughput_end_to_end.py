@@ -122,6 +122,8 @@ def test_sni_throttle(
     # The censor paced the target's connections and let the innocuous SNI's through.
     assert sum(c.paced for c in pacer.connections) >= 3 + 1  # trials, and the ordinary GET
     assert not any(c.paced for c in pacer.connections if b"www.example.com" in c.hello)
+    # The ordinary GET asked for its 16 KiB only: nothing more queued behind the policer.
+    assert f"bytes=0-{16 * 1024 - 1}" in origin.ranges
 
 
 def test_ip_throttle(

@@ -190,13 +190,18 @@ def _helper_diff(ok: HTTPObservation, ctl: Controls) -> Verdict | None:
             helper_final_host=helper.final_host,
         )
     # As the best-known probe does: a length far from the helper's only counts with a title
-    # that differs too, since localised pages change titles but rarely their size.
+    # that differs too, since localised pages change titles but rarely their size. A read
+    # cut short (by the cap, or by asking for part of a large resource: 206 to our Range)
+    # says how much was read, not how long the page is.
+    partial = final.status == 206 or final.truncated
     ratio = (
         min(final.body_length, helper.body_length) / max(final.body_length, helper.body_length)
-        if final.body_length and helper.body_length
+        if final.body_length and helper.body_length and not partial
         else 1.0
     )
-    status_differs = final.status != helper.status
+    # 206 is the answer to our Range: the same resource the helper got whole (200).
+    status = 200 if final.status == 206 else final.status
+    status_differs = status != helper.status
     if status_differs or (ratio < 0.7 and final.title != helper.title):
         return verdict(
             "blocked",

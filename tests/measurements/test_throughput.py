@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trustme
 
+from measurements.http import fetch
 from measurements.throughput import download
 from tests.servers.tcp_servers import ClosedPort, ResetAfterFirstData, SilentListener
 from tests.servers.throughput_server import ByteServer, Pacer
@@ -118,3 +119,14 @@ async def test_bad_arguments_are_refused() -> None:
         await download("ftp://x.test/", LOCAL, max_bytes=1, max_seconds=1)
     with pytest.raises(ValueError, match="positive"):
         await download("https://x.test/", LOCAL, max_bytes=0, max_seconds=1)
+
+
+async def test_a_ranged_page_fetch_asks_for_no_more_than_it_reads(
+    origin: ByteServer, ca_bundle: str
+) -> None:
+    # The ordinary measurement of a throughput URL: its status and first bytes only.
+    whole = await fetch(_url(origin.port), LOCAL, ca_bundle=ca_bundle, max_bytes=16_384)
+    part = await fetch(_url(origin.port), LOCAL, ca_bundle=ca_bundle, max_bytes=16_384, ranged=True)
+    assert origin.ranges == [None, "bytes=0-16383"]
+    assert (whole.final.status, whole.final.truncated) == (200, True)
+    assert (part.final.status, part.final.body_length, part.final.truncated) == (206, 16_384, False)

@@ -303,6 +303,11 @@ CASES = [
         Controls(doh=(doh(PUBLIC),), helper=HelperReport(status=200, title="Example", body_length=23)),
     ),
     Case(
+        "a throughput URL's first 16 KiB (206 to our Range) against the helper's whole 200",
+        url(scheme="http", dns=(dns(PUBLIC),), http=(http(hop(206, title=None, body=bytes(16384))),)),
+        Controls(doh=(doh(PUBLIC),), helper=HelperReport(status=200, title=None, body_length=1 << 20)),
+    ),
+    Case(
         "same page as the helper's",
         url(scheme="http", dns=(dns(PUBLIC),), http=(http(hop(200)),)),
         Controls(doh=(doh(PUBLIC),), helper=HelperReport(status=200, title="Example", body_length=22)),
