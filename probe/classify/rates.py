@@ -31,7 +31,12 @@ CHANGE_FACTOR = 4.0
 CHANGE_MIN_BYTES = 32 * 1024
 # ...and hold for at least this many sample intervals.
 CHANGE_MIN_AFTER = 4
-STABILITY_WINDOW = 5  # sample intervals per window
+# Sample intervals a stability window spans at least (it runs on to the next arrival point).
+# Its ends are timed to within an interval, so shorter windows are noisier; longer ones merge
+# records and flatten a rate that wanders: at 4, 16 KiB records every ~4 samples (~300 kbit/s)
+# still land in windows of their own, and a 2 s wander at ~200 kbit/s stays visible (at 5 it
+# read as low as CV 0.24 in tests/probe/test_stability.py).
+STABILITY_WINDOW = 4
 STABILITY_SKIP_MS = 1000.0  # slow start: skip the first second (or a quarter of a short transfer)
 
 
@@ -143,21 +148,32 @@ def change_point(pts: Sequence[Sample]) -> ChangePoint | None:
 
 
 def stability(pts: Sequence[Sample], start: int = 0) -> float | None:
-    """Coefficient of variation of the rate over windows of STABILITY_WINDOW intervals.
+    """Coefficient of variation of the rate over windows between arrival points.
 
     Counted from ``start`` (a change point, say) and after slow start: the first second, or
-    the first quarter of a transfer too short to spare a second. None when fewer than three
-    windows remain, or nothing moved.
+    the first quarter of a transfer too short to spare a second. Bytes become readable in
+    quanta (a TLS record only when whole: 16 KiB is a second's worth at 128 kbit/s), so a
+    window cut at arbitrary samples holds zero, one or two records by chance, and a flat
+    policer read as unsteady. A window here runs from one arrival point (a sample whose count
+    grew) to the first arrival at least STABILITY_WINDOW intervals later: it holds exactly the
+    bytes that became readable within it, timed to within a sample interval at each end.
+    Where every sample grows (a fast transfer, small records) these are plain windows of
+    STABILITY_WINDOW intervals. None when fewer than three windows remain, or nothing moved.
     """
     pts = list(pts[start:])
     if len(pts) < 2:
         return None
     skip = min(STABILITY_SKIP_MS, (pts[-1][0] - pts[0][0]) / 4)
     first = next(i for i, p in enumerate(pts) if p[0] >= pts[0][0] + skip)
-    windows = [
-        rate_kbps(pts[i], pts[min(i + STABILITY_WINDOW, len(pts) - 1)])
-        for i in range(first, len(pts) - 1, STABILITY_WINDOW)
-    ]
+    arrivals = [i for i in range(max(first, 1), len(pts)) if pts[i][1] > pts[i - 1][1]]
+    # Spans counted in samples, not ms, so a sampler running a little late does not stretch a
+    # window. Samples after the last arrival are left out: when their bytes arrive is unknown.
+    windows: list[float] = []
+    begin = arrivals[0] if arrivals else 0
+    for i in arrivals:
+        if i - begin >= STABILITY_WINDOW:
+            windows.append(rate_kbps(pts[begin], pts[i]))
+            begin = i
     if len(windows) < 3:
         return None
     mean = statistics.fmean(windows)
