@@ -31,6 +31,16 @@ class HelperReport:
 
 
 @dataclass(frozen=True, slots=True)
+class PastRate:
+    """An earlier throughput test of the same input at the same vantage (rule 7's history)."""
+
+    measured_at: str  # ISO-8601 UTC
+    kbps: float  # the target's rate then
+    verdict: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class InputEvidence:
     """Every observation made for one input, every attempt kept (retries included)."""
 
@@ -62,3 +72,8 @@ class Controls:
     # with an innocuous SNI (certificate unchecked), and a reference host.
     throughput_innocuous: tuple[ThroughputObservation, ...] = ()
     throughput_reference: tuple[ThroughputObservation, ...] = ()
+    # What rule 7 needs to tell an address slowed on the way here from a server slow for
+    # everyone: the same resource and address timed by the control helper (uncensored), and
+    # earlier tests of this input at this vantage (newest first).
+    throughput_helper: tuple[ThroughputObservation, ...] = ()
+    throughput_history: tuple[PastRate, ...] = ()

@@ -24,7 +24,7 @@ from measurements.observations import (
     ThroughputObservation,
     TLSObservation,
 )
-from probe.evidence import Controls, HelperReport, InputEvidence
+from probe.evidence import Controls, HelperReport, InputEvidence, PastRate
 from probe.helper_client import HelperClient
 from targets.model import Endpoint, Input
 
@@ -68,6 +68,8 @@ class Collector:
     throughput: list[ThroughputObservation] = field(default_factory=list)
     throughput_innocuous: list[ThroughputObservation] = field(default_factory=list)
     throughput_reference: list[ThroughputObservation] = field(default_factory=list)
+    throughput_helper: list[ThroughputObservation] = field(default_factory=list)
+    throughput_history: tuple[PastRate, ...] = ()
 
     def evidence(self, job: Input, deadline_exceeded: bool) -> InputEvidence:
         """The frozen evidence for the classifier."""
@@ -98,6 +100,8 @@ class Collector:
             helper=self.helper,
             throughput_innocuous=tuple(self.throughput_innocuous),
             throughput_reference=tuple(self.throughput_reference),
+            throughput_helper=tuple(self.throughput_helper),
+            throughput_history=self.throughput_history,
         )
 
 

@@ -23,6 +23,7 @@ from probe.evidence import Controls, InputEvidence
 from probe.fingerprints import Fingerprints, load_bundled
 from probe.measure import Collector, Measurer, MeasureSettings
 from probe.scheduler import Limits, Scheduler
+from probe.store.throughput import HISTORY_DAYS
 from probe.store.writer import AsyncWriter
 from probe.throughput import (
     THROUGHPUT_PAGE_BYTES,
@@ -148,6 +149,11 @@ class Sweep:
                 self.throughput.spent_today = await self.writer.throughput_bytes_since(
                     info.started_at - dt.timedelta(days=1), info.vantage.name
                 )
+                # Rule 7's history: the same inputs timed at this vantage in earlier sweeps.
+                self.throughput.history = await self.writer.past_rates(
+                    sorted(self.throughput.urls), info.vantage.name,
+                    info.started_at - dt.timedelta(days=HISTORY_DAYS),
+                )  # fmt: skip
             vantage = await check_vantage(self.measurer, self.references())
             if not vantage.ok:
                 # Rule 2: a dead or captive link contacts no target and claims nothing.

@@ -14,6 +14,12 @@ kernel caches a path's congestion state per address, so a throttled transfer cou
 next one to the same address). Every transfer gets an equal share of the test's byte and time
 budgets.
 
+Two more controls come from outside the volunteer's line. With a control helper configured,
+the helper times the same resource at the same address meanwhile (``trials`` downloads of the
+same size, on its own line: they cannot slow the probe's, so they need not wait their turn).
+And the input's earlier tests at this vantage (the sweep reads them from the store before it
+starts) come along as history.
+
 Throughput tests never run at once (they would measure each other): one lock per sweep
 serialises them, every transfer of every test, controls included. A test starts only when
 its whole byte budget fits in what is left of the sweep's and of the last 24 hours'.
@@ -31,6 +37,7 @@ from measurements import throughput
 from measurements.addresses import is_ip
 from measurements.observations import HTTPHop, ThroughputObservation
 from probe.config import Settings
+from probe.evidence import PastRate
 from probe.measure import Collector, Measurer, dns_failed, http_failed
 from targets.model import Input, TargetList
 
@@ -98,6 +105,7 @@ class ThroughputTester:
         self.urls = urls
         self.spent_today = spent_today  # before this sweep, in the last 24 hours
         self.spent = 0  # by this sweep
+        self.history: dict[str, tuple[PastRate, ...]] = {}  # by input, newest first
         self._lock = asyncio.Lock()
         self._reference: asyncio.Future[tuple[str, str] | None] | None = None
 
@@ -135,6 +143,7 @@ class ThroughputTester:
             reference = await self._reference_address()
             if reference is None:
                 return "no reference URL could be resolved to a usable address"
+            col.throughput_history = self.history.get(job.value, ())
             await self._trials(page.url, page.ip, reference, col)
         return None
 
@@ -156,6 +165,16 @@ class ThroughputTester:
                 return throughput.download(url, ip, sni=innocuous, verify=False, **common)
             return throughput.download(*reference, **common)
 
+        helper = self.measurer.helper
+        helper_task = (
+            asyncio.ensure_future(
+                helper.throughput(
+                    url, ip, max_bytes=per_bytes, max_seconds=per_seconds, trials=s.trials
+                )
+            )
+            if helper is not None
+            else None
+        )
         sinks: dict[str, Callable[[ThroughputObservation], None]] = {
             "target": col.throughput.append,
             "innocuous": col.throughput_innocuous.append,
@@ -167,6 +186,8 @@ class ThroughputTester:
                 obs = await get(kind)
                 self.spent += obs.bytes
                 sinks[kind](obs)
+        if helper_task is not None:
+            col.throughput_helper.extend(await helper_task)
 
     async def _reference_address(self) -> tuple[str, str] | None:
         """The first reference URL that resolves to a usable address (looked up once)."""

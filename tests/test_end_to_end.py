@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from probe.cli import main
 from probe.store.database import open_database
 from tests.servers.dns_server import Answer, Inject, NXDomain, ServFail, Silent
 from tests.servers.tcp_servers import ClosedPort, SNIFilter, TLSServer
-from tests.servers.world import World, running_world
+from tests.servers.world import World, helper_process, running_world
 
 NAMES = [
     "ref.test", "ok.test", "nx.test", "servfail.test", "bogon.test", "inject.test",
@@ -301,35 +300,10 @@ def test_ctrl_c_keeps_what_finished(world: World, tmp_path: Path) -> None:
         store.close()
 
 
-def _free_port() -> int:
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def helper_url(world: World) -> Iterator[str]:
-    """`probe helper serve` as a user starts it, in its own process."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "probe", "helper", "serve", "--listen", f"127.0.0.1:{port}",
-         "--resolver", world.resolver.address, "--ca-bundle", world.ca_bundle,
-         "--routable", "127.0.0.0/8"],
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stderr is not None
-        line = (
-            proc.stderr.readline()
-        )  # blocks until it listens or dies; bounded by the server's own 10 s
-        assert "listening" in line, line
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with helper_process(world) as url:
+        yield url
 
 
 def test_with_the_helper_a_dead_server_is_site_down(

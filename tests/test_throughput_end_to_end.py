@@ -19,7 +19,7 @@ import trustme
 
 from probe.cli import main
 from tests.servers.throughput_server import ByteServer, Pacer
-from tests.servers.world import World, running_world
+from tests.servers.world import World, helper_process, running_world
 
 NAMES = ["ref.test", "sni.test", "ip.test", "slow.test", "late.test", "fast.test", "a.test",
          "b.test"]  # fmt: skip
@@ -126,16 +126,58 @@ def test_sni_throttle(
     assert f"bytes=0-{16 * 1024 - 1}" in origin.ranges
 
 
-def test_ip_throttle(
+def test_ip_throttle_needs_the_address_fast_elsewhere_or_before(
     world: World, origin: ByteServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pacer = world.peer(Pacer(origin.port, rate=RATE))  # every SNI, the innocuous one too
-    code, db = _sweep(world, origin, tmp_path, {"ip": _url(pacer.port, "ip.test")})
+    # Every connection to the address slowed (every SNI, the innocuous one too), no helper,
+    # no history: a server slow for everyone looks the same from here, so no claim.
+    pacer = world.peer(Pacer(origin.port, rate=RATE))
+    services = {"ip": _url(pacer.port, "ip.test")}
+    code, db = _sweep(world, origin, tmp_path, services)
     assert code == 0
     row = _rows(db, capsys)["ip"]
+    assert (row["verdict"], row["detail"], row["rule"]) == (
+        "accessible", "ok", "throughput.slow_address",
+    )  # fmt: skip
+    assert _near_rate(row["throughput_kbps"])
+    # Two sweeps while the address is fast, into the same database: this vantage's history.
+    pacer.names = frozenset()  # the censor paces nothing for a while
+    for _ in range(2):
+        assert _sweep(world, origin, tmp_path, services)[0] == 0
+    pacer.names = None  # and everything again
+    assert _sweep(world, origin, tmp_path, services)[0] == 0
+    capsys.readouterr()
+    assert main(["export", "--db", str(db), "--format", "jsonl"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["rule"] for r in rows] == [
+        "throughput.slow_address", "throughput.not_slower", "throughput.not_slower", "throttle.ip",
+    ]  # fmt: skip
+    row = rows[-1]
     assert (row["verdict"], row["layer"], row["detail"]) == ("throttled", "tcp", "throttle.ip")
     assert _near_rate(row["throughput_kbps"])
     assert row["baseline_kbps"] > 10 * row["throughput_kbps"]  # the references' rate
+    history = _evidence(db, row, capsys)["verdict_evidence"]["throughput"]["history"]
+    assert (history["tests"], history["unthrottled"], history["fast_before"]) == (3, 3, True)
+    assert history["median_kbps"] >= 4 * row["throughput_kbps"]
+
+
+def test_a_server_slow_for_everyone_is_not_throttled(
+    world: World, origin: ByteServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The control helper reaches the address through the same pacer: slow there too.
+    pacer = world.peer(Pacer(origin.port, rate=RATE))
+    with helper_process(world) as helper:
+        code, db = _sweep(
+            world, origin, tmp_path, {"ip": _url(pacer.port, "ip.test")}, flags=("--helper", helper)
+        )
+    assert code == 0
+    row = _rows(db, capsys)["ip"]
+    assert (row["verdict"], row["detail"], row["rule"]) == (
+        "accessible", "ok", "throughput.slow_everywhere",
+    )  # fmt: skip
+    facts = _evidence(db, row, capsys)["verdict_evidence"]["throughput"]
+    assert len(facts["helper"]["kbps"]) == 3 and facts["vs_helper"]["slower"] is False
+    assert _near_rate(facts["helper"]["median_kbps"])
 
 
 def test_uniformly_slow_link_is_not_throttling(
@@ -205,8 +247,10 @@ def test_throughput_tests_never_overlap(
     for (_, end), (start, _) in itertools.pairwise(spans):
         # 20 ms: the proxy notices a close a moment after the client's next connect.
         assert start >= end - 0.02, spans
-    # Had they overlapped, each would have measured the other.
-    assert {r["detail"] for r in _rows(db, capsys).values()} == {"throttle.ip"}
+    # Had they overlapped, each would have measured the other (and read about half the rate).
+    rows = _rows(db, capsys).values()
+    assert {r["rule"] for r in rows} == {"throughput.slow_address"}
+    assert all(_near_rate(r["throughput_kbps"]) for r in rows)
 
 
 def test_no_throughput_flag_and_budgets(

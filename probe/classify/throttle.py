@@ -27,7 +27,18 @@ The decision, for an input that was otherwise accessible:
   - slower than the references and than the innocuous SNI on the same address:
     ``throttled`` ``throttle.sni``;
   - slower than the references, the innocuous SNI as slow as the target and itself slower
-    than the references: ``throttled`` ``throttle.ip``;
+    than the references: every connection to the address is slow from here. That is
+    ``throttled`` ``throttle.ip`` only when a control shows the address fast elsewhere or
+    before (rule 1: the probe's own slowness is never enough, and a server that is slow for
+    everyone, or limits each connection, looks the same from here):
+      - the control helper timed the same resource at the same address on its uncensored
+        line: the target "slower" than the helper's transfers (the same test as above) is
+        throttled; otherwise the server is slow for everyone: not throttled
+        (``throughput.slow_everywhere``);
+      - without the helper's transfers, this vantage's history: at least MIN_HISTORY earlier
+        tests of the input that were not throttled, their median rate at least RATIO times
+        today's: throttled;
+      - neither: not throttled (``throughput.slow_address``), and the reason says so;
   - anything else (too few transfers, a control missing or in between): not throttled, and
     the reason says which.
 
@@ -57,10 +68,11 @@ from probe.classify.rates import (
     rate_kbps,
     stability,
 )
-from probe.evidence import Controls, InputEvidence
+from probe.evidence import Controls, InputEvidence, PastRate
 from probe.verdict import Verdict
 
 MIN_TRIALS = 3
+MIN_HISTORY = 2  # earlier unthrottled tests at this vantage that make the address's history
 RATIO = 4.0
 MAX_P = 0.01
 MIN_EFFECT = 0.5
@@ -219,6 +231,8 @@ def classify_throughput(base: Verdict, ev: InputEvidence, ctl: Controls) -> Verd
     vs_reference = compare(target, reference)
     vs_innocuous = compare(target, innocuous)
     innocuous_vs_reference = compare(innocuous, reference)
+    helper = analyse("helper", ctl.throughput_helper)
+    vs_helper = compare(target, helper)
     facts: dict[str, Any] = {
         "target": target.facts(),
         "innocuous": innocuous.facts(),
@@ -229,6 +243,9 @@ def classify_throughput(base: Verdict, ev: InputEvidence, ctl: Controls) -> Verd
             innocuous_vs_reference.facts() if innocuous_vs_reference else None
         ),
         "innocuous_certificate_checked": False,
+        "helper": helper.facts() if ctl.throughput_helper else None,
+        "vs_helper": vs_helper.facts() if vs_helper else None,
+        "history": _history(ctl.throughput_history, target.median),
         **_shape(target),
     }
     rate = target.median
@@ -278,12 +295,37 @@ def classify_throughput(base: Verdict, ev: InputEvidence, ctl: Controls) -> Verd
             f"({_kbit(reference.median)}) in interleaved trials.",
         )  # fmt: skip
     if innocuous_vs_reference is not None and innocuous_vs_reference.slower:
-        return _throttled(
-            "throttle.ip", "tcp", facts, rate, reference.median,
+        slow_here = (
             f"{said}{where}; the same address is as slow with an innocuous SNI "
             f"({_kbit(innocuous.median)}) while the reference hosts gave "
-            f"{_kbit(reference.median)}: every connection to the address is slowed.",
-        )  # fmt: skip
+            f"{_kbit(reference.median)}: every connection to the address is slow from here"
+        )
+        history = facts["history"]
+        if vs_helper is not None and vs_helper.slower:
+            why = f"and the control helper got {_kbit(helper.median)} from it meanwhile."
+        elif vs_helper is not None:
+            return not_throttled(
+                "throughput.slow_everywhere",
+                f"{slow_here}, but the control helper got it as slow "
+                f"({_kbit(helper.median)}): the server is slow for everyone, not throttled.",
+                helper.median,
+            )
+        elif history["fast_before"]:
+            why = (
+                f"and it gave {_kbit(history['median_kbps'])} here in {history['unthrottled']} "
+                "earlier tests."
+            )
+        else:
+            return not_throttled(
+                "throughput.slow_address",
+                f"{slow_here}, but no control shows it fast elsewhere (the control helper) "
+                "or before (this vantage's history): a server slow for everyone cannot be "
+                "ruled out, so no throttle is claimed.",
+                reference.median,
+            )
+        return _throttled(
+            "throttle.ip", "tcp", facts, rate, reference.median, f"{slow_here}, {why}"
+        )
     return not_throttled(
         "throughput.ambiguous",
         f"{said}, far below the references' {_kbit(reference.median)}, but the innocuous "
@@ -305,6 +347,28 @@ def _throttled(
     return Verdict(
         v.verdict, v.layer, v.detail, v.rule, v.reason, v.evidence, _r(rate), _r(baseline)
     )
+
+
+def _history(past: Sequence[PastRate], now: float | None) -> dict[str, Any]:
+    """This vantage's earlier tests of the input, and whether they show it fast before.
+
+    Only tests that were not themselves throttled count: a throttle in place for weeks must
+    not become its own baseline.
+    """
+    unthrottled = [p.kbps for p in past if p.verdict != "throttled"]
+    then = median(unthrottled)
+    return {
+        "tests": len(past),
+        "unthrottled": len(unthrottled),
+        "median_kbps": _r(then),
+        "since": min((p.measured_at for p in past), default=None),
+        "fast_before": (
+            len(unthrottled) >= MIN_HISTORY
+            and then is not None
+            and now is not None
+            and then >= RATIO * now
+        ),
+    }
 
 
 def _shape(target: Trials) -> dict[str, Any]:

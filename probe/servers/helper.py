@@ -1,11 +1,20 @@
 """The control helper: measures an input from an uncensored network when a probe asks.
 
-It answers one question per request, ``POST /v1/check`` with
-``{"input": URL or "host:port", "address": IP}``: does the address accept a TCP connection
-from here, does the name's certificate validate there, and what page does the URL give here?
-The probe compares that with what it saw (DESIGN rule 1: a control that succeeded where the
-probe failed). The helper applies the same address policy as the probe, so it can never be
-used to reach a private network; requests are bounded in size, time and concurrency.
+It answers two questions, one per request:
+
+- ``POST /v1/check`` with ``{"input": URL or "host:port", "address": IP}``: does the address
+  accept a TCP connection from here, does the name's certificate validate there, and what
+  page does the URL give here? The probe compares that with what it saw (DESIGN rule 1: a
+  control that succeeded where the probe failed).
+- ``POST /v1/throughput`` with ``{"url", "address", "max_bytes", "max_seconds", "trials"}``:
+  how fast does the address give that resource here? ``trials`` timed downloads, one after
+  the other (measurements.throughput), returned whole so the probe's reader can re-check them.
+  Rule 7 needs it to tell an address slowed on the way to the probe from a server that is
+  slow for everyone. One such test runs at a time on the helper (two would measure each
+  other); the others wait their turn within the request's time limit.
+
+The helper applies the same address policy as the probe, so it can never be used to reach a
+private network; requests are bounded in size, time, bytes and concurrency.
 """
 
 from __future__ import annotations
@@ -18,13 +27,18 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from measurements import dns, http, tcp, tls
+from measurements import dns, http, tcp, throughput, tls
 from measurements.addresses import Network, address_problem, is_ip
+from measurements.observations import ThroughputObservation, to_jsonable
 from probe.evidence import HelperReport
 from targets.model import Endpoint, url_problem
 
 API_VERSION = 1
 _MAX_REQUEST = 4096  # bytes: a check is one short JSON object
+# What one throughput request may ask of the helper: its operator's line pays for it.
+MAX_TRANSFER_BYTES = 8 << 20
+MAX_TRANSFER_SECONDS = 30.0
+MAX_TRIALS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +53,15 @@ class HelperSettings:
 
 
 class BadRequest(ValueError):
-    """A check the helper refuses, with the reason sent back."""
+    """A check the helper refuses, with the reason sent back (and the HTTP status)."""
+
+    status = 400
+
+
+class TooLarge(BadRequest):
+    """A request body over the size limit."""
+
+    status = 413
 
 
 def _parse(body: Any, settings: HelperSettings) -> tuple[str, str, str | None, int, str]:
@@ -117,26 +139,103 @@ async def check(body: Any, settings: HelperSettings) -> HelperReport:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ThroughputRequest:
+    """One throughput test a probe asked for, checked."""
+
+    url: str
+    address: str
+    max_bytes: int
+    max_seconds: float
+    trials: int
+
+    @property
+    def time_limit(self) -> float:
+        """How long the whole test may take, waiting for the helper's turn included."""
+        return 2 * self.trials * self.max_seconds + 10.0
+
+
+def _number(body: dict[str, Any], key: str, low: float, high: float) -> float:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise BadRequest(f"{key} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def parse_throughput(body: Any, settings: HelperSettings) -> ThroughputRequest:
+    """A ThroughputRequest from a request body, or BadRequest."""
+    keys = {"url", "address", "max_bytes", "max_seconds", "trials"}
+    if not isinstance(body, dict) or set(body) != keys:
+        raise BadRequest(f"expected an object with exactly {', '.join(sorted(keys))}")
+    url, address = body["url"], body["address"]
+    if not isinstance(url, str) or not isinstance(address, str) or not is_ip(address):
+        raise BadRequest("url must be a string and address an IP address")
+    problem = url_problem(url)
+    if problem:
+        raise BadRequest(problem)
+    problem = address_problem(address, settings.routable)
+    if problem is not None:
+        raise BadRequest(f"address {address} is {problem}: not measured")
+    trials = body["trials"]
+    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
+        raise BadRequest(f"trials must be a whole number from 1 to {MAX_TRIALS}")
+    return ThroughputRequest(
+        url, address, int(_number(body, "max_bytes", 1, MAX_TRANSFER_BYTES)),
+        _number(body, "max_seconds", 0.1, MAX_TRANSFER_SECONDS), trials,
+    )  # fmt: skip
+
+
+async def time_transfers(
+    req: ThroughputRequest, settings: HelperSettings
+) -> tuple[ThroughputObservation, ...]:
+    """The requested downloads, one after the other, each within its own budgets."""
+    done: list[ThroughputObservation] = []
+    for _ in range(req.trials):
+        obs = await throughput.download(
+            req.url, req.address, ca_bundle=settings.ca_bundle, max_bytes=req.max_bytes,
+            max_seconds=req.max_seconds,
+        )  # fmt: skip
+        done.append(obs)
+    return tuple(done)
+
+
 def make_app(settings: HelperSettings) -> web.Application:
     """The helper's web application."""
     limit = asyncio.Semaphore(settings.concurrency)
+    one_transfer_at_a_time = asyncio.Lock()
+
+    async def read_json(request: web.Request) -> Any:
+        if request.content_length is not None and request.content_length > _MAX_REQUEST:
+            raise TooLarge("request too large")
+        try:
+            return json.loads(await request.content.read(_MAX_REQUEST))
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("not JSON") from None
 
     async def handle(request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > _MAX_REQUEST:
-            return web.json_response({"error": "request too large"}, status=413)
         try:
-            body = json.loads(await request.content.read(_MAX_REQUEST))
-        except (ValueError, UnicodeDecodeError):
-            return web.json_response({"error": "not JSON"}, status=400)
-        try:
+            body = await read_json(request)
             async with limit, asyncio.timeout(settings.timeout * 6):
                 report = await check(body, settings)
         except BadRequest as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+            return web.json_response({"error": str(exc)}, status=exc.status)
         except TimeoutError:
             return web.json_response({"error": "check timed out"}, status=504)
         payload = {"version": API_VERSION, **asdict(report)}
         payload["addresses"] = list(report.addresses)
+        return web.json_response(payload)
+
+    async def handle_throughput(request: web.Request) -> web.Response:
+        try:
+            req = parse_throughput(await read_json(request), settings)
+            async with asyncio.timeout(req.time_limit):
+                async with limit, one_transfer_at_a_time:
+                    transfers = await time_transfers(req, settings)
+        except BadRequest as exc:
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        except TimeoutError:
+            return web.json_response({"error": "the helper was busy: try later"}, status=503)
+        payload = {"version": API_VERSION, "transfers": to_jsonable(transfers)}
         return web.json_response(payload)
 
     async def health(_: web.Request) -> web.Response:
@@ -144,6 +243,7 @@ def make_app(settings: HelperSettings) -> web.Application:
 
     app = web.Application(client_max_size=_MAX_REQUEST)
     app.router.add_post("/v1/check", handle)
+    app.router.add_post("/v1/throughput", handle_throughput)
     app.router.add_get("/v1/health", health)
     return app
 

@@ -236,7 +236,7 @@ class Database:
         return self._label
 
     @contextlib.contextmanager
-    def _session(self, action: str) -> Iterator[Session]:
+    def session(self, action: str) -> Iterator[Session]:
         """A session whose database errors surface as StoreError naming the database."""
         if self._closed:
             raise StoreError(f"database {self._label} is closed")
@@ -249,14 +249,14 @@ class Database:
     def begin_run(self, info: RunInfo) -> None:
         """Record that a sweep started (status "running")."""
         run = run_from_info(info)
-        with self._session("begin_run") as session, session.begin():
+        with self.session("begin_run") as session, session.begin():
             session.add(run)
 
     def record(self, rec: MeasurementRecord) -> int:
         """Store one measurement and its evidence in one transaction; return its id."""
         measurement = measurement_from_record(rec)
         data = evidence_data(rec)
-        with self._session("record") as session, session.begin():
+        with self.session("record") as session, session.begin():
             session.add(measurement)
             session.flush()  # assigns the id the evidence row points to
             measurement_id = measurement.id
@@ -279,7 +279,7 @@ class Database:
             "finished_at": finished_at or dt.datetime.now(dt.UTC),
             "counts": to_jsonable(dict(counts)) if counts is not None else None,
         }
-        with self._session("finish_run") as session, session.begin():
+        with self.session("finish_run") as session, session.begin():
             result = session.execute(update(Run).where(Run.run_id == run_id).values(**values))
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 raise StoreError(f"no run {run_id} in database {self._label}")
@@ -287,7 +287,7 @@ class Database:
     def list_runs(self, limit: int = 20) -> list[RunSummary]:
         """The most recent runs, newest first, with their measurement counts."""
         stmt = select(Run).order_by(Run.started_at.desc(), Run.run_id.desc()).limit(limit)
-        with self._session("list_runs") as session:
+        with self.session("list_runs") as session:
             runs = list(session.scalars(stmt))
             return self._summaries(session, runs)
 
@@ -299,7 +299,7 @@ class Database:
         if not set(prefix) <= _HEX:  # run ids are hex; this also keeps LIKE wildcards out
             return None
         stmt = select(Run).where(Run.run_id.startswith(prefix)).order_by(Run.run_id).limit(2)
-        with self._session("get_run") as session:
+        with self.session("get_run") as session:
             runs = list(session.scalars(stmt))
             if len(runs) > 1:
                 raise StoreError(f"run id prefix {prefix!r} is ambiguous: give more characters")
@@ -326,7 +326,7 @@ class Database:
             .outerjoin(Evidence, Evidence.measurement_id == Measurement.id)
             .where(Measurement.id == measurement_id)
         )
-        with self._session("get_measurement") as session:
+        with self.session("get_measurement") as session:
             found = session.execute(stmt).one_or_none()
             if found is None:
                 return None
@@ -339,28 +339,8 @@ class Database:
             .where(Measurement.run_id == run_id)
             .order_by(Measurement.measured_at, Measurement.id)
         )
-        with self._session("measurements_of_run") as session:
+        with self.session("measurements_of_run") as session:
             return [measurement_row(m) for m in session.scalars(stmt)]
-
-    def throughput_bytes_since(self, since: dt.datetime, vantage_name: str | None) -> int:
-        """Throughput bytes recorded since ``since`` by runs that declared this vantage name.
-
-        Sweeps put each test's bytes in the evidence (``throughput_bytes``), so the daily
-        budget needs no column of its own and older databases answer 0.
-        """
-        spent = Evidence.data[("verdict_evidence", "throughput_bytes")].as_integer()
-        same_vantage = (
-            Run.vantage_name.is_(None) if vantage_name is None else Run.vantage_name == vantage_name
-        )
-        stmt = (
-            select(func.coalesce(func.sum(spent), 0))
-            .select_from(Evidence)
-            .join(Measurement, Measurement.id == Evidence.measurement_id)
-            .join(Run, Run.run_id == Measurement.run_id)
-            .where(Measurement.measured_at >= since, same_vantage)
-        )
-        with self._session("throughput_bytes_since") as session:
-            return int(session.execute(stmt).scalar_one())
 
     def iter_export_rows(
         self,
@@ -398,7 +378,7 @@ class Database:
             stmt = stmt.where(Measurement.run_id == run_id)
         stmt = stmt.order_by(Measurement.measured_at, Measurement.id)
         # Batches, not the whole table: an export may be far larger than memory.
-        with self._session("export") as session:
+        with self.session("export") as session:
             result = session.execute(stmt.execution_options(yield_per=EXPORT_BATCH))
             for r in result:
                 yield ExportRow(**r._asdict())

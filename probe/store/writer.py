@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from probe.evidence import PastRate
+from probe.store import throughput
 from probe.store.database import Database
 from probe.verdict import MeasurementRecord, RunInfo
 
@@ -55,7 +57,13 @@ class AsyncWriter:
 
     async def throughput_bytes_since(self, since: dt.datetime, vantage_name: str | None) -> int:
         """Throughput bytes recorded since ``since`` at this declared vantage."""
-        return await self._call(self._db.throughput_bytes_since, since, vantage_name)
+        return await self._call(throughput.bytes_since, self._db, since, vantage_name)
+
+    async def past_rates(
+        self, inputs: list[str], vantage_name: str | None, since: dt.datetime
+    ) -> dict[str, tuple[PastRate, ...]]:
+        """Each input's earlier timed tests at this declared vantage, newest first."""
+        return await self._call(throughput.past_rates, self._db, inputs, vantage_name, since)
 
     async def finish_run(
         self, run_id: str, status: str, counts: Mapping[str, Any] | None = None

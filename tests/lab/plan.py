@@ -54,10 +54,12 @@ ROUTES = {
     CONTROL: ("default via 198.18.3.1",),
 }
 FORWARDING = (ISP, NET)
-# The internet's line to the ISP carries wire-sized packets, as a real line does: a sender in
-# pl-net may not hand the veth 64 KiB TSO super-packets, which a throttle's queue would count
-# as one packet and release in bursts of seconds (tests.lab.topology sets gso_max_segs 1).
-WIRE_DEVICES = ((NET, "pl-net-isp"),)
+# The internet's lines carry wire-sized packets, as a real line does: a sender in pl-net may
+# not hand a veth 64 KiB TSO super-packets, which a shaper's queue would count as one packet
+# and release in bursts of seconds, or drop whole when it is larger than the queue
+# (tests.lab.topology sets gso_max_segs 1). The control's line too: a server slow for
+# everyone (slow-server) is shaped there as well.
+WIRE_DEVICES = ((NET, "pl-net-isp"), (NET, "pl-net-ctl"))
 UPLINK = (ISP, "pl-isp-van")  # the ISP end of the vantage's line: down = vantage offline
 
 VANTAGE_IP = "198.18.1.2"

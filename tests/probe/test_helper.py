@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,11 +11,12 @@ import pytest
 import trustme
 
 from measurements.addresses import parse_networks
-from probe.helper_client import HelperClient, report_from_json
+from probe.helper_client import HelperClient, report_from_json, transfer_from_json
 from probe.servers.helper import HelperSettings, make_app
 from tests.servers.dns_server import Answer, ScriptedDNSServer
 from tests.servers.http_server import WebServer
 from tests.servers.tcp_servers import ClosedPort, TLSServer
+from tests.servers.throughput_server import ByteServer, Pacer
 
 
 @pytest.fixture
@@ -107,3 +109,81 @@ def test_report_parsing_rejects_other_versions_and_types() -> None:
     )
     assert report is not None and report.tcp_ok is None and report.status is None
     assert report.addresses == ("a",)
+
+
+# ------------------------------------------------------------------ throughput (rule 7)
+
+
+async def test_helper_times_a_resource_at_an_address(helper: str, ca: trustme.CA) -> None:
+    # Through a policer, so the helper's rate is a known one; the helper reads what it was
+    # asked for, one transfer after the other, and sends every observation back whole.
+    async with ByteServer(ca, ["cdn.test"]) as origin, Pacer(origin.port, rate=50_000) as slow:
+        client = HelperClient(helper, None, 5.0)
+        try:
+            url = f"https://cdn.test:{slow.port}/bytes/1000000"
+            got = await client.throughput(
+                url, "127.0.0.1", max_bytes=20_000, max_seconds=0.5, trials=3
+            )
+        finally:
+            await client.aclose()
+    assert len(got) == 3 and len(slow.connections) == 3
+    assert all(o.url == url and o.ip == "127.0.0.1" and o.verified for o in got)
+    assert all(o.status == 206 and o.failure is None and o.samples for o in got)
+    assert origin.ranges == ["bytes=0-19999"] * 3
+    for o in got:  # 50 kB/s: 400 kbit/s, whatever came at once with the headers
+        assert o.goodput_kbps is not None and 250 < o.goodput_kbps < 600
+    spans = sorted(slow.intervals())
+    assert all(a[1] <= b[0] + 0.05 for a, b in itertools.pairwise(spans))  # one at a time
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"url": "https://x.test/", "address": "10.0.0.1", "max_bytes": 1, "max_seconds": 1,
+          "trials": 1}, 400),  # private: never measured
+        ({"url": "https://x.test/", "address": "127.0.0.1", "max_bytes": 1 << 30,
+          "max_seconds": 1, "trials": 1}, 400),  # more than the helper's line will pay for
+        ({"url": "https://x.test/", "address": "127.0.0.1", "max_bytes": 1, "max_seconds": 1,
+          "trials": 50}, 400),
+        ({"url": "https://x.test/", "address": "127.0.0.1", "max_bytes": 1,
+          "max_seconds": 1}, 400),  # a key missing
+        ({"url": "https://x.test/", "address": "127.0.0.1", "max_bytes": True,
+          "max_seconds": 1, "trials": 1}, 400),
+    ],
+)  # fmt: skip
+async def test_helper_refuses_bad_or_unsafe_throughput_requests(
+    helper: str, body: dict[str, object], status: int
+) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{helper}/v1/throughput", json=body)
+    assert response.status_code == status and "error" in response.json()
+
+
+async def test_a_failed_helper_transfer_request_is_a_missing_control() -> None:
+    async with ClosedPort() as closed:
+        client = HelperClient(f"http://127.0.0.1:{closed.port}", None, 2.0)
+        try:
+            got = await client.throughput(
+                "https://x.test/", "127.0.0.1", max_bytes=1, max_seconds=1, trials=1
+            )
+        finally:
+            await client.aclose()
+    assert got == ()
+
+
+def test_transfer_parsing_checks_every_field() -> None:
+    good = {
+        "url": "https://x.test/", "ip": "192.0.2.1", "sni": "x.test", "verified": True,
+        "failure": None, "operation": None, "status": 200, "connect_ms": 1.0, "tls_ms": 2.0,
+        "first_byte_ms": 3, "samples": [[100.0, 5000], [200, 9000]], "bytes": 9000,
+        "duration_ms": 210.5, "goodput_kbps": 350.0, "stopped": "seconds", "error": None,
+        "kind": "ThroughputObservation",
+    }  # fmt: skip
+    obs = transfer_from_json(good)
+    assert obs is not None and obs.samples == ((100.0, 5000), (200.0, 9000))
+    assert (obs.bytes, obs.first_byte_ms, obs.stopped) == (9000, 3, "seconds")
+    for key, bad in [("bytes", "9000"), ("samples", [[1.0]]), ("samples", [[1.0, 2.5]]),
+                     ("status", True), ("verified", None), ("goodput_kbps", "fast"),
+                     ("sni", 5), ("url", None)]:  # fmt: skip
+        assert transfer_from_json({**good, key: bad}) is None, key
+    assert transfer_from_json([good]) is None

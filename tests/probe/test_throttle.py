@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ from probe.classify.rates import (
     stability,
 )
 from probe.classify.throttle import FLAT_CV, RATIO, classify_throughput
-from probe.evidence import Controls, InputEvidence
+from probe.evidence import Controls, InputEvidence, PastRate
 from probe.fingerprints import load_bundled
 
 HOST = "www.example.test"
@@ -238,12 +239,41 @@ def accessible_evidence(target: tuple[ThroughputObservation, ...]) -> InputEvide
     )  # fmt: skip
 
 
+def past(kbps: float, verdict: str = "accessible") -> PastRate:
+    detail = "throttle.ip" if verdict == "throttled" else "ok"
+    return PastRate("2026-11-20T18:00:00+00:00", kbps * 8 / 1000, verdict, detail)
+
+
+# Profiles are in bytes per second; past rates in kbit/s, as stored.
+HELPER_FAST: dict[str, Any] = {"throughput_helper": trials(flat(FAST))}
+HISTORY_FAST: dict[str, Any] = {"throughput_history": (past(FAST), past(FAST), past(SLOW))}
+
 CASES = [
     # name, target, innocuous SNI, reference, (verdict, layer, detail, rule)
     ("SNI throttle", trials(flat(SLOW)), innocuous(flat(FAST)), trials(flat(FAST)),
      ("throttled", "tls", "throttle.sni", "throttle.sni")),
-    ("IP throttle", trials(flat(SLOW)), innocuous(flat(SLOW)), trials(flat(FAST)),
-     ("throttled", "tcp", "throttle.ip", "throttle.ip")),
+    ("IP throttle: the helper got the address fast", trials(flat(SLOW)), innocuous(flat(SLOW)),
+     trials(flat(FAST)), ("throttled", "tcp", "throttle.ip", "throttle.ip"), HELPER_FAST),
+    ("IP throttle: the address was fast here before", trials(flat(SLOW)), innocuous(flat(SLOW)),
+     trials(flat(FAST)), ("throttled", "tcp", "throttle.ip", "throttle.ip"), HISTORY_FAST),
+    ("the helper's transfers failed: history decides", trials(flat(SLOW)), innocuous(flat(SLOW)),
+     trials(flat(FAST)), ("throttled", "tcp", "throttle.ip", "throttle.ip"),
+     {"throughput_helper": trials(flat(FAST), status=None, failure="connection_reset",
+                                  operation="connect"), **HISTORY_FAST}),
+    ("every connection slow, nothing shows the address fast", trials(flat(SLOW)),
+     innocuous(flat(SLOW)), trials(flat(FAST)), ("accessible", None, "ok", "throughput.slow_address")),
+    ("a server slow for everyone: the helper got it as slow", trials(flat(SLOW)),
+     innocuous(flat(SLOW)), trials(flat(FAST)), ("accessible", None, "ok", "throughput.slow_everywhere"),
+     {"throughput_helper": trials(flat(SLOW))}),
+    ("the helper outweighs history", trials(flat(SLOW)), innocuous(flat(SLOW)), trials(flat(FAST)),
+     ("accessible", None, "ok", "throughput.slow_everywhere"),
+     {"throughput_helper": trials(flat(SLOW)), **HISTORY_FAST}),
+    ("fast here only once before", trials(flat(SLOW)), innocuous(flat(SLOW)), trials(flat(FAST)),
+     ("accessible", None, "ok", "throughput.slow_address"),
+     {"throughput_history": (past(FAST), past(SLOW), past(SLOW))}),
+    ("a throttle in place for weeks is not its own baseline", trials(flat(SLOW)),
+     innocuous(flat(SLOW)), trials(flat(FAST)), ("accessible", None, "ok", "throughput.slow_address"),
+     {"throughput_history": (past(SLOW, "throttled"), past(SLOW, "throttled"), past(FAST))}),
     ("delayed SNI throttle", trials(delayed(150_000, FAST, SLOW)), innocuous(flat(FAST)),
      trials(flat(FAST)), ("throttled", "tls", "throttle.sni", "throttle.sni")),
     ("a slow link slows the references too", trials(flat(SLOW)), innocuous(flat(SLOW)),
@@ -279,12 +309,14 @@ CASES = [
      trials(flat(SLOW * 20), connect_ms=10), ("accessible", None, "ok", "throughput.not_slower")),
     ("far server, and throttled beyond what distance explains", trials(flat(SLOW), connect_ms=50),
      innocuous(flat(SLOW), connect_ms=50), trials(flat(FAST), connect_ms=10),
-     ("throttled", "tcp", "throttle.ip", "throttle.ip")),
+     ("throttled", "tcp", "throttle.ip", "throttle.ip"), HELPER_FAST),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("name", "target", "inn", "ref", "expected"), CASES, ids=[c[0] for c in CASES]
+    ("name", "target", "inn", "ref", "expected", "more"),
+    [(*c, {})[:6] for c in CASES],
+    ids=[c[0] for c in CASES],
 )
 def test_decision(
     name: str,
@@ -292,9 +324,10 @@ def test_decision(
     inn: tuple[ThroughputObservation, ...],
     ref: tuple[ThroughputObservation, ...],
     expected: tuple[str, str | None, str, str],
+    more: dict[str, Any],
 ) -> None:
     ev = accessible_evidence(target)
-    ctl = Controls(throughput_innocuous=inn, throughput_reference=ref)
+    ctl = Controls(throughput_innocuous=inn, throughput_reference=ref, **more)
     v = classify(ev, ctl, load_bundled())
     assert (v.verdict, v.layer, v.detail, v.rule) == expected, v.reason
     assert "throughput" in v.evidence and v.reason

@@ -19,6 +19,7 @@ from probe.cli import main
 from probe.config import ConfigError, load_settings
 from probe.measure import Collector, Measurer, MeasureSettings
 from probe.store import AsyncWriter, open_database
+from probe.store.throughput import bytes_since, past_rates
 from probe.sweep import Sweep
 from probe.throughput import ThroughputSettings, ThroughputTester
 from probe.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
@@ -103,9 +104,51 @@ def test_bytes_spent_in_the_last_day_at_this_vantage(tmp_path: Path) -> None:
         db.record(_record(runs["office"], T0, 4000))  # another vantage
         db.record(_record(runs[None], T0, 50_000))
         since = T0 - dt.timedelta(days=1)
-        assert db.throughput_bytes_since(since, "home") == 230
-        assert db.throughput_bytes_since(since, None) == 50_000
-        assert db.throughput_bytes_since(since, "nowhere") == 0
+        assert bytes_since(db, since, "home") == 230
+        assert bytes_since(db, since, None) == 50_000
+        assert bytes_since(db, since, "nowhere") == 0
+    finally:
+        db.close()
+
+
+def _timed(run_id: str, at: dt.datetime, kbps: float, verdict: str = "accessible",
+           input_: str = "https://cdn.test/x") -> MeasurementRecord:  # fmt: skip
+    detail = "throttle.ip" if verdict == "throttled" else "ok"
+    v = Verdict(verdict, None, detail, detail, "Timed.", {}, kbps, 9000.0)
+    return MeasurementRecord(run_id, "s", "social", input_, v, at, 1.0)
+
+
+def test_past_rates_at_this_vantage_newest_first(tmp_path: Path) -> None:
+    db = open_database(str(tmp_path / "r.sqlite"))
+    try:
+        runs = {}
+        for name in ("home", "office"):
+            runs[name] = uuid.uuid4().hex
+            db.begin_run(RunInfo(runs[name], T0, Vantage(name=name), "0", {}))
+        home = runs["home"]
+        db.record(_timed(home, T0 - dt.timedelta(days=40), 5000))  # too long ago
+        db.record(_timed(home, T0 - dt.timedelta(days=3), 8000))
+        db.record(_timed(home, T0 - dt.timedelta(days=1), 120, "throttled"))
+        db.record(_record(home, T0, 30))  # not timed: no rate
+        db.record(_timed(home, T0, 7000, input_="https://other.test/y"))
+        db.record(_timed(runs["office"], T0, 1.0))  # another vantage
+        since = T0 - dt.timedelta(days=30)
+        found = past_rates(db, ["https://cdn.test/x", "https://none.test/"], "home", since)
+        assert list(found) == ["https://cdn.test/x"]
+        got = [(p.kbps, p.verdict, p.detail) for p in found["https://cdn.test/x"]]
+        assert got == [(120.0, "throttled", "throttle.ip"), (8000.0, "accessible", "ok")]
+        assert found["https://cdn.test/x"][0].measured_at.startswith(
+            (T0 - dt.timedelta(days=1)).date().isoformat()
+        )
+        assert (
+            len(
+                past_rates(db, ["https://cdn.test/x"], "home", since, per_input=1)[
+                    "https://cdn.test/x"
+                ]
+            )
+            == 1
+        )
+        assert past_rates(db, [], "home", since) == {}
     finally:
         db.close()
 

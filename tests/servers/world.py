@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -111,6 +115,37 @@ class World:
         return path
 
     ca_bundle: str = ""
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def helper_process(world: World) -> Iterator[str]:
+    """`probe helper serve` as a user starts it, in its own process, using the world's
+    resolver and CA; yields its URL."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "probe", "helper", "serve", "--listen", f"{LOOPBACK}:{port}",
+         "--resolver", world.resolver.address, "--ca-bundle", world.ca_bundle,
+         "--routable", "127.0.0.0/8"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        # Blocks until it listens or dies; bounded by the server's own 10 s.
+        line = proc.stderr.readline()
+        assert "listening" in line, line
+        yield f"http://{LOOPBACK}:{port}"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @contextlib.contextmanager
