@@ -2,8 +2,8 @@
 
 Brings the censorship lab up (or reuses one already running and healthy), runs every
 scenario of tests/lab/scenarios that shapes traffic (a ``[shaper]``: the SNI policers, the
-IP shaper, the delayed throttle, and the slow home link, which must come out not
-throttled), each through the real ``probe run`` as bench/accuracy.py does, then prints:
+IP shaper, the delayed throttle, and the slow home link and the slow server, which must come
+out not throttled), each through the real ``probe run`` as bench/accuracy.py does, then prints:
 
     a table     scenario, the configured rate (kbit/s), the rate the lab's own self-check
                 measured from the vantage, the probe's ``throughput_kbps`` (``probe
