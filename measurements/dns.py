@@ -19,6 +19,7 @@ import contextlib
 import ipaddress
 import socket
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import dns.asyncquery
@@ -179,7 +180,7 @@ def _response_to(query: dns.message.Message, wire: bytes) -> dns.message.Message
 
 async def _first_response(
     receiver: _Receiver,
-    queries: list[dns.message.Message],
+    queries: Sequence[dns.message.Message],
     resend: Any,
     first_within: float,
     every: float,
@@ -209,7 +210,7 @@ async def _first_response(
 
 async def _collect(
     receiver: _Receiver,
-    queries: list[dns.message.Message],
+    queries: Sequence[dns.message.Message],
     resend: Any,
     first_within: float,
     window: float,

@@ -72,7 +72,7 @@ _ERRNO = {
     errno.ENETDOWN: Failure.NETWORK_UNREACHABLE,
 }
 
-_GAI = {
+_GAI: dict[int, Failure] = {
     socket.EAI_NONAME: Failure.DNS_NXDOMAIN,
     socket.EAI_AGAIN: Failure.DNS_SERVFAIL,
     socket.EAI_FAIL: Failure.DNS_SERVFAIL,
@@ -80,7 +80,7 @@ _GAI = {
 if hasattr(socket, "EAI_NODATA"):
     _GAI[socket.EAI_NODATA] = Failure.DNS_NO_ANSWER
 
-_RCODE = {
+_RCODE: dict[int, Failure] = {
     dns.rcode.NXDOMAIN: Failure.DNS_NXDOMAIN,
     dns.rcode.SERVFAIL: Failure.DNS_SERVFAIL,
     dns.rcode.REFUSED: Failure.DNS_REFUSED,
@@ -120,7 +120,7 @@ def _map_one(exc: BaseException) -> Failure | None:
     if isinstance(exc, ssl.SSLError):
         return Failure.SSL_FAILED_HANDSHAKE
     if isinstance(exc, socket.gaierror):
-        return _GAI.get(exc.errno, Failure.UNKNOWN)
+        return _GAI.get(exc.errno or 0, Failure.UNKNOWN)
     if isinstance(exc, ConnectionRefusedError):
         return Failure.CONNECTION_REFUSED
     if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):

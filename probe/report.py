@@ -38,7 +38,7 @@ def summarize_services(records: Iterable[MeasurementRecord]) -> list[ServiceSumm
         by_service[rec.service].append(rec)
     out = []
     for service, recs in by_service.items():
-        counts = Counter(r.verdict.verdict for r in recs)
+        counts: Counter[str] = Counter(r.verdict.verdict for r in recs)
         verdict = next(v for v in _PRECEDENCE if counts[v])
         chosen = [r.verdict for r in recs if r.verdict.verdict == verdict]
         detail, _ = Counter(v.detail for v in chosen).most_common(1)[0]

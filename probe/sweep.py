@@ -174,7 +174,7 @@ class Sweep:
                 status = (await scheduler.run(jobs)).status
         finally:
             await asyncio.shield(self.measurer.aclose())
-            counts = dict(Counter(r.verdict.verdict for r in self.records))
+            counts: dict[str, int] = dict(Counter(r.verdict.verdict for r in self.records))
             # Shielded: an interrupted sweep still records how it ended.
             await asyncio.shield(self.writer.finish_run(self.run_id, status, counts))
         return SweepResult(
