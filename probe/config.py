@@ -156,6 +156,31 @@ def _file(v: Any) -> str:
     return s
 
 
+TOKEN_MAX = 256
+
+
+def read_token_file(path: str) -> str:
+    """The shared secret a token file holds on its first line (the control helper's)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    if not 0 < len(token) <= TOKEN_MAX or not token.isascii() or not token.isprintable():
+        raise ValueError(
+            f"{path}, line 1: expected the token, 1 to {TOKEN_MAX} printable ASCII characters"
+        )
+    if " " in token:
+        raise ValueError(f"{path}, line 1: the token may not contain spaces")
+    return token
+
+
+def _token_file(v: Any) -> str:
+    path = _file(v)
+    read_token_file(path)
+    return path
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
     """One setting: its TOML place, its parser, its default and its help."""
@@ -199,6 +224,13 @@ KEYS: tuple[Key, ...] = (
         _url(("https", "http")),
         None,
         "control helper URL (probe helper serve)",
+    ),
+    Key(
+        "control",
+        "helper_token_file",
+        _token_file,
+        None,
+        "file whose first line is the helper's token (its --token-file)",
     ),
     Key("control", "reference", _list(_url(("https", "http"))), [], "reference URLs"),
     Key("control", "innocuous_name", _str, "www.example.com", "SNI/Host for same-address controls"),

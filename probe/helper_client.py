@@ -76,10 +76,13 @@ def transfer_from_json(data: Any) -> ThroughputObservation | None:
 class HelperClient:
     """One HTTP client to the helper for the whole sweep."""
 
-    def __init__(self, base_url: str, ca_bundle: str | None, timeout: float) -> None:
+    def __init__(
+        self, base_url: str, ca_bundle: str | None, timeout: float, *, token: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._ca_bundle = ca_bundle
         self._timeout = timeout
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client: httpx.AsyncClient | None = None
 
     async def check(self, input_: str, address: str) -> HelperReport | None:
@@ -118,7 +121,9 @@ class HelperClient:
         if self._client is None:
             ctx = await trust.context_async(self._ca_bundle)
             # trust_env off: an environment proxy must not stand between probe and helper.
-            self._client = httpx.AsyncClient(verify=ctx, trust_env=False, timeout=self._timeout)
+            self._client = httpx.AsyncClient(
+                verify=ctx, trust_env=False, timeout=self._timeout, headers=self._headers
+            )
         return await self._client.post(f"{self.base_url}{path}", json=body, timeout=seconds)
 
     async def aclose(self) -> None:

@@ -41,6 +41,7 @@ class MeasureSettings:
     doh: tuple[str, ...]
     innocuous_name: str
     helper: str | None = None  # the control helper's URL
+    helper_token: str | None = None  # its shared secret, if it asks for one
     retries: int = 1
     retry_delay: float = 1.0
     dns_timeout: float = 5.0
@@ -207,7 +208,12 @@ class Measurer:
         self.settings = settings
         self.doh = DoHCache(settings)
         self.helper = (
-            HelperClient(settings.helper, settings.ca_bundle, settings.http_timeout * 3)
+            HelperClient(
+                settings.helper,
+                settings.ca_bundle,
+                settings.http_timeout * 3,
+                token=settings.helper_token,
+            )
             if settings.helper
             else None
         )

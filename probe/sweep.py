@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from measurements.addresses import parse_networks
 from measurements.observations import Observation, to_jsonable
 from probe.classify import classify
-from probe.config import Settings
+from probe.config import Settings, read_token_file
 from probe.evidence import Controls, InputEvidence
 from probe.fingerprints import Fingerprints, load_bundled
 from probe.measure import Collector, Measurer, MeasureSettings
@@ -69,6 +69,11 @@ def measure_settings(settings: Settings) -> MeasureSettings:
         doh=tuple(settings["control.doh"]),
         innocuous_name=settings["control.innocuous_name"],
         helper=settings["control.helper"],
+        helper_token=(
+            read_token_file(settings["control.helper_token_file"])
+            if settings["control.helper_token_file"]
+            else None
+        ),
         retries=settings["limits.retries"],
         retry_delay=settings["limits.retry_delay"],
         dns_timeout=settings["limits.dns_timeout"],

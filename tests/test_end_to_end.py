@@ -332,3 +332,29 @@ def test_with_the_helper_a_dead_server_is_site_down(
     assert main(["show", str(rows[0]["id"]), "--db", str(db), "--json"]) == 0
     evidence = json.loads(capsys.readouterr().out)["evidence"]
     assert evidence["verdict_evidence"]["controls"]["helper"]["tcp_ok"] is False
+
+
+def test_a_helper_with_a_token_answers_only_probes_that_have_it(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = world.peer(ClosedPort())
+    token = tmp_path / "helper.token"
+    token.write_text("0123456789abcdef\n", encoding="utf-8")
+    targets = tmp_path / "t.toml"
+    targets.write_text(
+        '[[service]]\nname = "down"\ncategory = "social"\n'
+        f'endpoints = ["127.0.0.1:{closed.port}"]\n'
+    )
+    config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
+    args = ["run", "--config", str(config), "--targets", str(targets), "--json"]
+    got = {}
+    with helper_process(world, token) as helper:
+        for name, extra in (("without", []), ("with", ["--helper-token-file", str(token)])):
+            db = tmp_path / f"{name}.sqlite"
+            assert main([*args, "--db", str(db), "--helper", helper, *extra]) == 0
+            [row] = json.loads(capsys.readouterr().out)["measurements"]
+            got[name] = (row["verdict"], row["detail"])
+    # Refused by the helper, the probe has no control: it claims nothing. With the token the
+    # helper could not connect either: the site is down.
+    assert got == {"without": ("inconclusive", "control.failed"),
+                   "with": ("inconclusive", "site.down")}  # fmt: skip

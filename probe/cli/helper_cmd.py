@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import sys
 from typing import Any
 
 from measurements import trust
 from measurements.addresses import parse_networks
 from probe.cli.errors import UsageError
-from probe.config import BY_DOTTED, ConfigError
+from probe.config import BY_DOTTED, ConfigError, read_token_file
 from probe.servers.helper import HelperSettings, serve
 
 
@@ -26,6 +27,12 @@ def register(sub: Any) -> None:
     sp.add_argument("--routable", action="append", default=[], metavar="CIDR",
                     help="reserved ranges to treat as public (test labs only)")  # fmt: skip
     sp.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+    sp.add_argument("--token-file", metavar="FILE",
+                    help="require the token on this file's first line from every probe "
+                         "(the probe's control.helper_token_file)")  # fmt: skip
+    sp.add_argument("--throughput-bytes-per-hour", type=int, default=1 << 30, metavar="BYTES",
+                    help="bytes the helper may download for throughput tests per hour "
+                         "(default 1 GiB; 0: none)")  # fmt: skip
     sp.set_defaults(handler=serve_helper)
 
 
@@ -34,6 +41,13 @@ def _listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--listen: expected ADDR:PORT, got {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def serve_helper(args: argparse.Namespace) -> int:
@@ -53,7 +67,18 @@ def serve_helper(args: argparse.Namespace) -> int:
         trust.preload(args.ca_bundle)
     except ValueError as exc:
         raise UsageError(f"--routable: {exc}") from None
-    settings = HelperSettings(args.resolver, args.ca_bundle, routable, args.timeout)
+    token = None
+    if args.token_file is not None:
+        try:
+            token = read_token_file(args.token_file)
+        except ValueError as exc:
+            raise UsageError(f"--token-file: {exc}") from None
+    if args.throughput_bytes_per_hour < 0:
+        raise UsageError("--throughput-bytes-per-hour: must be at least 0")
+    settings = HelperSettings(
+        args.resolver, args.ca_bundle, routable, args.timeout, token=token,
+        throughput_bytes_per_hour=args.throughput_bytes_per_hour,
+    )  # fmt: skip
 
     async def main() -> None:
         ready = asyncio.Event()
@@ -63,6 +88,12 @@ def serve_helper(args: argparse.Namespace) -> int:
         if task.done():
             task.result()  # raises the bind error
         print(f"probe helper listening on http://{host}:{port}/v1/check", file=sys.stderr)
+        if token is None and not _loopback(host):
+            print(
+                "probe helper: no --token-file, so anyone who can reach this port may use the "
+                "helper (and its throughput budget)",
+                file=sys.stderr,
+            )
         await task
 
     try:

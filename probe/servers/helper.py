@@ -14,13 +14,21 @@ It answers two questions, one per request:
   other); the others wait their turn within the request's time limit.
 
 The helper applies the same address policy as the probe, so it can never be used to reach a
-private network; requests are bounded in size, time, bytes and concurrency.
+private network; requests are bounded in size, time, bytes and concurrency. A throughput
+request makes the helper download up to 40 MiB from an address of the asker's choosing, so
+the bytes it downloads are capped per hour (``throughput_bytes_per_hour``), and a helper
+reachable from the internet should require a token (``token``: every request but the health
+check carries ``Authorization: Bearer TOKEN``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import hmac
 import json
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,6 +58,8 @@ class HelperSettings:
     routable: tuple[Network, ...] = ()
     timeout: float = 5.0
     concurrency: int = 16
+    token: str | None = None  # None: anyone who can reach the helper may use it
+    throughput_bytes_per_hour: int = 1 << 30  # 0: no throughput tests at all
 
 
 class BadRequest(ValueError):
@@ -62,6 +72,14 @@ class TooLarge(BadRequest):
     """A request body over the size limit."""
 
     status = 413
+
+
+class Refused(BadRequest):
+    """A well-formed request this helper will not serve (now, or at all)."""
+
+    def __init__(self, message: str, status: int = 403) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _parse(body: Any, settings: HelperSettings) -> tuple[str, str, str | None, int, str]:
@@ -199,10 +217,59 @@ async def time_transfers(
     return tuple(done)
 
 
+class HourlyBudget:
+    """Bytes the helper may download for throughput tests in any hour (a sliding window).
+
+    A request reserves its whole budget (trials x max_bytes) before it starts and settles for
+    what it really read afterwards, so tests waiting their turn cannot overdraw it together.
+    """
+
+    WINDOW = 3600.0
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._spent: collections.deque[tuple[float, int]] = collections.deque()
+
+    def used(self) -> int:
+        """Bytes reserved or read in the last hour."""
+        now = self._clock()
+        while self._spent and self._spent[0][0] <= now - self.WINDOW:
+            self._spent.popleft()
+        return sum(n for _, n in self._spent)
+
+    def reserve(self, n: int) -> bool:
+        """Take ``n`` bytes from the budget, if they fit."""
+        if self.used() + n > self.limit:
+            return False
+        self._spent.append((self._clock(), n))
+        return True
+
+    def settle(self, reserved: int, read: int) -> None:
+        """Give back what a test reserved and did not read."""
+        if reserved > read:
+            self._spent.append((self._clock(), read - reserved))
+
+
 def make_app(settings: HelperSettings) -> web.Application:
     """The helper's web application."""
     limit = asyncio.Semaphore(settings.concurrency)
     one_transfer_at_a_time = asyncio.Lock()
+    budget = HourlyBudget(settings.throughput_bytes_per_hour)
+    expected = f"Bearer {settings.token}".encode() if settings.token else None
+
+    @web.middleware
+    async def authorise(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if expected is not None and request.path != "/v1/health":
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):  # constant time: no guessing by timing
+                return web.json_response(
+                    {"error": "this helper needs its token (Authorization: Bearer ...)"},
+                    status=401,
+                )
+        return await handler(request)
 
     async def read_json(request: web.Request) -> Any:
         if request.content_length is not None and request.content_length > _MAX_REQUEST:
@@ -228,9 +295,18 @@ def make_app(settings: HelperSettings) -> web.Application:
     async def handle_throughput(request: web.Request) -> web.Response:
         try:
             req = parse_throughput(await read_json(request), settings)
-            async with asyncio.timeout(req.time_limit):
-                async with limit, one_transfer_at_a_time:
-                    transfers = await time_transfers(req, settings)
+            if settings.throughput_bytes_per_hour == 0:
+                raise Refused("this helper times no transfers")
+            asked = req.trials * req.max_bytes
+            if not budget.reserve(asked):
+                raise Refused("this helper's hourly transfer budget is spent: try later", 429)
+            transfers: tuple[ThroughputObservation, ...] = ()
+            try:
+                async with asyncio.timeout(req.time_limit):
+                    async with limit, one_transfer_at_a_time:
+                        transfers = await time_transfers(req, settings)
+            finally:
+                budget.settle(asked, sum(t.bytes for t in transfers))
         except BadRequest as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
         except TimeoutError:
@@ -241,7 +317,7 @@ def make_app(settings: HelperSettings) -> web.Application:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"version": API_VERSION, "ok": True})
 
-    app = web.Application(client_max_size=_MAX_REQUEST)
+    app = web.Application(client_max_size=_MAX_REQUEST, middlewares=[authorise])
     app.router.add_post("/v1/check", handle)
     app.router.add_post("/v1/throughput", handle_throughput)
     app.router.add_get("/v1/health", health)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from probe.cli import main
-from probe.config import DEFAULT_DOH, KEYS, ConfigError, load_settings
+from probe.config import DEFAULT_DOH, KEYS, ConfigError, load_settings, read_token_file
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -95,3 +95,18 @@ def test_bad_config_exits_2_on_the_cli(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert f"{path}:2: vantage.asn" in err
     assert not db.exists()  # nothing written
+
+
+def test_the_helper_token_file_is_checked_and_named(tmp_path: Path) -> None:
+    good = tmp_path / "token"
+    good.write_text("s3cret-Token_1\nignored\n", encoding="utf-8")
+    s = load_settings({}, write(tmp_path, f'[control]\nhelper_token_file = "{good}"\n'), {})
+    assert s["control.helper_token_file"] == str(good)
+    assert read_token_file(str(good)) == "s3cret-Token_1"
+    for text in ("", "\n", "two words\n", "tab\there\n"):
+        good.write_text(text, encoding="utf-8")
+        config = write(tmp_path, f'[control]\nhelper_token_file = "{good}"\n')
+        with pytest.raises(ConfigError, match=rf"helper_token_file.*{good}, line 1"):
+            load_settings({}, config, {})
+    with pytest.raises(ConfigError, match="PROBE_HELPER_TOKEN_FILE: no readable file"):
+        load_settings({}, None, {"PROBE_HELPER_TOKEN_FILE": str(tmp_path / "missing")})

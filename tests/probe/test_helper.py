@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,7 @@ import trustme
 
 from measurements.addresses import parse_networks
 from probe.helper_client import HelperClient, report_from_json, transfer_from_json
-from probe.servers.helper import HelperSettings, make_app
+from probe.servers.helper import HelperSettings, HourlyBudget, make_app
 from tests.servers.dns_server import Answer, ScriptedDNSServer
 from tests.servers.http_server import WebServer
 from tests.servers.tcp_servers import ClosedPort, TLSServer
@@ -187,3 +188,83 @@ def test_transfer_parsing_checks_every_field() -> None:
                      ("sni", 5), ("url", None)]:  # fmt: skip
         assert transfer_from_json({**good, key: bad}) is None, key
     assert transfer_from_json([good]) is None
+
+
+# ------------------------------------------------------------------ who may use it, how much
+
+
+@contextlib.asynccontextmanager
+async def _helper(settings: HelperSettings) -> AsyncIterator[str]:
+    from aiohttp import web
+
+    runner = web.AppRunner(make_app(settings), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_helper_with_a_token_serves_only_who_has_it(ca: trustme.CA) -> None:
+    settings = HelperSettings(routable=parse_networks(["127.0.0.0/8"]), token="s3cret")
+    check = {"input": "x.test:1", "address": "127.0.0.1"}
+    async with _helper(settings) as url, httpx.AsyncClient() as raw:
+        assert (await raw.get(f"{url}/v1/health")).status_code == 200  # no token needed
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            response = await raw.post(f"{url}/v1/check", json=check, headers=headers)
+            assert response.status_code == 401 and "token" in response.json()["error"]
+        response = await raw.post(f"{url}/v1/throughput", json={}, headers={})
+        assert response.status_code == 401
+        for token, expected in ((None, None), ("wrong", None), ("s3cret", False)):
+            client = HelperClient(url, None, 5.0, token=token)
+            try:
+                report = await client.check("x.test:1", "127.0.0.1")
+            finally:
+                await client.aclose()
+            got = None if report is None else report.tcp_ok
+            assert got is expected, token  # port 1: closed, as the helper says when let in
+
+
+async def test_the_hourly_transfer_budget_bounds_what_askers_make_the_helper_download(
+    ca: trustme.CA, ca_bundle: str
+) -> None:
+    # Room for one test of 3 x 20 kB: the second is refused (429) until the hour has passed,
+    # and a helper with no budget times nothing (403). A refusal is a missing control.
+    routable = parse_networks(["127.0.0.0/8"])
+    async with ByteServer(ca, ["cdn.test"]) as origin:
+        url = f"https://cdn.test:{origin.port}/bytes/1000000"
+        body = {"url": url, "address": "127.0.0.1", "max_bytes": 20_000, "max_seconds": 2,
+                "trials": 3}  # fmt: skip
+        settings = HelperSettings(
+            ca_bundle=ca_bundle, routable=routable, throughput_bytes_per_hour=100_000
+        )
+        async with _helper(settings) as helper, httpx.AsyncClient() as raw:
+            first = await raw.post(f"{helper}/v1/throughput", json=body)
+            assert first.status_code == 200
+            assert [t["bytes"] for t in first.json()["transfers"]] == [20_000] * 3
+            second = await raw.post(f"{helper}/v1/throughput", json=body)
+            assert second.status_code == 429 and "budget" in second.json()["error"]
+            client = HelperClient(helper, None, 5.0)
+            try:
+                assert await client.throughput(url, "127.0.0.1", max_bytes=20_000,
+                                               max_seconds=2, trials=3) == ()  # fmt: skip
+            finally:
+                await client.aclose()
+        off = HelperSettings(routable=routable, throughput_bytes_per_hour=0)
+        async with _helper(off) as helper, httpx.AsyncClient() as raw:
+            response = await raw.post(f"{helper}/v1/throughput", json=body)
+            assert response.status_code == 403 and "no transfers" in response.json()["error"]
+    assert origin.ranges == ["bytes=0-19999"] * 3  # only the one test that fitted
+
+
+def test_hourly_budget_reserves_settles_and_forgets_after_an_hour() -> None:
+    now = [0.0]
+    budget = HourlyBudget(100, clock=lambda: now[0])
+    assert budget.reserve(80) and not budget.reserve(30)
+    budget.settle(80, 50)  # read less than reserved: the rest comes back
+    assert budget.used() == 50 and budget.reserve(30) and budget.used() == 80
+    now[0] = 3600.0  # an hour after the first reservation and its settlement
+    assert budget.used() == 0 and budget.reserve(100)

@@ -124,14 +124,15 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def helper_process(world: World) -> Iterator[str]:
+def helper_process(world: World, token_file: Path | None = None) -> Iterator[str]:
     """`probe helper serve` as a user starts it, in its own process, using the world's
-    resolver and CA; yields its URL."""
+    resolver and CA (and asking for the token in ``token_file``); yields its URL."""
     port = _free_port()
+    token = ["--token-file", str(token_file)] if token_file else []
     proc = subprocess.Popen(
         [sys.executable, "-m", "probe", "helper", "serve", "--listen", f"{LOOPBACK}:{port}",
          "--resolver", world.resolver.address, "--ca-bundle", world.ca_bundle,
-         "--routable", "127.0.0.0/8"],
+         "--routable", "127.0.0.0/8", *token],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
