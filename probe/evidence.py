@@ -38,6 +38,7 @@ class PastRate:
     kbps: float  # the target's rate then
     verdict: str
     detail: str
+    address: str | None = None  # where it was timed (a CDN may have moved the input since)
 
 
 @dataclass(frozen=True, slots=True)

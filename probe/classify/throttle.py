@@ -245,7 +245,10 @@ def classify_throughput(base: Verdict, ev: InputEvidence, ctl: Controls) -> Verd
         "innocuous_certificate_checked": False,
         "helper": helper.facts() if ctl.throughput_helper else None,
         "vs_helper": vs_helper.facts() if vs_helper else None,
-        "history": _history(ctl.throughput_history, target.median),
+        "address": ev.throughput[0].ip if ev.throughput else None,
+        "history": _history(
+            ctl.throughput_history, target.median, ev.throughput[0].ip if ev.throughput else None
+        ),
         **_shape(target),
     }
     rate = target.median
@@ -349,12 +352,14 @@ def _throttled(
     )
 
 
-def _history(past: Sequence[PastRate], now: float | None) -> dict[str, Any]:
+def _history(past: Sequence[PastRate], now: float | None, address: str | None) -> dict[str, Any]:
     """This vantage's earlier tests of the input, and whether they show it fast before.
 
-    Only tests that were not themselves throttled count: a throttle in place for weeks must
-    not become its own baseline.
+    Only tests of the same address count (the claim is about the address), and only those
+    that were not themselves throttled: a throttle in place for weeks must not become its own
+    baseline.
     """
+    past = [p for p in past if address is not None and p.address == address]
     unthrottled = [p.kbps for p in past if p.verdict != "throttled"]
     then = median(unthrottled)
     return {

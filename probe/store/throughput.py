@@ -58,8 +58,10 @@ def past_rates(
             Measurement.throughput_kbps,
             Measurement.verdict,
             Measurement.detail,
+            Evidence.data[("verdict_evidence", "throughput", "address")].as_string(),
         )
         .join(Run, Run.run_id == Measurement.run_id)
+        .outerjoin(Evidence, Evidence.measurement_id == Measurement.id)
         .where(
             Measurement.input.in_(wanted),
             Measurement.throughput_kbps.is_not(None),
@@ -70,8 +72,8 @@ def past_rates(
     )
     found: dict[str, list[PastRate]] = {}
     with db.session("past throughput rates") as session:
-        for input_, at, kbps, verdict, detail in session.execute(stmt):
+        for input_, at, kbps, verdict, detail, address in session.execute(stmt):
             rows = found.setdefault(input_, [])
             if len(rows) < per_input and kbps is not None:
-                rows.append(PastRate(at.isoformat(), float(kbps), verdict, detail))
+                rows.append(PastRate(at.isoformat(), float(kbps), verdict, detail, address))
     return {k: tuple(v) for k, v in found.items()}

@@ -239,9 +239,9 @@ def accessible_evidence(target: tuple[ThroughputObservation, ...]) -> InputEvide
     )  # fmt: skip
 
 
-def past(kbps: float, verdict: str = "accessible") -> PastRate:
+def past(kbps: float, verdict: str = "accessible", address: str = IP) -> PastRate:
     detail = "throttle.ip" if verdict == "throttled" else "ok"
-    return PastRate("2026-11-20T18:00:00+00:00", kbps * 8 / 1000, verdict, detail)
+    return PastRate("2026-11-20T18:00:00+00:00", kbps * 8 / 1000, verdict, detail, address)
 
 
 # Profiles are in bytes per second; past rates in kbit/s, as stored.
@@ -271,6 +271,9 @@ CASES = [
     ("fast here only once before", trials(flat(SLOW)), innocuous(flat(SLOW)), trials(flat(FAST)),
      ("accessible", None, "ok", "throughput.slow_address"),
      {"throughput_history": (past(FAST), past(SLOW), past(SLOW))}),
+    ("fast before at another address (a CDN moved the input)", trials(flat(SLOW)),
+     innocuous(flat(SLOW)), trials(flat(FAST)), ("accessible", None, "ok", "throughput.slow_address"),
+     {"throughput_history": (past(FAST, address="192.0.2.99"), past(FAST, address="192.0.2.99"))}),
     ("a throttle in place for weeks is not its own baseline", trials(flat(SLOW)),
      innocuous(flat(SLOW)), trials(flat(FAST)), ("accessible", None, "ok", "throughput.slow_address"),
      {"throughput_history": (past(SLOW, "throttled"), past(SLOW, "throttled"), past(FAST))}),

@@ -114,7 +114,8 @@ def test_bytes_spent_in_the_last_day_at_this_vantage(tmp_path: Path) -> None:
 def _timed(run_id: str, at: dt.datetime, kbps: float, verdict: str = "accessible",
            input_: str = "https://cdn.test/x") -> MeasurementRecord:  # fmt: skip
     detail = "throttle.ip" if verdict == "throttled" else "ok"
-    v = Verdict(verdict, None, detail, detail, "Timed.", {}, kbps, 9000.0)
+    evidence = {"throughput": {"address": "192.0.2.7"}}
+    v = Verdict(verdict, None, detail, detail, "Timed.", evidence, kbps, 9000.0)
     return MeasurementRecord(run_id, "s", "social", input_, v, at, 1.0)
 
 
@@ -135,8 +136,11 @@ def test_past_rates_at_this_vantage_newest_first(tmp_path: Path) -> None:
         since = T0 - dt.timedelta(days=30)
         found = past_rates(db, ["https://cdn.test/x", "https://none.test/"], "home", since)
         assert list(found) == ["https://cdn.test/x"]
-        got = [(p.kbps, p.verdict, p.detail) for p in found["https://cdn.test/x"]]
-        assert got == [(120.0, "throttled", "throttle.ip"), (8000.0, "accessible", "ok")]
+        got = [(p.kbps, p.verdict, p.detail, p.address) for p in found["https://cdn.test/x"]]
+        assert got == [
+            (120.0, "throttled", "throttle.ip", "192.0.2.7"),
+            (8000.0, "accessible", "ok", "192.0.2.7"),
+        ]
         assert found["https://cdn.test/x"][0].measured_at.startswith(
             (T0 - dt.timedelta(days=1)).date().isoformat()
         )
