@@ -31,7 +31,8 @@ from probe.classify.rates import (
     points,
     stability,
 )
-from probe.classify.throttle import FLAT_CV, RATIO, classify_throughput
+from probe.classify.throttle import FLAT_CV, classify_throughput
+from probe.classify.trials import RATIO
 from probe.evidence import Controls, InputEvidence, PastRate
 from probe.fingerprints import load_bundled
 
