@@ -34,7 +34,7 @@ from probe.classify.rates import (
     ks_2samp,
     median,
     points,
-    rate_kbps,
+    rate_from,
     stability,
 )
 
@@ -88,18 +88,15 @@ def _usable(obs: ThroughputObservation) -> bool:
 
 
 def _steady_rate(pts: Sequence[tuple[float, int]], goodput: float | None) -> float:
-    """The rate from the first sample that saw body bytes to the last one.
+    """The rate of what arrived after the first sample that saw body bytes (rates.rate_from).
 
-    What arrived before the first sample came with the response headers (a first TLS record,
-    the first TCP window) in no measurable time; counting it overstates a slow transfer's
-    rate (by ~9% for 128 KiB at 128 kbit/s in the lab). A transfer too short to have two
-    such samples keeps its plain goodput.
+    What that sample saw came with the response headers (a first TLS record, the first TCP
+    window) in no measurable time; counting it overstates a slow transfer's rate (by ~9% for
+    128 KiB at 128 kbit/s in the lab). A transfer with nothing after it keeps its goodput.
     """
-    first = next((p for p in pts if p[1] > 0), None)
-    last = pts[-1]
-    if first is None or last[0] - first[0] < 1.0 or last[1] <= first[1]:
-        return goodput or 0.0
-    return rate_kbps(first, last)
+    first = next((i for i, p in enumerate(pts) if p[1] > 0), None)
+    rate = None if first is None else rate_from(pts, first)
+    return rate if rate is not None else goodput or 0.0
 
 
 def analyse(kind: str, observations: Sequence[ThroughputObservation]) -> Trials:

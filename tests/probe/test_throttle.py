@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,8 @@ from probe.classify.rates import (
     interval_rates,
     ks_2samp,
     points,
+    rate_from,
+    rate_kbps,
     stability,
 )
 from probe.classify.throttle import FLAT_CV, classify_throughput
@@ -210,6 +213,36 @@ def test_stability_flat_and_wandering() -> None:
     congested = stability(pts(transfer(lambda t, got: SLOW * (1.6 + math.sin(3 * t)), seconds=5)))
     assert congested is not None and congested > FLAT_CV
     assert stability(pts(transfer(flat(SLOW), seconds=0.3))) is None  # too short to tell
+
+
+def _records(
+    phase_ms: float, rate: float = 125_000, size: int = 16_384, n: int = 8
+) -> list[tuple[float, int]]:
+    """A transfer read in whole TLS records arriving at ``rate`` bytes/s, sampled every
+    100 ms from the headers on (t=0), and once more at the exact end of the read."""
+    arrivals = [phase_ms + i * size / rate * 1000 for i in range(1, n + 1)]
+    pts: list[tuple[float, int]] = [(0.0, 0)]
+    t = 100.0
+    while t < arrivals[-1]:
+        pts.append((t, size * sum(a <= t for a in arrivals)))
+        t += 100.0
+    return [*pts, (arrivals[-1], size * n)]
+
+
+def test_rate_from_reads_quantized_transfers_without_bias() -> None:
+    # 1 Mbit/s in 16 KiB records (the lab's slow link). Timing from the first sample that saw
+    # bytes read about 8% high on average; from the middle of its interval, no bias.
+    phases = [i * 6.5 for i in range(20)]
+    runs = [_records(p) for p in phases]
+    firsts = [next(i for i, q in enumerate(pts) if q[1] > 0) for pts in runs]
+    new = [rate_from(pts, i) for pts, i in zip(runs, firsts, strict=True)]
+    old = [rate_kbps(pts[i], pts[-1]) for pts, i in zip(runs, firsts, strict=True)]
+    assert all(r is not None for r in new)
+    assert statistics.fmean(r for r in new if r is not None) == pytest.approx(1000, rel=0.02)
+    assert statistics.fmean(old) > 1050
+    # After a stall: the span starts at the arrival before (mid-interval), not at the sample.
+    assert rate_from([(0.0, 0), (100.0, 1000), (200.0, 1000), (300.0, 2000)], 2) == 8000 / 250
+    assert rate_from([(0.0, 0), (100.0, 1000)], 1) is None  # nothing after it
 
 
 def test_interval_rates_are_kbit_per_second() -> None:
