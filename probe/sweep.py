@@ -215,7 +215,8 @@ class Sweep:
         # more: a large resource read in part would keep arriving (queueing behind a throttle,
         # and costing a metered line) until the connection closed.
         if self.throughput is not None and self.throughput.wants(job):
-            return min(THROUGHPUT_PAGE_BYTES, self.settings["limits.max_body"])
+            cap: int = self.settings["limits.max_body"]
+            return min(THROUGHPUT_PAGE_BYTES, cap)
         return None
 
     async def _work(self, job: Input) -> MeasurementRecord:
