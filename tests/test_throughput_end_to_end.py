@@ -214,6 +214,11 @@ def test_delayed_throttle_is_found_with_its_offset(
     # what trickled in before the next sample (20 ms, give or take the loop's jitter).
     assert 0.85 * after <= facts["change_at_bytes"] <= after + RATE * 0.05
     assert f"after the first {facts['change_at_bytes']} bytes" in row_reason(db, row, capsys)
+    capsys.readouterr()
+    assert main(["show", str(row["measurement_id"]), "--db", str(db)]) == 0
+    shown = capsys.readouterr().out
+    kbps, baseline = round(row["throughput_kbps"]), round(row["baseline_kbps"])
+    assert f"  throughput: {kbps} kbit/s  baseline: {baseline} kbit/s\n" in shown
     assert all(at is not None for at in facts["target"]["change_at_bytes"])
     assert not any(facts["innocuous"]["change_at_bytes"])
 

@@ -122,6 +122,9 @@ def _show_measurement(db: Database, measurement_id: int, as_json: bool) -> int:
     print(f"  {m.service}  {m.input}")
     print(f"  verdict: {m.verdict}  layer: {m.layer or '-'}  detail: {m.detail}  rule: {m.rule}")
     print(f"  why: {m.reason}")
+    if m.throughput_kbps is not None:
+        baseline = "-" if m.baseline_kbps is None else f"{m.baseline_kbps:.0f} kbit/s"
+        print(f"  throughput: {m.throughput_kbps:.0f} kbit/s  baseline: {baseline}")
     print("  evidence:")
     text = json.dumps(detail.evidence, indent=2, ensure_ascii=False, default=str)
     print("\n".join("    " + line for line in text.splitlines()))
