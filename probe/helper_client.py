@@ -41,6 +41,12 @@ def report_from_json(data: Any) -> HelperReport | None:
     )
 
 
+def transfer_time_limit(trials: int, max_seconds: float) -> float:
+    """How long the helper may take over a throughput request: its transfers, one after the
+    other, and as long again waiting for another probe's test to finish."""
+    return 2 * trials * max_seconds + 10.0
+
+
 def transfer_from_json(data: Any) -> ThroughputObservation | None:
     """One of the helper's timed downloads, or None when it is not one (checked field by field:
     the helper is another machine, and what it sends ends up in the evidence)."""
@@ -105,8 +111,7 @@ class HelperClient:
             "url": url, "address": address, "max_bytes": max_bytes,
             "max_seconds": max_seconds, "trials": trials,
         }  # fmt: skip
-        # The helper may have to wait for another probe's test: as long as its own limit.
-        timeout = 2 * trials * max_seconds + 10.0 + self._timeout
+        timeout = transfer_time_limit(trials, max_seconds) + self._timeout
         try:
             response = await self._post("/v1/throughput", request, seconds=timeout)
             data = response.json() if response.status_code == 200 else None

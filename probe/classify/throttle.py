@@ -59,6 +59,7 @@ def classify_throughput(base: Verdict, ev: InputEvidence, ctl: Controls) -> Verd
     innocuous_vs_reference = compare(innocuous, reference)
     helper = analyse("helper", ctl.throughput_helper)
     vs_helper = compare(target, helper)
+    address = ev.throughput[0].ip if ev.throughput else None
     facts: dict[str, Any] = {
         "target": target.facts(),
         "innocuous": innocuous.facts(),
@@ -71,10 +72,8 @@ def classify_throughput(base: Verdict, ev: InputEvidence, ctl: Controls) -> Verd
         "innocuous_certificate_checked": False,
         "helper": helper.facts() if ctl.throughput_helper else None,
         "vs_helper": vs_helper.facts() if vs_helper else None,
-        "address": ev.throughput[0].ip if ev.throughput else None,
-        "history": _history(
-            ctl.throughput_history, target.median, ev.throughput[0].ip if ev.throughput else None
-        ),
+        "address": address,
+        "history": _history(ctl.throughput_history, target.median, address),
         **_shape(target),
     }
     rate = target.median

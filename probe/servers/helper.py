@@ -39,6 +39,7 @@ from measurements import dns, http, tcp, throughput, tls
 from measurements.addresses import Network, address_problem, is_ip
 from measurements.observations import ThroughputObservation, to_jsonable
 from probe.evidence import HelperReport
+from probe.helper_client import transfer_time_limit
 from targets.model import Endpoint, url_problem
 
 API_VERSION = 1
@@ -170,7 +171,7 @@ class ThroughputRequest:
     @property
     def time_limit(self) -> float:
         """How long the whole test may take, waiting for the helper's turn included."""
-        return 2 * self.trials * self.max_seconds + 10.0
+        return transfer_time_limit(self.trials, self.max_seconds)
 
 
 def _number(body: dict[str, Any], key: str, low: float, high: float) -> float:
