@@ -180,14 +180,20 @@ class ThroughputTester:
             "innocuous": col.throughput_innocuous.append,
             "reference": col.throughput_reference.append,
         }
-        for round_ in range(s.trials):
-            shift = round_ % len(KINDS)
-            for kind in KINDS[shift:] + KINDS[:shift]:
-                obs = await get(kind)
-                self.spent += obs.bytes
-                sinks[kind](obs)
-        if helper_task is not None:
-            col.throughput_helper.extend(await helper_task)
+        try:
+            for round_ in range(s.trials):
+                shift = round_ % len(KINDS)
+                for kind in KINDS[shift:] + KINDS[:shift]:
+                    obs = await get(kind)
+                    self.spent += obs.bytes
+                    sinks[kind](obs)
+            if helper_task is not None:
+                col.throughput_helper.extend(await helper_task)
+        finally:
+            # A sweep stopped mid-test (Ctrl-C, its deadline) wants no answer from the helper.
+            if helper_task is not None and not helper_task.done():
+                helper_task.cancel()
+                await asyncio.wait([helper_task])
 
     async def _reference_address(self) -> tuple[str, str] | None:
         """The first reference URL that resolves to a usable address (looked up once)."""

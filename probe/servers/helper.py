@@ -325,9 +325,15 @@ def make_app(settings: HelperSettings) -> web.Application:
     return app
 
 
+def make_runner(settings: HelperSettings) -> web.AppRunner:
+    """The helper's application, ready to set up and serve on a site."""
+    # A probe that lets go (its sweep stopped) wants no answer: its check or transfers stop.
+    return web.AppRunner(make_app(settings), access_log=None, handler_cancellation=True)
+
+
 async def serve(host: str, port: int, settings: HelperSettings, ready: asyncio.Event) -> None:
     """Serve until cancelled."""
-    runner = web.AppRunner(make_app(settings), access_log=None)
+    runner = make_runner(settings)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections.abc import AsyncIterator
 
@@ -13,8 +12,9 @@ import trustme
 
 from measurements.addresses import parse_networks
 from probe.helper_client import HelperClient, report_from_json, transfer_from_json
-from probe.servers.helper import HelperSettings, HourlyBudget, make_app
+from probe.servers.helper import HelperSettings, HourlyBudget
 from tests.servers.dns_server import Answer, ScriptedDNSServer
+from tests.servers.helper_server import running_helper
 from tests.servers.http_server import WebServer
 from tests.servers.tcp_servers import ClosedPort, TLSServer
 from tests.servers.throughput_server import ByteServer, Pacer
@@ -22,16 +22,9 @@ from tests.servers.throughput_server import ByteServer, Pacer
 
 @pytest.fixture
 async def helper(ca_bundle: str, dns_server: ScriptedDNSServer) -> AsyncIterator[str]:
-    from aiohttp import web
-
     settings = HelperSettings(dns_server.address, ca_bundle, parse_networks(["127.0.0.0/8"]), 2.0)
-    runner = web.AppRunner(make_app(settings), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with running_helper(settings) as url:
+        yield url
 
 
 @pytest.fixture
@@ -193,25 +186,10 @@ def test_transfer_parsing_checks_every_field() -> None:
 # ------------------------------------------------------------------ who may use it, how much
 
 
-@contextlib.asynccontextmanager
-async def _helper(settings: HelperSettings) -> AsyncIterator[str]:
-    from aiohttp import web
-
-    runner = web.AppRunner(make_app(settings), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
 async def test_a_helper_with_a_token_serves_only_who_has_it(ca: trustme.CA) -> None:
     settings = HelperSettings(routable=parse_networks(["127.0.0.0/8"]), token="s3cret")
     check = {"input": "x.test:1", "address": "127.0.0.1"}
-    async with _helper(settings) as url, httpx.AsyncClient() as raw:
+    async with running_helper(settings) as url, httpx.AsyncClient() as raw:
         assert (await raw.get(f"{url}/v1/health")).status_code == 200  # no token needed
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
             response = await raw.post(f"{url}/v1/check", json=check, headers=headers)
@@ -241,7 +219,7 @@ async def test_the_hourly_transfer_budget_bounds_what_askers_make_the_helper_dow
         settings = HelperSettings(
             ca_bundle=ca_bundle, routable=routable, throughput_bytes_per_hour=100_000
         )
-        async with _helper(settings) as helper, httpx.AsyncClient() as raw:
+        async with running_helper(settings) as helper, httpx.AsyncClient() as raw:
             first = await raw.post(f"{helper}/v1/throughput", json=body)
             assert first.status_code == 200
             assert [t["bytes"] for t in first.json()["transfers"]] == [20_000] * 3
@@ -254,7 +232,7 @@ async def test_the_hourly_transfer_budget_bounds_what_askers_make_the_helper_dow
             finally:
                 await client.aclose()
         off = HelperSettings(routable=routable, throughput_bytes_per_hour=0)
-        async with _helper(off) as helper, httpx.AsyncClient() as raw:
+        async with running_helper(off) as helper, httpx.AsyncClient() as raw:
             response = await raw.post(f"{helper}/v1/throughput", json=body)
             assert response.status_code == 403 and "no transfers" in response.json()["error"]
     assert origin.ranges == ["bytes=0-19999"] * 3  # only the one test that fitted

@@ -3,6 +3,7 @@ timed, and the tester's interleaving and refusals (against real local servers)."
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -18,6 +19,7 @@ from measurements.addresses import parse_networks
 from probe.cli import main
 from probe.config import ConfigError, load_settings
 from probe.measure import Collector, Measurer, MeasureSettings
+from probe.servers.helper import HelperSettings
 from probe.store import AsyncWriter, open_database
 from probe.store.throughput import bytes_since, past_rates
 from probe.sweep import Sweep
@@ -26,10 +28,12 @@ from probe.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from targets.model import Input, Service, TargetList
 from tests.servers.dns_server import Answer, ScriptedDNSServer
 from tests.servers.doh_server import DoHServer
+from tests.servers.helper_server import running_helper
 from tests.servers.throughput_server import ByteServer, Pacer
 
 NAME = "cdn.example.test"
 INNOCUOUS = "www.example.com"
+LOCAL = parse_networks(["127.0.0.0/8"])
 T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
 
 
@@ -196,6 +200,41 @@ async def test_trials_interleave_and_rotate(ca: trustme.CA, ca_bundle: str) -> N
         + [(c.started, "R") for c in reference.connections]
     )
     assert "".join(k for _, k in kinds) == "TIR" + "IRT" + "RTI"
+
+
+async def test_a_test_stopped_midway_leaves_no_helper_request_behind(
+    ca: trustme.CA, ca_bundle: str
+) -> None:
+    # The helper times the resource through a slow pacer, so its answer takes seconds; the
+    # sweep is stopped (its task cancelled) a moment after the test began.
+    async with (
+        ByteServer(ca, [NAME]) as origin,
+        Pacer(origin.port, rate=20_000) as slow,
+        running_helper(HelperSettings(ca_bundle=ca_bundle, routable=LOCAL)) as helper,
+    ):
+        url = f"https://{NAME}:{slow.port}/bytes/1000000"
+        settings = ThroughputSettings(
+            max_bytes_per_test=9 * 30_000, max_seconds_per_test=9 * 2.0,
+            references=(f"https://127.0.0.1:{origin.port}/bytes/1000000",),
+        )  # fmt: skip
+        measurer = Measurer(dataclasses.replace(_measurer(ca_bundle).settings, helper=helper))
+        tester = ThroughputTester(settings, measurer, frozenset({url}))
+        col = Collector()
+        col.http.append(await http.fetch(url, "127.0.0.1", ca_bundle=ca_bundle, max_bytes=1000))
+        test = asyncio.create_task(tester.run(Input("s", "social", "url", url), col))
+        await asyncio.sleep(0.5)
+        test.cancel()
+        await asyncio.wait([test])
+        left = [t for t in asyncio.all_tasks() if "HelperClient.throughput" in repr(t)]
+        await measurer.aclose()
+        # And the helper, whose asker let go, stopped its own downloads too.
+        for _ in range(50):
+            if all(c.ended is not None for c in slow.connections):
+                break
+            await asyncio.sleep(0.02)
+        assert slow.connections and all(c.ended is not None for c in slow.connections)
+    assert test.cancelled() and left == []
+    assert col.throughput_helper == []
 
 
 async def test_refusals(ca: trustme.CA, ca_bundle: str) -> None:
