@@ -43,6 +43,9 @@ RATIO = 4.0
 MAX_P = 0.01
 MIN_EFFECT = 0.5
 RTT_FLOOR_MS = 10.0  # round trips shorter than this do not limit a transfer worth timing
+# Sample intervals after the first that saw body bytes, below which a transfer was too quick
+# to time from that sample on (see _steady_rate); as many as a change point needs after it.
+MIN_STEADY_INTERVALS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +95,16 @@ def _steady_rate(pts: Sequence[tuple[float, int]], goodput: float | None) -> flo
 
     What that sample saw came with the response headers (a first TLS record, the first TCP
     window) in no measurable time; counting it overstates a slow transfer's rate (by ~9% for
-    128 KiB at 128 kbit/s in the lab). A transfer with nothing after it keeps its goodput.
+    128 KiB at 128 kbit/s in the lab). A transfer over within MIN_STEADY_INTERVALS samples of
+    that one was too quick for the sampler: most of it had arrived by the first sample, which
+    then took measurable time, and the few bytes after it (one late record, say) tell nothing
+    (300 KB in 49 ms on loopback read as 6 Mbit/s, not 49). It keeps its goodput, as does a
+    transfer with nothing after the first sample.
     """
     first = next((i for i, p in enumerate(pts) if p[1] > 0), None)
-    rate = None if first is None else rate_from(pts, first)
+    if first is None or len(pts) - 1 - first < MIN_STEADY_INTERVALS:
+        return goodput or 0.0
+    rate = rate_from(pts, first)
     return rate if rate is not None else goodput or 0.0
 
 

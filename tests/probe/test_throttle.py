@@ -6,6 +6,7 @@ second over time), sampled every 100 ms as measurements.throughput samples.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import statistics
@@ -35,7 +36,7 @@ from probe.classify.rates import (
     stability,
 )
 from probe.classify.throttle import FLAT_CV, classify_throughput
-from probe.classify.trials import RATIO
+from probe.classify.trials import RATIO, analyse
 from probe.evidence import Controls, InputEvidence, PastRate
 from probe.fingerprints import load_bundled
 
@@ -243,6 +244,21 @@ def test_rate_from_reads_quantized_transfers_without_bias() -> None:
     # After a stall: the span starts at the arrival before (mid-interval), not at the sample.
     assert rate_from([(0.0, 0), (100.0, 1000), (200.0, 1000), (300.0, 2000)], 2) == 8000 / 250
     assert rate_from([(0.0, 0), (100.0, 1000)], 1) is None  # nothing after it
+
+
+def test_a_transfer_too_quick_to_sample_keeps_its_goodput() -> None:
+    # 300 KB on loopback with 20 ms samples (seen in CI): 271 KB by the first sample, a stall,
+    # the rest at the end. From the first sample on it read 6.3 Mbit/s; it ran at ~49.
+    fast = dataclasses.replace(
+        transfer(flat(FAST)), first_byte_ms=11.48, duration_ms=60.6, bytes=300_000,
+        samples=((36.7, 271_360), (55.9, 271_360), (60.6, 300_000)),
+        goodput_kbps=300_000 * 8 / (60.6 - 11.48),
+    )  # fmt: skip
+    assert rate_from(pts(fast), 1) == pytest.approx(6277, rel=0.01)  # what it used to count
+    assert analyse("reference", [fast]).rates == (pytest.approx(48_860, rel=0.01),)
+    # A slow transfer sampled long enough is still timed from its first sample on.
+    slow = transfer(flat(SLOW), seconds=1.0)
+    assert analyse("target", [slow]).rates[0] == pytest.approx(SLOW * 8 / 1000, rel=0.02)
 
 
 def test_interval_rates_are_kbit_per_second() -> None:

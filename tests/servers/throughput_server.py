@@ -196,8 +196,13 @@ class Pacer(_Peer):
                     if budget_start is None:
                         budget_start = loop.time()
                     allowed = int((loop.time() - budget_start) * self.rate) + QUANTUM - paced_bytes
-                    if allowed <= 0:
-                        await asyncio.sleep(QUANTUM / self.rate)
+                    # Send in quanta, and sleep until one has been earned: sending whatever
+                    # was earned since the last send was a busy loop of 1-byte writes that
+                    # never yielded, starving every server in this loop (and, through the
+                    # GIL, the probe) for most of a transfer.
+                    need = min(len(view), QUANTUM)
+                    if allowed < need:
+                        await asyncio.sleep((need - allowed) / self.rate)
                         continue
                     n = min(len(view), allowed)
                     paced_bytes += n
