@@ -18,8 +18,13 @@ and takes the most specific match:
      ├── OSError by errno (EHOSTUNREACH, ENETUNREACH, ...)
      ├── socket.gaierror by EAI code ............................. dns_*
      ├── dns.resolver.NXDOMAIN / NoAnswer / NoNameservers ........ dns_*
-     ├── httpx.RemoteProtocolError (peer closed early) ........... eof_error
+     ├── httpx.RemoteProtocolError, the peer closed early ........ eof_error
+     ├── httpx.RemoteProtocolError, anything else (garbage, an endless header, 100,000
+     │   headers) ............................ unknown_failure, and ``malformed`` is true
      └── anything else ........................................... unknown_failure
+
+A malformed answer is the server's doing as often as a censor's (DESIGN rule 6): it must not
+read as a connection cut (``eof_error``), which the classifier may call blocking.
 """
 
 from __future__ import annotations
@@ -154,10 +159,34 @@ def failure_of(exc: BaseException) -> Failure:
         found = _map_one(item)
         if found is not None:
             return found
-    if any("RemoteProtocolError" in _http_kinds(item) for item in chain):
+    if any(_closed_early(item) for item in chain):
         # "Server disconnected without sending a response": the peer closed the stream.
         return Failure.EOF
     return Failure.UNKNOWN
+
+
+# How httpcore and h11 word a peer that closed the stream, as opposed to one that sent bytes
+# that are not HTTP: the only RemoteProtocolErrors that are a cut rather than a bad answer.
+_CLOSED_EARLY = ("disconnected without sending", "peer closed connection")
+
+
+def _closed_early(exc: BaseException) -> bool:
+    return "RemoteProtocolError" in _http_kinds(exc) and any(
+        text in str(exc) for text in _CLOSED_EARLY
+    )
+
+
+def malformed(exc: BaseException) -> bool:
+    """True when the peer answered with something that is not well-formed HTTP."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    kinds = [_http_kinds(item) for item in chain]
+    return any("RemoteProtocolError" in k for k in kinds) and not any(
+        _closed_early(item) for item in chain
+    )
 
 
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")

@@ -24,7 +24,7 @@ import httpx
 
 from measurements.addresses import is_ip
 from measurements.certificates import summarize
-from measurements.failures import Failure, describe, failure_of
+from measurements.failures import Failure, describe, failure_of, malformed
 from measurements.observations import Certificate, HTTPHop, HTTPObservation, HTTPTimings
 from measurements.pinned import PinnedTransport
 from measurements.trust import context_async
@@ -188,6 +188,7 @@ async def _hop(
     failure: Failure | None = None
     operation: str | None = None
     error: str | None = None
+    bad_answer = False
     headers = {
         "User-Agent": agent,
         "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
@@ -214,6 +215,7 @@ async def _hop(
         failure = failure_of(exc)
         operation = trace.operation(target.scheme == "https")
         error = describe(exc) if failure is Failure.UNKNOWN else None
+        bad_answer = malformed(exc)
     total_ms = trace.elapsed()
     return HTTPHop(
         url=url,
@@ -232,6 +234,7 @@ async def _hop(
         certificate=received.certificate,
         timings=trace.timings(total_ms),
         error=error,
+        malformed=bad_answer,
     )
 
 

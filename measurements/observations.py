@@ -115,6 +115,7 @@ class HTTPHop:
     timings: HTTPTimings
     refused: str | None = None  # why the hop was not contacted (not routable, no address...)
     error: str | None = None
+    malformed: bool = False  # the answer was not well-formed HTTP (failures.malformed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,7 +150,9 @@ def _needs_helper(col: Collector) -> bool:
     if col.tls and col.tls[-1].cert_valid is False:
         return True
     if col.http and all(http_failed(o) for o in col.http):
-        return col.http[-1].final.operation == "connect"
+        # A connect, a cut, a timeout or a malformed answer: only a fetch of the same URL
+        # from elsewhere tells the site's fault from the path's.
+        return col.http[-1].final.operation in ("connect", "http_request", "http_body")
     return bool(col.http) and not col.tls  # plain HTTP: compare the page
 
 
@@ -361,10 +363,9 @@ class Measurer:
                     )
                 )  # fmt: skip
         if http_failed(obs) and obs.final.operation in ("http_request", "http_body"):
-            # Rule 6's control: the same address asked for an innocuous name.
-            port = urlsplit(job.value).port
-            netloc = s.innocuous_name + (f":{port}" if port else "")
-            await attempts(
-                s, lambda: fetch(f"{scheme}://{netloc}/", False, 0), http_failed,
-                col.http_innocuous,
-            )  # fmt: skip
+            # Rule 6's control: the same address asked for the same path and query with an
+            # innocuous name (asking for "/" compared a slow path with a prompt front page).
+            parts = urlsplit(job.value)
+            netloc = s.innocuous_name + (f":{parts.port}" if parts.port else "")
+            same = parts._replace(netloc=netloc, fragment="").geturl()
+            await attempts(s, lambda: fetch(same, False, 0), http_failed, col.http_innocuous)

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import time
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -16,8 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from measurements.addresses import parse_networks
+from measurements.failures import describe
 from measurements.observations import Observation, to_jsonable
 from probe.classify import classify
+from probe.classify.common import inconclusive
 from probe.config import Settings, read_token_file
 from probe.evidence import Controls, InputEvidence
 from probe.fingerprints import Fingerprints, load_bundled
@@ -220,9 +223,40 @@ class Sweep:
         return None
 
     async def _work(self, job: Input) -> MeasurementRecord:
+        """One input's record; an unexpected error in it is its row, never the sweep's end."""
         col = Collector()
         measured_at = dt.datetime.now(dt.UTC)
         t0 = time.monotonic()
+        try:
+            return await self._measure(job, col, measured_at, t0)
+        except Exception as exc:  # a bug: recorded as such, and the other inputs go on
+            return self._error_record(job, col, measured_at, t0, exc)
+
+    def _error_record(
+        self, job: Input, col: Collector, measured_at: dt.datetime, t0: float, exc: Exception
+    ) -> MeasurementRecord:
+        """The row of an input whose measurement or classification raised."""
+        where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        verdict = inconclusive(
+            "probe.error",
+            "probe.error",
+            f"The probe failed on this input ({type(exc).__name__}): a bug, not a "
+            "measurement. Please report it.",
+            error_type=type(exc).__name__,
+            error=describe(exc),
+            at=[f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in where],
+        )
+        observations: tuple[Observation, ...] = (
+            *col.dns, *col.tcp, *col.tls, *col.http, *col.throughput,
+        )  # fmt: skip
+        return MeasurementRecord(
+            self.run_id, job.service, job.category, job.value, verdict, measured_at,
+            (time.monotonic() - t0) * 1000, observations,
+        )  # fmt: skip
+
+    async def _measure(
+        self, job: Input, col: Collector, measured_at: dt.datetime, t0: float
+    ) -> MeasurementRecord:
         exceeded = False
         try:
             async with asyncio.timeout(self.settings["limits.target_timeout"]):

@@ -21,7 +21,7 @@ DETAILS: frozenset[str] = frozenset(
         "tls.reset", "tls.timeout", "tls.eof", "tls.mitm",
         "http.blockpage", "http.redirect", "http.reset", "http.timeout", "http.diff",
         "throttle.sni", "throttle.ip",
-        "site.down", "vantage.offline", "control.failed", "ok",
+        "http.malformed", "site.down", "vantage.offline", "control.failed", "probe.error", "ok",
     }
 )  # fmt: skip
 

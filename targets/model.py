@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+import httpx
+
 # A hand-written list may only use the categories of DESIGN.md. "other" exists because a
 # Citizen Lab import keeps every code it was asked for (news, politics...); only the CSV
 # importer may produce it.
@@ -147,7 +149,24 @@ def url_problem(url: str) -> str | None:
             parse_port(port_text)
         except ValueError as exc:
             return f"URL {url!r}: {exc}"
+    return _client_problem(url)
+
+
+def _client_problem(url: str) -> str | None:
+    """What the measuring client (httpx) refuses in a URL: one rule for check and run."""
+    # httpx applies IDNA 2008 (UTS 46) to the host and caps the length; a URL it refuses
+    # here would only fail later, inside a sweep. Its message names no more than the rule.
+    try:
+        parsed = httpx.URL(url)
+        parsed.raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        return f"URL {_short(url)} cannot be requested: {str(exc)[:120]}"
     return None
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """A quoted value, cut to ``limit`` characters so an error message stays one line."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
 
 
 def name_problem(name: str) -> str | None:

@@ -64,7 +64,8 @@ def classify_endpoint(ev: InputEvidence, ctl: Controls) -> Verdict:
             None,
             "ok",
             "tcp.connected",
-            f"Connected to {ok.ip}:{ok.port} in {ok.connect_ms:.0f} ms.",
+            f"Connected to {ok.ip}:{ok.port}"
+            + (f" in {ok.connect_ms:.0f} ms." if ok.connect_ms is not None else "."),
             attempts=len(ev.tcp),
         )
     last = ev.tcp[-1]

@@ -14,7 +14,7 @@ from probe.classify.common import (
     verdict,
 )
 from probe.classify.connection import tcp_failure_verdict
-from probe.evidence import Controls, InputEvidence
+from probe.evidence import Controls, HelperReport, InputEvidence
 from probe.fingerprints import Fingerprints
 from probe.verdict import Verdict
 
@@ -134,9 +134,20 @@ def _http_failure(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict
             **facts,
         )
     failure = hop.failure or "unknown_failure"
-    facts["failure"] = failure
     if hop.operation == "connect":
+        if len(last.hops) > 1:
+            # The helper was asked about the input's address, not this hop's: it proves
+            # nothing here (a redirect chain's hops are a later rule's business).
+            return inconclusive(
+                "control.failed",
+                "http.redirect_unreachable",
+                f"A redirect led to {hop.url}, whose address did not accept a connection "
+                f"({failure}); no control tried that address.",
+                failure=failure,
+                **facts,
+            )
         return tcp_failure_verdict(failure, ctl, f"Connecting to {hop.ip}", **facts)
+    facts["failure"] = failure
     if hop.operation == "http_body" and failure == TIMEOUT and hop.body_length:
         # Bytes flowed, only too slowly for the timeout: a slow-down, not a cut. Calling it
         # blocked would turn every throttled page into a false "http.timeout"; the
@@ -150,26 +161,69 @@ def _http_failure(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict
             body_length=hop.body_length,
             **facts,
         )
+    helper = _helper_page(ctl) if len(last.hops) == 1 else None
+    if hop.malformed:
+        if helper is not None:
+            return verdict(
+                "blocked",
+                "http",
+                "http.malformed",
+                "http.malformed_helper",
+                f"{hop.url} gave an answer that is not well-formed HTTP on every attempt, "
+                f"while the control helper got a well-formed one for the same URL at the same "
+                f"address ({helper.status}).",
+                helper_status=helper.status,
+                **facts,
+            )
+        return inconclusive(
+            "http.malformed",
+            "http.malformed",
+            f"{hop.url} gave an answer that is not well-formed HTTP, and no control got a "
+            "well-formed one for the same URL: a broken server looks the same.",
+            **facts,
+        )
     if hop.operation in ("http_request", "http_body") and failure in HTTP_DETAIL:
+        if helper is not None:
+            return verdict(
+                "blocked",
+                "http",
+                HTTP_DETAIL[failure],
+                "http.helper_page",
+                f"The request for {hop.url} failed ({failure}) after it was sent, on every "
+                f"attempt, while the control helper got the same URL from the same address "
+                f"({helper.status}).",
+                helper_status=helper.status,
+                **facts,
+            )
+        # The innocuous-Host control asked the same address for the same path. It answers
+        # for a cut (a reset or a close): a server does not cut its own name's requests
+        # while answering another's. It does not answer for a timeout: an unknown Host is
+        # often served by a default site that answers at once where the real one is slow.
         control = next((o for o in ctl.http_innocuous if o.final.status is not None), None)
-        if control is not None:
+        if control is not None and failure != TIMEOUT:
             return verdict(
                 "blocked",
                 "http",
                 HTTP_DETAIL[failure],
                 "http.innocuous_host",
                 f"The request for {hop.url} failed ({failure}) after it was sent, on every "
-                f"attempt, while the same address answered a request for another name "
-                f"({control.final.status}).",
+                f"attempt, while the same address answered a request for the same path with "
+                f"another name ({control.final.status}).",
                 **facts,
             )
     return inconclusive(
         "control.failed",
         "http.no_control",
         f"Fetching {hop.url} failed ({failure}, during {hop.operation}) and no control "
-        "showed the address working for other requests.",
+        "showed the same URL working from elsewhere.",
         **facts,
     )
+
+
+def _helper_page(ctl: Controls) -> HelperReport | None:
+    """The helper's report when it fetched the input's URL and got a well-formed answer."""
+    helper = ctl.helper
+    return helper if helper is not None and helper.status is not None else None
 
 
 def _helper_diff(ok: HTTPObservation, ctl: Controls) -> Verdict | None:

@@ -80,10 +80,12 @@ def hop(
     headers: tuple[tuple[str, str], ...] = (),
     refused: str | None = None,
     title: str | None = "Example",
+    malformed: bool = False,
+    ip: str | None = PUBLIC,
 ) -> HTTPHop:
     return HTTPHop(
-        url, PUBLIC, failure, operation, status, headers, None, title, len(body), "00", body,
-        False, "TLSv1.3", None, HTTPTimings(), refused,
+        url, ip, failure, operation, status, headers, None, title, len(body), "00", body,
+        False, "TLSv1.3", None, HTTPTimings(), refused, malformed=malformed,
     )  # fmt: skip
 
 
@@ -234,10 +236,51 @@ CASES = [
         "blocked", "http.reset", "http",
     ),
     Case(
-        "timeout after the request, innocuous Host answered",
+        # A default site answering an unknown Host at once says nothing about a slow path.
+        "timeout after the request, innocuous Host answered: not enough",
         url(scheme="http", dns=(dns(PUBLIC),), http=(http(hop(None, "generic_timeout_error", "http_request")),)),
         Controls(doh=(doh(PUBLIC),), http_innocuous=(http(hop(200)),)),
+        "inconclusive", "control.failed",
+    ),
+    Case(
+        "timeout after the request, the helper got the same URL",
+        url(dns=(dns(PUBLIC),), tls=(tls(),), http=(http(hop(None, "generic_timeout_error", "http_request")),) * 2),
+        Controls(doh=(doh(PUBLIC),), helper=HelperReport(tcp_ok=True, tls_valid=True, status=200)),
         "blocked", "http.timeout", "http",
+    ),
+    Case(
+        "timeout after the request, the helper timed out too",
+        url(dns=(dns(PUBLIC),), tls=(tls(),), http=(http(hop(None, "generic_timeout_error", "http_request")),)),
+        Controls(doh=(doh(PUBLIC),), helper=HelperReport(tcp_ok=True, tls_valid=True)),
+        "inconclusive", "control.failed",
+    ),
+    Case(
+        "a malformed answer, no control: the server's fault as likely",
+        url(dns=(dns(PUBLIC),), tls=(tls(),), http=(http(hop(None, "unknown_failure", "http_request", malformed=True)),)),
+        Controls(doh=(doh(PUBLIC),), http_innocuous=(http(hop(200)),)),
+        "inconclusive", "http.malformed",
+    ),
+    Case(
+        "a malformed answer while the helper got a well-formed one",
+        url(dns=(dns(PUBLIC),), tls=(tls(),), http=(http(hop(None, "unknown_failure", "http_request", malformed=True)),)),
+        Controls(doh=(doh(PUBLIC),), helper=HelperReport(tcp_ok=True, tls_valid=True, status=200)),
+        "blocked", "http.malformed", "http",
+    ),
+    Case(
+        "plain http, connect refused, no helper",
+        url(scheme="http", dns=(dns(PUBLIC),), http=(http(hop(None, "connection_refused", "connect", url=f"http://{HOST}/")),) * 2),
+        Controls(doh=(doh(PUBLIC),)), "inconclusive", "control.failed",
+    ),
+    Case(
+        "plain http, connect timeout, helper connected",
+        url(scheme="http", dns=(dns(PUBLIC),), http=(http(hop(None, "generic_timeout_error", "connect", url=f"http://{HOST}/")),) * 2),
+        Controls(doh=(doh(PUBLIC),), helper=HelperReport(tcp_ok=True)), "blocked", "tcp.timeout", "tcp",
+    ),
+    Case(
+        # The helper vouched for the input's address, not for the hop's.
+        "a redirect to an address that refuses, helper connected to the first",
+        url(scheme="http", dns=(dns(PUBLIC),), http=(http(hop(301, url=f"http://{HOST}/"), hop(None, "connection_refused", "connect", url="http://other.test/", ip=OTHER)),)),
+        Controls(doh=(doh(PUBLIC),), helper=HelperReport(tcp_ok=True)), "inconclusive", "control.failed",
     ),
     Case(
         "a page trickling in until the timeout is slow, not blocked",
