@@ -197,9 +197,9 @@ async def _hop(
     }
     if ranged:
         headers["Range"] = f"bytes=0-{max_bytes - 1}"
+    transport = PinnedTransport(target.raw_host.decode("ascii"), ip, context)
     try:
         async with asyncio.timeout(seconds):
-            transport = PinnedTransport(target.raw_host.decode("ascii"), ip, context)
             # trust_env=False: a proxy from the environment would bypass the pinned address.
             async with httpx.AsyncClient(
                 transport=transport, trust_env=False, timeout=seconds, headers=headers
@@ -215,7 +215,11 @@ async def _hop(
         failure = failure_of(exc)
         operation = trace.operation(target.scheme == "https")
         error = describe(exc) if failure is Failure.UNKNOWN else None
-        bad_answer = malformed(exc)
+        # A peer that sent bytes no response could be parsed from, then closed, answered
+        # with something that is not HTTP (a TLS alert to plain HTTP, binary junk).
+        bad_answer = malformed(exc) or (
+            failure is Failure.EOF and received.status is None and transport.backend.received > 0
+        )
     total_ms = trace.elapsed()
     return HTTPHop(
         url=url,

@@ -52,6 +52,43 @@ def _httpx_exceptions() -> Iterator[None]:
         raise
 
 
+class _CountingStream(httpcore.AsyncNetworkStream):
+    """A stream that counts what the peer sent above TLS (what HTTP read, or failed to parse).
+
+    A peer that sent bytes and closed before any response could be parsed answered with
+    something that is not HTTP; one that sent nothing cut the exchange. httpcore reports both
+    as "Server disconnected without sending a response": only the count tells them apart.
+    """
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream, backend: PinnedBackend) -> None:
+        self._stream = stream
+        self._backend = backend
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        data = await self._stream.read(max_bytes, timeout)
+        self._backend.received += len(data)
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+    ) -> httpcore.AsyncNetworkStream:
+        inner = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        self._backend.received = 0  # the handshake's bytes are not an answer
+        return _CountingStream(inner, self._backend)
+
+    def get_extra_info(self, info: str) -> object:
+        return self._stream.get_extra_info(info)
+
+
 class PinnedBackend(httpcore.AsyncNetworkBackend):
     """A network backend that connects to ``ip`` whenever httpcore asks for ``host``."""
 
@@ -59,6 +96,7 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         self._host = host.lower()
         self._ip = ip
         self._backend = backend or httpcore.AnyIOBackend()
+        self.received = 0  # bytes the peer sent above TLS, on this backend's connections
 
     async def connect_tcp(
         self,
@@ -71,13 +109,14 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         """Connect to the pinned address; any other host is refused, never resolved."""
         if host.lower() != self._host:
             raise httpcore.ConnectError(f"no pinned address for {host}")
-        return await self._backend.connect_tcp(
+        stream = await self._backend.connect_tcp(
             self._ip,
             port,
             timeout=timeout,
             local_address=local_address,
             socket_options=socket_options,
         )
+        return _CountingStream(stream, self)
 
     async def connect_unix_socket(
         self,
@@ -112,9 +151,10 @@ class PinnedTransport(httpx.AsyncBaseTransport):
     """An httpx transport (HTTP/1.1) whose connections for ``host`` all go to ``ip``."""
 
     def __init__(self, host: str, ip: str, ssl_context: ssl.SSLContext) -> None:
+        self.backend = PinnedBackend(host, ip)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
-            network_backend=PinnedBackend(host, ip),
+            network_backend=self.backend,
             http1=True,
             http2=False,
             retries=0,  # a retry would hide the failure being measured

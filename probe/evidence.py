@@ -28,6 +28,9 @@ class HelperReport:
     title: str | None = None
     body_length: int | None = None
     final_host: str | None = None  # where the helper's redirects ended
+    # When the helper had the first answer's headers, ms after it sent the request: whether
+    # its answer was prompt where the probe's timed out (like with like, rule 6).
+    first_byte_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,7 +183,7 @@ def _http_failure(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict
             **facts,
         )
     if hop.operation in ("http_request", "http_body") and failure in HTTP_DETAIL:
-        if helper is not None:
+        if helper is not None and (failure != TIMEOUT or _prompt(helper, hop)):
             return verdict(
                 "blocked",
                 "http",
@@ -218,6 +218,19 @@ def _http_failure(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict
         "showed the same URL working from elsewhere.",
         **facts,
     )
+
+
+def _prompt(helper: HelperReport, hop: HTTPHop) -> bool:
+    """The helper had its answer's headers in under half the time the probe waited in vain.
+
+    A path that is slow for everyone answers the helper late too: only a prompt answer shows
+    that the silence was the path's doing here (rule 6, like with like).
+    """
+    waited = hop.timings.total_ms
+    return (
+        helper.first_byte_ms is not None and waited is not None
+        and helper.first_byte_ms < waited / 2
+    )  # fmt: skip
 
 
 def _helper_page(ctl: Controls) -> HelperReport | None:

@@ -155,6 +155,7 @@ async def check(body: Any, settings: HelperSettings) -> HelperReport:
         title=final.title,
         body_length=final.body_length,
         final_host=(urlsplit(final.url).hostname or "").lower() if final.status else None,
+        first_byte_ms=page.hops[0].timings.first_byte_ms,
     )
 
 

@@ -82,10 +82,11 @@ def hop(
     title: str | None = "Example",
     malformed: bool = False,
     ip: str | None = PUBLIC,
+    total_ms: float | None = None,
 ) -> HTTPHop:
     return HTTPHop(
         url, ip, failure, operation, status, headers, None, title, len(body), "00", body,
-        False, "TLSv1.3", None, HTTPTimings(), refused, malformed=malformed,
+        False, "TLSv1.3", None, HTTPTimings(total_ms=total_ms), refused, malformed=malformed,
     )  # fmt: skip
 
 
@@ -243,10 +244,23 @@ CASES = [
         "inconclusive", "control.failed",
     ),
     Case(
-        "timeout after the request, the helper got the same URL",
-        url(dns=(dns(PUBLIC),), tls=(tls(),), http=(http(hop(None, "generic_timeout_error", "http_request")),) * 2),
-        Controls(doh=(doh(PUBLIC),), helper=HelperReport(tcp_ok=True, tls_valid=True, status=200)),
+        "timeout after the request, the helper got the same URL promptly",
+        url(dns=(dns(PUBLIC),), tls=(tls(),), http=(http(hop(None, "generic_timeout_error", "http_request", total_ms=10_000)),) * 2),
+        Controls(doh=(doh(PUBLIC),), helper=HelperReport(tcp_ok=True, tls_valid=True, status=200, first_byte_ms=80)),
         "blocked", "http.timeout", "http",
+    ),
+    Case(
+        # One slow path on a healthy server: slow for the helper too, only not past its limit.
+        "timeout after the request, the helper got it but late",
+        url(dns=(dns(PUBLIC),), tls=(tls(),), http=(http(hop(None, "generic_timeout_error", "http_request", total_ms=10_000)),) * 2),
+        Controls(doh=(doh(PUBLIC),), helper=HelperReport(tcp_ok=True, tls_valid=True, status=200, first_byte_ms=9_000)),
+        "inconclusive", "control.failed",
+    ),
+    Case(
+        "reset after the request, the helper got the same URL",
+        url(dns=(dns(PUBLIC),), tls=(tls(),), http=(http(hop(None, "connection_reset", "http_request")),) * 2),
+        Controls(doh=(doh(PUBLIC),), helper=HelperReport(tcp_ok=True, tls_valid=True, status=200)),
+        "blocked", "http.reset", "http",
     ),
     Case(
         "timeout after the request, the helper timed out too",
