@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from measurements.addresses import is_ip
+from measurements.addresses import canonical_address
 from measurements.certificates import summarize
 from measurements.failures import Failure, describe, failure_of
 from measurements.observations import Certificate, HTTPHop, HTTPObservation, HTTPTimings
@@ -238,9 +238,10 @@ async def _hop(
 async def _address_for(
     host: str, known: dict[str, str | None], resolve: Resolve | None, seconds: float
 ) -> str | None:
-    """The address for a redirect's host: a literal as is, a known host as before, else resolve."""
-    if is_ip(host):
-        return host
+    """The address for a redirect's host: a literal, standardised; a known host; else resolve."""
+    literal = canonical_address(host)
+    if literal is not None:  # "0x7f.1" is an address to any connector: judged, never resolved
+        return literal
     key = host.lower()
     if key not in known:
         address = None
