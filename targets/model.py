@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from measurements.addresses import parse_address
+
 # A hand-written list may only use the categories of DESIGN.md. "other" exists because a
 # Citizen Lab import keeps every code it was asked for (news, politics...); only the CSV
 # importer may produce it.
@@ -91,12 +93,12 @@ def host_problem(host: str) -> str | None:
     """Why a host (hostname or IPv4 literal, lowercase) is unusable, or None."""
     if not host:
         return "empty host"
-    try:
-        ipaddress.IPv4Address(host)
-    except ValueError:
-        pass
-    else:
-        return None
+    literal = parse_address(host)
+    if isinstance(literal, ipaddress.IPv4Address):
+        if str(literal) == host:
+            return None
+        # Connectors read "0x7f.1" or "2130706433" as an address; a list says which one plainly.
+        return f"host {host!r} is the IPv4 address {literal} in a legacy spelling: write {literal}"
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError:
