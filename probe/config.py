@@ -18,7 +18,7 @@ from typing import Any
 
 import platformdirs
 
-from measurements.addresses import is_ip, parse_networks
+from measurements.addresses import canonical_address, parse_networks
 
 APP = "blocking-probe"
 
@@ -131,8 +131,11 @@ def _resolver(v: Any) -> str:
         host, _, port = s.partition(":")
     else:  # v4, or a bare v6 address
         host, port = s, ""
-    if not is_ip(host) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+    ip = canonical_address(host)
+    if ip is None or (port and not (port.isdigit() and 0 < int(port) < 65536)):
         raise ValueError(f"expected an IP address with an optional :port, got {s!r}")
+    if ip != host:  # "0x7f.1" suits getaddrinfo, not dnspython: keep the standard spelling
+        s = (f"[{ip}]" if ":" in ip else ip) + (f":{port}" if port else "")
     return s
 
 

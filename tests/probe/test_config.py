@@ -40,6 +40,24 @@ def test_lists_from_env_are_comma_separated() -> None:
 
 
 @pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("0x7f.1", "127.0.0.1"),
+        ("2130706433:5353", "127.0.0.1:5353"),
+        ("[::FFFF:7F00:1]:53", "[::ffff:7f00:1]:53"),
+        ("127.0.0.1:53", "127.0.0.1:53"),
+    ],
+)
+def test_a_resolver_is_kept_in_the_standard_spelling(
+    tmp_path: Path, given: str, stored: str
+) -> None:
+    # Every connector reads 0x7f.1 as 127.0.0.1; dnspython, which sends the queries, does not.
+    env = {"PROBE_CONFIG": write(tmp_path, "")}
+    s = load_settings({"network.resolver": given}, None, environ=env)
+    assert s["network.resolver"] == stored
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ('[vantage]\nname = "x"\n\n[nework]\nresolver = "1.1.1.1"\n', ":4: [nework]: unknown section"),
