@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import platformdirs
@@ -267,6 +267,17 @@ KEYS: tuple[Key, ...] = (
     ),
 )
 BY_DOTTED = {k.dotted: k for k in KEYS}
+# Settings that name a file: what a run stores of them is the file name (see stored_value).
+FILE_KEYS: frozenset[str] = frozenset(k.dotted for k in KEYS if k.parse in (_file, _token_file))
+
+
+def stored_value(dotted: str, value: Any) -> Any:
+    """A setting as a run stores it: a file by its name alone ("helper.token"), else as is."""
+    if dotted in FILE_KEYS and isinstance(value, str):
+        # The directory is often the volunteer's home ("/home/<user>/..."): it names them.
+        # PureWindowsPath splits on "/" and "\\" alike, whichever system wrote the setting.
+        return PureWindowsPath(value).name
+    return value
 
 
 @dataclass(frozen=True, slots=True)
