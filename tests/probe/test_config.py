@@ -128,3 +128,17 @@ def test_the_helper_token_file_is_checked_and_named(tmp_path: Path) -> None:
             load_settings({}, config, {})
     with pytest.raises(ConfigError, match="PROBE_HELPER_TOKEN_FILE: no readable file"):
         load_settings({}, None, {"PROBE_HELPER_TOKEN_FILE": str(tmp_path / "missing")})
+
+
+def test_errors_quote_long_values_cut_short(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[vantage]\ncountry = "{"k" * 1_000_000}"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings({}, path, environ={})
+    assert len(str(err.value)) < 300 and "vantage.country" in str(err.value)
+    assert str(err.value).endswith("...")
+
+
+def test_a_config_file_that_is_not_utf8_is_bad_input(tmp_path: Path) -> None:
+    path = tmp_path / "probe.toml"
+    path.write_bytes(b'[vantage]\nname = "\xff"\n')
+    assert main(["config", "show", "--config", str(path)]) == 2
