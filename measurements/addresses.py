@@ -9,7 +9,9 @@ steps, both pure (no sockets, no resolver):
    in brackets, with a zone id. The legacy parser is our own small exact function rather than
    ``socket.inet_aton``, because the C library's version differs between platforms (glibc's
    accepts "127.0.0.1 anything", stopping at the space). Anything else is "not an address",
-   which ``address_problem`` refuses: refusing is the safe side.
+   which ``address_problem`` refuses: refusing is the safe side. A part with a leading zero
+   is octal to glibc and browsers but decimal to some libraries ("010" is 8 or 10): such a
+   spelling has no single address, and is refused unless both readings are the same.
 2. ``address_problem`` unwraps every embedding of IPv4 in IPv6 and judges both layers:
 
    ===================  =================  =====================================================
@@ -106,11 +108,11 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
     return tuple(out)
 
 
-def _number(part: str) -> int | None:
+def _number(part: str, octal: bool) -> int | None:
     """One part of a legacy IPv4 spelling: 0x hex, 0-led octal, or decimal; None if invalid."""
     if part[:2] in ("0x", "0X"):
         digits, base, allowed = part[2:], 16, _HEX  # a bare "0x" is 0 for glibc and WHATWG
-    elif len(part) > 1 and part[0] == "0":
+    elif octal and len(part) > 1 and part[0] == "0":
         digits, base, allowed = part[1:], 8, _OCTAL
     else:
         digits, base, allowed = part, 10, _DECIMAL
@@ -124,14 +126,11 @@ def _number(part: str) -> int | None:
     return int(digits, base)
 
 
-def _legacy_ipv4(text: str) -> ipaddress.IPv4Address | None:
-    """An IPv4 address in any inet_aton/WHATWG spelling (1 to 4 parts), or None."""
-    parts = text.split(".")
-    if len(parts) > 1 and parts[-1] == "":
-        parts.pop()  # "127.0.0.1." is accepted by browsers and curl
+def _legacy_ipv4(parts: list[str], octal: bool) -> ipaddress.IPv4Address | None:
+    """An IPv4 address from the dot-separated parts of an inet_aton/WHATWG spelling, or None."""
     if not 1 <= len(parts) <= 4:
         return None
-    numbers = [_number(part) for part in parts]
+    numbers = [_number(part, octal) for part in parts]
     if any(n is None for n in numbers):
         return None
     *head, last = [n for n in numbers if n is not None]
@@ -144,21 +143,39 @@ def _legacy_ipv4(text: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(value)
 
 
-def parse_address(text: str) -> Address | None:
-    """The address any spelling of an IP literal denotes, or None if it is not one."""
+def _readings(text: str) -> tuple[Address | None, ...]:
+    """What connectors read ``text`` as: (), (address,), or (octal, decimal) readings.
+
+    An octal reading of None is a spelling glibc and browsers take for a name ("08.0.0.1").
+    """
     if not text.isascii():
-        return None
+        return ()
     if text.startswith("[") and text.endswith("]"):
         inner = text[1:-1]
         if ":" not in inner:
-            return None  # brackets hold IPv6 only
+            return ()  # brackets hold IPv6 only
         text = inner
     if ":" in text:
         try:
-            return ipaddress.IPv6Address(text)  # zone ids ("%eth0") are accepted and kept
+            return (ipaddress.IPv6Address(text),)  # zone ids ("%eth0") are accepted and kept
         except ValueError:
-            return None
-    return _legacy_ipv4(text)
+            return ()
+    parts = text.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()  # "127.0.0.1." is accepted by browsers and curl
+    octal = _legacy_ipv4(parts, octal=True)
+    # glibc and browsers read "010" as octal 8; Go before 1.17 and Python before 3.9.5 read it
+    # as decimal 10 (CVE-2021-29923, CVE-2021-29921). Both readings are judged.
+    decimal = _legacy_ipv4(parts, octal=False) if all(p.isdigit() for p in parts) else None
+    if decimal is None or decimal == octal:
+        return () if octal is None else (octal,)
+    return (octal, decimal)
+
+
+def parse_address(text: str) -> Address | None:
+    """The address an IP literal in any spelling denotes, or None (not one, or ambiguous)."""
+    readings = _readings(text)
+    return readings[0] if len(readings) == 1 else None  # one reading is never None
 
 
 def canonical_address(text: str) -> str | None:
@@ -168,8 +185,12 @@ def canonical_address(text: str) -> str | None:
 
 
 def is_ip(text: str) -> bool:
-    """True for an IP literal in any spelling a connector accepts (so never resolved as a name)."""
-    return parse_address(text) is not None
+    """True for an IP literal in any spelling a connector accepts (so never resolved as a name).
+
+    An ambiguous one ("010.0.0.1": 8.0.0.1 or 10.0.0.1) is a literal too, with no
+    ``canonical_address``; ``address_problem`` refuses it.
+    """
+    return bool(_readings(text))
 
 
 def _ipv4_problem(addr: ipaddress.IPv4Address, routable: tuple[Network, ...]) -> str | None:
@@ -241,13 +262,27 @@ def _ipv6_problem(addr: ipaddress.IPv6Address, routable: tuple[Network, ...]) ->
 def address_problem(ip: str, routable: Iterable[Network] = ()) -> str | None:
     """Why an address must not be contacted ("private", "tunnel (6to4)", ...), or None if it may.
 
-    ``ip`` is text in any spelling (see ``parse_address``); what is not an address is refused.
+    ``ip`` is text in any spelling (see ``parse_address``); what is not an address is refused,
+    and so is a spelling that connectors read as two different addresses ("010.0.0.1").
     Ranges listed in ``routable`` count as public (test labs live in reserved space).
     """
-    addr = parse_address(ip)
-    if addr is None:
+    readings = _readings(ip)
+    if not readings:
         return "not an address"
     nets = tuple(routable)
+    problems = [_problem(addr, nets) if addr is not None else None for addr in readings]
+    if len(readings) == 1:
+        return problems[0]
+    for problem, how in zip(problems, ("octal", "decimal"), strict=True):
+        if problem is not None:
+            return f"{problem} (read as {how})"
+    if readings[0] is None:
+        return "ambiguous (a name to glibc, a decimal address to others)"
+    # Both public, but which one a connector reaches depends on the connector.
+    return "ambiguous (octal or decimal)"
+
+
+def _problem(addr: Address, nets: tuple[Network, ...]) -> str | None:
     if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
         # The zone picks an interface, not a destination: judge the address without it.
         addr = ipaddress.IPv6Address(int(addr))

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from measurements.addresses import canonical_address
+from measurements.addresses import canonical_address, is_ip
 from measurements.certificates import summarize
 from measurements.failures import Failure, describe, failure_of
 from measurements.observations import Certificate, HTTPHop, HTTPObservation, HTTPTimings
@@ -239,9 +239,8 @@ async def _address_for(
     host: str, known: dict[str, str | None], resolve: Resolve | None, seconds: float
 ) -> str | None:
     """The address for a redirect's host: a literal, standardised; a known host; else resolve."""
-    literal = canonical_address(host)
-    if literal is not None:  # "0x7f.1" is an address to any connector: judged, never resolved
-        return literal
+    if is_ip(host):  # "0x7f.1" is an address to any connector: judged, never resolved
+        return canonical_address(host) or host  # "010.1" (8.0.0.1 or 10.0.0.1) as written
     key = host.lower()
     if key not in known:
         address = None

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from measurements.addresses import parse_address
+from measurements.addresses import is_ip, parse_address
 
 # A hand-written list may only use the categories of DESIGN.md. "other" exists because a
 # Citizen Lab import keeps every code it was asked for (news, politics...); only the CSV
@@ -107,6 +107,11 @@ def host_problem(host: str) -> str | None:
     """Why a host (hostname or IPv4 literal, lowercase) is unusable, or None."""
     if not host:
         return "empty host"
+    if ":" not in host and is_ip(host) and parse_address(host) is None:
+        return (
+            f"host {quoted(host)} is ambiguous: a leading 0 makes a part octal to some programs "
+            "and decimal to others; write the address without leading zeros"
+        )
     literal = parse_address(host)
     if isinstance(literal, ipaddress.IPv4Address):
         if str(literal) == host:

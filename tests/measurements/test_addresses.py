@@ -26,7 +26,7 @@ CASES: list[tuple[str, str | None]] = [
     ("0x7f.0.0.1", "loopback"),
     ("0x7f000001", "loopback"),
     ("0X7F000001", "loopback"),
-    ("0177.0.0.1", "loopback"),
+    ("0177.0.0.1", "loopback (read as octal)"),  # 177.0.0.1 to a decimal reader
     ("017700000001", "loopback"),
     ("127.1", "loopback"),
     ("127.0.1", "loopback"),
@@ -108,7 +108,14 @@ CASES: list[tuple[str, str | None]] = [
     ("1.1.1.1", None),
     ("0x01.0x01.0x01.0x01", None),
     ("1.0x1.01.1", None),
-    ("0127.0.0.1", None),  # octal 0127 is 87: 87.0.0.1, as browsers read it
+    # a leading 0: octal to glibc and browsers, decimal to Go < 1.17 and Python < 3.9.5
+    ("0127.0.0.1", "loopback (read as decimal)"),  # 87.0.0.1 to glibc
+    ("010.0.0.1", "private (read as decimal)"),  # 8.0.0.1 to glibc
+    ("010.1", "private (read as decimal)"),
+    ("00000127.0.0.1", "loopback (read as decimal)"),
+    ("011.1.1.1", "ambiguous (octal or decimal)"),  # 9.1.1.1 or 11.1.1.1: both public
+    ("08.0.0.1", "ambiguous (a name to glibc, a decimal address to others)"),
+    ("010.0.0.9", "private (read as decimal)"),
     ("100.128.0.1", None),
     ("172.32.0.1", None),
     ("198.20.0.1", None),
@@ -133,8 +140,8 @@ CASES: list[tuple[str, str | None]] = [
     ("0x100000000", "not an address"),
     ("1.2.3.4.5", "not an address"),
     ("1..1", "not an address"),
-    ("08.0.0.1", "not an address"),
     ("0xg", "not an address"),
+    ("0x8.09", "not an address"),  # hex and a bad octal: no reading at all
     ("-1", "not an address"),
     ("+1.2.3.4", "not an address"),
     ("1_0.0.0.1", "not an address"),
@@ -162,7 +169,9 @@ def test_the_table_is_large_and_has_no_duplicates() -> None:
     [
         ("2130706433", "127.0.0.1"),
         ("0x7f.1", "127.0.0.1"),
-        ("0177.0.0.1", "127.0.0.1"),
+        ("0x7f.00.0.01", "127.0.0.1"),
+        ("0177.0.0.1", None),  # 127.0.0.1 or 177.0.0.1: no single address
+        ("127.000.000.001", "127.0.0.1"),  # octal and decimal agree
         ("10.1.1", "10.1.0.1"),
         ("0x01.0x01.0x01.0x01", "1.1.1.1"),
         ("0x1.0x2.0x3.0x4.", "1.2.3.4"),
@@ -176,7 +185,7 @@ def test_the_table_is_large_and_has_no_duplicates() -> None:
 def test_canonical_address(text: str, canonical: str | None) -> None:
     assert canonical_address(text) == canonical
     # A URL host that some connector reads as an address must not be resolved as a name.
-    assert is_ip(text) is (canonical is not None)
+    assert is_ip(text) is (canonical is not None or text == "0177.0.0.1")
 
 
 @pytest.mark.parametrize(
@@ -290,26 +299,36 @@ def test_nat64_local_use_is_refused_when_its_ipv4_is(value: int, layout: int) ->
 @given(st.text(max_size=40))
 def test_the_rule_is_total_and_agrees_with_parsing(text: str) -> None:
     problem = address_problem(text)
+    canonical = canonical_address(text)
     if not is_ip(text):
-        assert problem == "not an address"
+        assert problem == "not an address" and canonical is None
+    elif canonical is not None:
+        assert address_problem(canonical) == problem
     else:
-        canonical = canonical_address(text)
-        assert canonical is not None and address_problem(canonical) == problem
+        assert problem is not None  # an ambiguous spelling is never contacted
 
 
-@given(ipv4s)
-def test_every_legacy_spelling_reads_back_as_the_same_address(value: int) -> None:
+@given(ipv4s, st.sampled_from([(), LAB]))
+def test_every_legacy_spelling_reads_back_as_the_same_address(
+    value: int, routable: tuple[ipaddress.IPv4Network, ...]
+) -> None:
     octets = ipaddress.IPv4Address(value).packed
-    spellings = [
+    expected = str(ipaddress.IPv4Address(value))
+    plain = [
         str(value),
         hex(value),
-        oct(value).replace("0o", "0"),
+        hex(value).upper().replace("0X", "0x"),
         ".".join(hex(b) for b in octets),
-        ".".join("0" + oct(b)[2:] for b in octets),
         f"{octets[0]}.{int.from_bytes(octets[1:])}",
         f"{octets[0]}.{octets[1]}.{int.from_bytes(octets[2:])}",
-        ipaddress.IPv4Address(value).exploded + ".",
+        expected + ".",
     ]
-    expected = str(ipaddress.IPv4Address(value))
-    for spelling in spellings:
+    for spelling in plain:
         assert canonical_address(spelling) == expected, spelling
+        assert address_problem(spelling, routable) == address_problem(expected, routable)
+    # Octal parts: that address to glibc and browsers, another to a decimal reader; refused
+    # whenever the address is, and otherwise either the same address or refused as ambiguous.
+    for spelling in (oct(value).replace("0o", "0"), ".".join("0" + oct(b)[2:] for b in octets)):
+        assert canonical_address(spelling) in (expected, None), spelling
+        if address_problem(expected, routable) is not None:
+            assert address_problem(spelling, routable) is not None, spelling

@@ -149,9 +149,19 @@ async def test_redirect_to_refused_address_is_recorded_not_contacted(
     assert web_server.hosts_seen("/") == []
 
 
-@pytest.mark.parametrize("host", ["0x7f.2", "2130706434", "127.2", "0177.0.2"])
+@pytest.mark.parametrize(
+    ("host", "ip", "refused"),
+    [
+        ("0x7f.2", "127.0.0.2", "loopback"),
+        ("2130706434", "127.0.0.2", "loopback"),
+        ("127.2", "127.0.0.2", "loopback"),
+        ("0x7f.0.0.02", "127.0.0.2", "loopback"),
+        # 127.0.0.2 to glibc, 177.0.0.2 to a decimal reader: refused, kept as written
+        ("0177.0.2", "0177.0.2", "loopback (read as octal)"),
+    ],
+)
 async def test_redirect_to_a_legacy_ipv4_spelling_is_judged_as_that_address(
-    web_server: WebServer, ca_bundle: str, host: str
+    web_server: WebServer, ca_bundle: str, host: str, ip: str, refused: str
 ) -> None:
     # Every connector reads these as 127.0.0.2: the rule must see loopback, never a name to
     # resolve (a resolver under test could answer anything for it). Only the test server's
@@ -173,7 +183,7 @@ async def test_redirect_to_a_legacy_ipv4_spelling_is_judged_as_that_address(
         allow_address=lambda ip: address_problem(ip, routable),
     )
     last = observation.final
-    assert last.url == target and last.ip == "127.0.0.2" and last.refused == "loopback"
+    assert last.url == target and last.ip == ip and last.refused == refused
     assert asked == [] and web_server.hosts_seen("/") == []
 
 
