@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from measurements.addresses import is_ip
+from measurements.addresses import canonical_address, is_ip
 from measurements.certificates import summarize
 from measurements.failures import Failure, describe, failure_of, malformed
 from measurements.observations import Certificate, HTTPHop, HTTPObservation, HTTPTimings
@@ -245,9 +245,9 @@ async def _hop(
 async def _address_for(
     host: str, known: dict[str, str | None], resolve: Resolve | None, seconds: float
 ) -> str | None:
-    """The address for a redirect's host: a literal as is, a known host as before, else resolve."""
-    if is_ip(host):
-        return host
+    """The address for a redirect's host: a literal, standardised; a known host; else resolve."""
+    if is_ip(host):  # "0x7f.1" is an address to any connector: judged, never resolved
+        return canonical_address(host) or host  # "010.1" (8.0.0.1 or 10.0.0.1) as written
     key = host.lower()
     if key not in known:
         address = None

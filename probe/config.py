@@ -13,12 +13,13 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import platformdirs
 
-from measurements.addresses import is_ip, parse_networks
+from measurements.addresses import canonical_address, parse_networks
+from targets.model import quoted
 
 APP = "blocking-probe"
 
@@ -43,7 +44,7 @@ def _int(v: Any) -> int:
     try:
         n = int(v)
     except (TypeError, ValueError):
-        raise ValueError(f"expected an integer, got {v!r}") from None
+        raise ValueError(f"expected an integer, got {quoted(v)}") from None
     if n < 0:
         raise ValueError("must not be negative")
     return n
@@ -62,7 +63,7 @@ def _seconds(v: Any) -> float:
     try:
         x = float(v)
     except (TypeError, ValueError):
-        raise ValueError(f"expected a number of seconds, got {v!r}") from None
+        raise ValueError(f"expected a number of seconds, got {quoted(v)}") from None
     if not 0 <= x <= 86400:
         raise ValueError("must be between 0 and 86400 seconds")
     return x
@@ -83,7 +84,7 @@ def _bool(v: Any) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"expected true or false, got {v!r}")
+    raise ValueError(f"expected true or false, got {quoted(v)}")
 
 
 def _trials(v: Any) -> int:
@@ -116,7 +117,7 @@ def _url(schemes: tuple[str, ...]) -> Callable[[Any], str]:
         s = _str(v)
         m = re.match(r"^([a-z]+)://([^/\s]+)(/\S*)?$", s)
         if m is None or m.group(1) not in schemes:
-            raise ValueError(f"expected a {'/'.join(schemes)} URL, got {s!r}")
+            raise ValueError(f"expected a {'/'.join(schemes)} URL, got {quoted(s)}")
         return s
 
     return parse
@@ -131,15 +132,18 @@ def _resolver(v: Any) -> str:
         host, _, port = s.partition(":")
     else:  # v4, or a bare v6 address
         host, port = s, ""
-    if not is_ip(host) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
-        raise ValueError(f"expected an IP address with an optional :port, got {s!r}")
+    ip = canonical_address(host)
+    if ip is None or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise ValueError(f"expected an IP address with an optional :port, got {quoted(s)}")
+    if ip != host:  # "0x7f.1" suits getaddrinfo, not dnspython: keep the standard spelling
+        s = (f"[{ip}]" if ":" in ip else ip) + (f":{port}" if port else "")
     return s
 
 
 def _country(v: Any) -> str:
     s = _str(v).upper()
     if not re.fullmatch(r"[A-Z]{2}", s):
-        raise ValueError(f"expected a two-letter country code, got {v!r}")
+        raise ValueError(f"expected a two-letter country code, got {quoted(v)}")
     return s
 
 
@@ -264,6 +268,17 @@ KEYS: tuple[Key, ...] = (
     ),
 )
 BY_DOTTED = {k.dotted: k for k in KEYS}
+# Settings that name a file: what a run stores of them is the file name (see stored_value).
+FILE_KEYS: frozenset[str] = frozenset(k.dotted for k in KEYS if k.parse in (_file, _token_file))
+
+
+def stored_value(dotted: str, value: Any) -> Any:
+    """A setting as a run stores it: a file by its name alone ("helper.token"), else as is."""
+    if dotted in FILE_KEYS and isinstance(value, str):
+        # The directory is often the volunteer's home ("/home/<user>/..."): it names them.
+        # PureWindowsPath splits on "/" and "\\" alike, whichever system wrote the setting.
+        return PureWindowsPath(value).name
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,11 +320,16 @@ def _read_file(path: str) -> dict[str, tuple[Any, int]]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError(f"{path}:{m.group(1) if m else 1}: {exc}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively: bad input, not a crash.
+        raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
     out: dict[str, tuple[Any, int]] = {}
     for section, table in data.items():
         if not isinstance(table, dict) or section not in {k.section for k in KEYS}:

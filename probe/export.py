@@ -22,6 +22,9 @@ One row per input per run, in this fixed column order (the interface other progr
 
 JSONL: one object per line, keys in that order, null for missing values.
 CSV: a header row, then one row per measurement; an empty cell is null; lines end in "\\n".
+A text cell that starts with "=", "+", "-", "@", a tab or a carriage return gets a leading "'",
+as spreadsheets expect, so opening an export never runs a formula that a target list (or a
+network's answer) put there; numbers are written as they are.
 The volunteer's IP address is not a column: the database never holds it. Evidence and
 observations are not exported here (they are per-measurement detail: `probe show`).
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 from collections.abc import Iterable
 from typing import Any, TextIO
@@ -83,14 +87,37 @@ def write_jsonl(rows: Iterable[ExportRow], out: TextIO) -> int:
     return count
 
 
+# What makes Excel, LibreOffice and Google Sheets read a cell as a formula (OWASP's list).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: None empty, text that a spreadsheet would evaluate quoted with '."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write_csv(rows: Iterable[ExportRow], out: TextIO) -> int:
     """Write a header and one CSV line per row; return how many rows were written."""
-    # "\n" rather than csv's "\r\n": stdout in text mode would turn it into "\r\r\n" on Windows.
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
+    # csv quotes a cell holding any character of the line terminator: with "\r\n" that is a
+    # lone "\r" too, which "\n" alone leaves bare (and readers then split the row there).
+    # Each row's own "\r\n" becomes "\n": text-mode stdout on Windows would make "\r\r\n".
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def line(cells: Iterable[Any]) -> None:
+        writer.writerow(cells)
+        out.write(buffer.getvalue()[:-2] + "\n")
+        buffer.seek(0)
+        buffer.truncate()
+
+    line(EXPORT_COLUMNS)
     count = 0
     for row in rows:
         record = export_record(row)
-        writer.writerow(["" if record[c] is None else record[c] for c in EXPORT_COLUMNS])
+        line([csv_cell(record[c]) for c in EXPORT_COLUMNS])
         count += 1
     return count

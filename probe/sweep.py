@@ -21,7 +21,7 @@ from measurements.failures import describe
 from measurements.observations import Observation, to_jsonable
 from probe.classify import classify
 from probe.classify.common import inconclusive
-from probe.config import Settings, read_token_file
+from probe.config import Settings, read_token_file, stored_value
 from probe.evidence import Controls, InputEvidence
 from probe.fingerprints import Fingerprints, load_bundled
 from probe.measure import Collector, Measurer, MeasureSettings
@@ -303,4 +303,6 @@ class Sweep:
 
 def _public_settings(settings: Settings) -> dict[str, Any]:
     """Settings worth keeping with the run (everything here is the volunteer's choice)."""
-    return {k: v for k, v in settings.values.items() if not k.startswith("storage.")}
+    return {
+        k: stored_value(k, v) for k, v in settings.values.items() if not k.startswith("storage.")
+    }

@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from measurements import throughput
-from measurements.addresses import is_ip
+from measurements.addresses import canonical_address, is_ip
 from measurements.observations import HTTPHop, ThroughputObservation
 from probe.config import Settings
 from probe.evidence import PastRate
@@ -204,9 +204,9 @@ class ThroughputTester:
     async def _find_reference(self) -> tuple[str, str] | None:
         for url in self.settings.references:
             host = (urlsplit(url).hostname or "").lower()
-            if is_ip(host):
-                ip: str | None = host
-            else:
+            # "0x7f.1" is 127.0.0.1 to any connector; "010.1" stays as written, to be refused.
+            ip = (canonical_address(host) or host) if is_ip(host) else None
+            if ip is None:
                 obs = await self.measurer.resolve(host)
                 ip = None if dns_failed(obs) else obs.addresses[0]
             if ip is not None and self.measurer.refusal(ip) is None:

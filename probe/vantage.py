@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from measurements import http
-from measurements.addresses import is_ip
+from measurements.addresses import canonical_address, is_ip
 from measurements.observations import DNSObservation, HTTPObservation, to_jsonable
 from probe.measure import Measurer, attempts, dns_failed, http_failed
 
@@ -59,8 +59,8 @@ async def _one(measurer: Measurer, url: str) -> ReferenceResult:
     s = measurer.settings
     obs = None
     # Retried like any measurement (rule 3): one lost packet must not make a vantage "offline".
-    if is_ip(host):
-        address = host
+    if is_ip(host):  # "0x7f.1" is 127.0.0.1 to any connector; "010.1" stays, to be refused
+        address = canonical_address(host) or host
     else:
         obs = await attempts(s, lambda: measurer.resolve(host), dns_failed, [])
         if dns_failed(obs):

@@ -25,16 +25,28 @@ from targets.model import (
     TargetErrors,
     TargetList,
     name_problem,
+    quoted,
     read_text,
     url_problem,
 )
 
+TOO_DEEP = "invalid TOML: arrays or tables nested too deeply"
 TOP_KEYS = ("reference", "service")
 SERVICE_KEYS = ("name", "category", "urls", "endpoints", "throughput_url")
 
 # Any table header: [a], [a.b], [[a]], [["a"]]. The first dotted part is the top-level key.
 _HEADER = re.compile(r"""^\s*\[(\[)?\s*([^\[\]#]+?)\s*\](?(1)\])\s*(?:#.*)?$""")
 _POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
+
+
+def _assigns(line: str, key: str) -> bool:
+    """True if a line assigns key: `key =`, `"key" =`, `'key' =` or a dotted `key.x =`."""
+    # Plain string tests, not a regex built from the key: a key may be a megabyte long.
+    text = line.lstrip()
+    for spelled in (key, f'"{key}"', f"'{key}'"):
+        if text.startswith(spelled) and text[len(spelled) :].lstrip()[:1] in ("=", "."):
+            return True
+    return False
 
 
 class Locator:
@@ -70,11 +82,8 @@ class Locator:
 
     def key_line(self, index: int | None, key: str) -> int:
         """1-based line where key is assigned in a service (or at top level, index None)."""
-        pattern = re.compile(
-            rf"""^\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*[=.]"""
-        )
         for number in self._block(index):
-            if pattern.match(self.lines[number]):
+            if _assigns(self.lines[number], key):
                 return number + 1
         if index is None:
             # An unknown top-level key may be a table of its own: [key] or [[key]].
@@ -123,8 +132,8 @@ class _Checker:
         for key in table:
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                self.error(self.key_line(key), f"unknown key {key!r}{hint}", key)
+                hint = f"; did you mean {quoted(close[0])}?" if close else ""
+                self.error(self.key_line(key), f"unknown key {quoted(key)}{hint}", key)
 
     def strings(self, raw: Any, key: str) -> list[tuple[str, str, int]]:
         """(field, string, line) for each item of a list field; reports what is no string."""
@@ -138,9 +147,9 @@ class _Checker:
             line = self.locate.value_line(self.block, key, item, seen[repr(item)])
             field = f"{key}[{position}]"
             if not isinstance(item, str):
-                self.error(line, f"must be a string, not {item!r}", field)
+                self.error(line, f"must be a string, not {quoted(item)}", field)
             elif seen[repr(item)] > 1:
-                self.error(line, f"{item!r} is listed twice", field)
+                self.error(line, f"{quoted(item)} is listed twice", field)
             else:
                 out.append((field, item, line))
         return out
@@ -175,7 +184,8 @@ class _Checker:
         if category is None:
             self.error(header, f"missing (one of {allowed})", "category")
         elif not isinstance(category, str) or category not in CATEGORIES:
-            self.error(self.key_line("category"), f"{category!r} is not {allowed}", "category")
+            line = self.key_line("category")
+            self.error(line, f"{quoted(category)} is not {allowed}", "category")
         urls = self.urls(raw.get("urls", []), "urls")
         endpoints = []
         for field, text, line in self.strings(raw.get("endpoints", []), "endpoints"):
@@ -185,7 +195,7 @@ class _Checker:
                 self.error(line, str(exc), field)
                 continue
             if endpoint in endpoints:  # spelt differently: "A.test:443" and "a.test:443"
-                self.error(line, f"{text!r} is listed twice (as {endpoint})", field)
+                self.error(line, f"{quoted(text)} is listed twice (as {endpoint})", field)
             else:
                 endpoints.append(endpoint)
         if not raw.get("urls") and not raw.get("endpoints"):
@@ -263,6 +273,9 @@ def parse_toml(text: str, source: str) -> TargetList:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TargetErrors([_syntax_error(exc, text, source)]) from exc
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively: bad input, not a crash.
+        raise TargetErrors([TargetError(source, None, TOO_DEEP)]) from None
     return _Checker(text, source).target_list(data)
 
 

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from measurements.addresses import is_ip, parse_address
+
 # A hand-written list may only use the categories of DESIGN.md. "other" exists because a
 # Citizen Lab import keeps every code it was asked for (news, politics...); only the CSV
 # importer may produce it.
@@ -36,6 +38,18 @@ _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 # Underscores are not legal in hostnames but appear in real DNS names; refusing them would
 # reject lists that resolvers handle fine.
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+# Messages quote what the input said; a 1 MB name must not make a 1 MB message.
+QUOTE_LIMIT = 80
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """repr() of a value from the input, cut to ``limit`` characters ending in "..."."""
+    if isinstance(value, str) and len(value) > limit:
+        value = value[:limit]  # repr of the whole of a huge string would be built for nothing
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,24 +68,26 @@ class Endpoint:
     def parse(cls, text: str) -> Endpoint:
         """Parse "host:port" or "[v6]:port"; raises ValueError saying what is wrong."""
         if any(ch.isspace() for ch in text):
-            raise ValueError(f"{text!r} contains whitespace")
+            raise ValueError(f"{quoted(text)} contains whitespace")
         if text.startswith("["):
             host, sep, rest = text[1:].partition("]")
             if not sep:
-                raise ValueError(f"{text!r} has no closing ']'")
+                raise ValueError(f"{quoted(text)} has no closing ']'")
             if not rest.startswith(":"):
-                raise ValueError(f"{text!r} has no port (expected [address]:port)")
+                raise ValueError(f"{quoted(text)} has no port (expected [address]:port)")
             port_text = rest[1:]
             try:
                 host = str(ipaddress.IPv6Address(host))
             except ValueError:
-                raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
+                raise ValueError(f"{quoted(host)} in brackets is not an IPv6 address") from None
         else:
             if text.count(":") > 1:
-                raise ValueError(f"{text!r}: write an IPv6 address in brackets, [address]:port")
+                raise ValueError(
+                    f"{quoted(text)}: write an IPv6 address in brackets, [address]:port"
+                )
             host, sep, port_text = text.rpartition(":")
             if not sep:
-                raise ValueError(f"{text!r} has no port (expected host:port)")
+                raise ValueError(f"{quoted(text)} has no port (expected host:port)")
             host = host.lower()
             problem = host_problem(host)
             if problem:
@@ -82,7 +98,7 @@ class Endpoint:
 def parse_port(text: str) -> int:
     """A port number from text; raises ValueError unless it is 1-65535."""
     if not text.isdigit() or not text.isascii():
-        raise ValueError(f"port {text!r} is not a number")
+        raise ValueError(f"port {quoted(text)} is not a number")
     port = int(text)
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} out of range 1-65535")
@@ -93,26 +109,34 @@ def host_problem(host: str) -> str | None:
     """Why a host (hostname or IPv4 literal, lowercase) is unusable, or None."""
     if not host:
         return "empty host"
-    try:
-        ipaddress.IPv4Address(host)
-    except ValueError:
-        pass
-    else:
-        return None
+    if ":" not in host and is_ip(host) and parse_address(host) is None:
+        return (
+            f"host {quoted(host)} is ambiguous: a leading 0 makes a part octal to some programs "
+            "and decimal to others; write the address without leading zeros"
+        )
+    literal = parse_address(host)
+    if isinstance(literal, ipaddress.IPv4Address):
+        if str(literal) == host:
+            return None
+        # Connectors read "0x7f.1" or "2130706433" as an address; a list says which one plainly.
+        return (
+            f"host {quoted(host)} is the IPv4 address {literal} in a legacy spelling: "
+            f"write {literal}"
+        )
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError:
-        return f"host {host!r} is not a valid hostname"
+        return f"host {quoted(host)} is not a valid hostname"
     ascii_host = ascii_host.removesuffix(".")
     labels = ascii_host.split(".")
     if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
-        return f"host {host!r} is not a valid hostname"
+        return f"host {quoted(host)} is not a valid hostname"
     # A single label is resolved through the volunteer's search domains, i.e. their LAN.
     if len(labels) < 2:
-        return f"host {host!r} is not a fully qualified name"
+        return f"host {quoted(host)} is not a fully qualified name"
     # An all-digit last label is a mistyped IPv4 address ("10.0.0.256"), not a name.
     if labels[-1].isdigit():
-        return f"host {host!r} is not a valid IPv4 address or hostname"
+        return f"host {quoted(host)} is not a valid IPv4 address or hostname"
     return None
 
 
@@ -121,34 +145,34 @@ def url_problem(url: str) -> str | None:
     if not url:
         return "empty URL"
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
-        return f"URL {url!r} contains whitespace or control characters"
+        return f"URL {quoted(url)} contains whitespace or control characters"
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. an unbalanced "[" in the netloc
-        return f"URL {url!r} is malformed: {exc}"
+        return f"URL {quoted(url)} is malformed: {exc}"
     if parts.scheme.lower() not in ("http", "https"):
-        return f"URL {url!r} must start with http:// or https://"
+        return f"URL {quoted(url)} must start with http:// or https://"
     if not parts.netloc:
-        return f"URL {url!r} has no host"
+        return f"URL {quoted(url)} has no host"
     if "@" in parts.netloc:
         # Userinfo would leak credentials into every export, and "a.com@b.com" misleads readers.
-        return f"URL {url!r} must not contain userinfo (user@)"
+        return f"URL {quoted(url)} must not contain userinfo (user@)"
     host = parts.hostname or ""
     if parts.netloc.startswith("["):
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            return f"URL {url!r}: {host!r} in brackets is not an IPv6 address"
+            return f"URL {quoted(url)}: {quoted(host)} in brackets is not an IPv6 address"
     else:
         problem = host_problem(host)
         if problem:
-            return f"URL {url!r}: {problem}"
+            return f"URL {quoted(url)}: {problem}"
     _, sep, port_text = parts.netloc.rpartition("]")[2].rpartition(":")
     if sep:
         try:
             parse_port(port_text)
         except ValueError as exc:
-            return f"URL {url!r}: {exc}"
+            return f"URL {quoted(url)}: {exc}"
     return _client_problem(url)
 
 
@@ -160,20 +184,17 @@ def _client_problem(url: str) -> str | None:
         parsed = httpx.URL(url)
         parsed.raw_host.decode("ascii")
     except (httpx.InvalidURL, UnicodeError) as exc:
-        return f"URL {_short(url)} cannot be requested: {str(exc)[:120]}"
+        return f"URL {quoted(url)} cannot be requested: {str(exc)[:120]}"
     return None
-
-
-def _short(text: str, limit: int = 80) -> str:
-    """A quoted value, cut to ``limit`` characters so an error message stays one line."""
-    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
 
 
 def name_problem(name: str) -> str | None:
     """Why a service name is not allowed, or None."""
     if _NAME.match(name):
         return None
-    return f"{name!r} must be lowercase letters, digits and '-' (at most 64, no '-' at the ends)"
+    return (
+        f"{quoted(name)} must be lowercase letters, digits and '-' (at most 64, no '-' at the ends)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +256,11 @@ class TargetList:
         return tuple(service.name for service in self.services)
 
 
+def _cut(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """Text from the input, unquoted, cut to ``limit`` characters ending in "..."."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class TargetError(ValueError):
     """One problem in a target file, located by file, line and field."""
 
@@ -266,11 +292,11 @@ class TargetError(ValueError):
                 where += f":{self.column}"
         parts = [where]
         if self.service is not None:
-            parts.append(f'service "{self.service}"')
+            parts.append(f'service "{_cut(self.service)}"')
         elif self.index is not None:
             parts.append(f"service #{self.index}")
         if self.field:
-            parts.append(self.field)
+            parts.append(_cut(self.field))  # an unknown key is named as the file wrote it
         parts.append(self.message)
         return ": ".join(parts)
 

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from measurements import dns, http, tcp, throughput, tls
-from measurements.addresses import Network, address_problem, is_ip
+from measurements.addresses import Network, address_problem, canonical_address, is_ip
 from measurements.observations import ThroughputObservation, to_jsonable
 from probe.evidence import HelperReport
 from probe.helper_client import transfer_time_limit
@@ -93,6 +93,7 @@ def _parse(body: Any, settings: HelperSettings) -> tuple[str, str, str | None, i
     problem = address_problem(address, settings.routable)
     if problem is not None:
         raise BadRequest(f"address {address} is {problem}: not measured")
+    address = canonical_address(address) or address  # "0x7f.1" is 127.0.0.1 from here on
     if "://" in text:
         problem = url_problem(text)
         if problem:
@@ -196,6 +197,7 @@ def parse_throughput(body: Any, settings: HelperSettings) -> ThroughputRequest:
     problem = address_problem(address, settings.routable)
     if problem is not None:
         raise BadRequest(f"address {address} is {problem}: not measured")
+    address = canonical_address(address) or address  # "0x7f.1" is 127.0.0.1 from here on
     trials = body["trials"]
     if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
         raise BadRequest(f"trials must be a whole number from 1 to {MAX_TRIALS}")

@@ -149,6 +149,61 @@ async def test_redirect_to_refused_address_is_recorded_not_contacted(
     assert web_server.hosts_seen("/") == []
 
 
+@pytest.mark.parametrize(
+    ("host", "ip", "refused"),
+    [
+        ("0x7f.2", "127.0.0.2", "loopback"),
+        ("2130706434", "127.0.0.2", "loopback"),
+        ("127.2", "127.0.0.2", "loopback"),
+        ("0x7f.0.0.02", "127.0.0.2", "loopback"),
+        # 127.0.0.2 to glibc, 177.0.0.2 to a decimal reader: refused, kept as written
+        ("0177.0.2", "0177.0.2", "loopback (read as octal)"),
+    ],
+)
+async def test_redirect_to_a_legacy_ipv4_spelling_is_judged_as_that_address(
+    web_server: WebServer, ca_bundle: str, host: str, ip: str, refused: str
+) -> None:
+    # Every connector reads these as 127.0.0.2: the rule must see loopback, never a name to
+    # resolve (a resolver under test could answer anything for it). Only the test server's
+    # own address is routable, as in the test above.
+    routable = parse_networks(["127.0.0.1/32"])
+    asked: list[str] = []
+
+    async def resolve(name: str) -> str | None:
+        asked.append(name)
+        return None
+
+    target = f"http://{host}:{web_server.http_port}/"
+    url = web_server.url("/redirect?to=" + quote(target, safe=""))
+    observation = await fetch(
+        url,
+        LOCAL,
+        ca_bundle=ca_bundle,
+        resolve=resolve,
+        allow_address=lambda ip: address_problem(ip, routable),
+    )
+    last = observation.final
+    assert last.url == target and last.ip == ip and last.refused == refused
+    assert asked == [] and web_server.hosts_seen("/") == []
+
+
+async def test_redirect_to_a_legacy_spelling_of_a_routable_address_is_followed_there(
+    web_server: WebServer, ca_bundle: str
+) -> None:
+    routable = parse_networks(["127.0.0.0/8"])
+    target = f"http://0x7f000001:{web_server.http_port}/"
+    url = web_server.url("/redirect?to=" + quote(target, safe=""))
+    observation = await fetch(
+        url,
+        LOCAL,
+        ca_bundle=ca_bundle,
+        allow_address=lambda ip: address_problem(ip, routable),
+    )
+    last = observation.final
+    assert last.ip == "127.0.0.1" and last.status == 200 and last.refused is None
+    assert web_server.hosts_seen("/") == [f"0x7f000001:{web_server.http_port}"]
+
+
 async def test_redirects_are_bounded(web_server: WebServer, ca_bundle: str) -> None:
     inner = "/redirect?to=" + quote("/", safe="")
     url = web_server.url("/redirect?to=" + quote(inner, safe=""))

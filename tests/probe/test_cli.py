@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,33 @@ def test_show_of_a_missing_run_is_bad_usage(
     assert main(["show", "abcdef12", "--db", db]) == 2
     assert main(["export", "--db", db, "--since", "yesterday"]) == 2
     assert "--since" in capsys.readouterr().err
+
+
+def test_stored_settings_keep_file_names_not_home_paths(tmp_path: Path, ca_bundle: str) -> None:
+    home = tmp_path / "home" / "alice-realname"
+    home.mkdir(parents=True)
+    bundle = home / "ca.pem"
+    bundle.write_bytes(Path(ca_bundle).read_bytes())
+    token = home / "helper.token"
+    token.write_text("s3cret\n")
+    config = home / "probe.toml"
+    config.write_text(f'[control]\nhelper_token_file = "{token}"\n')
+    targets = home / "t.toml"
+    targets.write_text(
+        '[[service]]\nname = "x"\ncategory = "social"\nendpoints = ["127.0.0.1:9"]\n'
+    )
+    db = home / "r.sqlite"
+    # The only reference is a loopback address, which is never contacted: the sweep finds the
+    # vantage offline and measures nothing, but it stores its run and settings all the same.
+    code = main(
+        ["run", "--config", str(config), "--ca-bundle", str(bundle), "--targets", str(targets),
+         "--db", str(db), "--reference", "http://127.0.0.1:9/", "--doh", "https://127.0.0.1:9/",
+         "--resolver", "127.0.0.1:9", "--retry-delay", "0", "--no-progress"]
+    )  # fmt: skip
+    assert code == 0
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        (stored,) = conn.execute("SELECT settings FROM runs").fetchone()
+    assert "alice-realname" not in stored and str(tmp_path) not in stored
+    settings = json.loads(stored)
+    assert settings["network.ca_bundle"] == "ca.pem"
+    assert settings["control.helper_token_file"] == "helper.token"

@@ -40,6 +40,24 @@ def test_lists_from_env_are_comma_separated() -> None:
 
 
 @pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("0x7f.1", "127.0.0.1"),
+        ("2130706433:5353", "127.0.0.1:5353"),
+        ("[::FFFF:7F00:1]:53", "[::ffff:7f00:1]:53"),
+        ("127.0.0.1:53", "127.0.0.1:53"),
+    ],
+)
+def test_a_resolver_is_kept_in_the_standard_spelling(
+    tmp_path: Path, given: str, stored: str
+) -> None:
+    # Every connector reads 0x7f.1 as 127.0.0.1; dnspython, which sends the queries, does not.
+    env = {"PROBE_CONFIG": write(tmp_path, "")}
+    s = load_settings({"network.resolver": given}, None, environ=env)
+    assert s["network.resolver"] == stored
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ('[vantage]\nname = "x"\n\n[nework]\nresolver = "1.1.1.1"\n', ":4: [nework]: unknown section"),
@@ -110,3 +128,17 @@ def test_the_helper_token_file_is_checked_and_named(tmp_path: Path) -> None:
             load_settings({}, config, {})
     with pytest.raises(ConfigError, match="PROBE_HELPER_TOKEN_FILE: no readable file"):
         load_settings({}, None, {"PROBE_HELPER_TOKEN_FILE": str(tmp_path / "missing")})
+
+
+def test_errors_quote_long_values_cut_short(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[vantage]\ncountry = "{"k" * 1_000_000}"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings({}, path, environ={})
+    assert len(str(err.value)) < 300 and "vantage.country" in str(err.value)
+    assert str(err.value).endswith("...")
+
+
+def test_a_config_file_that_is_not_utf8_is_bad_input(tmp_path: Path) -> None:
+    path = tmp_path / "probe.toml"
+    path.write_bytes(b'[vantage]\nname = "\xff"\n')
+    assert main(["config", "show", "--config", str(path)]) == 2

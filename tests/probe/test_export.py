@@ -188,6 +188,35 @@ def test_csv_quotes_awkward_values(db: Database) -> None:
     assert export_record(awkward)["vantage_name"] == "línea"
 
 
+def test_csv_cells_a_spreadsheet_would_evaluate_are_quoted(tmp_path: Path) -> None:
+    database = open_database(str(tmp_path / "formulas.sqlite"))
+    try:
+        vantage = Vantage("@SUM(1)", "home", 9198, "KZ")
+        database.begin_run(RunInfo(RUN_A, T0, vantage, "0.1.0", {}))
+        hostile = [
+            ('=HYPERLINK("x")', "https://a.example/\n=1+1"),
+            ("+cmd", "@SUM(1)"),
+            ("-2+3", "\t=1"),
+            ("\rx", "https://b.example/\r\nsecond line"),
+        ]
+        for minutes, (service, url) in enumerate(hostile):
+            record = _record(RUN_A, "twitter", OK, minutes)
+            database.record(dataclasses.replace(record, service=service, input=url))
+        out = io.StringIO()
+        assert write_csv(database.iter_export_rows(), out) == 4
+    finally:
+        database.close()
+    rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    assert len(rows) == 1 + len(hostile)  # newlines inside cells did not break rows
+    parsed = [dict(zip(EXPORT_COLUMNS, row, strict=True)) for row in rows[1:]]
+    assert [(p["service"], p["input"]) for p in parsed] == [
+        ("'" + service, url if url.startswith("https:") else "'" + url) for service, url in hostile
+    ]
+    assert {p["vantage_name"] for p in parsed} == {"'@SUM(1)"}
+    assert {p["duration_ms"] for p in parsed} == {"250.0"}  # numbers are not text: as they are
+    assert {p["asn"] for p in parsed} == {"9198"}
+
+
 def test_empty_export() -> None:
     out = io.StringIO()
     assert write_csv([], out) == 0

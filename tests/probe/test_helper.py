@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,7 +13,7 @@ import trustme
 
 from measurements.addresses import parse_networks
 from probe.helper_client import HelperClient, report_from_json, transfer_from_json
-from probe.servers.helper import HelperSettings, HourlyBudget
+from probe.servers.helper import BadRequest, HelperSettings, HourlyBudget, parse_throughput
 from tests.servers.dns_server import Answer, ScriptedDNSServer
 from tests.servers.helper_server import running_helper
 from tests.servers.http_server import WebServer
@@ -77,6 +78,13 @@ async def test_helper_sees_an_untrusted_chain(helper: str, rogue_ca: trustme.CA)
         ({"input": "ftp://x.test/", "address": "127.0.0.1"}, 400),
         ({"input": "x.test", "address": "127.0.0.1"}, 400),
         ({"input": "x.test:80", "address": "127.0.0.1", "extra": 1}, 400),
+        # private IPv4 inside IPv6, or in a legacy spelling: refused before any packet
+        ({"input": "x.test:80", "address": "2002:a00:1::"}, 400),  # 6to4
+        ({"input": "x.test:80", "address": "64:ff9b::a00:1"}, 400),  # NAT64
+        ({"input": "x.test:80", "address": "2001:0:5db8:d70e::f5ff:fffe"}, 400),  # Teredo
+        ({"input": "x.test:80", "address": "::ffff:0:a00:1"}, 400),  # IPv4-translated
+        ({"input": "x.test:80", "address": "0xa000001"}, 400),
+        ({"input": "x.test:80", "address": "fe80::1%eth0"}, 400),
     ],
 )
 async def test_helper_refuses_bad_or_unsafe_checks(
@@ -85,6 +93,38 @@ async def test_helper_refuses_bad_or_unsafe_checks(
     async with httpx.AsyncClient() as client:
         response = await client.post(f"{helper}/v1/check", json=body)
     assert response.status_code == status and "error" in response.json()
+
+
+async def test_helper_measures_a_legacy_spelling_at_the_address_it_denotes(helper: str) -> None:
+    # 2130706433 is 127.0.0.1 to every connector; the helper judges and measures that address.
+    async with ClosedPort() as closed, httpx.AsyncClient() as client:
+        body = {"input": f"x.test:{closed.port}", "address": "2130706433"}
+        response = await client.post(f"{helper}/v1/check", json=body)
+    assert response.status_code == 200 and response.json()["tcp_ok"] is False
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        ("2002:a00:1::", "private (inside 6to4)"),
+        ("2002:5db8:d70e::1", "tunnel (6to4)"),
+        ("64:ff9b::7f00:1", None),  # 127.0.0.1 behind NAT64: routable here
+        ("64:ff9b::a9fe:a9fe", "link-local (inside NAT64)"),
+        ("0xa9fea9fe", "link-local"),
+        ("0x7f.1", None),
+    ],
+)
+def test_throughput_requests_judge_every_embedding_and_spelling(
+    address: str, refused: str | None
+) -> None:
+    settings = HelperSettings(routable=parse_networks(["127.0.0.0/8"]))
+    body = {"url": "https://x.test/", "address": address, "max_bytes": 1, "max_seconds": 1,
+            "trials": 1}  # fmt: skip
+    if refused is None:
+        assert parse_throughput(body, settings).address in ("127.0.0.1", "64:ff9b::7f00:1")
+    else:
+        with pytest.raises(BadRequest, match=re.escape(f"is {refused}: not measured")):
+            parse_throughput(body, settings)
 
 
 async def test_an_unreachable_helper_is_a_missing_control() -> None:

@@ -171,6 +171,14 @@ CASES = [
      4, "endpoints[0]", "chat", "not a valid hostname"),
     ("endpoint bad ipv4", SERVICE + 'endpoints = ["10.0.0.256:443"]\n',
      4, "endpoints[0]", "chat", "not a valid IPv4 address or hostname"),
+    ("endpoint legacy ipv4", SERVICE + 'endpoints = ["0x7f.1:443"]\n',
+     4, "endpoints[0]", "chat", "IPv4 address 127.0.0.1 in a legacy spelling: write 127.0.0.1"),
+    ("url legacy ipv4", SERVICE + 'urls = ["http://1.1.1.0x1/"]\n',
+     4, "urls[0]", "chat", "'1.1.1.0x1' is the IPv4 address 1.1.1.1 in a legacy spelling"),
+    ("url octal ipv4", SERVICE + 'urls = ["http://0x7f.01.0.1/"]\n',
+     4, "urls[0]", "chat", "write 127.1.0.1"),
+    ("url ambiguous ipv4", SERVICE + 'urls = ["http://0177.0.0.1/"]\n',
+     4, "urls[0]", "chat", "'0177.0.0.1' is ambiguous: a leading 0 makes a part octal"),
     ("endpoint not a string", SERVICE + 'endpoints = [443]\n',
      4, "endpoints[0]", "chat", "must be a string, not 443"),
     ("neither urls nor endpoints", '\n' + SERVICE + 'urls = []\n',
@@ -417,3 +425,49 @@ def test_load_many_reports_errors_of_every_file(tmp_path: Path) -> None:
     assert [(e.file, e.line) for e in info.value] == [(str(bad), 1), (str(dup), None)]
     assert str(good) in str(info.value.errors[1])
     assert load_many([good, DATA / "country.csv"]).names() == ("chat", "chirp-test", "forum-test")
+
+
+# ------------------------------------------------------------------ hostile input
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["[" * 2000 + "]" * 2000, "{b = " * 2000 + "1" + "}" * 2000],
+    ids=["arrays", "inline tables"],
+)
+def test_deeply_nested_toml_is_bad_input_naming_the_file(
+    tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from probe.cli import main
+
+    path = tmp_path / "deep.toml"
+    path.write_text(f"a = {value}\n", encoding="utf-8")
+    assert main(["targets", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"probe: {path}: invalid TOML: arrays or tables nested too deeply"
+    assert main(["config", "show", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"probe: {path}: arrays or tables nested too deeply"
+
+
+HUGE = "x" * 1_000_000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f'[[service]]\nname = "{HUGE}"\ncategory = "social"\nurls = ["https://a.test/"]\n',
+        SERVICE + f'urls = ["https://{HUGE}.test/"]\n',
+        SERVICE + f'urls = ["https://a.test/ {HUGE}"]\n',
+        SERVICE + f'endpoints = ["{HUGE}.test"]\n',
+        SERVICE + f'endpoints = ["[{HUGE}]:443"]\n',
+        SERVICE + f'endpoints = ["a.test:{HUGE}"]\n',
+        SERVICE + f'category_{HUGE} = "social"\nurls = ["https://a.test/"]\n',
+        f'[[service]]\nname = "chat"\ncategory = "{HUGE}"\nurls = ["https://a.test/"]\n',
+    ],
+    ids=["name", "url host", "url space", "endpoint", "endpoint v6", "port", "key", "category"],
+)
+def test_errors_quote_long_values_cut_short(text: str) -> None:
+    errors = errors_of(text)
+    rendered = str(TargetErrors(errors))
+    assert len(rendered) < 600 and "..." in rendered, rendered[:1000]
