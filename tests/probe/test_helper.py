@@ -336,6 +336,24 @@ async def test_a_missing_or_mangled_token_gets_a_json_401(authorization: bytes) 
         assert status == 200 and isinstance(answer, dict) and answer["tcp_ok"] is False
 
 
+async def test_the_helpers_other_refusals_are_json_too(helper: str) -> None:
+    async def too_long() -> AsyncIterator[bytes]:  # chunked: no Content-Length to refuse
+        for _ in range(5):
+            yield b" " * 1000
+
+    async with httpx.AsyncClient() as client:
+        answers = [
+            await client.get(f"{helper}/v1/check"),
+            await client.post(f"{helper}/v1/nowhere", json={}),
+            await client.post(
+                f"{helper}/v1/check", content=too_long(),
+                headers={"Content-Type": "application/json"},
+            ),
+        ]  # fmt: skip
+    assert [a.status_code for a in answers] == [405, 404, 413]
+    assert all(isinstance(a.json()["error"], str) for a in answers)
+
+
 async def test_queued_transfers_never_hold_up_a_check(ca: trustme.CA, ca_bundle: str) -> None:
     # One slot for checks and four transfers queued behind a slow one: the checks are answered
     # while the first transfer still runs (it lasts 3 s; a check of a closed port, a moment).
