@@ -308,16 +308,12 @@ def make_app(settings: HelperSettings) -> web.Application:
                 raw = await request.read()  # all of it (client_max_size bounds it)
         except TimeoutError:
             raise Refused("request body too slow", 408) from None
+        except web.RequestPayloadError:  # a broken chunked body, a gzip body that is not
+            raise BadRequest("the request body cannot be read") from None
         try:
             return json.loads(raw)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise BadRequest("not JSON") from None
-
-    def refusal(exc: BadRequest) -> web.Response:
-        response = web.json_response({"error": str(exc)}, status=exc.status)
-        if exc.status == 408:
-            response.force_close()  # what is left of a slow body is not waited for
-        return response
 
     async def handle(request: web.Request) -> web.Response:
         try:
@@ -328,7 +324,7 @@ def make_app(settings: HelperSettings) -> web.Application:
                 async with checks:
                     report = await check(body, settings)
         except BadRequest as exc:
-            return refusal(exc)
+            return web.json_response({"error": str(exc)}, status=exc.status)
         except TimeoutError:
             return web.json_response({"error": "check timed out"}, status=504)
         payload = {"version": API_VERSION, **asdict(report)}
@@ -351,7 +347,7 @@ def make_app(settings: HelperSettings) -> web.Application:
             finally:
                 budget.settle(asked, sum(t.bytes for t in transfers))
         except BadRequest as exc:
-            return refusal(exc)
+            return web.json_response({"error": str(exc)}, status=exc.status)
         except TimeoutError:
             return web.json_response({"error": "the helper was busy: try later"}, status=503)
         payload = {"version": API_VERSION, "transfers": to_jsonable(transfers)}
@@ -378,9 +374,10 @@ def make_runner(settings: HelperSettings) -> web.AppRunner:
         # connection still waiting for a whole request when it fires: the header read timeout
         # (and the idle timeout of a kept-alive connection).
         keepalive_timeout=settings.read_timeout,
-        # After an early answer (413, 408) aiohttp reads and drops the rest of the body this
-        # long before closing; its default (10 s) would hold a slow client that much longer.
-        lingering_time=1.0,
+        # After an answer sent before the whole body came (413, 408, a broken body) aiohttp
+        # would read and drop the rest for 10 s, holding a slow client that much longer (and
+        # logging a broken body's error a second time): close at once instead.
+        lingering_time=0,
     )
 
 

@@ -307,6 +307,8 @@ _NOT_JSON = b"Content-Type: text/plain\r\n"
         ("/v1/throughput", _T % (b'["https://x.test/"]', b"1", b"1", b"1"), None),
         ("/v1/throughput", b"[" * 2000 + b"]" * 2000, None),
         ("/v1/throughput", b'{"url": "https://x.test/"}', _NOT_JSON),
+        ("/v1/check", b'{"input": "x.test:80", "address": "127.0.0.1"}',
+         b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"),  # not gzip
     ],
 )  # fmt: skip
 async def test_every_malformed_request_gets_a_json_400(
