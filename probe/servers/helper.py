@@ -429,7 +429,8 @@ class HelperSite(web.BaseSite):
     @property
     def name(self) -> str:
         """The listener's URL."""
-        return f"http://{self._host}:{self._port}"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
 
     @property
     def port(self) -> int:
