@@ -129,9 +129,12 @@ class HelperClient:
         if self._client is None:
             ctx = await trust.context_async(self._ca_bundle)
             # trust_env off: an environment proxy must not stand between probe and helper.
+            # As many connections as the helper checks at once by default (16), and half of
+            # what it lets one address hold (32): more would wait there or be turned away.
             self._client = httpx.AsyncClient(
-                verify=ctx, trust_env=False, timeout=self._timeout, headers=self._headers
-            )
+                verify=ctx, trust_env=False, timeout=self._timeout, headers=self._headers,
+                limits=httpx.Limits(max_connections=16),
+            )  # fmt: skip
         return await self._client.post(f"{self.base_url}{path}", json=body, timeout=seconds)
 
     async def aclose(self) -> None:

@@ -33,6 +33,13 @@ def register(sub: Any) -> None:
     sp.add_argument("--throughput-bytes-per-hour", type=int, default=1 << 30, metavar="BYTES",
                     help="bytes the helper may download for throughput tests per hour "
                          "(default 1 GiB; 0: none)")  # fmt: skip
+    sp.add_argument("--read-timeout", type=float, default=5.0, metavar="SECONDS",
+                    help="seconds a client has to send a request's headers, and again its "
+                         "body; an idle kept-alive connection is closed after as long "
+                         "(default 5)")  # fmt: skip
+    sp.add_argument("--per-client-connections", type=int, default=32, metavar="N",
+                    help="connections one client address may hold at once; more are "
+                         "answered 429 and closed (default 32)")  # fmt: skip
     sp.set_defaults(handler=serve_helper)
 
 
@@ -75,9 +82,14 @@ def serve_helper(args: argparse.Namespace) -> int:
             raise UsageError(f"--token-file: {exc}") from None
     if args.throughput_bytes_per_hour < 0:
         raise UsageError("--throughput-bytes-per-hour: must be at least 0")
+    if not args.read_timeout > 0:
+        raise UsageError("--read-timeout: must be more than 0")
+    if args.per_client_connections < 1:
+        raise UsageError("--per-client-connections: must be at least 1")
     settings = HelperSettings(
         args.resolver, args.ca_bundle, routable, args.timeout, token=token,
         throughput_bytes_per_hour=args.throughput_bytes_per_hour,
+        read_timeout=args.read_timeout, per_client_connections=args.per_client_connections,
     )  # fmt: skip
 
     async def main() -> None:

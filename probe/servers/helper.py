@@ -19,6 +19,12 @@ request makes the helper download up to 40 MiB from an address of the asker's ch
 the bytes it downloads are capped per hour (``throughput_bytes_per_hour``), and a helper
 reachable from the internet should require a token (``token``: every request but the health
 check carries ``Authorization: Bearer TOKEN``).
+
+Checks and transfers never queue behind each other: checks have their own bound
+(``concurrency``), transfers their own turn (one at a time). A client must send its request
+(headers, then body) within ``read_timeout`` seconds each, and one client address may hold at
+most ``per_client_connections`` connections (``HelperSite``), so slow or many connections
+cannot hold the helper. Every request the helper cannot read gets a JSON ``{"error": ...}``.
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ class HelperSettings:
     concurrency: int = 16
     token: str | None = None  # None: anyone who can reach the helper may use it
     throughput_bytes_per_hour: int = 1 << 30  # 0: no throughput tests at all
+    # Seconds a client has to send a request's headers (from connecting, or from the last
+    # answer on a kept-alive connection), and again its body: a slow-loris ends there.
+    read_timeout: float = 5.0
+    per_client_connections: int = 32  # connections one client address may hold at once
 
 
 class BadRequest(ValueError):
@@ -257,7 +267,9 @@ class HourlyBudget:
 
 def make_app(settings: HelperSettings) -> web.Application:
     """The helper's web application."""
-    limit = asyncio.Semaphore(settings.concurrency)
+    # Separate bounds: a check never waits behind a transfer. Transfers used to take a slot
+    # of the checks' semaphore while waiting for their turn, so queued transfers starved checks.
+    checks = asyncio.Semaphore(settings.concurrency)
     one_transfer_at_a_time = asyncio.Lock()
     budget = HourlyBudget(settings.throughput_bytes_per_hour)
     expected = f"Bearer {settings.token}".encode() if settings.token else None
@@ -267,7 +279,8 @@ def make_app(settings: HelperSettings) -> web.Application:
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if expected is not None and request.path != "/v1/health":
-            given = request.headers.get("Authorization", "").encode()
+            # Header bytes that are not UTF-8 arrive as surrogates: encode them back as sent.
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, expected):  # constant time: no guessing by timing
                 return web.json_response(
                     {"error": "this helper needs its token (Authorization: Bearer ...)"},
@@ -275,19 +288,44 @@ def make_app(settings: HelperSettings) -> web.Application:
                 )
         return await handler(request)
 
+    @web.middleware
+    async def json_errors(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        # aiohttp's own refusals (404, 405, 413 on a long chunked body) as JSON errors too.
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return web.json_response({"error": exc.reason}, status=exc.status)
+
     async def read_json(request: web.Request) -> Any:
+        """The request's JSON body, read within the read timeout; BadRequest otherwise."""
+        if request.content_type != "application/json":
+            raise BadRequest("expected Content-Type: application/json")
         if request.content_length is not None and request.content_length > _MAX_REQUEST:
             raise TooLarge("request too large")
         try:
-            return json.loads(await request.content.read(_MAX_REQUEST))
-        except (ValueError, UnicodeDecodeError):
+            async with asyncio.timeout(settings.read_timeout):
+                raw = await request.read()  # all of it (client_max_size bounds it)
+        except TimeoutError:
+            raise Refused("request body too slow", 408) from None
+        except web.RequestPayloadError:  # a broken chunked body, a gzip body that is not
+            raise BadRequest("the request body cannot be read") from None
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise BadRequest("not JSON") from None
 
     async def handle(request: web.Request) -> web.Response:
         try:
             body = await read_json(request)
-            async with limit, asyncio.timeout(settings.timeout * 6):
-                report = await check(body, settings)
+            # The wait for a slot counts against the check's time: a check queued too long
+            # is refused rather than answered after the probe gave up.
+            async with asyncio.timeout(settings.timeout * 6):
+                async with checks:
+                    report = await check(body, settings)
         except BadRequest as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
         except TimeoutError:
@@ -307,7 +345,7 @@ def make_app(settings: HelperSettings) -> web.Application:
             transfers: tuple[ThroughputObservation, ...] = ()
             try:
                 async with asyncio.timeout(req.time_limit):
-                    async with limit, one_transfer_at_a_time:
+                    async with one_transfer_at_a_time:
                         transfers = await time_transfers(req, settings)
             finally:
                 budget.settle(asked, sum(t.bytes for t in transfers))
@@ -321,7 +359,7 @@ def make_app(settings: HelperSettings) -> web.Application:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"version": API_VERSION, "ok": True})
 
-    app = web.Application(client_max_size=_MAX_REQUEST, middlewares=[authorise])
+    app = web.Application(client_max_size=_MAX_REQUEST, middlewares=[json_errors, authorise])
     app.router.add_post("/v1/check", handle)
     app.router.add_post("/v1/throughput", handle_throughput)
     app.router.add_get("/v1/health", health)
@@ -329,9 +367,92 @@ def make_app(settings: HelperSettings) -> web.Application:
 
 
 def make_runner(settings: HelperSettings) -> web.AppRunner:
-    """The helper's application, ready to set up and serve on a site."""
-    # A probe that lets go (its sweep stopped) wants no answer: its check or transfers stop.
-    return web.AppRunner(make_app(settings), access_log=None, handler_cancellation=True)
+    """The helper's application, ready to set up and serve on a ``HelperSite``."""
+    return web.AppRunner(
+        make_app(settings),
+        access_log=None,
+        # A probe that lets go (its sweep stopped) wants no answer: its check or transfers stop.
+        handler_cancellation=True,
+        # aiohttp arms this timer when a connection opens and after each answer, and closes a
+        # connection still waiting for a whole request when it fires: the header read timeout
+        # (and the idle timeout of a kept-alive connection).
+        keepalive_timeout=settings.read_timeout,
+        # After an answer sent before the whole body came (413, 408, a broken body) aiohttp
+        # would read and drop the rest for 10 s, holding a slow client that much longer (and
+        # logging a broken body's error a second time): close at once instead.
+        lingering_time=0,
+    )
+
+
+_TOO_MANY = json.dumps({"error": "too many connections from your address"}).encode()
+_TOO_MANY_RESPONSE = (
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_TOO_MANY), _TOO_MANY)
+)
+
+
+class _Gate(asyncio.Protocol):
+    """Hands a new connection to aiohttp unless its client address already holds enough."""
+
+    def __init__(self, server: web.Server, per_client: int) -> None:
+        self._server = server
+        self._per_client = per_client
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) else None
+        held = sum(
+            1
+            for h in self._server.connections
+            if isinstance(h.peername, tuple) and h.peername[0] == host
+        )
+        if host is not None and held >= self._per_client:
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(_TOO_MANY_RESPONSE)
+            transport.close()
+            return
+        handler = self._server()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+
+
+class HelperSite(web.BaseSite):
+    """A TCP listener for the helper's runner that caps the connections per client address.
+
+    aiohttp has no such cap: each accepted connection passes a gate that counts the server's
+    open connections from the same address and turns one over the cap away (429, closed).
+    """
+
+    __slots__ = ("_host", "_per_client", "_port")
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, per_client: int) -> None:
+        super().__init__(runner)
+        self._host, self._port, self._per_client = host, port, per_client
+
+    @property
+    def name(self) -> str:
+        """The listener's URL."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def port(self) -> int:
+        """The bound port (the one asked for, before ``start``)."""
+        if self._server is not None:
+            sockets = getattr(self._server, "sockets", None)
+            if sockets:
+                return int(sockets[0].getsockname()[1])
+        return self._port
+
+    async def start(self) -> None:
+        """Listen."""
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Gate(server, self._per_client), self._host, self._port
+        )
 
 
 async def serve(host: str, port: int, settings: HelperSettings, ready: asyncio.Event) -> None:
@@ -339,7 +460,7 @@ async def serve(host: str, port: int, settings: HelperSettings, ready: asyncio.E
     runner = make_runner(settings)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await HelperSite(runner, host, port, settings.per_client_connections).start()
         ready.set()
         await asyncio.Event().wait()
     finally:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
 import re
 from collections.abc import AsyncIterator
 
@@ -286,3 +288,234 @@ def test_hourly_budget_reserves_settles_and_forgets_after_an_hour() -> None:
     assert budget.used() == 50 and budget.reserve(30) and budget.used() == 80
     now[0] = 3600.0  # an hour after the first reservation and its settlement
     assert budget.used() == 0 and budget.reserve(100)
+
+
+# ------------------------------------------------------------------ under load and abuse
+
+
+async def _raw(
+    url: str, path: str, body: bytes, headers: bytes = b"Content-Type: application/json\r\n"
+) -> tuple[int, object]:
+    """POST bytes as given (headers that are not UTF-8 included); the status and JSON body."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"POST %s HTTP/1.1\r\nHost: helper\r\nConnection: close\r\n%sContent-Length: %d"
+            b"\r\n\r\n%s" % (path.encode(), headers, len(body), body)
+        )
+        data = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(rest)
+
+
+_T = b'{"url": %s, "address": "127.0.0.1", "max_bytes": %s, "max_seconds": %s, "trials": %s}'
+_NOT_JSON = b"Content-Type: text/plain\r\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers"),
+    [
+        ("/v1/check", b"[" * 2000 + b"]" * 2000, None),  # nested 2,000 deep
+        ("/v1/check", b'{"input": ' + b"[" * 1900 + b"]" * 1900 + b', "address": "x"}', None),
+        ("/v1/check", b'{"input": "\xff\xfe.test:80", "address": "127.0.0.1"}', None),  # not UTF-8
+        ("/v1/check", b"\xc3\x28", None),
+        ("/v1/check", b"[]", None),
+        ("/v1/check", b"42", None),
+        ("/v1/check", b"null", None),
+        ("/v1/check", b'{"input": null, "address": null}', None),
+        ("/v1/check", b'{"input": "x.test:80", "address": ' + b"9" * 3000 + b"}", None),
+        ("/v1/check", b'{"input": NaN, "address": Infinity}', None),
+        ("/v1/check", b'{"input": "x.test:80"}', None),  # a field missing
+        ("/v1/check", b'{"input": "x.test:80", "address": "127.0.0.1", "more": 1}', None),
+        ("/v1/check", b"", None),
+        ("/v1/check", b'{"input": "x.test:80", "address": "127.0.0.1"}', _NOT_JSON),
+        ("/v1/check", b'{"input": "x.test:80", "address": "127.0.0.1"}', b""),  # no type
+        ("/v1/check", b'{"input": "\\ud800.test:80", "address": "127.0.0.1"}', None),
+        ("/v1/check", b'{"input": "https://x.test:abc/", "address": "127.0.0.1"}', None),
+        ("/v1/check", b'{"input": "https://[::1/", "address": "127.0.0.1"}', None),
+        ("/v1/check", b'{"input": "x.test:80", "address": "127.0.0.1\\u0000"}', None),
+        ("/v1/throughput", _T % (b'"https://x.test/"', b"1e999", b"1", b"1"), None),
+        ("/v1/throughput", _T % (b'"https://x.test/"', b"9" * 3000, b"1", b"1"), None),
+        ("/v1/throughput", _T % (b'"https://x.test/"', b"1", b"NaN", b"1"), None),
+        ("/v1/throughput", _T % (b'"https://x.test/"', b"1", b"Infinity", b"1"), None),
+        ("/v1/throughput", _T % (b'"https://x.test/"', b"1", b"1", b"-Infinity"), None),
+        ("/v1/throughput", _T % (b'"https://x.test/"', b"1", b"1", b"1.0"), None),
+        ("/v1/throughput", _T % (b'"https://x.test/"', b"null", b"null", b"null"), None),
+        ("/v1/throughput", _T % (b'["https://x.test/"]', b"1", b"1", b"1"), None),
+        ("/v1/throughput", b"[" * 2000 + b"]" * 2000, None),
+        ("/v1/throughput", b'{"url": "https://x.test/"}', _NOT_JSON),
+        ("/v1/check", b'{"input": "x.test:80", "address": "127.0.0.1"}',
+         b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"),  # not gzip
+    ],
+)  # fmt: skip
+async def test_every_malformed_request_gets_a_json_400(
+    helper: str, path: str, body: bytes, headers: bytes | None
+) -> None:
+    args = (helper, path, body) if headers is None else (helper, path, body, headers)
+    status, answer = await _raw(*args)
+    assert status == 400 and isinstance(answer, dict) and isinstance(answer["error"], str)
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [b"", b"Authorization: Bearer \xff\xfe\r\n", b"Authorization: \xc3\xa9\r\n",
+     b"Authorization: Bearer s3cre\r\n", b"Authorization: Bearer s3cret\xff\r\n"],
+)  # fmt: skip
+async def test_a_missing_or_mangled_token_gets_a_json_401(authorization: bytes) -> None:
+    settings = HelperSettings(routable=parse_networks(["127.0.0.0/8"]), token="s3cret")
+    async with running_helper(settings) as url:
+        body = b'{"input": "x.test:1", "address": "127.0.0.1"}'
+        headers = b"Content-Type: application/json\r\n" + authorization
+        status, answer = await _raw(url, "/v1/check", body, headers)
+        assert status == 401 and isinstance(answer, dict) and "token" in answer["error"]
+        status, _ = await _raw(url, "/v1/check", body, headers + b"X: \xff\r\n")
+        assert status == 401
+        good = b"Content-Type: application/json\r\nAuthorization: Bearer s3cret\r\n"
+        status, answer = await _raw(url, "/v1/check", body, good)
+        assert status == 200 and isinstance(answer, dict) and answer["tcp_ok"] is False
+
+
+async def test_the_helpers_other_refusals_are_json_too(helper: str) -> None:
+    async def too_long() -> AsyncIterator[bytes]:  # chunked: no Content-Length to refuse
+        for _ in range(5):
+            yield b" " * 1000
+
+    async with httpx.AsyncClient() as client:
+        answers = [
+            await client.get(f"{helper}/v1/check"),
+            await client.post(f"{helper}/v1/nowhere", json={}),
+            await client.post(
+                f"{helper}/v1/check", content=too_long(),
+                headers={"Content-Type": "application/json"},
+            ),
+        ]  # fmt: skip
+    assert [a.status_code for a in answers] == [405, 404, 413]
+    assert all(isinstance(a.json()["error"], str) for a in answers)
+
+
+async def test_queued_transfers_never_hold_up_a_check(ca: trustme.CA, ca_bundle: str) -> None:
+    # One slot for checks and four transfers queued behind a slow one: the checks are answered
+    # while the first transfer still runs (it lasts 3 s; a check of a closed port, a moment).
+    # They used to wait for the slot the transfers took while waiting for their turn.
+    settings = HelperSettings(
+        ca_bundle=ca_bundle, routable=parse_networks(["127.0.0.0/8"]), concurrency=1
+    )
+    async with (
+        ByteServer(ca, ["cdn.test"]) as origin,
+        Pacer(origin.port, rate=20_000) as slow,
+        ClosedPort() as closed,
+        running_helper(settings) as url,
+        httpx.AsyncClient(timeout=60) as raw,
+    ):
+        body = {"url": f"https://cdn.test:{slow.port}/bytes/1000000", "address": "127.0.0.1",
+                "max_bytes": 1_000_000, "max_seconds": 3, "trials": 1}  # fmt: skip
+        transfers = [
+            asyncio.create_task(raw.post(f"{url}/v1/throughput", json=body)) for _ in range(4)
+        ]
+        try:
+            for _ in range(500):  # until the first transfer is under way (10 s at most)
+                if slow.connections:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)  # and the others are in the helper's queue
+            check = {"input": f"127.0.0.1:{closed.port}", "address": "127.0.0.1"}
+            answers = [await raw.post(f"{url}/v1/check", json=check) for _ in range(3)]
+            assert [a.status_code for a in answers] == [200] * 3
+            assert all(a.json()["tcp_ok"] is False for a in answers)
+            assert not any(t.done() for t in transfers)  # the first transfer still runs
+        finally:
+            for t in transfers:
+                t.cancel()
+            await asyncio.gather(*transfers, return_exceptions=True)
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    """What the helper sent before it closed the connection (fails if it has not closed)."""
+    got = b""
+    async with asyncio.timeout(seconds):
+        try:
+            while data := await reader.read(4096):
+                got += data
+        except ConnectionError:
+            pass
+    return got
+
+
+async def test_slow_clients_are_let_go_after_the_read_timeout() -> None:
+    # 0.5 s to send headers, and again a body: a client silent from the start, one sending
+    # its headers a byte at a time and one trickling its body are all closed well within
+    # ten times that (a slow-loris used to hold a connection for an hour, aiohttp's default).
+    settings = HelperSettings(routable=parse_networks(["127.0.0.0/8"]), read_timeout=0.5)
+    async with running_helper(settings) as url:
+        port = int(url.rsplit(":", 1)[1])
+        request = (
+            b"POST /v1/check HTTP/1.1\r\nHost: helper\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 60\r\n\r\n"
+        )
+
+        async def trickle(writer: asyncio.StreamWriter, data: bytes) -> None:
+            with contextlib.suppress(ConnectionError):
+                for i in range(len(data)):
+                    writer.write(data[i : i + 1])
+                    await writer.drain()
+                    await asyncio.sleep(0.1)
+
+        conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        senders = [
+            asyncio.create_task(trickle(conns[1][1], request)),
+            asyncio.create_task(trickle(conns[2][1], b'{"input": "x.test:80", ' * 3)),
+        ]
+        conns[2][1].write(request)  # the headers at once; then the body, slowly
+        try:
+            silent, slow_headers, slow_body = [await _closed_within(r, 5.0) for r, _ in conns]
+        finally:
+            for task in senders:
+                task.cancel()
+            for _, writer in conns:
+                writer.close()
+        assert silent == b"" and slow_headers == b""
+        head, _, rest = slow_body.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408") and "slow" in json.loads(rest)["error"]
+
+
+async def test_a_client_over_its_connection_cap_is_turned_away_and_others_served() -> None:
+    # Four connections from 127.0.0.2 fill its cap: a fifth is answered 429 and closed, while
+    # a check from 127.0.0.1 goes through; when one of the four closes, 127.0.0.2 is let in.
+    settings = HelperSettings(
+        routable=parse_networks(["127.0.0.0/8"]), read_timeout=30.0, per_client_connections=4
+    )
+    async with running_helper(settings) as url, ClosedPort() as closed:
+        port = int(url.rsplit(":", 1)[1])
+        held = [
+            await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
+            for _ in range(4)
+        ]
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=("127.0.0.2", 0)
+            )
+            refused = await _closed_within(reader, 5.0)
+            writer.close()
+            head, _, rest = refused.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 429") and "too many" in json.loads(rest)["error"]
+            client = HelperClient(url, None, 5.0)
+            try:
+                report = await client.check(f"127.0.0.1:{closed.port}", "127.0.0.1")
+            finally:
+                await client.aclose()
+            assert report is not None and report.tcp_ok is False
+            held.pop()[1].close()
+            transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+            async with httpx.AsyncClient(transport=transport) as other:
+                async with asyncio.timeout(10):
+                    while True:  # until the helper has seen the close
+                        with contextlib.suppress(httpx.HTTPError):
+                            if (await other.get(f"{url}/v1/health")).status_code == 200:
+                                break
+                        await asyncio.sleep(0.05)
+        finally:
+            for _, w in held:
+                w.close()

@@ -9,20 +9,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from aiohttp import web
-
-from probe.servers.helper import HelperSettings, make_runner
+from probe.servers.helper import HelperSettings, HelperSite, make_runner
 
 
 @contextlib.asynccontextmanager
 async def running_helper(settings: HelperSettings) -> AsyncIterator[str]:
-    """Serve the helper on a random port; yields its base URL."""
+    """Serve the helper on a random port, as ``probe helper serve`` does; yields its base URL."""
     runner = make_runner(settings)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = HelperSite(runner, "127.0.0.1", 0, settings.per_client_connections)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{site.port}"
     finally:
         await runner.cleanup()
