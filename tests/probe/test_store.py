@@ -199,7 +199,7 @@ def test_schema_version_mismatch(db_path: Path) -> None:
         open_database(str(db_path))
     message = str(caught.value)
     assert str(db_path) in message
-    assert "has schema version 7; this probe understands 1" in message
+    assert f"has schema version 7; this probe understands {SCHEMA_VERSION}" in message
 
 
 def test_foreign_sqlite_database_with_our_table_names(tmp_path: Path) -> None:
