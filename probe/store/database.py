@@ -115,7 +115,7 @@ def _open_sqlite_read_only(path: Path) -> Database:
     label = str(path)
     try:
         if not path.exists():
-            raise StoreError(f"no database at {label}")
+            raise StoreError(f"no database at {label} (a sweep creates it: probe run)")
         if path.is_dir():
             raise StoreError(f"database {label} is a directory")
         with path.open("rb") as f:
