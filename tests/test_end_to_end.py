@@ -22,6 +22,7 @@ import trustme
 
 from probe.cli import main
 from probe.store.database import open_database
+from tests.mounts import tmpfs
 from tests.servers.dns_server import Answer, Inject, NXDomain, ServFail, Silent
 from tests.servers.tcp_servers import ClosedPort, SNIFilter, TLSServer
 from tests.servers.world import World, helper_process, running_world
@@ -257,8 +258,8 @@ def _stored(db: Path) -> int:
             return 0
 
 
-def test_ctrl_c_keeps_what_finished(world: World, tmp_path: Path) -> None:
-    """SIGINT to a real `probe run` subprocess: exit 130, finished inputs stored, run marked."""
+def _hanging_sweep(world: World, tmp_path: Path, db: Path) -> subprocess.Popen[bytes]:
+    """A real `probe run` subprocess that has stored six quick inputs and waits on a seventh."""
     world.name("hang.test", resolver=Silent())  # its lookup waits out a long DNS timeout
     lines = []
     for i in range(6):
@@ -273,31 +274,102 @@ def test_ctrl_c_keeps_what_finished(world: World, tmp_path: Path) -> None:
     targets = tmp_path / "t.toml"
     targets.write_text("\n".join(lines) + "\n")
     config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
-    db = tmp_path / "r.sqlite"
     world.resolver.queries.clear()
     proc = subprocess.Popen(
         [sys.executable, "-m", "probe", "run", "--config", str(config), "--targets", str(targets),
          "--db", str(db), "--no-progress", "--dns-timeout", "30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _stored(db) < 6 and proc.poll() is None:
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_ctrl_c_and_sigterm_keep_what_finished(
+    world: World, tmp_path: Path, sig: signal.Signals, code: int, word: str
+) -> None:
+    """SIGINT or SIGTERM to a real `probe run`: finished inputs stored, run `interrupted`."""
+    db = tmp_path / "r.sqlite"
+    proc = _hanging_sweep(world, tmp_path, db)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _stored(db) < 6:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err.decode()
-    store = open_database(str(db))
+    assert proc.returncode == code, err.decode()
+    assert err.decode() == f"probe: {word}; every input that finished is stored\n"
+    store = open_database(str(db), read_only=True)
     try:
         run = store.list_runs()[0]
         assert run.status == "interrupted"
         assert run.measurements == 6  # the six quick inputs; the hanging one is not invented
         assert run.verdicts.get("accessible") == 6
+        assert run.finished_at is not None
     finally:
         store.close()
+
+
+def test_kill_9_leaves_a_run_that_the_next_open_calls_aborted(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No process outlives SIGKILL to say how it ended: its lock goes, and that says it."""
+    db = tmp_path / "r.sqlite"
+    proc = _hanging_sweep(world, tmp_path, db)
+    try:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    with contextlib.closing(sqlite3.connect(db)) as raw:
+        assert raw.execute("SELECT status FROM runs").fetchall() == [("running",)]
+    capsys.readouterr()
+    assert main(["list", "--json", "--db", str(db)]) == 0  # a reader shows it, writes nothing
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert run["status"] == "aborted" and run["measurements"] == 6
+    with contextlib.closing(sqlite3.connect(db)) as raw:
+        assert raw.execute("SELECT status FROM runs").fetchall() == [("running",)]
+    open_database(str(db)).close()  # the next writer (a sweep) records it
+    with contextlib.closing(sqlite3.connect(db)) as raw:
+        assert raw.execute("SELECT status FROM runs").fetchall() == [("aborted",)]
+
+
+def test_a_full_disk_fails_the_sweep_with_one_message(world: World, tmp_path: Path) -> None:
+    """A real full disk (a 256 KiB tmpfs): exit 4, one line, no traceback, not `interrupted`."""
+    lines = []
+    for i in range(80):
+        lines += ["[[service]]", f'name = "s{i}"', 'category = "social"',
+                  f'urls = ["https://ok.test:{world.web.https_port}/?{i}"]']  # fmt: skip
+    targets = tmp_path / "t.toml"
+    targets.write_text("\n".join(lines) + "\n")
+    config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
+    with tmpfs(tmp_path / "small", "256k") as small:
+        db = small / "r.sqlite"
+        proc = subprocess.run(
+            [sys.executable, "-m", "probe", "run", "--config", str(config),
+             "--targets", str(targets), "--db", str(db), "--no-progress"],
+            capture_output=True, timeout=120,
+        )  # fmt: skip
+        err = proc.stderr.decode()
+        assert proc.returncode == 4, err
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith("probe: the sweep failed: ") and "disk is full" in err, err
+        assert "Traceback" not in err and "never retrieved" not in err
+        store = open_database(str(db), read_only=True)
+        try:
+            (run,) = store.list_runs()
+            assert 0 < run.measurements < 80
+            assert run.status == ("failed" if "is marked failed" in err else "aborted"), err
+        finally:
+            store.close()
+        print(err)
 
 
 @pytest.fixture(scope="module")
