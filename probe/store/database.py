@@ -431,6 +431,16 @@ class Database:
             "finished_at": finished_at or dt.datetime.now(dt.UTC),
             "counts": to_jsonable(dict(counts)) if counts is not None else None,
         }
+        try:
+            self._update_run(run_id, values)
+        except StoreError:
+            # Perhaps the disk is full: give back the lock file's reserve, and try once more
+            # so the run says how it ended rather than being found "aborted" later.
+            if self._lock is None or not self._lock.free_reserve():
+                raise
+            self._update_run(run_id, values)
+
+    def _update_run(self, run_id: str, values: Mapping[str, Any]) -> None:
         with self.session("finish_run") as session, session.begin():
             result = session.execute(update(Run).where(Run.run_id == run_id).values(**values))
             if result.rowcount != 1:  # type: ignore[attr-defined]

@@ -4,7 +4,11 @@ Every process that opens the database to write (a sweep) holds a shared flock(2)
 ``<database>-lock`` until it closes the database; the kernel drops it when the process dies,
 however it dies (kill -9 included). So a later opener that can take the lock exclusively
 knows that no writer is alive, and that every run still marked "running" was abandoned.
-Nothing identifying is stored: the lock file stays empty.
+Nothing identifying is stored: the lock file holds only zeros.
+
+The lock file is also a reserve: a writer makes it RESERVE_BYTES long (allocated, not
+sparse) and gives the space back when a write fails, so that on a full disk the run can
+still be marked "failed" (ballast, as databases keep for the same reason).
 
 Limits: while another writer is alive nobody can tell its runs from abandoned ones, so those
 wait for an open with no writer alive; flock is local to one machine (not NFS-safe); a
@@ -17,6 +21,8 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
+
+RESERVE_BYTES = 64 * 1024  # enough WAL frames to record how a run ended
 
 
 def lock_path(database: Path) -> Path:
@@ -45,12 +51,26 @@ class WriterLock:
         except BaseException:
             os.close(fd)
             raise
+        with contextlib.suppress(OSError):  # no room for a reserve: none (the disk is full)
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
         return cls(fd, sole)
 
     def share(self) -> None:
         """Let other writers in, once abandoned runs are marked (a writer begins no run before)."""
         if self._fd is not None and self.sole:
             fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+    def free_reserve(self) -> bool:
+        """Give the reserve's space back to the file system; whether there was any."""
+        if self._fd is None:
+            return False
+        try:
+            if os.fstat(self._fd).st_size == 0:
+                return False
+            os.ftruncate(self._fd, 0)
+        except OSError:
+            return False
+        return True
 
     def release(self) -> None:
         """Drop the lock (closing the file drops it too)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import os
 import sqlite3
 import subprocess
@@ -27,6 +28,7 @@ from probe.store import (
     open_database,
 )
 from probe.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
+from tests.mounts import tmpfs
 
 T0 = dt.datetime(2026, 11, 29, 1, 2, 3, 456000, tzinfo=dt.UTC)
 ALMATY = dt.timezone(dt.timedelta(hours=5))
@@ -535,3 +537,29 @@ def test_read_only_open_of_a_file_that_is_not_a_database(tmp_path: Path) -> None
     with pytest.raises(StoreError, match="is not an SQLite database"):
         open_database(str(empty), read_only=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite", "notes.txt"]
+
+
+def test_the_lock_file_reserve_lets_a_full_disk_record_how_a_run_ended(tmp_path: Path) -> None:
+    """On a real full disk a write fails, yet finish_run gets the reserve's room and succeeds."""
+    with tmpfs(tmp_path / "small", "256k") as small:
+        db = open_database(str(small / "r.sqlite"))
+        try:
+            lock = small / "r.sqlite-lock"
+            assert lock.stat().st_blocks * 512 >= 64 * 1024  # allocated, not sparse
+            info = run_info()
+            db.begin_run(info)
+            fd = os.open(small / "filler", os.O_WRONLY | os.O_CREAT)
+            try:
+                with pytest.raises(OSError) as full:
+                    while True:  # every block the file system has left
+                        os.write(fd, b"\0" * 512)
+            finally:
+                os.close(fd)
+            assert full.value.errno == errno.ENOSPC
+            with pytest.raises(StoreError, match="disk is full"):
+                db.record(record(info.run_id, BLOCKED))
+            db.finish_run(info.run_id, "failed", {})
+            assert db.get_run(info.run_id).status == "failed"  # type: ignore[union-attr]
+            assert lock.stat().st_size == 0  # the reserve was spent on it
+        finally:
+            db.close()
