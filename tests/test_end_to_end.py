@@ -6,6 +6,7 @@ behave like one censorship technique or one look-alike; the expected verdict is 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import signal
@@ -21,7 +22,11 @@ import pytest
 import trustme
 
 from probe.cli import main
+from probe.config import load_settings
 from probe.store.database import open_database
+from probe.store.writer import AsyncWriter
+from probe.sweep import Sweep
+from targets.load import load_many
 from tests.mounts import tmpfs
 from tests.servers.dns_server import Answer, Inject, NXDomain, ServFail, Silent
 from tests.servers.tcp_servers import ClosedPort, SNIFilter, TLSServer
@@ -344,9 +349,10 @@ def test_kill_9_leaves_a_run_that_the_next_open_calls_aborted(
 def test_a_full_disk_fails_the_sweep_with_one_message(world: World, tmp_path: Path) -> None:
     """A real full disk (a 256 KiB tmpfs): exit 4, one line, no traceback, the run `failed`."""
     lines = []
-    for i in range(80):
+    for i in range(80):  # 80 hosts: many writes are queued when the disk fills
+        world.name(f"disk{i}.test")
         lines += ["[[service]]", f'name = "s{i}"', 'category = "social"',
-                  f'urls = ["https://ok.test:{world.web.https_port}/?{i}"]']  # fmt: skip
+                  f'urls = ["http://disk{i}.test:{world.web.http_port}/"]']  # fmt: skip
     targets = tmp_path / "t.toml"
     targets.write_text("\n".join(lines) + "\n")
     config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
@@ -431,3 +437,35 @@ def test_a_helper_with_a_token_answers_only_probes_that_have_it(
     # helper could not connect either: the site is down.
     assert got == {"without": ("inconclusive", "control.failed"),
                    "with": ("inconclusive", "site.down")}  # fmt: skip
+
+
+def test_a_bug_that_stops_a_sweep_marks_its_run_failed(world: World, tmp_path: Path) -> None:
+    """An exception out of the sweep (here from its progress callback) is no interruption."""
+    targets = tmp_path / "t.toml"
+    targets.write_text(
+        '[[service]]\nname = "ok"\ncategory = "social"\n'
+        f'urls = ["https://ok.test:{world.web.https_port}/", "http://ok.test:{world.web.http_port}/"]\n'
+    )
+    config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
+    settings = load_settings({"limits.per_host": 1}, str(config))
+    db_path = tmp_path / "r.sqlite"
+
+    def progress(done: int, total: int, rec: object) -> None:
+        if done == 1:
+            raise RuntimeError("a bug in the progress bar")
+
+    async def sweep() -> None:
+        writer = AsyncWriter(open_database(str(db_path)))
+        try:
+            await Sweep(settings, load_many([targets]), writer, progress).run()
+        finally:
+            await writer.close()
+
+    with pytest.raises(RuntimeError, match="a bug in the progress bar"):
+        asyncio.run(sweep())
+    store = open_database(str(db_path), read_only=True)
+    try:
+        (run,) = store.list_runs()
+        assert run.status == "failed" and run.measurements == 1 and run.finished_at is not None
+    finally:
+        store.close()

@@ -87,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
         def on_sigterm() -> None:
             # SIGTERM (systemd stop, docker stop, kill) ends the sweep as Ctrl-C does.
             nonlocal terminated
-            terminated = True
-            main_task.cancel()
+            if not terminated:  # once: a second SIGTERM must not cut short the finishing
+                terminated = True
+                main_task.cancel()
 
         loop.add_signal_handler(signal.SIGTERM, on_sigterm)
         bar.update(0, len(targets.inputs()), "checking the reference hosts")
