@@ -95,7 +95,7 @@ def open_database(target: str | None = None, *, read_only: bool = False) -> Data
             return _open_file(Path(database).expanduser(), read_only)
         # One shared connection: every new connection to ":memory:" is a new, empty database.
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-        _add_sqlite_pragmas(engine)
+        _add_sqlite_pragmas(engine, read_only=read_only)
         label = url.render_as_string(hide_password=True)
         return _initialise(engine, label, keep_connection=True, read_only=read_only)
     try:
@@ -130,8 +130,11 @@ def _open_sqlite_read_only(path: Path) -> Database:
         # The -wal (and so normally the -shm) exist already, so mode=ro creates nothing.
         uri = f"file:{quoted}?mode=ro"
     else:
-        # No WAL: the file holds every commit. mode=ro would create -wal and -shm (and
-        # fail on read-only media); immutable reads the file alone and locks nothing.
+        # No WAL: no connection is open and the file holds every commit. mode=ro would
+        # create -wal and -shm (and fail on read-only media); immutable reads the file alone
+        # and locks nothing. A sweep that starts meanwhile writes to its own WAL and copies
+        # into the file only at a checkpoint (1000 pages, or when it closes), so only a read
+        # that outlasts a whole sweep could see the file change under it.
         uri = f"file:{quoted}?immutable=1"
     engine = create_engine(
         "sqlite://",
