@@ -26,6 +26,7 @@ from probe.evidence import Controls, InputEvidence
 from probe.fingerprints import Fingerprints, load_bundled
 from probe.measure import Collector, Measurer, MeasureSettings
 from probe.scheduler import Limits, Scheduler
+from probe.store.database import StoreError
 from probe.store.throughput import HISTORY_DAYS
 from probe.store.writer import AsyncWriter
 from probe.throughput import (
@@ -47,7 +48,7 @@ class SweepResult:
     """What a finished (or stopped) sweep did."""
 
     run_id: str
-    status: str  # completed, timed_out, interrupted, offline
+    status: str  # completed, timed_out or offline (interrupted and failed sweeps raise)
     records: tuple[MeasurementRecord, ...]
     total: int
     vantage: VantageCheck
@@ -121,6 +122,9 @@ class Sweep:
         self.fingerprints = fingerprints or load_bundled()
         self.measurer = Measurer(measure_settings(settings))
         self.records: list[MeasurementRecord] = []
+        self.vantage = VantageCheck(())
+        self.begun = False  # whether begin_run stored the run
+        self.status_recorded = False  # whether finish_run stored how the sweep ended
         self.run_id = uuid.uuid4().hex
         self.total = len(targets.inputs())
         self.version = probe_version()
@@ -138,7 +142,11 @@ class Sweep:
         return tuple(self.settings["control.reference"]) or self.targets.references
 
     async def run(self) -> SweepResult:
-        """Run the sweep; Ctrl-C (cancellation) keeps every record already stored."""
+        """Run the sweep and record how it ended.
+
+        Cancellation (Ctrl-C, SIGTERM) ends it "interrupted", any other exception (a storage
+        error, a bug) "failed"; both propagate, and every record already stored is kept.
+        """
         started = time.monotonic()
         jobs = self.targets.inputs()
         info = RunInfo(
@@ -149,50 +157,71 @@ class Sweep:
             settings=_public_settings(self.settings),
         )
         await self.writer.begin_run(info)
-        status = "interrupted"
-        vantage = VantageCheck(())
+        self.begun = True
+        self.vantage = VantageCheck(())
         try:
-            if self.throughput is not None and self.throughput.settings.enabled:
-                # The daily budget spans sweeps: what this vantage spent in the last 24 hours.
-                self.throughput.spent_today = await self.writer.throughput_bytes_since(
-                    info.started_at - dt.timedelta(days=1), info.vantage.name
-                )
-                # Rule 7's history: the same inputs timed at this vantage in earlier sweeps.
-                self.throughput.history = await self.writer.past_rates(
-                    sorted(self.throughput.urls), info.vantage.name,
-                    info.started_at - dt.timedelta(days=HISTORY_DAYS),
-                )  # fmt: skip
-            vantage = await check_vantage(self.measurer, self.references())
-            if not vantage.ok:
-                # Rule 2: a dead or captive link contacts no target and claims nothing.
-                for job in jobs:
-                    await self._store(job, self._offline_record(job, vantage))
-                status = "offline"
-            else:
-                scheduler: Scheduler[Input, MeasurementRecord] = Scheduler(
-                    self._work,
-                    host_of,
-                    self._store,
-                    Limits(
-                        concurrency=self.settings["limits.concurrency"],
-                        per_host=self.settings["limits.per_host"],
-                        sweep_timeout=self.settings["limits.sweep_timeout"],
-                    ),
-                )
-                status = (await scheduler.run(jobs)).status
-        finally:
-            await asyncio.shield(self.measurer.aclose())
-            counts: dict[str, int] = dict(Counter(r.verdict.verdict for r in self.records))
-            # Shielded: an interrupted sweep still records how it ended.
-            await asyncio.shield(self.writer.finish_run(self.run_id, status, counts))
+            status = await self._sweep(info, jobs)
+        except asyncio.CancelledError:
+            await self._finish("interrupted", failing=True)
+            raise
+        except BaseException:
+            await self._finish("failed", failing=True)
+            raise
+        await self._finish(status, failing=False)
         return SweepResult(
             self.run_id,
             status,
             tuple(self.records),
             len(jobs),
-            vantage,
+            self.vantage,
             time.monotonic() - started,
         )
+
+    async def _sweep(self, info: RunInfo, jobs: tuple[Input, ...]) -> str:
+        """Check the vantage, then measure every input; return how the sweep ended."""
+        if self.throughput is not None and self.throughput.settings.enabled:
+            # The daily budget spans sweeps: what this vantage spent in the last 24 hours.
+            self.throughput.spent_today = await self.writer.throughput_bytes_since(
+                info.started_at - dt.timedelta(days=1), info.vantage.name
+            )
+            # Rule 7's history: the same inputs timed at this vantage in earlier sweeps.
+            self.throughput.history = await self.writer.past_rates(
+                sorted(self.throughput.urls), info.vantage.name,
+                info.started_at - dt.timedelta(days=HISTORY_DAYS),
+            )  # fmt: skip
+        self.vantage = await check_vantage(self.measurer, self.references())
+        if not self.vantage.ok:
+            # Rule 2: a dead or captive link contacts no target and claims nothing.
+            for job in jobs:
+                await self._store(job, self._offline_record(job, self.vantage))
+            return "offline"
+        scheduler: Scheduler[Input, MeasurementRecord] = Scheduler(
+            self._work,
+            host_of,
+            self._store,
+            Limits(
+                concurrency=self.settings["limits.concurrency"],
+                per_host=self.settings["limits.per_host"],
+                sweep_timeout=self.settings["limits.sweep_timeout"],
+            ),
+        )
+        return (await scheduler.run(jobs)).status
+
+    async def _finish(self, status: str, *, failing: bool) -> None:
+        """Close the measurer and record the run's end; shielded, so a stopped sweep says so."""
+        await asyncio.shield(self.measurer.aclose())
+        counts: dict[str, int] = dict(Counter(r.verdict.verdict for r in self.records))
+        try:
+            await asyncio.shield(self.writer.finish_run(self.run_id, status, counts))
+        except StoreError:
+            if not failing:
+                raise
+            # The error that stopped the sweep (say, a full disk) is the one to report; the
+            # run stays "running" until a later open, finding no writer alive, marks it
+            # "aborted".
+            self.status_recorded = False
+            return
+        self.status_recorded = True
 
     async def _store(self, job: Input, record: MeasurementRecord) -> None:
         await self.writer.record(record)

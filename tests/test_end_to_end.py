@@ -6,6 +6,7 @@ behave like one censorship technique or one look-alike; the expected verdict is 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import signal
@@ -21,7 +22,12 @@ import pytest
 import trustme
 
 from probe.cli import main
+from probe.config import load_settings
 from probe.store.database import open_database
+from probe.store.writer import AsyncWriter
+from probe.sweep import Sweep
+from targets.load import load_many
+from tests.mounts import tmpfs
 from tests.servers.dns_server import Answer, Inject, NXDomain, ServFail, Silent
 from tests.servers.tcp_servers import ClosedPort, SNIFilter, TLSServer
 from tests.servers.world import World, helper_process, running_world
@@ -257,8 +263,8 @@ def _stored(db: Path) -> int:
             return 0
 
 
-def test_ctrl_c_keeps_what_finished(world: World, tmp_path: Path) -> None:
-    """SIGINT to a real `probe run` subprocess: exit 130, finished inputs stored, run marked."""
+def _hanging_sweep(world: World, tmp_path: Path, db: Path) -> subprocess.Popen[bytes]:
+    """A real `probe run` subprocess that has stored six quick inputs and waits on a seventh."""
     world.name("hang.test", resolver=Silent())  # its lookup waits out a long DNS timeout
     lines = []
     for i in range(6):
@@ -273,31 +279,104 @@ def test_ctrl_c_keeps_what_finished(world: World, tmp_path: Path) -> None:
     targets = tmp_path / "t.toml"
     targets.write_text("\n".join(lines) + "\n")
     config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
-    db = tmp_path / "r.sqlite"
     world.resolver.queries.clear()
     proc = subprocess.Popen(
         [sys.executable, "-m", "probe", "run", "--config", str(config), "--targets", str(targets),
          "--db", str(db), "--no-progress", "--dns-timeout", "30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _stored(db) < 6 and proc.poll() is None:
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_ctrl_c_and_sigterm_keep_what_finished(
+    world: World, tmp_path: Path, sig: signal.Signals, code: int, word: str
+) -> None:
+    """SIGINT or SIGTERM to a real `probe run`: finished inputs stored, run `interrupted`."""
+    db = tmp_path / "r.sqlite"
+    proc = _hanging_sweep(world, tmp_path, db)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _stored(db) < 6:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err.decode()
-    store = open_database(str(db))
+    assert proc.returncode == code, err.decode()
+    assert err.decode() == f"probe: {word}; every input that finished is stored\n"
+    store = open_database(str(db), read_only=True)
     try:
         run = store.list_runs()[0]
         assert run.status == "interrupted"
         assert run.measurements == 6  # the six quick inputs; the hanging one is not invented
         assert run.verdicts.get("accessible") == 6
+        assert run.finished_at is not None
     finally:
         store.close()
+
+
+def test_kill_9_leaves_a_run_that_the_next_open_calls_aborted(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No process outlives SIGKILL to say how it ended: its lock goes, and that says it."""
+    db = tmp_path / "r.sqlite"
+    proc = _hanging_sweep(world, tmp_path, db)
+    try:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    with contextlib.closing(sqlite3.connect(db)) as raw:
+        assert raw.execute("SELECT status FROM runs").fetchall() == [("running",)]
+    capsys.readouterr()
+    assert main(["list", "--json", "--db", str(db)]) == 0  # a reader shows it, writes nothing
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert run["status"] == "aborted" and run["measurements"] == 6
+    with contextlib.closing(sqlite3.connect(db)) as raw:
+        assert raw.execute("SELECT status FROM runs").fetchall() == [("running",)]
+    open_database(str(db)).close()  # the next writer (a sweep) records it
+    with contextlib.closing(sqlite3.connect(db)) as raw:
+        assert raw.execute("SELECT status FROM runs").fetchall() == [("aborted",)]
+
+
+def test_a_full_disk_fails_the_sweep_with_one_message(world: World, tmp_path: Path) -> None:
+    """A real full disk (a 256 KiB tmpfs): exit 4, one line, no traceback, the run `failed`."""
+    lines = []
+    for i in range(80):  # 80 hosts: many writes are queued when the disk fills
+        world.name(f"disk{i}.test")
+        lines += ["[[service]]", f'name = "s{i}"', 'category = "social"',
+                  f'urls = ["http://disk{i}.test:{world.web.http_port}/"]']  # fmt: skip
+    targets = tmp_path / "t.toml"
+    targets.write_text("\n".join(lines) + "\n")
+    config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
+    with tmpfs(tmp_path / "small", "256k") as small:
+        db = small / "r.sqlite"
+        proc = subprocess.run(
+            [sys.executable, "-m", "probe", "run", "--config", str(config),
+             "--targets", str(targets), "--db", str(db), "--no-progress"],
+            capture_output=True, timeout=120,
+        )  # fmt: skip
+        err = proc.stderr.decode()
+        assert proc.returncode == 4, err
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith("probe: the sweep failed: ") and "disk is full" in err, err
+        assert "Traceback" not in err and "never retrieved" not in err
+        store = open_database(str(db), read_only=True)
+        try:
+            (run,) = store.list_runs()
+            assert 0 < run.measurements < 80
+            # The lock file's reserve, given back, leaves room to say how the run ended.
+            assert run.status == "failed" and run.finished_at is not None
+            assert f"run {run.run_id[:8]} is marked failed" in err
+        finally:
+            store.close()
 
 
 @pytest.fixture(scope="module")
@@ -358,3 +437,35 @@ def test_a_helper_with_a_token_answers_only_probes_that_have_it(
     # helper could not connect either: the site is down.
     assert got == {"without": ("inconclusive", "control.failed"),
                    "with": ("inconclusive", "site.down")}  # fmt: skip
+
+
+def test_a_bug_that_stops_a_sweep_marks_its_run_failed(world: World, tmp_path: Path) -> None:
+    """An exception out of the sweep (here from its progress callback) is no interruption."""
+    targets = tmp_path / "t.toml"
+    targets.write_text(
+        '[[service]]\nname = "ok"\ncategory = "social"\n'
+        f'urls = ["https://ok.test:{world.web.https_port}/", "http://ok.test:{world.web.http_port}/"]\n'
+    )
+    config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
+    settings = load_settings({"limits.per_host": 1}, str(config))
+    db_path = tmp_path / "r.sqlite"
+
+    def progress(done: int, total: int, rec: object) -> None:
+        if done == 1:
+            raise RuntimeError("a bug in the progress bar")
+
+    async def sweep() -> None:
+        writer = AsyncWriter(open_database(str(db_path)))
+        try:
+            await Sweep(settings, load_many([targets]), writer, progress).run()
+        finally:
+            await writer.close()
+
+    with pytest.raises(RuntimeError, match="a bug in the progress bar"):
+        asyncio.run(sweep())
+    store = open_database(str(db_path), read_only=True)
+    try:
+        (run,) = store.list_runs()
+        assert run.status == "failed" and run.measurements == 1 and run.finished_at is not None
+    finally:
+        store.close()

@@ -5,7 +5,9 @@ Exit codes (README, "Exit codes"):
     1   an internal error (a bug: please report it with the traceback)
     2   bad usage or bad input: a flag, the config file, a target file, the database
     3   the sweep stopped early: it ran past --sweep-timeout (what finished is kept)
+    4   the sweep failed: the store failed during it, e.g. a full disk (what finished is kept)
     130 interrupted by Ctrl-C (what finished is kept)
+    143 terminated by SIGTERM (what finished is kept)
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure whether social networks and messaging services are accessible, "
         "blocked or throttled from this network.",
         epilog="Exit codes: 0 done, 1 internal error, 2 bad usage or input, 3 sweep timed out, "
-        "130 interrupted.",
+        "4 sweep failed (storage), 130 interrupted, 143 terminated.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for module in (run_cmd, export, runs, targets_cmd, config_cmd, helper_cmd):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import ssl
 import sys
 from typing import Any
@@ -15,7 +16,7 @@ from probe.cli.render import ProgressBar, print_json, table
 from probe.config import ConfigError, Settings
 from probe.fingerprints import load_bundled
 from probe.report import summarize_services
-from probe.store.database import open_database
+from probe.store.database import StoreError, open_database
 from probe.store.writer import AsyncWriter
 from probe.sweep import Sweep, SweepResult
 from probe.verdict import MeasurementRecord
@@ -23,7 +24,8 @@ from targets.citizenlab import parse_codes
 from targets.load import load_default, load_many
 from targets.model import TargetList
 
-EXIT_FOR_STATUS = {"completed": 0, "offline": 0, "timed_out": 3, "interrupted": 130}
+EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 4, 130, 143  # 128 + the signal's number
+EXIT_FOR_STATUS = {"completed": 0, "offline": 0, "timed_out": 3}
 
 
 def register(sub: Any) -> None:
@@ -73,26 +75,61 @@ def run(args: argparse.Namespace) -> int:
     def progress(done: int, total: int, rec: MeasurementRecord | None) -> None:
         bar.update(done, total, rec.input if rec else "")
 
+    started: list[Sweep] = []
+    terminated = False
+
     async def sweep() -> SweepResult:
+        nonlocal terminated
+        loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+        assert main_task is not None
+
+        def on_sigterm() -> None:
+            # SIGTERM (systemd stop, docker stop, kill) ends the sweep as Ctrl-C does.
+            nonlocal terminated
+            if not terminated:  # once: a second SIGTERM must not cut short the finishing
+                terminated = True
+                main_task.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
         bar.update(0, len(targets.inputs()), "checking the reference hosts")
         writer = AsyncWriter(database)
         try:
-            return await Sweep(settings, targets, writer, progress, fingerprints).run()
+            started.append(Sweep(settings, targets, writer, progress, fingerprints))
+            return await started[0].run()
         finally:
             await asyncio.shield(writer.close())
+            loop.remove_signal_handler(signal.SIGTERM)
 
     try:
         result = asyncio.run(sweep())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         bar.close()
-        print("probe: interrupted; every input that finished is stored", file=sys.stderr)
-        return 130
+        how = "terminated" if terminated else "interrupted"
+        print(f"probe: {how}; every input that finished is stored", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    except StoreError as exc:
+        # Not bad input (the database opened fine): the store failed during the sweep.
+        bar.close()
+        print(f"probe: the sweep failed: {exc}; {_failed_tail(started)}", file=sys.stderr)
+        return EXIT_FAILED
     bar.close()
     if args.json:
         print_json("run", _as_json(result, database.label))
     else:
         _print_human(result, database.label)
     return EXIT_FOR_STATUS.get(result.status, 1)
+
+
+def _failed_tail(started: list[Sweep]) -> str:
+    """What a failed sweep left behind, for its one message."""
+    if not started or not started[0].begun:
+        return "no run was recorded"
+    run, stored = started[0].run_id[:8], len(started[0].records)
+    kept = f"the {stored} inputs that finished are stored"
+    if started[0].status_recorded:
+        return f"run {run} is marked failed; {kept}"
+    return f"{kept}; run {run} could not be marked failed, so the next sweep marks it aborted"
 
 
 def _as_json(result: SweepResult, db: str) -> dict[str, Any]:

@@ -7,8 +7,11 @@ from inside the event loop. Every database failure leaves here as StoreError.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
+import sqlite3
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from sqlalchemy.pool import StaticPool
 
 from measurements.observations import to_jsonable
 from probe.store.models import (
+    READABLE_VERSIONS,
     RUN_STATUSES,
     SCHEMA_VERSION,
     Base,
@@ -49,6 +53,7 @@ from probe.store.models import (
     run_from_info,
     run_summary,
 )
+from probe.store.owner import WriterLock, writer_alive
 from probe.verdict import MeasurementRecord, RunInfo
 
 APP_NAME = "blocking-probe"
@@ -57,7 +62,7 @@ BUSY_TIMEOUT_MS = 5000
 MIN_PREFIX = 6  # of a run id; shorter prefixes collide too easily to be meant
 EXPORT_BATCH = 500
 _HEX = frozenset("0123456789abcdef")
-_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+_SIDE_FILES = ("", "-wal", "-shm", "-journal", "-lock")
 
 
 class StoreError(Exception):
@@ -69,12 +74,17 @@ def default_database_path() -> Path:
     return platformdirs.user_data_path(APP_NAME) / "results.sqlite"
 
 
-def open_database(target: str | None = None) -> Database:
-    """Open (creating if new) the database at a path or SQLAlchemy URL; None: the default file."""
+def open_database(target: str | None = None, *, read_only: bool = False) -> Database:
+    """Open the database at a path or SQLAlchemy URL (None: the default file).
+
+    To write (a sweep), a new database and its directory are created, and runs that an
+    earlier writer abandoned are marked "aborted". Read-only, nothing is ever created or
+    changed: a missing database is a StoreError.
+    """
     if target is None:
-        return _open_sqlite_file(default_database_path())
+        return _open_file(default_database_path(), read_only)
     if "://" not in target:
-        return _open_sqlite_file(Path(target).expanduser())
+        return _open_file(Path(target).expanduser(), read_only)
     try:
         url = make_url(target)
     except ArgumentError as exc:
@@ -82,17 +92,56 @@ def open_database(target: str | None = None) -> Database:
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            return _open_sqlite_file(Path(database).expanduser())
+            return _open_file(Path(database).expanduser(), read_only)
         # One shared connection: every new connection to ":memory:" is a new, empty database.
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-        _add_sqlite_pragmas(engine)
+        _add_sqlite_pragmas(engine, read_only=read_only)
         label = url.render_as_string(hide_password=True)
-        return _initialise(engine, label, keep_connection=True)
+        return _initialise(engine, label, keep_connection=True, read_only=read_only)
     try:
         engine = create_engine(url, pool_pre_ping=True)
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"cannot use database {url.render_as_string()}: {exc}") from exc
-    return _initialise(engine, url.render_as_string(hide_password=True))
+    return _initialise(engine, url.render_as_string(hide_password=True), read_only=read_only)
+
+
+def _open_file(path: Path, read_only: bool) -> Database:
+    return _open_sqlite_read_only(path) if read_only else _open_sqlite_file(path)
+
+
+def _open_sqlite_read_only(path: Path) -> Database:
+    """Open an existing SQLite file without creating anything, on read-only media too."""
+    path = path.absolute()
+    label = str(path)
+    try:
+        if not path.exists():
+            raise StoreError(f"no database at {label} (a sweep creates it: probe run)")
+        if path.is_dir():
+            raise StoreError(f"database {label} is a directory")
+        with path.open("rb") as f:
+            header = f.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"cannot read database {label}: {exc}") from exc
+    if header != SQLITE_MAGIC:
+        raise StoreError(f"{label} is not an SQLite database")
+    quoted = urllib.parse.quote(label)
+    if Path(f"{path}-wal").exists():
+        # A writer is connected, or died with commits still in the WAL: read through it.
+        # The -wal (and so normally the -shm) exist already, so mode=ro creates nothing.
+        uri = f"file:{quoted}?mode=ro"
+    else:
+        # No WAL: no connection is open and the file holds every commit. mode=ro would
+        # create -wal and -shm (and fail on read-only media); immutable reads the file alone
+        # and locks nothing. A sweep that starts meanwhile writes to its own WAL and copies
+        # into the file only at a checkpoint (1000 pages, or when it closes), so only a read
+        # that outlasts a whole sweep could see the file change under it.
+        uri = f"file:{quoted}?immutable=1"
+    engine = create_engine(
+        "sqlite://",
+        creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+    )
+    _add_sqlite_pragmas(engine, read_only=True)
+    return _initialise(engine, label, read_only=True, file=path)
 
 
 def _open_sqlite_file(path: Path) -> Database:
@@ -109,7 +158,7 @@ def _open_sqlite_file(path: Path) -> Database:
             _check_sqlite_path(path, existed)
             engine = create_engine(URL.create("sqlite", database=label))
             _add_sqlite_pragmas(engine)
-            return _initialise(engine, label)
+            return _initialise(engine, label, file=path)
         except OSError as exc:
             raise StoreError(f"cannot open database {label}: {exc}") from exc
     except BaseException:
@@ -158,7 +207,7 @@ def _check_sqlite_path(path: Path, existed: bool) -> None:
         raise StoreError(f"{path} is not an SQLite database")
 
 
-def _add_sqlite_pragmas(engine: Engine) -> None:
+def _add_sqlite_pragmas(engine: Engine, *, read_only: bool = False) -> None:
     """Set WAL, a busy timeout and foreign keys on every new SQLite connection."""
 
     @event.listens_for(engine, "connect")
@@ -167,49 +216,146 @@ def _add_sqlite_pragmas(engine: Engine) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            # WAL lets a reader (probe list, export) run while a sweep writes.
-            cursor.execute("PRAGMA journal_mode = WAL")
+            if not read_only:  # setting the journal mode writes to the file
+                # WAL lets a reader (probe list, export) run while a sweep writes.
+                cursor.execute("PRAGMA journal_mode = WAL")
         finally:
             cursor.close()
 
 
-def _initialise(engine: Engine, label: str, *, keep_connection: bool = False) -> Database:
-    """Create the tables in a new database, or check an existing one's schema version."""
+def _initialise(
+    engine: Engine,
+    label: str,
+    *,
+    keep_connection: bool = False,
+    read_only: bool = False,
+    file: Path | None = None,
+) -> Database:
+    """Create or check (and migrate) the schema; a writer then takes the lock of a file."""
+    lock: WriterLock | None = None
+    abandoned = False
     try:
-        with engine.begin() as conn:
-            if engine.dialect.name == "sqlite":
-                # pysqlite runs DDL outside any transaction; an explicit (write-locking) BEGIN
-                # makes creation atomic, and a second process opening a new file waits for it.
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            tables = set(inspect(conn).get_table_names())
-            if Meta.__tablename__ not in tables:
-                ours = {t for t in Base.metadata.tables if t != Meta.__tablename__}
-                if tables & ours:
-                    raise StoreError(
-                        f"database {label} has probe tables but no schema version; "
-                        "it was not made by this probe"
-                    )
-                Base.metadata.create_all(conn)
-                conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
-            else:
-                found = conn.execute(
-                    select(Meta.value).where(Meta.key == "schema_version")
-                ).scalar_one_or_none()
-                if found != str(SCHEMA_VERSION):
-                    raise StoreError(
-                        f"database {label} has schema version {found}; "
-                        f"this probe understands {SCHEMA_VERSION}"
-                    )
+        if read_only:
+            _check_readable(engine, label)
+            # Nothing may be written, so abandoned runs are only shown as "aborted".
+            abandoned = file is not None and not writer_alive(file)
+        else:
+            if _create_or_check(engine, label) == 1:
+                _migrate_from_1(engine, label)
+            if file is not None:
+                try:
+                    lock = WriterLock.acquire(file)
+                except OSError as exc:
+                    raise StoreError(f"cannot lock database {label}: {exc}") from exc
+                if lock.sole:
+                    _mark_abandoned(engine)
+                lock.share()
     except StoreError:
+        if lock is not None:
+            lock.release()
         engine.dispose()
         raise
     except SQLAlchemyError as exc:
+        if lock is not None:
+            lock.release()
         engine.dispose()
         raise StoreError(f"cannot open database {label}: {_reason(exc)}") from exc
     if not keep_connection:
         # Drop the connection made on the opener's thread: the writer thread makes its own.
         engine.dispose()
-    return Database(engine, label)
+    return Database(engine, label, lock=lock, abandoned=abandoned)
+
+
+def _create_or_check(engine: Engine, label: str) -> int:
+    """Create the tables of a new database; return the schema version found (or made)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            # pysqlite runs DDL outside any transaction; an explicit (write-locking) BEGIN
+            # makes creation atomic, and a second process opening a new file waits for it.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        tables = set(inspect(conn).get_table_names())
+        if Meta.__tablename__ not in tables:
+            ours = {t for t in Base.metadata.tables if t != Meta.__tablename__}
+            if tables & ours:
+                raise StoreError(
+                    f"database {label} has probe tables but no schema version; "
+                    "it was not made by this probe"
+                )
+            Base.metadata.create_all(conn)
+            conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            return SCHEMA_VERSION
+        found = _version(conn)
+        if found == str(SCHEMA_VERSION) or (found == "1" and engine.dialect.name == "sqlite"):
+            return int(found)
+        raise StoreError(
+            f"database {label} has schema version {found}; this probe understands "
+            f"{SCHEMA_VERSION}" + (" (and migrates 1 on SQLite only)" if found == "1" else "")
+        )
+
+
+def _version(conn: Any) -> str | None:
+    found: str | None = conn.execute(
+        select(Meta.value).where(Meta.key == "schema_version")
+    ).scalar_one_or_none()
+    return found
+
+
+def _check_readable(engine: Engine, label: str) -> None:
+    """Refuse, without writing, a database this probe cannot read."""
+    with engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+        if Meta.__tablename__ not in tables:
+            raise StoreError(f"database {label} has no probe tables (no schema version)")
+        found = _version(conn)
+    if found not in {str(v) for v in READABLE_VERSIONS}:
+        raise StoreError(
+            f"database {label} has schema version {found}; this probe reads "
+            + ", ".join(str(v) for v in READABLE_VERSIONS)
+        )
+
+
+def _migrate_from_1(engine: Engine, label: str) -> None:
+    """Version 1 to 2 on SQLite: rebuild runs, whose CHECK now allows failed and aborted.
+
+    SQLite cannot alter a CHECK constraint. This is SQLite's documented rebuild (rename,
+    create, copy, drop) with foreign keys off, so the measurements that point at runs stay
+    put; one write transaction, so a crash leaves version 1 whole. Alembic will take this over.
+    """
+    with engine.connect() as conn:
+        # Both pragmas are no-ops inside a transaction: set them before BEGIN.
+        conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+        # Legacy renaming leaves measurements' REFERENCES runs pointing at the new table.
+        conn.exec_driver_sql("PRAGMA legacy_alter_table = ON")
+        conn.commit()
+        try:
+            with conn.begin():
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                if _version(conn) != "1":  # another process migrated it meanwhile
+                    return
+                conn.exec_driver_sql("ALTER TABLE runs RENAME TO runs_v1")
+                conn.exec_driver_sql("DROP INDEX IF EXISTS ix_runs_started_at")
+                runs = Base.metadata.tables[Run.__tablename__]
+                runs.create(conn)
+                columns = ", ".join(c.name for c in runs.columns)
+                conn.exec_driver_sql(f"INSERT INTO runs ({columns}) SELECT {columns} FROM runs_v1")
+                conn.exec_driver_sql("DROP TABLE runs_v1")
+                if conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise StoreError(f"database {label}: migrating schema 1 to 2 broke a link")
+                conn.execute(
+                    update(Meta)
+                    .where(Meta.key == "schema_version")
+                    .values(value=str(SCHEMA_VERSION))
+                )
+        finally:
+            conn.exec_driver_sql("PRAGMA legacy_alter_table = OFF")
+            conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+            conn.commit()
+
+
+def _mark_abandoned(engine: Engine) -> None:
+    """Runs still "running" when no writer is alive were abandoned (kill -9, power loss)."""
+    with engine.begin() as conn:
+        conn.execute(update(Run).where(Run.status == "running").values(status="aborted"))
 
 
 def _reason(exc: SQLAlchemyError) -> str:
@@ -220,10 +366,19 @@ def _reason(exc: SQLAlchemyError) -> str:
 class Database:
     """A results database; get one from open_database()."""
 
-    def __init__(self, engine: Engine, label: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        label: str,
+        *,
+        lock: WriterLock | None = None,
+        abandoned: bool = False,
+    ) -> None:
         self._engine = engine
         self._label = label
         self._closed = False
+        self._lock = lock  # held while open: says to later opens that this writer is alive
+        self._abandoned = abandoned  # read-only: a "running" run has no live writer
 
     @property
     def engine(self) -> Engine:
@@ -279,6 +434,16 @@ class Database:
             "finished_at": finished_at or dt.datetime.now(dt.UTC),
             "counts": to_jsonable(dict(counts)) if counts is not None else None,
         }
+        try:
+            self._update_run(run_id, values)
+        except StoreError:
+            # Perhaps the disk is full: give back the lock file's reserve, and try once more
+            # so the run says how it ended rather than being found "aborted" later.
+            if self._lock is None or not self._lock.free_reserve():
+                raise
+            self._update_run(run_id, values)
+
+    def _update_run(self, run_id: str, values: Mapping[str, Any]) -> None:
         with self.session("finish_run") as session, session.begin():
             result = session.execute(update(Run).where(Run.run_id == run_id).values(**values))
             if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -317,7 +482,14 @@ class Database:
             )
             for run_id, verdict, n in session.execute(stmt):
                 per_run[run_id][verdict] = n
-        return [run_summary(r, per_run[r.run_id]) for r in runs]
+        summaries = [run_summary(r, per_run[r.run_id]) for r in runs]
+        if self._abandoned:
+            # What the next writer will record; a reader may not write it.
+            summaries = [
+                dataclasses.replace(s, status="aborted") if s.status == "running" else s
+                for s in summaries
+            ]
+        return summaries
 
     def get_measurement(self, measurement_id: int) -> MeasurementDetail | None:
         """One measurement with its evidence; None if there is no such id."""
@@ -387,4 +559,8 @@ class Database:
         """Close every pooled connection; later calls raise StoreError."""
         if not self._closed:
             self._closed = True
-            self._engine.dispose()
+            try:
+                self._engine.dispose()
+            finally:
+                if self._lock is not None:
+                    self._lock.release()

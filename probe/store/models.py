@@ -40,9 +40,20 @@ from sqlalchemy.types import TypeDecorator
 from measurements.observations import to_jsonable
 from probe.verdict import VERDICTS, MeasurementRecord, RunInfo, Vantage
 
-SCHEMA_VERSION = 1
+# 2: runs.status may also be "failed" or "aborted" (a CHECK change; database.py migrates 1).
+SCHEMA_VERSION = 2
+# Versions whose tables read the same: a read-only open accepts them without migrating.
+READABLE_VERSIONS: tuple[int, ...] = (1, 2)
 
-RUN_STATUSES: tuple[str, ...] = ("running", "completed", "interrupted", "timed_out", "offline")
+RUN_STATUSES: tuple[str, ...] = (
+    "running",  # a sweep owns it now, or died without a word (a later open says "aborted")
+    "completed",
+    "interrupted",  # Ctrl-C or SIGTERM
+    "timed_out",
+    "offline",
+    "failed",  # an error ended the sweep: storage (a full disk) or a bug
+    "aborted",  # found "running" by a later open, with no live owner (kill -9, power loss)
+)
 
 # JSONB on PostgreSQL so a central database can index into evidence; plain JSON elsewhere.
 JSONType = JSON().with_variant(JSONB(), "postgresql")

@@ -22,6 +22,12 @@ from probe.verdict import MeasurementRecord, RunInfo
 T = TypeVar("T")
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a finished future's exception as seen (its caller may have gone)."""
+    if not future.cancelled():
+        future.exception()
+
+
 class AsyncWriter:
     """Awaitable front of a Database; owns it from construction and closes it in close()."""
 
@@ -43,6 +49,11 @@ class AsyncWriter:
         loop = asyncio.get_running_loop()
         # run_in_executor submits at once, so call order is write order.
         future = loop.run_in_executor(self._executor, fn, *args)
+        # A caller cancelled while its write is queued no longer awaits it; should the write
+        # then fail, asyncio would print "Future exception was never retrieved" with a
+        # traceback for each one (dozens on a full disk). The first failure a caller does
+        # see ends the sweep and is reported once; these are the same failure again.
+        future.add_done_callback(_retrieve)
         # Shielded: a sweep cancelled (Ctrl-C, timeout) while a write is queued must not drop
         # the write; the measurement was made and its record is kept.
         return await asyncio.shield(future)

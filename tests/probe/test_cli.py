@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import sqlite3
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from probe.cli import main
+from probe.store import open_database
+from probe.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
+from tests.mounts import remount_read_only, tmpfs
 
 
 def test_bad_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -82,6 +89,7 @@ def test_show_of_a_missing_run_is_bad_usage(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = str(tmp_path / "r.sqlite")
+    open_database(db).close()  # a sweep makes it; reading never does
     assert main(["list", "--db", db]) == 0
     assert "no runs yet" in capsys.readouterr().out
     assert main(["show", "abcdef12", "--db", db]) == 2
@@ -117,3 +125,104 @@ def test_stored_settings_keep_file_names_not_home_paths(tmp_path: Path, ca_bundl
     settings = json.loads(stored)
     assert settings["network.ca_bundle"] == "ca.pem"
     assert settings["control.helper_token_file"] == "helper.token"
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "command", [["list"], ["show", "abcdef12"], ["export"], ["list", "--json"]]
+)
+@pytest.mark.parametrize("where", ["typo.sqlite", "nonexistent/deeper/typo.sqlite"])
+def test_read_commands_refuse_a_missing_database_and_create_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], where: str
+) -> None:
+    db = tmp_path / where
+    assert main([*command, "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"probe: no database at {db} (a sweep creates it: probe run)\n"
+    assert _files(tmp_path) == []
+
+
+def _database_with_a_run(path: Path) -> str:
+    """A database holding one completed run with one measurement; returns the run id."""
+    run_id = uuid.uuid4().hex
+    db = open_database(str(path))
+    try:
+        db.begin_run(RunInfo(run_id, dt.datetime.now(dt.UTC), Vantage(name="v"), "0.1.0", {}))
+        verdict = Verdict("accessible", None, "ok", "all.ok", "Every step succeeded.")
+        db.record(
+            MeasurementRecord(
+                run_id, "telegram", "messaging", "https://t.test/", verdict,
+                dt.datetime.now(dt.UTC), 1.0,
+            )
+        )  # fmt: skip
+        db.finish_run(run_id, "completed", {"accessible": 1})
+    finally:
+        db.close()
+    return run_id
+
+
+def _read_everything(db: Path, run_id: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """list, show (a run and a measurement) and export all answer from ``db``."""
+    capsys.readouterr()
+    assert main(["list", "--json", "--db", str(db)]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [(r["run_id"], r["status"]) for r in runs] == [(run_id, "completed")]
+    assert main(["show", run_id[:8], "--db", str(db)]) == 0
+    assert "https://t.test/" in capsys.readouterr().out
+    assert main(["show", "1", "--json", "--db", str(db)]) == 0
+    assert json.loads(capsys.readouterr().out)["row"]["input"] == "https://t.test/"
+    assert main(["export", "--db", str(db)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["run_id"] for r in rows] == [run_id]
+
+
+def test_read_commands_create_no_side_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "r.sqlite"
+    run_id = _database_with_a_run(db)
+    before = _files(tmp_path)
+    _read_everything(db, run_id, capsys)
+    assert _files(tmp_path) == before  # no -wal, -shm or -journal left by a reader
+
+
+def test_read_commands_on_a_read_only_mount(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with tmpfs(tmp_path / "media", "4m") as media:
+        db = media / "r.sqlite"
+        run_id = _database_with_a_run(db)
+        remount_read_only(media)
+        with pytest.raises(OSError):
+            (media / "probe-write-test").touch()  # the mount really refuses writes
+        _read_everything(db, run_id, capsys)
+        assert main(["list", "--db", str(media / "typo.sqlite")]) == 2
+
+
+def test_read_commands_on_a_read_only_mount_with_a_wal_left_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A writer killed -9 leaves its commits in the -wal: a reader on read-only media sees them."""
+    with tmpfs(tmp_path / "media", "4m") as media:
+        db = media / "r.sqlite"
+        run_id = _database_with_a_run(db)
+        # A writer that never closes: its process dies with the -wal and -shm in place.
+        code = (
+            "import os, sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1])\n"
+            "c.execute('PRAGMA wal_autocheckpoint = 0')\n"
+            "c.execute(\"UPDATE runs SET probe_version = 'from-the-wal'\")\n"
+            "c.commit()\n"
+            "os._exit(0)\n"
+        )
+        subprocess.run([sys.executable, "-c", code, str(db)], check=True)
+        assert Path(f"{db}-wal").stat().st_size > 0
+        remount_read_only(media)
+        capsys.readouterr()
+        assert main(["list", "--json", "--db", str(db)]) == 0
+        runs = json.loads(capsys.readouterr().out)["runs"]
+        assert [r["probe_version"] for r in runs] == ["from-the-wal"]
+        _read_everything(db, run_id, capsys)

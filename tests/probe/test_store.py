@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import os
 import sqlite3
 import subprocess
@@ -27,6 +28,7 @@ from probe.store import (
     open_database,
 )
 from probe.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
+from tests.mounts import tmpfs
 
 T0 = dt.datetime(2026, 11, 29, 1, 2, 3, 456000, tzinfo=dt.UTC)
 ALMATY = dt.timezone(dt.timedelta(hours=5))
@@ -199,7 +201,7 @@ def test_schema_version_mismatch(db_path: Path) -> None:
         open_database(str(db_path))
     message = str(caught.value)
     assert str(db_path) in message
-    assert "has schema version 7; this probe understands 1" in message
+    assert f"has schema version 7; this probe understands {SCHEMA_VERSION}" in message
 
 
 def test_foreign_sqlite_database_with_our_table_names(tmp_path: Path) -> None:
@@ -414,3 +416,150 @@ async def test_a_cancelled_caller_does_not_drop_its_write(tmp_path: Path) -> Non
     await asyncio.gather(*tasks[:-1])
     await writer.close()
     assert len(open_database(str(tmp_path / "c.sqlite")).measurements_of_run(info.run_id)) == 20
+
+
+# --- Who owns a "running" run; schema 1 -------------------------------------------------
+
+
+def test_a_run_abandoned_by_its_writer_is_aborted_on_the_next_open(db_path: Path) -> None:
+    """The lock of a closed (or dead) writer is gone: the next writer marks its run aborted."""
+    first = open_database(str(db_path))
+    run_id = uuid.uuid4().hex
+    first.begin_run(run_info(run_id))
+    second = open_database(str(db_path))  # a second writer alive at once: nothing is marked
+    assert second.get_run(run_id).status == "running"  # type: ignore[union-attr]
+    second.close()
+    reader = open_database(str(db_path), read_only=True)
+    assert reader.get_run(run_id).status == "running"  # type: ignore[union-attr]
+    reader.close()
+    first.close()  # the writer goes without finishing its run, as kill -9 would leave it
+    reader = open_database(str(db_path), read_only=True)
+    try:  # a reader says what happened, and writes nothing
+        assert reader.get_run(run_id).status == "aborted"  # type: ignore[union-attr]
+        assert reader.list_runs()[0].status == "aborted"
+    finally:
+        reader.close()
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("SELECT status FROM runs").fetchall() == [("running",)]
+    writer = open_database(str(db_path))
+    try:
+        assert writer.get_run(run_id).status == "aborted"  # type: ignore[union-attr]
+    finally:
+        writer.close()
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("SELECT status FROM runs").fetchall() == [("aborted",)]
+
+
+def test_finished_runs_are_never_marked_aborted(db: Database, db_path: Path) -> None:
+    info = run_info()
+    db.begin_run(info)
+    db.finish_run(info.run_id, "failed", {})
+    db.close()
+    again = open_database(str(db_path))
+    try:
+        assert again.get_run(info.run_id).status == "failed"  # type: ignore[union-attr]
+    finally:
+        again.close()
+
+
+V1_RUNS = """CREATE TABLE runs (
+    run_id VARCHAR(32) NOT NULL, started_at DATETIME NOT NULL, finished_at DATETIME,
+    status VARCHAR(16) NOT NULL, probe_version VARCHAR(64) NOT NULL,
+    vantage_name VARCHAR(128), network_type VARCHAR(32), asn BIGINT, country VARCHAR(2),
+    settings JSON NOT NULL, counts JSON, PRIMARY KEY (run_id),
+    CONSTRAINT ck_runs_status
+        CHECK (status IN ('running', 'completed', 'interrupted', 'timed_out', 'offline'))
+)"""
+
+
+def _make_version_1(db_path: Path) -> str:
+    """A database as schema 1 left it (runs' old CHECK), holding one run and a measurement."""
+    db = open_database(str(db_path))
+    info = run_info()
+    db.begin_run(info)
+    db.record(record(info.run_id, BLOCKED))
+    db.finish_run(info.run_id, "completed", {"blocked": 1})
+    db.close()
+    with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as raw:
+        raw.execute("PRAGMA foreign_keys = OFF")
+        raw.execute("PRAGMA legacy_alter_table = ON")
+        raw.execute("BEGIN")
+        raw.execute("ALTER TABLE runs RENAME TO runs_new")
+        raw.execute("DROP INDEX ix_runs_started_at")
+        raw.execute(V1_RUNS)
+        raw.execute("CREATE INDEX ix_runs_started_at ON runs (started_at)")
+        raw.execute("INSERT INTO runs SELECT * FROM runs_new")
+        raw.execute("DROP TABLE runs_new")
+        raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        raw.execute("COMMIT")
+        with pytest.raises(sqlite3.IntegrityError):  # schema 1 cannot say "failed"
+            raw.execute("UPDATE runs SET status = 'failed'")
+    return info.run_id
+
+
+def test_schema_1_is_read_as_it_is_and_migrated_by_a_writer(db_path: Path) -> None:
+    run_id = _make_version_1(db_path)
+    before = db_path.read_bytes()
+    reader = open_database(str(db_path), read_only=True)
+    try:
+        assert reader.get_run(run_id).verdicts == {"blocked": 1}  # type: ignore[union-attr]
+    finally:
+        reader.close()
+    assert db_path.read_bytes() == before  # reading migrates nothing
+    writer = open_database(str(db_path))
+    try:
+        run = writer.get_run(run_id)
+        assert run is not None and run.status == "completed" and run.verdicts == {"blocked": 1}
+        info = run_info()
+        writer.begin_run(info)
+        writer.finish_run(info.run_id, "failed", {})  # what schema 1 refused
+        assert writer.get_run(info.run_id).status == "failed"  # type: ignore[union-attr]
+    finally:
+        writer.close()
+    with contextlib.closing(sqlite3.connect(db_path)) as raw:
+        assert raw.execute("SELECT value FROM meta").fetchall() == [(str(SCHEMA_VERSION),)]
+        assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
+        assert "runs_v1" not in names and "ix_runs_started_at" in names
+        sql = "SELECT sql FROM sqlite_master WHERE name = 'measurements'"
+        (ddl,) = raw.execute(sql).fetchone()
+        assert "REFERENCES runs (run_id)" in ddl
+
+
+def test_read_only_open_of_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    with pytest.raises(StoreError, match="is not an SQLite database"):
+        open_database(str(path), read_only=True)
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    with pytest.raises(StoreError, match="is not an SQLite database"):
+        open_database(str(empty), read_only=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite", "notes.txt"]
+
+
+def test_the_lock_file_reserve_lets_a_full_disk_record_how_a_run_ended(tmp_path: Path) -> None:
+    """On a real full disk a write fails, yet finish_run gets the reserve's room and succeeds."""
+    with tmpfs(tmp_path / "small", "256k") as small:
+        db = open_database(str(small / "r.sqlite"))
+        try:
+            lock = small / "r.sqlite-lock"
+            assert lock.stat().st_blocks * 512 >= 64 * 1024  # allocated, not sparse
+            info = run_info()
+            db.begin_run(info)
+            fd = os.open(small / "filler", os.O_WRONLY | os.O_CREAT)
+            try:
+                with pytest.raises(OSError) as full:
+                    while True:  # every block the file system has left
+                        os.write(fd, b"\0" * 512)
+            finally:
+                os.close(fd)
+            assert full.value.errno == errno.ENOSPC
+            with pytest.raises(StoreError, match="disk is full"):
+                db.record(record(info.run_id, BLOCKED))
+            db.finish_run(info.run_id, "failed", {})
+            assert db.get_run(info.run_id).status == "failed"  # type: ignore[union-attr]
+            assert lock.stat().st_size == 0  # the reserve was spent on it
+        finally:
+            db.close()
