@@ -14,22 +14,29 @@ code is 0 only when all three are 0. Run from the repository root: python bench/
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
 import trustme
 
+from measurements.addresses import address_problem, parse_networks
 from tests.servers.broken_http import BrokenHTTP
 from tests.servers.tcp_servers import ClosedPort, DroppingPort, ResetAfterFirstData, SilentListener
-from tests.servers.world import World, running_world
+from tests.servers.world import World, helper_process, running_world
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["ref.test", "ok.test", "closed.test", "hop.test", "broken.test", "silent.test",
@@ -171,6 +178,115 @@ def input_cases(tmp: Path, tally: Tally) -> None:
             tally.crashes.append(f"{label}: a database was written for a refused input")
 
 
+def helper_cases(world: World, tally: Tally) -> None:
+    """Hostile requests to a real helper: each a 4xx with a JSON error, never a 5xx.
+
+    The helper runs with ``--routable 127.0.0.0/8`` (loopback is this world's internet), so
+    the wrapped and respelled addresses are of ranges it must refuse: link-local, private.
+    """
+    nested = "[" * 2000 + "]" * 2000
+    wrapped = ["2002:a9fe:a9fe::", "2002:7f00:1::", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+               "64:ff9b::a9fe:a9fe", "::ffff:169.254.169.254", "0xa9.0xfe.0xa9.0xfe", "2852039166",
+               "012.1", "[fe80::1%eth0]", "192.168.0.1."]  # fmt: skip
+    requests: list[tuple[str, dict[str, str], bytes]] = [
+        ("nested JSON", {}, nested.encode()),
+        ("not UTF-8", {}, b'{"input": "\xff\xfe"}'[:-2] + b"\xff}"),
+        ("not JSON", {}, b"{{{"),
+        ("a list", {}, b"[]"),
+        ("10 MB", {}, b"{" + b" " * 10_000_000 + b"}"),
+        ("Authorization not UTF-8", {"Authorization": "Bearer \udcff"}, b"{}"),
+    ]
+    loopback = parse_networks(["127.0.0.0/8"])
+    for address in wrapped:
+        # Safety first: an address the rule would let through is never sent to the helper
+        # (it would connect there). Such a case is a defect of the rule, counted here.
+        if address_problem(address, loopback) is None:
+            tally.cases += 1
+            tally.crashes.append(f"address {address} is allowed by address_problem")
+            continue
+        body = {"input": "http://ok.test/", "address": address}
+        requests.append((f"address {address}", {}, json.dumps(body).encode()))
+    with helper_process(world) as url:
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            for label, headers, body in requests:
+                tally.cases += 1
+                raw = {k: v.encode("utf-8", "surrogateescape") for k, v in headers.items()}
+                try:
+                    answer = client.post(
+                        f"{url}/v1/check", content=body,
+                        headers={"Content-Type": "application/json", **raw},  # type: ignore[dict-item]
+                    )  # fmt: skip
+                except httpx.HTTPError as exc:
+                    if label == "10 MB":
+                        continue  # refused before it was all sent: the helper closed on it
+                    tally.crashes.append(f"helper {label}: {type(exc).__name__}")
+                    continue
+                if answer.status_code >= 500 or not 400 <= answer.status_code < 500:
+                    tally.crashes.append(f"helper {label}: {answer.status_code}")
+
+
+def killed_sweep_case(world: World, tmp: Path, tally: Tally) -> None:
+    """kill -9 in the middle of a sweep: the run reads as aborted, finished rows are kept."""
+    silent = world.peer(SilentListener(idle=60))
+    inputs = {f"s{i}": f"http://silent.test:{silent.port}/{i}" for i in range(4)}
+    inputs["ok"] = f"https://ok.test:{world.web.https_port}/"
+    targets = targets_file(tmp / "targets.toml", inputs)
+    config = world.write_config(tmp / "probe.toml", f"https://ref.test:{world.web.https_port}/")
+    db = tmp / "results.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "probe", "run", "--config", str(config), "--targets",
+         str(targets), "--db", str(db), "--no-progress"],
+        cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    tally.cases += 1
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _rows_in(db):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    listed = probe("list", "--db", str(db), "--json", cwd=tmp)
+    statuses = [r["status"] for r in json.loads(listed.stdout or "{}").get("runs", [])]
+    if crashed(listed) or statuses != ["aborted"]:
+        tally.crashes.append(f"kill -9: run listed as {statuses} (exit {listed.returncode})")
+    if not _rows_in(db):
+        tally.lost_rows.append("kill -9: the finished input's row was lost")
+
+
+def _rows_in(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return int(conn.execute("SELECT count(*) FROM measurements").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def read_and_export_cases(world: World, tmp: Path, tally: Tally) -> None:
+    """Read commands on a mistyped path, and a CSV export of a formula-like vantage name."""
+    for command in ("list", "export", "show"):
+        tally.cases += 1
+        args = [command, "--db", str(tmp / "nowhere" / "typo.sqlite")]
+        done = probe(*args, *(["x"] if command == "show" else []), cwd=tmp)
+        if crashed(done) or done.returncode != 2 or (tmp / "nowhere").exists():
+            tally.crashes.append(f"{command} on a missing database: exit {done.returncode}")
+    inputs = {"ok": f"https://ok.test:{world.web.https_port}/"}
+    targets = targets_file(tmp / "targets.toml", inputs)
+    config = world.write_config(tmp / "probe.toml", f"https://ref.test:{world.web.https_port}/")
+    db = tmp / "csv.sqlite"
+    formula = '=HYPERLINK("http://x.test/","click")'
+    probe("run", "--config", str(config), "--targets", str(targets), "--db", str(db),
+          "--no-progress", "--vantage-name", formula, cwd=tmp)  # fmt: skip
+    tally.cases += 1
+    exported = probe("export", "--db", str(db), "--format", "csv", cwd=tmp)
+    cells = [c for row in csv.reader(io.StringIO(exported.stdout)) for c in row]
+    if crashed(exported) or not cells or any(c[:1] in ("=", "+", "-", "@") for c in cells):
+        tally.crashes.append("CSV export wrote a formula cell raw")
+
+
 CASES: list[Callable[[Path, Tally], None]] = [input_cases]
 
 
@@ -186,11 +302,13 @@ def main() -> int:
                 world.name(name)
             (tmp / "sweep").mkdir()
             sweep_case(world, tmp / "sweep", tally)
-            from tests.servers.world import helper_process
-
             (tmp / "helper").mkdir()
             with helper_process(world) as helper:
                 sweep_case(world, tmp / "helper", tally, "--helper", helper)
+            helper_cases(world, tally)
+            for name, case in (("killed", killed_sweep_case), ("reads", read_and_export_cases)):
+                (tmp / name).mkdir()
+                case(world, tmp / name, tally)
         for case in CASES:
             case(tmp, tally)
     for kind, found in (("crash", tally.crashes), ("false blocked", tally.false_blocked),
