@@ -11,14 +11,26 @@ One process serves, each on its own address (all on the namespace's loopback):
 - an ISP's blockpage server (where a censoring resolver sends people), whose certificate
   names only itself; under the name notice.isp.lab it serves a notice no fingerprint knows.
 
-What the sites do for everyone (a 403, say) comes from the internet policy file; a site
-that is down is an iptables rule in this namespace, not a server change.
+What the sites do for everyone comes from the internet policy file (a scenario's
+``[server]``): a status per site (a 403, say), and paths broken or slow on every site::
+
+    status = { "www.instagram.com" = 403 }
+    broken = { "/garbage" = "garbage", "/endless" = "endless-header", "/headers" = "many-headers" }
+    slow = { "/slow" = 5.0 }    # seconds before the page's answer starts
+
+A broken path answers bytes that are not well-formed HTTP, written raw to the connection
+(the HTTP server never gets to answer), then closes: ``garbage`` is random bytes with CRLFs
+in them (an illegal status line), ``endless-header`` a 200 status line and one header line
+that never ends (``ENDLESS_SIZE`` bytes of it), ``many-headers`` a 200 with ``MANY_HEADERS``
+header lines. Every other path of a site serves its page. A site that is down is an iptables
+rule in this namespace, not a server change.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import ssl
 from pathlib import Path
 
@@ -40,6 +52,10 @@ BLOCKPAGE_TEXT = "Access to this resource has been blocked by decision of the au
 SITE_TEXT = "The genuine site. " + " ".join(f"Post {i}: nothing to see here." for i in range(1200))
 NOTICE_TITLE = "Notice"
 NOTICE_TEXT = "This resource is not available."  # in no fingerprint list
+# Broken paths: a few MB at most, then the connection is closed.
+GARBAGE = b"\r\n".join(random.Random(7).randbytes(200) for _ in range(40))
+ENDLESS_SIZE = 4 << 20  # bytes of the header line that never ends
+MANY_HEADERS = 100_000
 
 
 def page(title: str, text: str) -> str:
@@ -50,12 +66,46 @@ def page(title: str, text: str) -> str:
     )
 
 
+def raw_answer(kind: str) -> bytes:
+    """The bytes a broken path answers."""
+    if kind == "garbage":
+        return GARBAGE
+    if kind == "endless-header":
+        return b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Long: " + b"a" * ENDLESS_SIZE
+    if kind == "many-headers":
+        lines = b"".join(b"X-Header-%06d: v\r\n" % i for i in range(MANY_HEADERS))
+        return b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n" + lines + b"\r\n"
+    raise ValueError(f"broken: {kind!r} is not garbage, endless-header or many-headers")
+
+
+async def _write_raw(request: web.Request, kind: str) -> web.Response:
+    """Write a broken answer straight to the connection, then close it.
+
+    The transport buffers what the client has not read yet (a few MB at most) and closes
+    once it is sent, or when the client goes. The response returned is never sent: writing
+    it to the closed transport fails, which aiohttp takes as a client gone (no log, no 500).
+    """
+    transport = request.transport
+    if transport is not None:
+        transport.write(raw_answer(kind))
+        transport.close()
+    return web.Response()
+
+
 def site_app(policy: PolicyFile) -> web.Application:
-    """Every site: its front page (or the status the policy sets for everyone) and /big."""
+    """Every site: its page at every path (or the status the policy sets for everyone), /big,
+    and the paths the policy breaks or slows."""
 
     async def index(request: web.Request) -> web.Response:
         host = (request.host or "").split(":")[0].lower()
-        status = int(policy.current().get("status", {}).get(host, 200))
+        now = policy.current()
+        broken = now.get("broken", {}).get(request.path)
+        if broken is not None:
+            return await _write_raw(request, str(broken))
+        delay = now.get("slow", {}).get(request.path)
+        if delay is not None:
+            await asyncio.sleep(float(delay))
+        status = int(now.get("status", {}).get(host, 200))
         if status != 200:
             return web.Response(
                 status=status, text=page(f"{status}", "Not for you."), content_type="text/html"
@@ -82,8 +132,8 @@ def site_app(policy: PolicyFile) -> web.Application:
         )
 
     app = web.Application()
-    app.router.add_get("/", index)
     app.router.add_get("/big", big)
+    app.router.add_get("/{tail:.*}", index)
     return app
 
 

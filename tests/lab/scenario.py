@@ -29,6 +29,8 @@ list (``targets.toml``)::
     issuer = "Information Security Certification Authority"
     [server]                                    # what the sites do for everyone
     status = { "www.instagram.com" = 403 }
+    broken = { "/garbage" = "garbage" }         # a path's raw bad answer (tests.lab.internet)
+    slow = { "/slow" = 5.0 }                    # seconds before a path's answer starts
     [link]
     uplink = "down"                             # the vantage's line is cut
     [probe]                                     # the probe's [limits], if not the runner's
@@ -52,9 +54,10 @@ list (``targets.toml``)::
 
 ``{name}`` in a rule, a tc command or a check's ``ip`` stands for that name's address in the
 lab's zone. The target lists are files next to this module: ``targets.toml`` (every
-service's pages and endpoints) and ``targets-throughput.toml`` (services whose
+service's pages and endpoints), ``targets-throughput.toml`` (services whose
 ``throughput_url`` the probe times; only the scenarios about throughput run it, since its
-transfers take seconds each). An expectation may say ``needs = "helper"`` (only a probe with
+transfers take seconds each) and ``targets-paths.toml`` (one site's front pages and the
+paths that scenarios break or slow). An expectation may say ``needs = "helper"`` (only a probe with
 the control helper can reach it), name the classifier ``rule`` the export must show (say,
 ``throughput.not_slower``: the throughput test ran and found no throttle), or carry a
 ``known_issue``: a reported probe bug that makes the probe get this input's layer wrong

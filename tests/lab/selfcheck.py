@@ -14,7 +14,11 @@ and ``ok``. ``expect`` is a glob matched against ``got`` (``fnmatch``), except f
     doh   {name}                    got: "answer IP", "error ..."
     tcp   {ip, port}                got: "connected", "refused", "timeout", "reset", ...
     tls   {ip, sni, port?}          got: "valid", "invalid issuer=...", "reset", "timeout", ...
-    http  {ip, host, path?, port?}  got: "status 200 title=... location=... body=...", "reset"
+    http  {ip, host, path?, port?,  got: "status 200 title=... location=... body=... headers=N
+           bytes?}                       after=S.Ss", "reset", "not http: N bytes then close",
+                                         "unterminated head: 'HTTP/1.1 200 OK', N header lines,
+                                         longest L bytes, B bytes then close|more" (reads
+                                         bytes, 256 KiB unless told; S: seconds to the end)
     rate  {ip, host|sni, path,      got: "kbps N" (HTTPS when sni is given; counted after the
            bytes, skip?}                 first chunk and after skip body bytes)
     loss  {server, name, count}     got: "lost N/COUNT"
@@ -153,32 +157,45 @@ def check_tls(c: dict[str, Any]) -> str:
     return f"invalid issuer={issuer}"
 
 
-def _get(c: dict[str, Any], limit: int) -> bytes:
-    """A raw HTTP/1.1 GET; the response bytes (up to limit)."""
+def _get(c: dict[str, Any], limit: int) -> tuple[bytes, bool]:
+    """A raw HTTP/1.1 GET: the response bytes (up to limit), and whether the peer closed."""
     sock = _connect(c["ip"], c.get("port", 80), c.get("timeout", _TIMEOUT))
     try:
         request = f"GET {c.get('path', '/')} HTTP/1.1\r\nHost: {c['host']}\r\n"
         sock.sendall((request + "Connection: close\r\n\r\n").encode())
-        data = b""
-        while len(data) < limit:
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit:
             chunk = sock.recv(65536)
             if not chunk:
-                break
-            data += chunk
-        return data
+                return b"".join(chunks), True
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks), False
     finally:
         sock.close()
 
 
 def check_http(c: dict[str, Any]) -> str:
+    started = time.monotonic()
     try:
-        data = _get(c, 256 * 1024)
+        data, closed = _get(c, int(c.get("bytes", 256 * 1024)))
     except OSError as exc:
         return _failure(exc)
-    head, _, body = data.partition(b"\r\n\r\n")
+    after = f"after={time.monotonic() - started:.1f}s"
+    end = "then close" if closed else "then more"
+    head, blank, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    if not lines or not lines[0].startswith("HTTP/"):
-        return "eof" if not data else "not http"
+    if not data:
+        return "eof"
+    if not lines[0].startswith("HTTP/"):
+        return f"not http: {len(data)} bytes {end}"
+    longest = max(len(line) for line in lines)
+    if not blank:  # the head never ended (within the bytes read)
+        return (
+            f"unterminated head: {lines[0]!r}, {len(lines) - 1} header lines, "
+            f"longest {longest} bytes, {len(data)} bytes {end}"
+        )
     status = lines[0].split()[1]
     location = next(
         (ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("location:")), ""
@@ -186,7 +203,10 @@ def check_http(c: dict[str, Any]) -> str:
     found = re.search(rb"<title>(.*?)</title>", body, re.S)
     title = found.group(1).decode(errors="replace") if found else ""
     text = body[:300].decode(errors="replace").replace("\n", " ")
-    return f"status {status} title={title} location={location} body={text}"
+    return (
+        f"status {status} title={title} location={location} body={text} "
+        f"headers={len(lines) - 1} {after}"
+    )
 
 
 def check_rate(c: dict[str, Any]) -> str:

@@ -1,11 +1,16 @@
-"""The scenario files themselves (no root needed): valid, and covering LAB.md's tables."""
+"""The scenario files themselves (no root needed): valid, and covering LAB.md's tables; and
+the lab site's broken and slow paths, served on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from tests.lab import internet, policy
+from tests.lab.policy import PolicyFile
 from tests.lab.scenario import TARGETS, ScenarioError, load, load_all, target_inputs
 
 THROUGHPUT_TARGETS = TARGETS.with_name("targets-throughput.toml")
@@ -37,6 +42,11 @@ COVERAGE = {
     "slow home link": ["slow-link"],
     "lossy link": ["lossy-link"],
     "vantage offline": ["vantage-offline"],
+    "garbage, an endless header or 100,000 headers on one path": [
+        "http-garbage-path",
+        "http-endless-header",
+    ],
+    "one slow path on a healthy server": ["http-slow-path"],
 }
 
 
@@ -93,3 +103,49 @@ def test_look_alikes_expect_no_blocking() -> None:
     for s in load_all():
         if s.kind == "look-alike":
             assert all(e.verdict in ("accessible", "inconclusive") for e in s.expect.values())
+
+
+def test_broken_and_slow_paths_are_the_inputs_expected_inconclusive() -> None:
+    """A scenario that breaks or slows paths expects exactly their inputs not accessible."""
+    for s in load_all():
+        paths = {**s.net_policy.get("broken", {}), **s.net_policy.get("slow", {})}
+        for value, e in s.expect.items():
+            hit = any(value.endswith(path) for path in paths if path != "/")
+            assert hit == (e.verdict == "inconclusive") or not paths, (s.name, value)
+
+
+async def _raw_get(port: int, path: str) -> tuple[bytes, float]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = asyncio.get_running_loop().time()
+    request = f"GET {path} HTTP/1.1\r\nHost: www.facebook.com\r\nConnection: close\r\n\r\n"
+    writer.write(request.encode())
+    data = await asyncio.wait_for(reader.read(-1), 10)  # the server closes: all of it
+    writer.close()
+    return data, asyncio.get_running_loop().time() - started
+
+
+async def test_the_lab_site_breaks_and_slows_the_paths_its_policy_names(tmp_path: Path) -> None:
+    """The lab's site (on loopback): raw bad answers, then a close; a late page; the rest fine."""
+    path = tmp_path / "net.json"
+    policy.write(path, {"broken": {"/g": "garbage", "/e": "endless-header",
+                                   "/h": "many-headers"}, "slow": {"/s": 0.5}})  # fmt: skip
+    runner = web.AppRunner(internet.site_app(PolicyFile(path)), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        garbage, _ = await _raw_get(port, "/g")
+        assert garbage == internet.GARBAGE and b"\r\n" in garbage
+        assert not garbage.startswith(b"HTTP/")
+        endless, _ = await _raw_get(port, "/e")
+        assert endless.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\n\r\n" not in endless
+        assert len(endless) < 8 << 20
+        many, _ = await _raw_get(port, "/h")
+        assert many.count(b"\r\nX-Header-") == internet.MANY_HEADERS
+        slow, seconds = await _raw_get(port, "/s")
+        assert slow.startswith(b"HTTP/1.1 200") and seconds >= 0.5
+        page, seconds = await _raw_get(port, "/anything")
+        assert page.startswith(b"HTTP/1.1 200") and seconds < 0.5
+    finally:
+        await runner.cleanup()
