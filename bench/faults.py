@@ -102,6 +102,8 @@ def sweep_inputs(world: World) -> dict[str, str]:
         "redirect-to-closed": f"http://hop.test:{web.http_port}/redirect?to=http://closed.test:{closed.port}/",
         "https-redirect-to-closed": f"https://hop.test:{web.https_port}/redirect?to=https://closed.test:{closed.port}/x",
         "redirect-to-nowhere": f"http://hop.test:{web.http_port}/redirect?to=http://nowhere.test/",
+        "redirect-to-port-99999": f"http://hop.test:{web.http_port}/redirect?to=http://hop.test:99999/",
+        "redirect-unparseable": f"http://hop.test:{web.http_port}/redirect?to=http://0177.0.0.1/",
         "garbage": f"http://broken.test:{broken.port}/garbage",
         "endless-header": f"http://broken.test:{broken.port}/endless",
         "many-headers": f"http://broken.test:{broken.port}/headers",

@@ -314,6 +314,10 @@ async def fetch(
         following = httpx.URL(hop.location)
         if following.scheme not in ("http", "https"):
             break  # the location is recorded; nothing else to fetch
+        if following.port is not None and not 0 < following.port < 65536:
+            # No connector takes it (anyio raises OverflowError from a task group).
+            hops.append(_refused_hop(hop.location, None, f"port {following.port} out of range"))
+            break
         next_url = hop.location
         next_ip = await _address_for(following.host, known, resolve, timeout)
     return HTTPObservation(

@@ -15,6 +15,7 @@ from measurements.addresses import address_problem, parse_networks
 from measurements.http import fetch
 from measurements.observations import HTTPHop
 from measurements.trust import preload
+from tests.servers.broken_http import BrokenHTTP, CloseAfterRequest
 from tests.servers.http_server import (
     BIG_BODY,
     BIG_SIZE,
@@ -118,6 +119,17 @@ async def test_redirect_to_unresolvable_host_is_not_followed(
     assert last.url == target and last.ip is None
     assert last.refused == "no address for nowhere.example.test"
     assert last.status is None and last.failure is None
+
+
+async def test_redirect_to_a_port_out_of_range_is_recorded_not_raised(
+    web_server: WebServer, ca_bundle: str
+) -> None:
+    target = f"http://{LOCAL}:99999/"
+    url = web_server.url("/redirect?to=" + quote(target, safe=""))
+    observation = await fetch(url, LOCAL, ca_bundle=ca_bundle)
+    first, last = observation.hops
+    assert first.status == 302 and last.url == target
+    assert last.refused == "port 99999 out of range" and last.failure is None
 
 
 async def test_redirect_to_refused_address_is_recorded_not_contacted(
@@ -296,3 +308,36 @@ async def test_no_name_is_ever_looked_up(
     observation = await fetch(web_server.url("/"), LOCAL, ca_bundle=ca_bundle, timeout=5)
     assert observation.final.status == 200
     assert lookups == []
+
+
+@pytest.mark.parametrize(
+    ("path", "malformed", "failure"),
+    [
+        ("/garbage", True, "unknown_failure"),  # bytes that are no status line
+        ("/endless", True, "unknown_failure"),  # a header line that never ends
+        ("/headers", True, "unknown_failure"),  # 100,000 headers
+        ("/", False, None),
+    ],
+)
+async def test_an_answer_that_is_not_http_is_malformed_not_a_cut(
+    path: str, malformed: bool, failure: str | None
+) -> None:
+    async with BrokenHTTP() as server:
+        obs = await fetch(f"http://broken.test:{server.port}{path}", LOCAL, timeout=10)
+    hop = obs.final
+    assert (hop.malformed, hop.failure) == (malformed, failure), hop.error
+
+
+@pytest.mark.parametrize(
+    ("answer", "malformed"),
+    [(b"", False), (b"\x15\x03\x01\x00\x02\x02\x46", True)],  # nothing; a TLS alert
+)
+async def test_a_close_after_the_request_is_a_cut_unless_bytes_came_first(
+    answer: bytes, malformed: bool
+) -> None:
+    # Both read as "Server disconnected without sending a response"; only a peer that sent
+    # something (here a TLS alert, as a TLS-only port answers plain HTTP) was not cut off.
+    async with CloseAfterRequest(answer) as server:
+        obs = await fetch(f"http://cut.test:{server.port}/", LOCAL, timeout=10)
+    hop = obs.final
+    assert (hop.failure, hop.operation, hop.malformed) == ("eof_error", "http_request", malformed)

@@ -61,3 +61,19 @@ class BrokenHTTP(_Peer):
             await loop.sock_sendall(conn, head + PAGE)
         conn.shutdown(socket.SHUT_WR)
         await self.drain(conn)
+
+
+class CloseAfterRequest(_Peer):
+    """Reads a request, sends ``answer`` (maybe nothing), then closes with a FIN."""
+
+    def __init__(self, answer: bytes = b"") -> None:
+        super().__init__(idle=30.0)
+        self.answer = answer
+
+    async def handle(self, conn: socket.socket) -> None:
+        if not await self.recv(conn):
+            return
+        if self.answer:
+            await asyncio.get_running_loop().sock_sendall(conn, self.answer)
+        conn.shutdown(socket.SHUT_WR)
+        await self.drain(conn)
