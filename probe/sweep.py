@@ -37,7 +37,7 @@ from probe.throughput import (
     throughput_urls,
 )
 from probe.vantage import VantageCheck, check_vantage
-from probe.verdict import MeasurementRecord, RunInfo, Vantage
+from probe.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from targets.model import Endpoint, Input, TargetList
 
 Progress = Callable[[int, int, MeasurementRecord | None], None]
@@ -275,6 +275,12 @@ class Sweep:
             error=describe(exc),
             at=[f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in where],
         )
+        return self._record(job, verdict, col, measured_at, t0)
+
+    def _record(
+        self, job: Input, verdict: Verdict, col: Collector, measured_at: dt.datetime, t0: float
+    ) -> MeasurementRecord:
+        """The stored row: the verdict and every observation the input collected."""
         observations: tuple[Observation, ...] = (
             *col.dns, *col.tcp, *col.tls, *col.http, *col.throughput,
         )  # fmt: skip
@@ -321,13 +327,7 @@ class Sweep:
                 **verdict.evidence, "controls": controls, "deadline_exceeded": exceeded, **extra,
             },
         )  # fmt: skip
-        observations: tuple[Observation, ...] = (
-            *ev.dns, *ev.tcp, *ev.tls, *ev.http, *ev.throughput,
-        )  # fmt: skip
-        return MeasurementRecord(
-            self.run_id, job.service, job.category, job.value, verdict, measured_at,
-            (time.monotonic() - t0) * 1000, observations,
-        )  # fmt: skip
+        return self._record(job, verdict, col, measured_at, t0)
 
 
 def _public_settings(settings: Settings) -> dict[str, Any]:
