@@ -300,8 +300,6 @@ def main() -> int:
         bundle = tmp / "ca.pem"
         ca.cert_pem.write_to_path(str(bundle))
         with running_world(ca, str(bundle), NAMES) as world:
-            for name in NAMES:
-                world.name(name)
             (tmp / "sweep").mkdir()
             sweep_case(world, tmp / "sweep", tally)
             (tmp / "helper").mkdir()

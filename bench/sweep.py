@@ -53,8 +53,6 @@ def main() -> int:
         bundle = tmp / "ca.pem"
         ca.cert_pem.write_to_path(str(bundle))
         with running_world(ca, str(bundle), ["ref.test", *names]) as world:
-            for name in ["ref.test", *names]:
-                world.name(name)
             silent = world.peer(SilentListener(idle=120))
             reset_names = {n for n in names if n.startswith("reset-")}
             reset = world.peer(SNIFilter(world.web.https_port, reset_names, "reset"))

@@ -145,8 +145,8 @@ def _map_one(exc: BaseException) -> Failure | None:
     return None
 
 
-def failure_of(exc: BaseException) -> Failure:
-    """The most specific failure for an exception, looking through its causes."""
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes, outermost first (each once, should they loop)."""
     seen: set[int] = set()
     chain: list[BaseException] = []
     current: BaseException | None = exc
@@ -154,6 +154,12 @@ def failure_of(exc: BaseException) -> Failure:
         seen.add(id(current))
         chain.append(current)
         current = current.__cause__ or current.__context__
+    return chain
+
+
+def failure_of(exc: BaseException) -> Failure:
+    """The most specific failure for an exception, looking through its causes."""
+    chain = _chain(exc)
     # The innermost cause is the most specific (an OSError under an httpx.ConnectError).
     for item in reversed(chain):
         found = _map_one(item)
@@ -178,13 +184,8 @@ def _closed_early(exc: BaseException) -> bool:
 
 def malformed(exc: BaseException) -> bool:
     """True when the peer answered with something that is not well-formed HTTP."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    kinds = [_http_kinds(item) for item in chain]
-    return any("RemoteProtocolError" in k for k in kinds) and not any(
+    chain = _chain(exc)
+    return any("RemoteProtocolError" in _http_kinds(item) for item in chain) and not any(
         _closed_early(item) for item in chain
     )
 

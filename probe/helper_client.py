@@ -38,9 +38,7 @@ def report_from_json(data: Any) -> HelperReport | None:
         title=opt("title", str),
         body_length=opt("body_length", int),
         final_host=opt("final_host", str),
-        first_byte_ms=float(ms)
-        if isinstance(ms := data.get("first_byte_ms"), int | float) and not isinstance(ms, bool)
-        else None,
+        first_byte_ms=opt("first_byte_ms", float),
     )
 
 

@@ -43,8 +43,6 @@ NAMES = [
 @pytest.fixture(scope="module")
 def world(ca: trustme.CA, ca_bundle: str, rogue_ca: trustme.CA) -> Iterator[World]:
     with running_world(ca, ca_bundle, NAMES) as w:
-        for name in NAMES:
-            w.name(name)
         w.name("nx.test", resolver=NXDomain())
         w.name("servfail.test", resolver=ServFail())
         w.name("bogon.test", resolver=Answer("10.10.34.34"))

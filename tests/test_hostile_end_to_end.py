@@ -33,8 +33,6 @@ NAMES = ["ref.test", "ok.test", "closed.test", "hop.test", "broken.test"]
 @pytest.fixture(scope="module")
 def world(ca: trustme.CA, ca_bundle: str) -> Iterator[World]:
     with running_world(ca, ca_bundle, NAMES) as w:
-        for name in NAMES:
-            w.name(name)
         yield w
 
 

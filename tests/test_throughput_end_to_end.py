@@ -37,8 +37,6 @@ THROUGHPUT = {
 @pytest.fixture(scope="module")
 def world(ca: trustme.CA, ca_bundle: str) -> Iterator[World]:
     with running_world(ca, ca_bundle, NAMES) as w:
-        for name in NAMES:
-            w.name(name)
         yield w
 
 

@@ -151,11 +151,14 @@ def helper_process(world: World, token_file: Path | None = None) -> Iterator[str
 
 @contextlib.contextmanager
 def running_world(ca: trustme.CA, ca_bundle: str, names: list[str]) -> Iterator[World]:
-    """A started world, stopped on exit."""
+    """A started world in which every name resolves to 127.0.0.1 (until a test scripts it
+    otherwise with ``World.name``), stopped on exit."""
     with BackgroundLoop() as bg:
         world = World(bg, ca, names)
         world.ca_bundle = ca_bundle
         bg.run(world._start())
+        for name in names:
+            world.name(name)
         try:
             yield world
         finally:
