@@ -23,9 +23,9 @@ import trustme
 
 from probe.cli import main
 from probe.config import load_settings
+from probe.engine.sweep import Sweep
 from probe.store.database import open_database
 from probe.store.writer import AsyncWriter
-from probe.sweep import Sweep
 from targets.load import load_many
 from tests.mounts import tmpfs
 from tests.servers.dns_server import Answer, Inject, NXDomain, ServFail, Silent

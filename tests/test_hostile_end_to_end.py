@@ -19,9 +19,9 @@ import trustme
 from measurements import trust
 from probe.cli import main
 from probe.config import load_settings
+from probe.engine.sweep import Sweep
 from probe.store.database import open_database
 from probe.store.writer import AsyncWriter
-from probe.sweep import Sweep
 from targets.model import Service, TargetList
 from tests.servers.broken_http import BrokenHTTP
 from tests.servers.tcp_servers import ClosedPort

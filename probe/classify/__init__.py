@@ -16,11 +16,11 @@ from measurements.addresses import Network
 from probe.classify.common import inconclusive
 from probe.classify.connection import classify_endpoint, classify_tls
 from probe.classify.dns import classify_dns
+from probe.classify.evidence import Controls, InputEvidence
+from probe.classify.fingerprints import Fingerprints
 from probe.classify.http import classify_http
 from probe.classify.throttle import classify_throughput
-from probe.evidence import Controls, InputEvidence
-from probe.fingerprints import Fingerprints
-from probe.verdict import Verdict
+from probe.classify.verdict import Verdict
 
 
 def classify(

@@ -7,8 +7,8 @@ from typing import Any
 
 from measurements.failures import Failure
 from measurements.observations import DNSObservation
-from probe.evidence import Controls
-from probe.verdict import Verdict
+from probe.classify.evidence import Controls
+from probe.classify.verdict import Verdict
 
 TIMEOUT = Failure.GENERIC_TIMEOUT.value
 RESET = Failure.CONNECTION_RESET.value

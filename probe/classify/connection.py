@@ -14,9 +14,9 @@ from probe.classify.common import (
     inconclusive,
     verdict,
 )
-from probe.evidence import Controls, InputEvidence
-from probe.fingerprints import Fingerprints
-from probe.verdict import Verdict
+from probe.classify.evidence import Controls, InputEvidence
+from probe.classify.fingerprints import Fingerprints
+from probe.classify.verdict import Verdict
 
 
 def tcp_failure_verdict(failure: str, ctl: Controls, step: str, **facts: Any) -> Verdict:

@@ -14,9 +14,9 @@ from probe.classify.common import (
     verdict,
 )
 from probe.classify.connection import tcp_failure_verdict
-from probe.evidence import Controls, HelperReport, InputEvidence
-from probe.fingerprints import Fingerprints
-from probe.verdict import Verdict
+from probe.classify.evidence import Controls, HelperReport, InputEvidence
+from probe.classify.fingerprints import Fingerprints
+from probe.classify.verdict import Verdict
 
 
 def _succeeded(obs: HTTPObservation) -> bool:

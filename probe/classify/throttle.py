@@ -40,10 +40,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from probe.classify.common import verdict
+from probe.classify.evidence import Controls, InputEvidence, PastRate
 from probe.classify.rates import median
 from probe.classify.trials import MIN_TRIALS, RATIO, Trials, analyse, compare, rounded
-from probe.evidence import Controls, InputEvidence, PastRate
-from probe.verdict import Verdict
+from probe.classify.verdict import Verdict
 
 MIN_HISTORY = 2  # earlier unthrottled tests at this vantage that make the address's history
 FLAT_CV = 0.25  # at or below: a flat rate, as a policer or shaper gives

@@ -11,8 +11,8 @@ from typing import Any
 
 from probe.cli.errors import UsageError
 from probe.cli.options import settings_from
-from probe.export import write_csv, write_jsonl
 from probe.store.database import open_database
+from probe.store.export import write_csv, write_jsonl
 
 
 def register(sub: Any) -> None:

@@ -12,7 +12,7 @@ from measurements import trust
 from measurements.addresses import parse_networks
 from probe.cli.errors import UsageError
 from probe.config import BY_DOTTED, ConfigError, read_token_file
-from probe.servers.helper import HelperSettings, serve
+from probe.helper.server import HelperSettings, serve
 
 
 def register(sub: Any) -> None:

@@ -10,16 +10,16 @@ import sys
 from typing import Any
 
 from measurements import trust
+from probe.classify.fingerprints import load_bundled
+from probe.classify.service import summarize_services
+from probe.classify.verdict import MeasurementRecord
 from probe.cli.errors import UsageError
 from probe.cli.options import add_setting_flags, settings_from
 from probe.cli.render import ProgressBar, print_json, table
 from probe.config import ConfigError, Settings
-from probe.fingerprints import load_bundled
-from probe.report import summarize_services
+from probe.engine.sweep import Sweep, SweepResult
 from probe.store.database import StoreError, open_database
 from probe.store.writer import AsyncWriter
-from probe.sweep import Sweep, SweepResult
-from probe.verdict import MeasurementRecord
 from targets.citizenlab import parse_codes
 from targets.load import load_default, load_many
 from targets.model import TargetList

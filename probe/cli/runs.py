@@ -9,8 +9,8 @@ from typing import Any
 from probe.cli.errors import UsageError
 from probe.cli.options import settings_from
 from probe.cli.render import print_json, table
-from probe.export import format_utc
 from probe.store.database import Database, open_database
+from probe.store.export import format_utc
 
 
 def register(sub: Any) -> None:

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from measurements.observations import to_jsonable
+from probe.classify.verdict import MeasurementRecord, RunInfo
 from probe.store.models import (
     READABLE_VERSIONS,
     RUN_STATUSES,
@@ -54,7 +55,6 @@ from probe.store.models import (
     run_summary,
 )
 from probe.store.owner import WriterLock, writer_alive
-from probe.verdict import MeasurementRecord, RunInfo
 
 APP_NAME = "blocking-probe"
 SQLITE_MAGIC = b"SQLite format 3\x00"

@@ -38,7 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from measurements.observations import to_jsonable
-from probe.verdict import VERDICTS, MeasurementRecord, RunInfo, Vantage
+from probe.classify.verdict import VERDICTS, MeasurementRecord, RunInfo, Vantage
 
 # 2: runs.status may also be "failed" or "aborted" (a CHECK change; database.py migrates 1).
 SCHEMA_VERSION = 2

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import ColumnElement, func, select
 
-from probe.evidence import PastRate
+from probe.classify.evidence import PastRate
 from probe.store.database import Database
 from probe.store.models import Evidence, Measurement, Run
 

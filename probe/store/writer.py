@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from probe.evidence import PastRate
+from probe.classify.evidence import PastRate
+from probe.classify.verdict import MeasurementRecord, RunInfo
 from probe.store import throughput
 from probe.store.database import Database
-from probe.verdict import MeasurementRecord, RunInfo
 
 T = TypeVar("T")
 

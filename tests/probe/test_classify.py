@@ -18,8 +18,8 @@ from measurements.observations import (
     TLSObservation,
 )
 from probe.classify import classify
-from probe.evidence import Controls, HelperReport, InputEvidence
-from probe.fingerprints import load_bundled
+from probe.classify.evidence import Controls, HelperReport, InputEvidence
+from probe.classify.fingerprints import load_bundled
 
 FP = load_bundled()
 PUBLIC = "93.184.215.14"  # public addresses: only classified here, never contacted

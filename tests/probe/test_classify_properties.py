@@ -25,9 +25,9 @@ from measurements.observations import (
     TLSObservation,
 )
 from probe.classify import classify
-from probe.evidence import Controls, HelperReport, InputEvidence, PastRate
-from probe.fingerprints import load_bundled
-from probe.verdict import DETAILS
+from probe.classify.evidence import Controls, HelperReport, InputEvidence, PastRate
+from probe.classify.fingerprints import load_bundled
+from probe.classify.verdict import DETAILS
 
 FP = load_bundled()
 FAILURES = [f.value for f in Failure]

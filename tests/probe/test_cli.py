@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.cli import main
 from probe.store import open_database
-from probe.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from tests.mounts import remount_read_only, tmpfs
 
 

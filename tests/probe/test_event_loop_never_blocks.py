@@ -14,9 +14,9 @@ from blockbuster import blockbuster_ctx
 
 from measurements import trust
 from probe.config import load_settings
+from probe.engine.sweep import Sweep
 from probe.store.database import open_database
 from probe.store.writer import AsyncWriter
-from probe.sweep import Sweep
 from targets.model import Endpoint, Service, TargetList
 from tests.servers.dns_server import Answer, NXDomain, ScriptedDNSServer
 from tests.servers.doh_server import DoHServer

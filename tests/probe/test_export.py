@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from measurements.observations import DNSObservation, TCPObservation
-from probe.export import EXPORT_COLUMNS, export_record, format_utc, write_csv, write_jsonl
+from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.store import Database, ExportRow, open_database
-from probe.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
+from probe.store.export import EXPORT_COLUMNS, export_record, format_utc, write_csv, write_jsonl
 
 T0 = dt.datetime(2026, 11, 29, 1, 2, 3, 456789, tzinfo=dt.UTC)
 RUN_A = "aaaaaaaa" + "1" * 24

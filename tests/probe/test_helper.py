@@ -14,8 +14,8 @@ import pytest
 import trustme
 
 from measurements.addresses import parse_networks
-from probe.helper_client import HelperClient, report_from_json, transfer_from_json
-from probe.servers.helper import BadRequest, HelperSettings, HourlyBudget, parse_throughput
+from probe.helper.client import HelperClient, report_from_json, transfer_from_json
+from probe.helper.server import BadRequest, HelperSettings, HourlyBudget, parse_throughput
 from tests.servers.dns_server import Answer, ScriptedDNSServer
 from tests.servers.helper_server import running_helper
 from tests.servers.http_server import WebServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from probe.scheduler import Limits, Scheduler
+from probe.engine.scheduler import Limits, Scheduler
 
 
 class Recorder:

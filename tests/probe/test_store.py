@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import event, text
 
 from measurements.observations import DNSObservation, DNSResponse, TCPObservation, to_jsonable
+from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.store import (
     SCHEMA_VERSION,
     AsyncWriter,
@@ -27,7 +28,6 @@ from probe.store import (
     default_database_path,
     open_database,
 )
-from probe.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from tests.mounts import tmpfs
 
 T0 = dt.datetime(2026, 11, 29, 1, 2, 3, 456000, tzinfo=dt.UTC)

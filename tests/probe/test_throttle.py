@@ -24,6 +24,8 @@ from measurements.observations import (
     TLSObservation,
 )
 from probe.classify import classify
+from probe.classify.evidence import Controls, InputEvidence, PastRate
+from probe.classify.fingerprints import load_bundled
 from probe.classify.rates import (
     _q_ks,
     change_point,
@@ -37,8 +39,6 @@ from probe.classify.rates import (
 )
 from probe.classify.throttle import FLAT_CV, classify_throughput
 from probe.classify.trials import RATIO, analyse
-from probe.evidence import Controls, InputEvidence, PastRate
-from probe.fingerprints import load_bundled
 
 HOST = "www.example.test"
 IP = "93.184.215.14"

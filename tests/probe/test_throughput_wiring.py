@@ -16,15 +16,15 @@ from blockbuster import blockbuster_ctx
 
 from measurements import http, trust
 from measurements.addresses import parse_networks
+from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.cli import main
 from probe.config import ConfigError, load_settings
-from probe.measure import Collector, Measurer, MeasureSettings
-from probe.servers.helper import HelperSettings
+from probe.engine.steps import Collector, Measurer, MeasureSettings
+from probe.engine.sweep import Sweep
+from probe.engine.throughput import ThroughputSettings, ThroughputTester
+from probe.helper.server import HelperSettings
 from probe.store import AsyncWriter, open_database
 from probe.store.throughput import bytes_since, past_rates
-from probe.sweep import Sweep
-from probe.throughput import ThroughputSettings, ThroughputTester
-from probe.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from targets.model import Input, Service, TargetList
 from tests.servers.dns_server import Answer, ScriptedDNSServer
 from tests.servers.doh_server import DoHServer

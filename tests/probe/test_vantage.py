@@ -5,8 +5,8 @@ from __future__ import annotations
 import trustme
 
 from measurements.addresses import parse_networks
-from probe.measure import Measurer, MeasureSettings
-from probe.vantage import check_vantage
+from probe.engine.steps import Measurer, MeasureSettings
+from probe.engine.vantage import check_vantage
 from tests.servers.http_server import WebServer
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from probe.servers.helper import HelperSettings, HelperSite, make_runner
+from probe.helper.server import HelperSettings, HelperSite, make_runner
 
 
 @contextlib.asynccontextmanager

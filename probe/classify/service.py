@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from probe.verdict import MeasurementRecord
+from probe.classify.verdict import MeasurementRecord
 
 _PRECEDENCE = ("blocked", "throttled", "accessible", "inconclusive")
 

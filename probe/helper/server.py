@@ -44,8 +44,8 @@ from aiohttp import web
 from measurements import dns, http, tcp, throughput, tls
 from measurements.addresses import Network, address_problem, canonical_address, is_ip
 from measurements.observations import ThroughputObservation, to_jsonable
-from probe.evidence import HelperReport
-from probe.helper_client import transfer_time_limit
+from probe.classify.evidence import HelperReport
+from probe.helper.client import transfer_time_limit
 from targets.model import Endpoint, url_problem
 
 API_VERSION = 1

@@ -36,9 +36,9 @@ from urllib.parse import urlsplit
 from measurements import throughput
 from measurements.addresses import canonical_address, is_ip
 from measurements.observations import HTTPHop, ThroughputObservation
+from probe.classify.evidence import PastRate
 from probe.config import Settings
-from probe.evidence import PastRate
-from probe.measure import Collector, Measurer, dns_failed, http_failed
+from probe.engine.steps import Collector, Measurer, dns_failed, http_failed
 from targets.model import Input, TargetList
 
 KINDS = ("target", "innocuous", "reference")

@@ -95,5 +95,7 @@ def parse(data: dict[str, list[dict[str, str]]]) -> Fingerprints:
 @cache
 def load_bundled() -> Fingerprints:
     """The fingerprints shipped with the probe (read once: call it before the loop starts)."""
-    text = resources.files("probe").joinpath("fingerprints.toml").read_text(encoding="utf-8")
+    text = (
+        resources.files("probe.classify").joinpath("fingerprints.toml").read_text(encoding="utf-8")
+    )
     return parse(tomllib.loads(text))

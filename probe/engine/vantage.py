@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from measurements import http
 from measurements.addresses import canonical_address, is_ip
 from measurements.observations import DNSObservation, HTTPObservation, to_jsonable
-from probe.measure import Measurer, attempts, dns_failed, http_failed
+from probe.engine.steps import Measurer, attempts, dns_failed, http_failed
 
 
 @dataclass(frozen=True, slots=True)

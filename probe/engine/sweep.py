@@ -21,23 +21,23 @@ from measurements.failures import describe
 from measurements.observations import Observation, to_jsonable
 from probe.classify import classify
 from probe.classify.common import inconclusive
+from probe.classify.evidence import Controls, InputEvidence
+from probe.classify.fingerprints import Fingerprints, load_bundled
+from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.config import Settings, read_token_file, stored_value
-from probe.evidence import Controls, InputEvidence
-from probe.fingerprints import Fingerprints, load_bundled
-from probe.measure import Collector, Measurer, MeasureSettings
-from probe.scheduler import Limits, Scheduler
-from probe.store.database import StoreError
-from probe.store.throughput import HISTORY_DAYS
-from probe.store.writer import AsyncWriter
-from probe.throughput import (
+from probe.engine.scheduler import Limits, Scheduler
+from probe.engine.steps import Collector, Measurer, MeasureSettings
+from probe.engine.throughput import (
     THROUGHPUT_PAGE_BYTES,
     ThroughputSettings,
     ThroughputTester,
     bytes_of,
     throughput_urls,
 )
-from probe.vantage import VantageCheck, check_vantage
-from probe.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
+from probe.engine.vantage import VantageCheck, check_vantage
+from probe.store.database import StoreError
+from probe.store.throughput import HISTORY_DAYS
+from probe.store.writer import AsyncWriter
 from targets.model import Endpoint, Input, TargetList
 
 Progress = Callable[[int, int, MeasurementRecord | None], None]

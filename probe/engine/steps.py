@@ -24,8 +24,8 @@ from measurements.observations import (
     ThroughputObservation,
     TLSObservation,
 )
-from probe.evidence import Controls, HelperReport, InputEvidence, PastRate
-from probe.helper_client import HelperClient
+from probe.classify.evidence import Controls, HelperReport, InputEvidence, PastRate
+from probe.helper.client import HelperClient
 from targets.model import Endpoint, Input
 
 T = TypeVar("T")

@@ -9,7 +9,7 @@ import httpx
 
 from measurements import trust
 from measurements.observations import ThroughputObservation
-from probe.evidence import HelperReport
+from probe.classify.evidence import HelperReport
 
 _TRANSFER_FIELDS = {f.name: f for f in dataclasses.fields(ThroughputObservation)}
 _OPTIONAL_FLOATS = ("connect_ms", "tls_ms", "first_byte_ms", "goodput_kbps")

@@ -1,0 +1,1 @@
+"""The control helper: one versioned protocol, its client and its server."""
