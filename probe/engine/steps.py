@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-import httpx2
-
-from measurements import dns, http, tcp, tls, trust
+from measurements import dns, http, tcp, tls
 from measurements.addresses import Network, address_problem, is_ip
 from measurements.observations import (
     DNSObservation,
@@ -25,6 +23,7 @@ from measurements.observations import (
     TLSObservation,
 )
 from probe.classify.evidence import Controls, HelperReport, InputEvidence, PastRate
+from probe.engine.doh import DoHCache
 from probe.helper.client import HelperClient
 from targets.model import Endpoint, Input
 
@@ -156,59 +155,12 @@ def _needs_helper(col: Collector) -> bool:
     return bool(col.http) and not col.tls  # plain HTTP: compare the page
 
 
-class DoHCache:
-    """DNS-over-HTTPS answers, one lookup per name per sweep however many inputs share it.
-
-    One HTTP client serves every lookup, so a sweep pays one TLS handshake per DoH server
-    rather than one per name; ``aclose`` ends it with the sweep.
-    """
-
-    def __init__(self, settings: MeasureSettings) -> None:
-        self._settings = settings
-        self._pending: dict[str, asyncio.Task[tuple[DNSObservation, ...]]] = {}
-        self._client: httpx2.AsyncClient | None = None
-
-    async def _shared_client(self) -> httpx2.AsyncClient:
-        if self._client is None:
-            s = self._settings
-            ctx = await trust.context_async(s.ca_bundle)
-            # trust_env off: a proxy from the environment would move the control elsewhere.
-            self._client = httpx2.AsyncClient(verify=ctx, trust_env=False)
-        return self._client
-
-    async def aclose(self) -> None:
-        """Close the shared client."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    async def lookup(self, hostname: str) -> tuple[DNSObservation, ...]:
-        """Ask each DoH resolver in turn until one answers."""
-        if hostname not in self._pending:
-            self._pending[hostname] = asyncio.ensure_future(self._lookup(hostname))
-        return await asyncio.shield(self._pending[hostname])
-
-    async def _lookup(self, hostname: str) -> tuple[DNSObservation, ...]:
-        out: list[DNSObservation] = []
-        for url in self._settings.doh:
-            obs = await dns.query_doh(
-                hostname,
-                url,
-                timeout=self._settings.dns_timeout,
-                verify=self._settings.ca_bundle or True,
-            )
-            out.append(obs)
-            if obs.failure is None:
-                break
-        return tuple(out)
-
-
 class Measurer:
     """Runs the steps for each input, sharing the per-sweep caches."""
 
     def __init__(self, settings: MeasureSettings) -> None:
         self.settings = settings
-        self.doh = DoHCache(settings)
+        self.doh = DoHCache(settings.doh, settings.ca_bundle, settings.dns_timeout)
         self.helper = (
             HelperClient(
                 settings.helper,
