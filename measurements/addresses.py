@@ -40,7 +40,7 @@ recognised from the address alone; they are judged as the IPv6 addresses they ar
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeAlias
 
 Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -182,6 +182,43 @@ def canonical_address(text: str) -> str | None:
     """The standard spelling of an IP literal ("0x7f.1" -> "127.0.0.1"), or None."""
     addr = parse_address(text)
     return None if addr is None else str(addr)
+
+
+def split_host_port(
+    text: str, default_port: int | None = None, show: Callable[[str], str] = repr
+) -> tuple[str, int]:
+    """(host, port) from "host:port", "[v6]:port", or, with a default port, "host", "[v6]" or
+    a bare IPv6 address: the one host:port parser. Raises ValueError saying what is wrong.
+
+    Only the syntax is checked here; whether the host is a usable name or address is the
+    caller's rule (a target, a resolver, a listening address each have their own). ``show``
+    quotes the text in a message (a target list's quoting cuts a long one short).
+    """
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            raise ValueError(f"{show(text)} has no closing ']'")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{show(text)}: expected [address]:port")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    elif text.count(":") > 1 and default_port is not None and is_ip(text):
+        host, port_text = text, None  # a bare IPv6 address
+    elif text.count(":") > 1:
+        raise ValueError(f"{show(text)}: write an IPv6 address in brackets, [address]:port")
+    else:
+        host, port_text = text, None
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"{show(text)} has no port (expected host:port)")
+        return host, default_port
+    if not port_text.isascii() or not port_text.isdigit():
+        raise ValueError(f"port {show(port_text)} is not a number")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} out of range 1-65535")
+    return host, port
 
 
 def is_ip(text: str) -> bool:

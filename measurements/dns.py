@@ -30,6 +30,7 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
+from measurements.addresses import split_host_port
 from measurements.failures import Failure, describe, failure_for_rcode, failure_of
 from measurements.observations import DNSObservation, DNSResponse
 from measurements.trust import context_async
@@ -76,20 +77,9 @@ def answers_of(
 
 def parse_resolver(resolver: str) -> tuple[str, int]:
     """(ip, port) from "ip", "ip:port", "[v6]:port" or a bare IPv6; raises ValueError otherwise."""
-    host, port = resolver, 53
-    if resolver.startswith("["):
-        host, sep, rest = resolver[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"not a resolver address: {resolver!r}")
-        if rest:
-            port = int(rest[1:])
-    elif resolver.count(":") == 1:
-        host, _, text = resolver.partition(":")
-        port = int(text)
+    host, port = split_host_port(resolver, 53)
     # A name here would be resolved through the system, leaking the query we are testing.
     ipaddress.ip_address(host)
-    if not 0 < port < 65536:
-        raise ValueError(f"port out of range: {resolver!r}")
     return host, port
 
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
 
-from measurements.addresses import is_ip, parse_address
+from measurements.addresses import is_ip, parse_address, split_host_port
 
 # A hand-written list may only use the categories of DESIGN.md. "other" exists because a
 # Citizen Lab import keeps every code it was asked for (news, politics...); only the CSV
@@ -69,30 +69,18 @@ class Endpoint:
         """Parse "host:port" or "[v6]:port"; raises ValueError saying what is wrong."""
         if any(ch.isspace() for ch in text):
             raise ValueError(f"{quoted(text)} contains whitespace")
+        host, port = split_host_port(text, show=quoted)
         if text.startswith("["):
-            host, sep, rest = text[1:].partition("]")
-            if not sep:
-                raise ValueError(f"{quoted(text)} has no closing ']'")
-            if not rest.startswith(":"):
-                raise ValueError(f"{quoted(text)} has no port (expected [address]:port)")
-            port_text = rest[1:]
             try:
                 host = str(ipaddress.IPv6Address(host))
             except ValueError:
                 raise ValueError(f"{quoted(host)} in brackets is not an IPv6 address") from None
         else:
-            if text.count(":") > 1:
-                raise ValueError(
-                    f"{quoted(text)}: write an IPv6 address in brackets, [address]:port"
-                )
-            host, sep, port_text = text.rpartition(":")
-            if not sep:
-                raise ValueError(f"{quoted(text)} has no port (expected host:port)")
             host = host.lower()
             problem = host_problem(host)
             if problem:
                 raise ValueError(problem)
-        return cls(host, parse_port(port_text))
+        return cls(host, port)
 
 
 def parse_port(text: str) -> int:
@@ -198,6 +186,46 @@ def name_problem(name: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class UrlTarget:
+    """A URL input parsed once: scheme, host, port and the path with its query."""
+
+    url: str  # as written
+    scheme: str  # "http" or "https"
+    host: str  # lowercase; an IPv6 literal without brackets
+    port: int  # the explicit port, else the scheme's
+    explicit_port: int | None
+    path: str  # path and query, "/" when empty (the fragment is never sent)
+
+    @classmethod
+    def parse(cls, url: str) -> UrlTarget:
+        """Split a URL into its parts; raises ValueError when it has none to measure.
+
+        Only the structure is read here: whether the URL may be measured is ``url_problem``'s
+        rule, which the loader applies to every URL before it becomes an input.
+        """
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in _PORTS or not parts.hostname:
+            raise ValueError(f"URL {quoted(url)} has no http(s) scheme and host")
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        port = parts.port
+        return cls(url, scheme, (parts.hostname or "").lower(), port or _PORTS[scheme], port, path)
+
+    def with_host(self, host: str) -> str:
+        """This URL with another host (same scheme, port, path and query; no fragment)."""
+        netloc = host + (f":{self.explicit_port}" if self.explicit_port else "")
+        return f"{self.scheme}://{netloc}{self.path}"
+
+
+_PORTS = {"http": 80, "https": 443}
+
+
+def parse_input(kind: InputKind, text: str) -> UrlTarget | Endpoint:
+    """An input's parsed form: the one parser of URLs and endpoints every stage shares."""
+    return Endpoint.parse(text) if kind == "endpoint" else UrlTarget.parse(text)
+
+
+@dataclass(frozen=True, slots=True)
 class Input:
     """One thing to measure: a URL or an endpoint of a service (one scheduler job each)."""
 
@@ -205,11 +233,26 @@ class Input:
     category: str
     kind: InputKind
     value: str  # the URL as written, or str(Endpoint)
+    # Parsed once, when the input is made; every later stage reads this, not ``value``.
+    target: UrlTarget | Endpoint = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target", parse_input(self.kind, self.value))
+
+    @property
+    def host(self) -> str:
+        """The host it talks to: a name or an IP literal (the per-host concurrency key)."""
+        return self.target.host
 
     @property
     def endpoint(self) -> Endpoint | None:
         """The parsed endpoint for kind "endpoint", else None."""
-        return Endpoint.parse(self.value) if self.kind == "endpoint" else None
+        return self.target if isinstance(self.target, Endpoint) else None
+
+    @property
+    def url(self) -> UrlTarget | None:
+        """The parsed URL for kind "url", else None."""
+        return self.target if isinstance(self.target, UrlTarget) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from probe.cli.options import add_setting_flags, settings_from
 from probe.cli.render import print_json, table
-from probe.config import KEYS, default_config_path
+from probe.config import HELPER_KEYS, KEYS, default_config_path, load_helper_settings
 
 
 def register(sub: Any) -> None:
@@ -23,19 +23,21 @@ def register(sub: Any) -> None:
 def show(args: argparse.Namespace) -> int:
     """Print the merged settings."""
     settings = settings_from(args)
+    # The helper's own section (``probe helper serve``), read from the same file and variables.
+    helper = load_helper_settings({}, args.config).provenance
+    shown = settings.provenance.rows(KEYS) + helper.rows(HELPER_KEYS)
     if args.json:
         print_json(
             "config",
             {
                 "config_file": settings.config_file,
                 "settings": {
-                    k.dotted: {"value": settings[k.dotted], "source": settings.sources[k.dotted]}
-                    for k in KEYS
+                    k.dotted: {"value": value, "source": source} for k, value, source in shown
                 },
             },
         )
         return 0
-    rows = [(k.dotted, _fmt(settings[k.dotted]), settings.sources[k.dotted]) for k in KEYS]
+    rows = [(k.dotted, _fmt(v), source) for k, v, source in shown]
     print(table(("key", "value", "source"), rows))
     where = settings.config_file or f"none (looked for {default_config_path()})"
     print(f"\nconfig file: {where}")

@@ -41,7 +41,7 @@ def export(args: argparse.Namespace) -> int:
     """Stream the rows; a file output appears whole or not at all."""
     since = parse_since(args.since) if args.since else None
     settings = settings_from(args)
-    db = open_database(settings["storage.db"], read_only=True)  # creates nothing
+    db = open_database(settings.storage.db, read_only=True)  # creates nothing
     try:
         run_id = None
         if args.run:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from probe.config import KEYS, Settings, load_settings
+from probe.config import KEYS, Key, Settings, load_settings
 
 
-def add_setting_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...] = ()) -> None:
-    """A flag for every configuration key (in the given sections, or all)."""
+def add_setting_flags(
+    parser: argparse.ArgumentParser, sections: tuple[str, ...] = (), keys: tuple[Key, ...] = KEYS
+) -> None:
+    """A flag for every configuration key of ``keys`` (in the given sections, or all)."""
     parser.add_argument("--config", metavar="FILE", help="config file (TOML)")
     group = parser.add_argument_group("settings (each also a config key and PROBE_* variable)")
-    for key in KEYS:
+    for key in keys:
         if sections and key.section not in sections:
             continue
         if isinstance(key.default, bool):  # --x / --no-x; unset stays None (not a flag)
@@ -33,11 +35,15 @@ def add_setting_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...]
         group.add_argument(key.flag, **kwargs)
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from parsed flags, the config file, the environment and the defaults."""
-    flags = {
+def setting_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags, by dotted key."""
+    return {
         name.removeprefix("setting:"): value
         for name, value in vars(args).items()
         if name.startswith("setting:")
     }
-    return load_settings(flags, getattr(args, "config", None))
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from parsed flags, the config file, the environment and the defaults."""
+    return load_settings(setting_flags(args), getattr(args, "config", None))

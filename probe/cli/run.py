@@ -56,7 +56,7 @@ def load_target_list(paths: list[str] | None, category: str | None) -> TargetLis
 
 def _preload(settings: Settings) -> None:
     """Read the trust anchors before the event loop starts (file I/O would stall it)."""
-    bundle = settings["network.ca_bundle"]
+    bundle = settings.network.ca_bundle
     try:
         trust.preload(bundle)
     except (ssl.SSLError, OSError) as exc:
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     targets = load_target_list(args.targets, args.category)
     _preload(settings)
     fingerprints = load_bundled()
-    database = open_database(settings["storage.db"])
+    database = open_database(settings.storage.db)
     bar = ProgressBar(enabled=None if not (args.json or args.no_progress) else False)
 
     def progress(done: int, total: int, rec: MeasurementRecord | None) -> None:

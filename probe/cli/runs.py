@@ -33,7 +33,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _open(args: argparse.Namespace) -> Database:
     """Read-only: reading never creates a database, a folder or a side file."""
-    return open_database(settings_from(args)["storage.db"], read_only=True)
+    return open_database(settings_from(args).storage.db, read_only=True)
 
 
 def list_runs(args: argparse.Namespace) -> int:

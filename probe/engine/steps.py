@@ -11,10 +11,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from measurements import dns, http, tcp, tls
-from measurements.addresses import Network, address_problem, is_ip
+from measurements.addresses import address_problem, is_ip
 from measurements.observations import (
     DNSObservation,
     HTTPObservation,
@@ -22,31 +21,15 @@ from measurements.observations import (
     ThroughputObservation,
     TLSObservation,
 )
+from probe.classify.controls import http_failed
 from probe.classify.evidence import Controls, HelperReport, InputEvidence, PastRate
+from probe.config import LimitSettings, Settings
 from probe.engine.doh import DoHCache
+from probe.engine.planner import Ask, ControlKind, Seen, http_follows, next_controls
 from probe.helper.client import HelperClient
-from targets.model import Endpoint, Input
+from targets.model import Input
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class MeasureSettings:
-    """What the steps need from the configuration."""
-
-    resolver: str | None  # None: the system resolver
-    ca_bundle: str | None
-    routable: tuple[Network, ...]
-    doh: tuple[str, ...]
-    innocuous_name: str
-    helper: str | None = None  # the control helper's URL
-    helper_token: str | None = None  # its shared secret, if it asks for one
-    retries: int = 1
-    retry_delay: float = 1.0
-    dns_timeout: float = 5.0
-    connect_timeout: float = 5.0
-    http_timeout: float = 10.0
-    max_body: int = 1 << 20
 
 
 @dataclass
@@ -70,15 +53,15 @@ class Collector:
     throughput_reference: list[ThroughputObservation] = field(default_factory=list)
     throughput_helper: list[ThroughputObservation] = field(default_factory=list)
     throughput_history: tuple[PastRate, ...] = ()
+    asked: set[ControlKind] = field(default_factory=set)  # controls the planner had asked
 
-    def evidence(self, job: Input, deadline_exceeded: bool) -> InputEvidence:
+    def evidence(self, job: Input, deadline_exceeded: bool = False) -> InputEvidence:
         """The frozen evidence for the classifier."""
-        host, scheme = _host_and_scheme(job)
         return InputEvidence(
             kind=job.kind,
             input=job.value,
-            hostname=None if is_ip(host) else host,
-            scheme=scheme,
+            hostname=None if is_ip(job.host) else job.host,
+            scheme=job.url.scheme if job.url else None,
             dns=tuple(self.dns),
             tcp=tuple(self.tcp),
             tls=tuple(self.tls),
@@ -105,23 +88,16 @@ class Collector:
         )
 
 
-def _host_and_scheme(job: Input) -> tuple[str, str | None]:
-    if job.kind == "endpoint":
-        return Endpoint.parse(job.value).host, None
-    parts = urlsplit(job.value)
-    return (parts.hostname or "").lower(), parts.scheme.lower()
-
-
 async def attempts(
-    settings: MeasureSettings,
+    limits: LimitSettings,
     op: Callable[[], Awaitable[T]],
     failed: Callable[[T], bool],
     sink: list[T],
 ) -> T:
     """Rule 3: a failure is retried, spaced, before it counts; every attempt is kept."""
-    for attempt in range(settings.retries + 1):
+    for attempt in range(limits.retries + 1):
         if attempt:
-            await asyncio.sleep(settings.retry_delay)
+            await asyncio.sleep(limits.retry_delay)
         obs = await op()
         sink.append(obs)
         if not failed(obs):
@@ -134,43 +110,26 @@ def dns_failed(obs: DNSObservation) -> bool:
     return obs.failure is not None or not obs.addresses
 
 
-def http_failed(obs: HTTPObservation) -> bool:
-    """A fetch that ended without an HTTP answer."""
-    return obs.failure is not None or obs.final.refused is not None or obs.final.status is None
-
-
-def _needs_helper(col: Collector) -> bool:
-    """Whether the classifier would use the helper's view: a failed connect, an invalid
-    chain, or a plain-HTTP page (only the helper's page can show it was altered)."""
-    if col.tcp and all(o.failure is not None for o in col.tcp):
-        return True
-    if col.tls and all(o.failure is not None for o in col.tls):
-        return col.tls[-1].operation == "connect"
-    if col.tls and col.tls[-1].cert_valid is False:
-        return True
-    if col.http and all(http_failed(o) for o in col.http):
-        # A connect, a cut, a timeout or a malformed answer: only a fetch of the same URL
-        # from elsewhere tells the site's fault from the path's.
-        return col.http[-1].final.operation in ("connect", "http_request", "http_body")
-    return bool(col.http) and not col.tls  # plain HTTP: compare the page
-
-
 class Measurer:
     """Runs the steps for each input, sharing the per-sweep caches."""
 
-    def __init__(self, settings: MeasureSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.doh = DoHCache(settings.doh, settings.ca_bundle, settings.dns_timeout)
+        self.network, self.control, self.limits = (
+            settings.network,
+            settings.control,
+            settings.limits,
+        )
+        c = self.control
+        self.doh = DoHCache(c.doh, self.network.ca_bundle, self.limits.dns_timeout)
         self.helper = (
             HelperClient(
-                settings.helper,
-                settings.ca_bundle,
-                settings.http_timeout * 3,
-                token=settings.helper_token,
+                c.helper, self.network.ca_bundle, self.limits.http_timeout * 3,
+                token=c.helper_token,
             )
-            if settings.helper
+            if c.helper
             else None
-        )
+        )  # fmt: skip
 
     async def aclose(self) -> None:
         """Close the clients shared by the sweep."""
@@ -180,10 +139,10 @@ class Measurer:
 
     async def resolve(self, hostname: str) -> DNSObservation:
         """One lookup through the resolver under test (the system's when none is set)."""
-        s = self.settings
-        if s.resolver is None:
-            return await dns.query_system(hostname, timeout=s.dns_timeout)
-        return await dns.query_udp(hostname, s.resolver, timeout=s.dns_timeout)
+        resolver, timeout = self.network.resolver, self.limits.dns_timeout
+        if resolver is None:
+            return await dns.query_system(hostname, timeout=timeout)
+        return await dns.query_udp(hostname, resolver, timeout=timeout)
 
     async def first_address(self, hostname: str) -> str | None:
         """An address for a redirect's new host, from the resolver under test."""
@@ -191,29 +150,40 @@ class Measurer:
         return obs.addresses[0] if obs.addresses else None
 
     def refusal(self, ip: str) -> str | None:
-        problem = address_problem(ip, self.settings.routable)
+        """Why an address must not be contacted (the safety rule), or None."""
+        problem = address_problem(ip, self.network.routable)
         return f"{ip} is a {problem} address" if problem else None
 
     async def measure(
         self, job: Input, col: Collector, *, max_body: int | None = None, ranged: bool = False
     ) -> None:
-        """Measure one input into ``col``, then ask the helper if what was seen needs it.
+        """Measure one input into ``col``: its steps, then each control the planner names.
 
         ``max_body`` caps the page read below the configured cap; ``ranged`` asks the server
         for no more than that (a ``Range``). Both are for a throughput URL, whose resource is
         timed later: here only its status and first bytes matter.
         """
-        await self._steps(job, col, max_body or self.settings.max_body, ranged)
-        if self.helper is not None and col.address is not None and _needs_helper(col):
-            col.helper = await self.helper.check(job.value, col.address)
+        fetch = _Fetch(max_body or self.limits.max_body, ranged)
+        await self._steps(job, col, fetch)
+        # Bounded: each control is asked at most once, and there are five.
+        while asks := next_controls(self._seen(job, col), self.refusal):
+            for ask in asks:
+                col.asked.add(ask.kind)
+                await self._ask(ask, job, col, fetch)
 
-    async def _steps(self, job: Input, col: Collector, max_body: int, ranged: bool) -> None:
-        host, scheme = _host_and_scheme(job)
-        port = Endpoint.parse(job.value).port if job.kind == "endpoint" else None
+    def _seen(self, job: Input, col: Collector) -> Seen:
+        return Seen(
+            col.evidence(job), tuple(col.doh), col.address, frozenset(col.asked),
+            helper=self.helper is not None,
+        )  # fmt: skip
+
+    async def _steps(self, job: Input, col: Collector, fetch: _Fetch) -> None:
+        """DNS, then TCP (an endpoint) or TLS and HTTP (a URL), each retried before it counts."""
+        host, lim = job.host, self.limits
         addresses: tuple[str, ...] = (host,) if is_ip(host) else ()
         if not addresses:
-            doh_task = asyncio.ensure_future(self.doh.lookup(host)) if self.settings.doh else None
-            ok = await attempts(self.settings, lambda: self.resolve(host), dns_failed, col.dns)
+            doh_task = asyncio.ensure_future(self.doh.lookup(host)) if self.control.doh else None
+            ok = await attempts(lim, lambda: self.resolve(host), dns_failed, col.dns)
             if doh_task is not None:
                 col.doh.extend(await doh_task)
             if dns_failed(ok):
@@ -224,100 +194,76 @@ class Measurer:
             col.not_contacted = f"{host} resolves to {self.refusal(addresses[0])}"
             return
         ip = col.address = usable[0]
-        if job.kind == "endpoint":
-            assert port is not None
+        port = job.target.port
+        if job.url is None:
             await attempts(
-                self.settings,
-                lambda: tcp.connect(ip, port, timeout=self.settings.connect_timeout),
-                lambda o: o.failure is not None,
-                col.tcp,
-            )
+                lim, lambda: tcp.connect(ip, port, timeout=lim.connect_timeout),
+                lambda o: o.failure is not None, col.tcp,
+            )  # fmt: skip
             return
-        if scheme == "https" and not await self._tls_step(job, host, ip, col):
-            return
-        await self._http_step(job, host, scheme or "http", ip, col, max_body, ranged)
+        if job.url.scheme == "https":
+            await attempts(
+                lim, lambda: self._handshake(ip, port, host), lambda o: o.failure is not None,
+                col.tls,
+            )  # fmt: skip
+            if not http_follows(col.evidence(job)):
+                return
+        await attempts(lim, lambda: self._fetch(job.value, ip, fetch), http_failed, col.http)
 
-    async def _tls_step(self, job: Input, host: str, ip: str, col: Collector) -> bool:
-        """The handshake with the target's SNI; False when HTTP must not follow."""
-        s = self.settings
-        port = urlsplit(job.value).port or 443
-        obs = await attempts(
-            s,
-            lambda: tls.handshake(ip, port, host, timeout=s.connect_timeout, ca_bundle=s.ca_bundle),
-            lambda o: o.failure is not None,
-            col.tls,
-        )
-        if obs.failure is not None and obs.operation == "tls_handshake":
+    def _handshake(
+        self, ip: str, port: int, sni: str, *, check: bool = True
+    ) -> Awaitable[TLSObservation]:
+        return tls.handshake(
+            ip, port, sni, timeout=self.limits.connect_timeout,
+            ca_bundle=self.network.ca_bundle if check else None, check_certificate=check,
+        )  # fmt: skip
+
+    def _fetch(
+        self, url: str, ip: str, fetch: _Fetch, *, verify: bool = True, redirects: int = 5
+    ) -> Awaitable[HTTPObservation]:
+        return http.fetch(
+            url, ip, timeout=self.limits.http_timeout, ca_bundle=self.network.ca_bundle,
+            verify=verify, max_bytes=fetch.max_body, max_redirects=redirects,
+            resolve=self.first_address if redirects else None, allow_address=self.refusal,
+            ranged=fetch.ranged,
+        )  # fmt: skip
+
+    async def _ask(self, ask: Ask, job: Input, col: Collector, fetch: _Fetch) -> None:
+        """Ask one control and keep its answer where the classifier looks for it."""
+        lim, host, port = self.limits, job.host, job.target.port
+        ip = col.address
+        assert ip is not None  # the planner asks controls only of a contacted input
+        if ask.kind == "tls_innocuous":
             # Rule 5's control: the same address with a name no censor cares about.
+            innocuous = self.control.innocuous_name
             await attempts(
-                s,
-                lambda: tls.handshake(
-                    ip, port, s.innocuous_name, timeout=s.connect_timeout,
-                    check_certificate=False,
-                ),
-                lambda o: o.failure is not None,
-                col.tls_innocuous,
+                lim, lambda: self._handshake(ip, port, innocuous, check=False),
+                lambda o: o.failure is not None, col.tls_innocuous,
             )  # fmt: skip
-        if obs.failure is not None or obs.cert_valid is False:
-            await self._tls_at_doh_address(host, port, ip, col)
-            return False
-        return True
-
-    def _doh_alternative(self, ip: str, col: Collector) -> str | None:
-        """A measurable address DoH gave, when the resolver under test gave none of DoH's."""
-        doh = [a for o in col.doh if o.failure is None for a in o.addresses]
-        resolved = {a for o in col.dns for a in o.addresses}
-        if not doh or ip in doh or not col.dns or resolved & set(doh):
-            return None
-        return next((a for a in doh if self.refusal(a) is None), None)
-
-    async def _tls_at_doh_address(self, host: str, port: int, ip: str, col: Collector) -> None:
-        """Rule 4's control: does the address DoH gives serve the name where ours did not?"""
-        candidate = self._doh_alternative(ip, col)
-        if candidate is None:
-            return
-        s = self.settings
-        col.tls_at_control.append(
-            await tls.handshake(
-                candidate, port, host, timeout=s.connect_timeout, ca_bundle=s.ca_bundle
-            )
-        )
-
-    async def _http_step(
-        self,
-        job: Input,
-        host: str,
-        scheme: str,
-        ip: str,
-        col: Collector,
-        max_body: int,
-        ranged: bool,
-    ) -> None:
-        s = self.settings
-
-        def fetch(url: str, verify: bool, redirects: int) -> Awaitable[HTTPObservation]:
-            return http.fetch(
-                url, ip, timeout=s.http_timeout, ca_bundle=s.ca_bundle, verify=verify,
-                max_bytes=max_body, max_redirects=redirects, resolve=self.first_address,
-                allow_address=self.refusal, ranged=ranged,
-            )  # fmt: skip
-
-        obs = await attempts(s, lambda: fetch(job.value, True, 5), http_failed, col.http)
-        if scheme == "http":
+        elif ask.kind == "tls_at_doh" and ask.address is not None:
+            # Rule 4's control: does the address DoH gives serve the name where ours did not?
+            col.tls_at_control.append(await self._handshake(ask.address, port, host))
+        elif ask.kind == "http_at_doh" and ask.address is not None:
             # Rule 4's control for plain HTTP, which has no certificate to vouch for the
             # resolver's address: the page at DoH's address, when the two disagree.
-            candidate = self._doh_alternative(ip, col)
-            if candidate is not None:
-                col.http_at_control.append(
-                    await http.fetch(
-                        job.value, candidate, timeout=s.http_timeout, max_bytes=max_body,
-                        max_redirects=0, allow_address=self.refusal, ranged=ranged,
-                    )
-                )  # fmt: skip
-        if http_failed(obs) and obs.final.operation in ("http_request", "http_body"):
+            col.http_at_control.append(
+                await self._fetch(job.value, ask.address, fetch, redirects=0)
+            )
+        elif ask.kind == "http_innocuous" and job.url is not None:
             # Rule 6's control: the same address asked for the same path and query with an
             # innocuous name (asking for "/" compared a slow path with a prompt front page).
-            parts = urlsplit(job.value)
-            netloc = s.innocuous_name + (f":{parts.port}" if parts.port else "")
-            same = parts._replace(netloc=netloc, fragment="").geturl()
-            await attempts(s, lambda: fetch(same, False, 0), http_failed, col.http_innocuous)
+            same = job.url.with_host(self.control.innocuous_name)
+            await attempts(
+                lim, lambda: self._fetch(same, ip, fetch, verify=False, redirects=0),
+                http_failed, col.http_innocuous,
+            )  # fmt: skip
+        elif ask.kind == "helper" and self.helper is not None:
+            col.helper = await self.helper.check(job.value, ip)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetch:
+    """How much of a page one input's fetches read, and whether they ask for no more."""
+
+    max_body: int
+    ranged: bool

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 from typing import Any
-from urllib.parse import urlsplit
 
-from measurements.addresses import parse_networks
 from measurements.failures import describe
 from measurements.observations import Observation, to_jsonable
 from probe.classify import classify
@@ -24,12 +22,11 @@ from probe.classify.common import inconclusive
 from probe.classify.evidence import Controls, InputEvidence
 from probe.classify.fingerprints import Fingerprints, load_bundled
 from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
-from probe.config import Settings, read_token_file, stored_value
+from probe.config import Settings
 from probe.engine.scheduler import Limits, Scheduler
-from probe.engine.steps import Collector, Measurer, MeasureSettings
+from probe.engine.steps import Collector, Measurer
 from probe.engine.throughput import (
     THROUGHPUT_PAGE_BYTES,
-    ThroughputSettings,
     ThroughputTester,
     bytes_of,
     throughput_urls,
@@ -38,7 +35,7 @@ from probe.engine.vantage import VantageCheck, check_vantage
 from probe.store.database import StoreError
 from probe.store.throughput import HISTORY_DAYS
 from probe.store.writer import AsyncWriter
-from targets.model import Endpoint, Input, TargetList
+from targets.model import Input, TargetList
 
 Progress = Callable[[int, int, MeasurementRecord | None], None]
 
@@ -64,44 +61,15 @@ def probe_version() -> str:
         return "0+unknown"
 
 
-def measure_settings(settings: Settings) -> MeasureSettings:
-    """The part of the configuration the measurement steps use."""
-    return MeasureSettings(
-        resolver=settings["network.resolver"],
-        ca_bundle=settings["network.ca_bundle"],
-        routable=parse_networks(settings["network.routable"]),
-        doh=tuple(settings["control.doh"]),
-        innocuous_name=settings["control.innocuous_name"],
-        helper=settings["control.helper"],
-        helper_token=(
-            read_token_file(settings["control.helper_token_file"])
-            if settings["control.helper_token_file"]
-            else None
-        ),
-        retries=settings["limits.retries"],
-        retry_delay=settings["limits.retry_delay"],
-        dns_timeout=settings["limits.dns_timeout"],
-        connect_timeout=settings["limits.connect_timeout"],
-        http_timeout=settings["limits.http_timeout"],
-        max_body=settings["limits.max_body"],
-    )
-
-
 def vantage_of(settings: Settings) -> Vantage:
     """What the volunteer declared about the vantage point."""
-    return Vantage(
-        name=settings["vantage.name"],
-        network_type=settings["vantage.network_type"],
-        asn=settings["vantage.asn"],
-        country=settings["vantage.country"],
-    )
+    v = settings.vantage
+    return Vantage(name=v.name, network_type=v.network_type, asn=v.asn, country=v.country)
 
 
 def host_of(job: Input) -> str:
     """The host an input talks to (the per-host concurrency key)."""
-    if job.kind == "endpoint":
-        return Endpoint.parse(job.value).host
-    return (urlsplit(job.value).hostname or "").lower()
+    return job.host
 
 
 class Sweep:
@@ -120,7 +88,7 @@ class Sweep:
         self.writer = writer
         self.progress = progress or (lambda done, total, rec: None)
         self.fingerprints = fingerprints or load_bundled()
-        self.measurer = Measurer(measure_settings(settings))
+        self.measurer = Measurer(settings)
         self.records: list[MeasurementRecord] = []
         self.vantage = VantageCheck(())
         self.begun = False  # whether begin_run stored the run
@@ -130,16 +98,14 @@ class Sweep:
         self.version = probe_version()
         urls = throughput_urls(targets)
         self.throughput = (
-            ThroughputTester(
-                ThroughputSettings.from_settings(settings, self.references()), self.measurer, urls
-            )
+            ThroughputTester(settings.throughput, self.references(), self.measurer, urls)
             if urls
             else None
         )
 
     def references(self) -> tuple[str, ...]:
         """Reference URLs: the configured ones, else the target list's."""
-        return tuple(self.settings["control.reference"]) or self.targets.references
+        return self.settings.control.reference or self.targets.references
 
     async def run(self) -> SweepResult:
         """Run the sweep and record how it ended.
@@ -154,7 +120,7 @@ class Sweep:
             started_at=dt.datetime.now(dt.UTC),
             vantage=vantage_of(self.settings),
             probe_version=self.version,
-            settings=_public_settings(self.settings),
+            settings=self.settings.public(),
         )
         await self.writer.begin_run(info)
         self.begun = True
@@ -195,15 +161,12 @@ class Sweep:
             for job in jobs:
                 await self._store(job, self._offline_record(job, self.vantage))
             return "offline"
+        lim = self.settings.limits
         scheduler: Scheduler[Input, MeasurementRecord] = Scheduler(
             self._work,
             host_of,
             self._store,
-            Limits(
-                concurrency=self.settings["limits.concurrency"],
-                per_host=self.settings["limits.per_host"],
-                sweep_timeout=self.settings["limits.sweep_timeout"],
-            ),
+            Limits(lim.concurrency, lim.per_host, lim.sweep_timeout),
         )
         return (await scheduler.run(jobs)).status
 
@@ -229,7 +192,7 @@ class Sweep:
         self.progress(len(self.records), self.total, record)
 
     def _offline_record(self, job: Input, vantage: VantageCheck) -> MeasurementRecord:
-        ev = InputEvidence(job.kind, job.value, host_of(job), None)
+        ev = InputEvidence(job.kind, job.value, job.host, None)
         verdict = classify(ev, Controls(vantage_ok=False), self.fingerprints)
         verdict = dataclasses.replace(
             verdict, evidence={**verdict.evidence, "references": vantage.summary()}
@@ -247,8 +210,7 @@ class Sweep:
         # more: a large resource read in part would keep arriving (queueing behind a throttle,
         # and costing a metered line) until the connection closed.
         if self.throughput is not None and self.throughput.wants(job):
-            cap: int = self.settings["limits.max_body"]
-            return min(THROUGHPUT_PAGE_BYTES, cap)
+            return min(THROUGHPUT_PAGE_BYTES, self.settings.limits.max_body)
         return None
 
     async def _work(self, job: Input) -> MeasurementRecord:
@@ -294,14 +256,14 @@ class Sweep:
     ) -> MeasurementRecord:
         exceeded = False
         try:
-            async with asyncio.timeout(self.settings["limits.target_timeout"]):
+            async with asyncio.timeout(self.settings.limits.target_timeout):
                 cap = self._body_cap(job)
                 await self.measurer.measure(job, col, max_body=cap, ranged=cap is not None)
         except TimeoutError:
             exceeded = True
         ev = col.evidence(job, exceeded)
         ctl = col.controls(vantage_ok=True)
-        verdict = classify(ev, ctl, self.fingerprints, self.measurer.settings.routable)
+        verdict = classify(ev, ctl, self.fingerprints, self.settings.network.routable)
         extra: dict[str, Any] = {}
         if (
             self.throughput is not None
@@ -314,7 +276,7 @@ class Sweep:
             if skipped is None:
                 ev = col.evidence(job, exceeded)
                 ctl = col.controls(vantage_ok=True)
-                verdict = classify(ev, ctl, self.fingerprints, self.measurer.settings.routable)
+                verdict = classify(ev, ctl, self.fingerprints, self.settings.network.routable)
                 extra["throughput_bytes"] = bytes_of(col)  # the daily budget reads this back
             else:
                 extra["throughput_skipped"] = skipped
@@ -328,10 +290,3 @@ class Sweep:
             },
         )  # fmt: skip
         return self._record(job, verdict, col, measured_at, t0)
-
-
-def _public_settings(settings: Settings) -> dict[str, Any]:
-    """Settings worth keeping with the run (everything here is the volunteer's choice)."""
-    return {
-        k: stored_value(k, v) for k, v in settings.values.items() if not k.startswith("storage.")
-    }

@@ -7,7 +7,8 @@ accessible, and its resource answered 2xx over HTTPS. The test then downloads, i
     innocuous  the same resource from the same address, the ClientHello naming
                ``control.innocuous_name`` (the certificate cannot match: not checked, and the
                observation says so);
-    reference  a reference URL (``throughput.reference``, else ``control.reference``),
+    reference  a reference URL (``throughput.reference``, else ``control.reference``, else
+               the target list's),
 
 ``trials`` rounds of the three, the order rotating each round so none always goes first (the
 kernel caches a path's congestion state per address, so a throttled transfer could slow the
@@ -29,54 +30,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from measurements import throughput
 from measurements.addresses import canonical_address, is_ip
 from measurements.observations import HTTPHop, ThroughputObservation
+from probe.classify.controls import http_failed
 from probe.classify.evidence import PastRate
-from probe.config import Settings
-from probe.engine.steps import Collector, Measurer, dns_failed, http_failed
+from probe.config import ThroughputSettings
+from probe.engine.steps import Collector, Measurer, dns_failed
 from targets.model import Input, TargetList
 
 KINDS = ("target", "innocuous", "reference")
 # What the ordinary measurement of a throughput URL reads: its status and a blockpage's worth.
 THROUGHPUT_PAGE_BYTES = 16 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class ThroughputSettings:
-    """What the throughput tests need from the configuration."""
-
-    enabled: bool = True
-    max_bytes_per_test: int = 1 << 20
-    max_seconds_per_test: float = 30.0
-    max_bytes_per_sweep: int = 10 << 20
-    max_bytes_per_day: int = 50 << 20
-    trials: int = 3
-    sample_interval: float = 0.1
-    references: tuple[str, ...] = ()
-
-    @property
-    def transfers(self) -> int:
-        """Downloads per test: each kind, each round."""
-        return len(KINDS) * self.trials
-
-    @classmethod
-    def from_settings(cls, settings: Settings, references: tuple[str, ...]) -> ThroughputSettings:
-        """The [throughput] keys; ``references`` when throughput.reference names none."""
-        return cls(
-            enabled=settings["throughput.enabled"],
-            max_bytes_per_test=settings["throughput.max_bytes_per_test"],
-            max_seconds_per_test=settings["throughput.max_seconds_per_test"],
-            max_bytes_per_sweep=settings["throughput.max_bytes_per_sweep"],
-            max_bytes_per_day=settings["throughput.max_bytes_per_day"],
-            trials=settings["throughput.trials"],
-            sample_interval=settings["throughput.sample_interval"],
-            references=tuple(settings["throughput.reference"]) or references,
-        )
 
 
 def throughput_urls(targets: TargetList) -> frozenset[str]:
@@ -96,11 +64,13 @@ class ThroughputTester:
     def __init__(
         self,
         settings: ThroughputSettings,
+        references: tuple[str, ...],
         measurer: Measurer,
         urls: frozenset[str],
         spent_today: int = 0,
     ) -> None:
         self.settings = settings
+        self.references = settings.reference or references  # [throughput], else the controls'
         self.measurer = measurer
         self.urls = urls
         self.spent_today = spent_today  # before this sweep, in the last 24 hours
@@ -108,6 +78,11 @@ class ThroughputTester:
         self.history: dict[str, tuple[PastRate, ...]] = {}  # by input, newest first
         self._lock = asyncio.Lock()
         self._reference: asyncio.Future[tuple[str, str] | None] | None = None
+
+    @property
+    def transfers(self) -> int:
+        """Downloads per test: each kind, each round."""
+        return len(KINDS) * self.settings.trials
 
     def wants(self, job: Input) -> bool:
         """Whether this input is a throughput URL."""
@@ -149,10 +124,10 @@ class ThroughputTester:
 
     async def _trials(self, url: str, ip: str, reference: tuple[str, str], col: Collector) -> None:
         s = self.settings
-        per_bytes = max(1, s.max_bytes_per_test // s.transfers)
-        per_seconds = s.max_seconds_per_test / s.transfers
-        ca_bundle = self.measurer.settings.ca_bundle
-        innocuous = self.measurer.settings.innocuous_name
+        per_bytes = max(1, s.max_bytes_per_test // self.transfers)
+        per_seconds = s.max_seconds_per_test / self.transfers
+        ca_bundle = self.measurer.network.ca_bundle
+        innocuous = self.measurer.control.innocuous_name
 
         def get(kind: str) -> Awaitable[ThroughputObservation]:
             common: dict[str, Any] = {
@@ -202,7 +177,7 @@ class ThroughputTester:
         return await asyncio.shield(self._reference)
 
     async def _find_reference(self) -> tuple[str, str] | None:
-        for url in self.settings.references:
+        for url in self.references:
             host = (urlsplit(url).hostname or "").lower()
             # "0x7f.1" is 127.0.0.1 to any connector; "010.1" stays as written, to be refused.
             ip = (canonical_address(host) or host) if is_ip(host) else None

@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 from measurements import http
 from measurements.addresses import canonical_address, is_ip
 from measurements.observations import DNSObservation, HTTPObservation, to_jsonable
-from probe.engine.steps import Measurer, attempts, dns_failed, http_failed
+from probe.classify.controls import http_failed
+from probe.engine.steps import Measurer, attempts, dns_failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,21 +57,21 @@ class VantageCheck:
 
 async def _one(measurer: Measurer, url: str) -> ReferenceResult:
     host = (urlsplit(url).hostname or "").lower()
-    s = measurer.settings
+    lim, ca_bundle = measurer.limits, measurer.network.ca_bundle
     obs = None
     # Retried like any measurement (rule 3): one lost packet must not make a vantage "offline".
     if is_ip(host):  # "0x7f.1" is 127.0.0.1 to any connector; "010.1" stays, to be refused
         address = canonical_address(host) or host
     else:
-        obs = await attempts(s, lambda: measurer.resolve(host), dns_failed, [])
+        obs = await attempts(lim, lambda: measurer.resolve(host), dns_failed, [])
         if dns_failed(obs):
             return ReferenceResult(url, obs, None)
         address = obs.addresses[0]
     page = await attempts(
-        s,
+        lim,
         lambda: http.fetch(
-            url, address, timeout=s.http_timeout, ca_bundle=s.ca_bundle,
-            max_bytes=min(s.max_body, 256 * 1024), resolve=measurer.first_address,
+            url, address, timeout=lim.http_timeout, ca_bundle=ca_bundle,
+            max_bytes=min(lim.max_body, 256 * 1024), resolve=measurer.first_address,
             allow_address=measurer.refusal,
         ),
         http_failed,

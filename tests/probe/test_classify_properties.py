@@ -9,6 +9,8 @@ no single failure without any control is ever "blocked" (DESIGN rule 1).
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +27,7 @@ from measurements.observations import (
     TLSObservation,
 )
 from probe.classify import classify
+from probe.classify.controls import helper_decides
 from probe.classify.evidence import Controls, HelperReport, InputEvidence, PastRate
 from probe.classify.fingerprints import load_bundled
 from probe.classify.verdict import DETAILS
@@ -237,3 +240,22 @@ def test_no_control_no_blocked_from_failures(ev: InputEvidence) -> None:
         ),
     )  # fmt: skip
     assert classify(only_failures, Controls(), FP).verdict != "blocked"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(evidence, controls, helper)
+def test_the_helper_is_asked_whenever_its_report_could_change_the_verdict(
+    ev: InputEvidence, ctl: Controls, report: HelperReport | None
+) -> None:
+    # The engine asks the helper only when helper_decides says so: where it says no, no
+    # report (or none) may change what the rules conclude, or the two would disagree.
+    # Past DNS and the safety check, where the helper's report is read at all.
+    ev = dataclasses.replace(ev, dns=(), not_contacted=None)
+    ctl = dataclasses.replace(ctl, vantage_ok=True)
+    if helper_decides(ev):
+        return
+    without = classify(ev, dataclasses.replace(ctl, helper=None), FP)
+    with_report = classify(ev, dataclasses.replace(ctl, helper=report), FP)
+    assert (with_report.verdict, with_report.layer, with_report.detail) == (
+        without.verdict, without.layer, without.detail,
+    )  # fmt: skip

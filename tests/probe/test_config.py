@@ -18,9 +18,10 @@ def write(tmp_path: Path, text: str) -> str:
 
 def test_defaults_when_nothing_is_given(tmp_path: Path) -> None:
     s = load_settings({}, None, environ={"PROBE_CONFIG": write(tmp_path, "")})
-    assert s["control.doh"] == DEFAULT_DOH
-    assert s["network.resolver"] is None
-    assert s["limits.concurrency"] == 128
+    assert s.value("control.doh") == list(DEFAULT_DOH)
+    assert s.control.doh == DEFAULT_DOH
+    assert s.value("network.resolver") is None
+    assert s.value("limits.concurrency") == 128
     assert set(s.sources.values()) == {"default"}
 
 
@@ -28,15 +29,15 @@ def test_precedence_flag_over_file_over_env(tmp_path: Path) -> None:
     path = write(tmp_path, '[vantage]\nname = "from-file"\ncountry = "kz"\n[limits]\nretries = 3\n')
     env = {"PROBE_VANTAGE_NAME": "from-env", "PROBE_ASN": "9198", "PROBE_RETRIES": "5"}
     s = load_settings({"vantage.name": "from-flag"}, path, environ=env)
-    assert s["vantage.name"] == "from-flag" and s.sources["vantage.name"] == "flag"
-    assert s["vantage.country"] == "KZ" and s.sources["vantage.country"] == f"file:{path}"
-    assert s["limits.retries"] == 3  # the file beats the environment
-    assert s["vantage.asn"] == 9198 and s.sources["vantage.asn"] == "env:PROBE_ASN"
+    assert s.value("vantage.name") == "from-flag" and s.sources["vantage.name"] == "flag"
+    assert s.value("vantage.country") == "KZ" and s.sources["vantage.country"] == f"file:{path}"
+    assert s.value("limits.retries") == 3  # the file beats the environment
+    assert s.value("vantage.asn") == 9198 and s.sources["vantage.asn"] == "env:PROBE_ASN"
 
 
 def test_lists_from_env_are_comma_separated() -> None:
     s = load_settings({}, None, environ={"PROBE_ROUTABLE": "198.18.0.0/15, 127.0.0.0/8"})
-    assert s["network.routable"] == ["198.18.0.0/15", "127.0.0.0/8"]
+    assert s.value("network.routable") == ["198.18.0.0/15", "127.0.0.0/8"]
 
 
 @pytest.mark.parametrize(
@@ -54,7 +55,7 @@ def test_a_resolver_is_kept_in_the_standard_spelling(
     # Every connector reads 0x7f.1 as 127.0.0.1; dnspython, which sends the queries, does not.
     env = {"PROBE_CONFIG": write(tmp_path, "")}
     s = load_settings({"network.resolver": given}, None, environ=env)
-    assert s["network.resolver"] == stored
+    assert s.value("network.resolver") == stored
 
 
 @pytest.mark.parametrize(
@@ -119,7 +120,7 @@ def test_the_helper_token_file_is_checked_and_named(tmp_path: Path) -> None:
     good = tmp_path / "token"
     good.write_text("s3cret-Token_1\nignored\n", encoding="utf-8")
     s = load_settings({}, write(tmp_path, f'[control]\nhelper_token_file = "{good}"\n'), {})
-    assert s["control.helper_token_file"] == str(good)
+    assert s.value("control.helper_token_file") == str(good)
     assert read_token_file(str(good)) == "s3cret-Token_1"
     for text in ("", "\n", "two words\n", "tab\there\n"):
         good.write_text(text, encoding="utf-8")

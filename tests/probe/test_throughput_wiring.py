@@ -18,10 +18,17 @@ from measurements import http, trust
 from measurements.addresses import parse_networks
 from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.cli import main
-from probe.config import ConfigError, load_settings
-from probe.engine.steps import Collector, Measurer, MeasureSettings
+from probe.config import (
+    ConfigError,
+    ControlSettings,
+    NetworkSettings,
+    Settings,
+    ThroughputSettings,
+    load_settings,
+)
+from probe.engine.steps import Collector, Measurer
 from probe.engine.sweep import Sweep
-from probe.engine.throughput import ThroughputSettings, ThroughputTester
+from probe.engine.throughput import ThroughputTester
 from probe.helper.server import HelperSettings
 from probe.store import AsyncWriter, open_database
 from probe.store.throughput import bytes_since, past_rates
@@ -41,20 +48,20 @@ T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
 
 
 def test_defaults_are_conservative() -> None:
-    s = load_settings({}, None, environ={})
-    assert s["throughput.enabled"] is True
-    assert s["throughput.max_bytes_per_test"] == 1 << 20
-    assert s["throughput.max_bytes_per_sweep"] == 10 << 20
-    assert s["throughput.max_bytes_per_day"] == 50 << 20
-    assert s["throughput.max_seconds_per_test"] == 30.0
-    assert (s["throughput.trials"], s["throughput.sample_interval"]) == (3, 0.1)
+    s = load_settings({}, None, environ={}).throughput
+    assert s.enabled is True
+    assert s.max_bytes_per_test == 1 << 20
+    assert s.max_bytes_per_sweep == 10 << 20
+    assert s.max_bytes_per_day == 50 << 20
+    assert s.max_seconds_per_test == 30.0
+    assert (s.trials, s.sample_interval) == (3, 0.1)
 
 
 def test_off_by_file_env_or_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "p.toml"
     path.write_text("[throughput]\nenabled = false\n", encoding="utf-8")
-    assert load_settings({}, str(path), environ={})["throughput.enabled"] is False
-    assert load_settings({}, None, environ={"PROBE_THROUGHPUT": "0"})["throughput.enabled"] is False
+    assert load_settings({}, str(path), environ={}).throughput.enabled is False
+    assert load_settings({}, None, environ={"PROBE_THROUGHPUT": "0"}).throughput.enabled is False
     for flag, value in (("--no-throughput", False), ("--throughput", True)):
         assert main(["config", "show", flag, "--json"]) == 0
         shown = json.loads(capsys.readouterr().out)["settings"]["throughput.enabled"]
@@ -164,13 +171,15 @@ def test_past_rates_at_this_vantage_newest_first(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ the tester
 
 
+def _settings(ca_bundle: str, helper: str | None = None) -> Settings:
+    return Settings(
+        network=NetworkSettings(ca_bundle=ca_bundle, routable=LOCAL),
+        control=ControlSettings(doh=(), innocuous_name=INNOCUOUS, helper=helper),
+    )
+
+
 def _measurer(ca_bundle: str) -> Measurer:
-    return Measurer(
-        MeasureSettings(
-            resolver=None, ca_bundle=ca_bundle, routable=parse_networks(["127.0.0.0/8"]),
-            doh=(), innocuous_name=INNOCUOUS,
-        )
-    )  # fmt: skip
+    return Measurer(_settings(ca_bundle))
 
 
 async def test_trials_interleave_and_rotate(ca: trustme.CA, ca_bundle: str) -> None:
@@ -182,10 +191,10 @@ async def test_trials_interleave_and_rotate(ca: trustme.CA, ca_bundle: str) -> N
         url = f"https://{NAME}:{site.port}/bytes/1000000"
         settings = ThroughputSettings(
             max_bytes_per_test=9 * 10_000, max_seconds_per_test=9.0, sample_interval=0.01,
-            references=(f"https://127.0.0.1:{reference.port}/bytes/1000000",),
         )  # fmt: skip
+        refs = (f"https://127.0.0.1:{reference.port}/bytes/1000000",)
         measurer = _measurer(ca_bundle)
-        tester = ThroughputTester(settings, measurer, frozenset({url}))
+        tester = ThroughputTester(settings, refs, measurer, frozenset({url}))
         col = Collector()
         col.http.append(await http.fetch(url, "127.0.0.1", ca_bundle=ca_bundle, max_bytes=1000))
         assert await tester.run(Input("s", "social", "url", url), col) is None
@@ -213,12 +222,10 @@ async def test_a_test_stopped_midway_leaves_no_helper_request_behind(
         running_helper(HelperSettings(ca_bundle=ca_bundle, routable=LOCAL)) as helper,
     ):
         url = f"https://{NAME}:{slow.port}/bytes/1000000"
-        settings = ThroughputSettings(
-            max_bytes_per_test=9 * 30_000, max_seconds_per_test=9 * 2.0,
-            references=(f"https://127.0.0.1:{origin.port}/bytes/1000000",),
-        )  # fmt: skip
-        measurer = Measurer(dataclasses.replace(_measurer(ca_bundle).settings, helper=helper))
-        tester = ThroughputTester(settings, measurer, frozenset({url}))
+        settings = ThroughputSettings(max_bytes_per_test=9 * 30_000, max_seconds_per_test=9 * 2.0)
+        refs = (f"https://127.0.0.1:{origin.port}/bytes/1000000",)
+        measurer = Measurer(_settings(ca_bundle, helper))
+        tester = ThroughputTester(settings, refs, measurer, frozenset({url}))
         col = Collector()
         col.http.append(await http.fetch(url, "127.0.0.1", ca_bundle=ca_bundle, max_bytes=1000))
         test = asyncio.create_task(tester.run(Input("s", "social", "url", url), col))
@@ -251,19 +258,17 @@ async def test_refusals(ca: trustme.CA, ca_bundle: str) -> None:
                 f"https://{NAME}:{origin.port}/nothing", "127.0.0.1", ca_bundle=ca_bundle
             )
         )
-        base = ThroughputSettings(max_bytes_per_test=90_000, references=ref)
-        off = ThroughputTester(dataclasses.replace(base, enabled=False), measurer, frozenset())
+        base = ThroughputSettings(max_bytes_per_test=90_000)
+        off = ThroughputTester(dataclasses.replace(base, enabled=False), ref, measurer, frozenset())
         assert "off" in (await off.run(job, ok) or "")
-        tester = ThroughputTester(base, measurer, frozenset({url}))
+        tester = ThroughputTester(base, ref, measurer, frozenset({url}))
         assert "2xx" in (await tester.run(job, missing) or "")
         spent = ThroughputTester(
-            dataclasses.replace(base, max_bytes_per_day=100_000), measurer, frozenset(),
+            dataclasses.replace(base, max_bytes_per_day=100_000), ref, measurer, frozenset(),
             spent_today=20_000,
         )  # fmt: skip
         assert "budget" in (await spent.run(job, ok) or "")
-        no_reference = ThroughputTester(
-            dataclasses.replace(base, references=("https://10.1.2.3/",)), measurer, frozenset()
-        )
+        no_reference = ThroughputTester(base, ("https://10.1.2.3/",), measurer, frozenset())
         assert "reference" in (await no_reference.run(job, ok) or "")
         await measurer.aclose()
     assert not any(origin.ranges)  # the fetches above only: no throughput download at all

@@ -5,7 +5,8 @@ from __future__ import annotations
 import trustme
 
 from measurements.addresses import parse_networks
-from probe.engine.steps import Measurer, MeasureSettings
+from probe.config import ControlSettings, LimitSettings, NetworkSettings, Settings
+from probe.engine.steps import Measurer
 from probe.engine.vantage import check_vantage
 from tests.servers.http_server import WebServer
 
@@ -16,11 +17,12 @@ async def test_a_reference_written_as_a_legacy_ipv4_literal_is_not_resolved(
     # 2130706433 is 127.0.0.1 to every connector: the reference is an address, not a name
     # for the resolver under test (whose answer the vantage check must not depend on).
     measurer = Measurer(
-        MeasureSettings(
-            resolver=None, ca_bundle=ca_bundle, routable=parse_networks(["127.0.0.0/8"]),
-            doh=(), innocuous_name="www.example.com", retry_delay=0.0,
+        Settings(
+            network=NetworkSettings(ca_bundle=ca_bundle, routable=parse_networks(["127.0.0.0/8"])),
+            control=ControlSettings(doh=()),
+            limits=LimitSettings(retry_delay=0.0),
         )
-    )  # fmt: skip
+    )
     try:
         async with WebServer(ca, ["ref.test"]) as web:
             check = await check_vantage(measurer, (f"http://2130706433:{web.http_port}/",))

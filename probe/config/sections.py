@@ -1,0 +1,101 @@
+"""The typed, frozen sections the rest of the probe reads: one per TOML section.
+
+Each field is a key of ``probe.config.keys`` (same section, same name) in its final form:
+lists are tuples, CIDR ranges are parsed networks, a token file's token is read. The defaults
+here are the keys' defaults in that form; ``tests/probe/test_config.py`` holds the two equal,
+so a key added to one place and not the other fails a test, not a volunteer's sweep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from measurements.addresses import Network
+
+DEFAULT_DOH = ("https://cloudflare-dns.com/dns-query", "https://dns.google/dns-query")
+
+
+@dataclass(frozen=True, slots=True)
+class VantageSettings:
+    """What the volunteer chooses to declare about the vantage point (never its address)."""
+
+    name: str | None = None
+    network_type: str | None = None
+    asn: int | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSettings:
+    """The network under test: its resolver, the trust anchors, ranges to treat as public."""
+
+    resolver: str | None = None  # None: the system's
+    ca_bundle: str | None = None  # None: the system's
+    routable: tuple[Network, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ControlSettings:
+    """The controls: DoH resolvers, the control helper, reference hosts, the innocuous name."""
+
+    doh: tuple[str, ...] = DEFAULT_DOH
+    helper: str | None = None  # the control helper's URL
+    helper_token_file: str | None = None
+    reference: tuple[str, ...] = ()
+    innocuous_name: str = "www.example.com"
+    # Read from helper_token_file once, when the settings are built; kept out of every repr.
+    helper_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """Where results are kept."""
+
+    db: str | None = None  # None: the user data directory's SQLite file
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Bounds on every wait and every read, and on how much runs at once."""
+
+    concurrency: int = 128
+    per_host: int = 2
+    target_timeout: float = 60.0
+    sweep_timeout: float = 1800.0
+    retries: int = 1
+    retry_delay: float = 1.0
+    dns_timeout: float = 5.0
+    connect_timeout: float = 5.0
+    http_timeout: float = 10.0
+    max_body: int = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputSettings:
+    """Rule 7's throughput tests and their budgets (a volunteer's line may be metered)."""
+
+    enabled: bool = True
+    max_bytes_per_test: int = 1 << 20
+    max_seconds_per_test: float = 30.0
+    max_bytes_per_sweep: int = 10 << 20
+    max_bytes_per_day: int = 50 << 20
+    trials: int = 3
+    sample_interval: float = 0.1
+    reference: tuple[str, ...] = ()  # empty: control.reference
+
+
+@dataclass(frozen=True, slots=True)
+class HelperServeSettings:
+    """``probe helper serve``: where it listens and how it measures."""
+
+    listen: str = "127.0.0.1:8080"
+    resolver: str | None = None
+    ca_bundle: str | None = None
+    routable: tuple[Network, ...] = ()
+    timeout: float = 5.0
+    concurrency: int = 16
+    token_file: str | None = None
+    throughput_bytes_per_hour: int = 1 << 30
+    read_timeout: float = 5.0
+    per_client_connections: int = 32
+    token: str | None = field(default=None, repr=False)  # read from token_file
