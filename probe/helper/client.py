@@ -1,83 +1,49 @@
-"""Asking the control helper what an input looks like from an uncensored network."""
+"""Asking the control helper what an input looks like from an uncensored network.
+
+The helper is another machine: what it answers is read through probe.helper.protocol's
+validator before any of it reaches the evidence. An unreachable helper, a refusal or an
+answer that is not the protocol's is no answer (a missing control, never an exception that
+reaches the sweep); ``ask_check`` and ``ask_throughput`` also say why.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from measurements import trust
+from measurements.failures import failure_of
 from measurements.observations import ThroughputObservation
 from probe.classify.evidence import HelperReport
+from probe.helper.protocol import (
+    CheckReport,
+    CheckRequest,
+    ErrorBody,
+    ProtocolError,
+    ThroughputReport,
+    ThroughputRequest,
+    transfer_time_limit,
+)
 
-_TRANSFER_FIELDS = {f.name: f for f in dataclasses.fields(ThroughputObservation)}
-_OPTIONAL_FLOATS = ("connect_ms", "tls_ms", "first_byte_ms", "goodput_kbps")
-_OPTIONAL_TEXTS = ("sni", "failure", "operation", "stopped", "error")
-
-
-def report_from_json(data: Any) -> HelperReport | None:
-    """A HelperReport from the helper's JSON, or None when it is not one."""
-    if not isinstance(data, dict) or data.get("version") != 1:
-        return None
-
-    def opt(key: str, kind: type) -> Any:
-        value = data.get(key)
-        if kind is bool:
-            return value if isinstance(value, bool) else None
-        return value if isinstance(value, kind) and not isinstance(value, bool) else None
-
-    addresses = data.get("addresses")
-    return HelperReport(
-        addresses=tuple(a for a in addresses if isinstance(a, str))
-        if isinstance(addresses, list)
-        else (),
-        tcp_ok=opt("tcp_ok", bool),
-        tls_valid=opt("tls_valid", bool),
-        status=opt("status", int),
-        title=opt("title", str),
-        body_length=opt("body_length", int),
-        final_host=opt("final_host", str),
-        first_byte_ms=opt("first_byte_ms", float),
-    )
+_MAX_REASON = 200  # characters of the helper's own refusal kept: it is another machine's text
 
 
-def transfer_time_limit(trials: int, max_seconds: float) -> float:
-    """How long the helper may take over a throughput request: its transfers, one after the
-    other, and as long again waiting for another probe's test to finish."""
-    return 2 * trials * max_seconds + 10.0
+@dataclass(frozen=True, slots=True)
+class CheckAnswer:
+    """What came of asking for a check: the helper's report, or why there is none."""
+
+    report: HelperReport | None
+    problem: str | None = None  # None when there is a report
 
 
-def transfer_from_json(data: Any) -> ThroughputObservation | None:
-    """One of the helper's timed downloads, or None when it is not one (checked field by field:
-    the helper is another machine, and what it sends ends up in the evidence)."""
-    if not isinstance(data, dict):
-        return None
+@dataclass(frozen=True, slots=True)
+class ThroughputAnswer:
+    """What came of asking for a throughput test: the helper's transfers, or why none."""
 
-    def number(value: Any) -> bool:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-
-    samples = data.get("samples")
-    ok = (
-        isinstance(data.get("url"), str)
-        and isinstance(data.get("ip"), str)
-        and isinstance(data.get("verified"), bool)
-        and (data.get("status") is None or type(data.get("status")) is int)
-        and type(data.get("bytes")) is int
-        and number(data.get("duration_ms"))
-        and all(data.get(k) is None or number(data.get(k)) for k in _OPTIONAL_FLOATS)
-        and all(data.get(k) is None or isinstance(data.get(k), str) for k in _OPTIONAL_TEXTS)
-        and isinstance(samples, list)
-        and all(
-            isinstance(s, list) and len(s) == 2 and number(s[0]) and type(s[1]) is int
-            for s in samples
-        )
-    )
-    if not ok:
-        return None
-    assert isinstance(samples, list)
-    fields: dict[str, Any] = {k: data.get(k) for k in _TRANSFER_FIELDS if k != "samples"}
-    return ThroughputObservation(**fields, samples=tuple((float(t), int(b)) for t, b in samples))
+    transfers: tuple[ThroughputObservation, ...] = ()
+    problem: str | None = None  # None when the helper answered
 
 
 class HelperClient:
@@ -94,34 +60,61 @@ class HelperClient:
 
     async def check(self, input_: str, address: str) -> HelperReport | None:
         """The helper's view of ``input_`` at ``address``; None when the helper failed."""
+        return (await self.ask_check(input_, address)).report
+
+    async def ask_check(self, input_: str, address: str) -> CheckAnswer:
+        """The helper's view of ``input_`` at ``address``, or why there is none."""
+        request = CheckRequest(input_, address)
+        data, problem = await self._ask(request.PATH, request.to_json(), self._timeout)
+        if problem is not None:
+            return CheckAnswer(None, problem)
         try:
-            body = {"input": input_, "address": address}
-            response = await self._post("/v1/check", body, seconds=self._timeout)
-            if response.status_code != 200:
-                return None
-            return report_from_json(response.json())
-        except (httpx.HTTPError, ValueError):
-            # The helper being unreachable is a missing control, not an observation.
-            return None
+            return CheckAnswer(CheckReport.from_json(data).evidence())
+        except ProtocolError as exc:
+            return CheckAnswer(None, str(exc))
 
     async def throughput(
         self, url: str, address: str, *, max_bytes: int, max_seconds: float, trials: int
     ) -> tuple[ThroughputObservation, ...]:
         """The helper's timed downloads of ``url`` from ``address``; () when it failed."""
-        request = {
-            "url": url, "address": address, "max_bytes": max_bytes,
-            "max_seconds": max_seconds, "trials": trials,
-        }  # fmt: skip
-        timeout = transfer_time_limit(trials, max_seconds) + self._timeout
+        answer = await self.ask_throughput(
+            url, address, max_bytes=max_bytes, max_seconds=max_seconds, trials=trials
+        )
+        return answer.transfers
+
+    async def ask_throughput(
+        self, url: str, address: str, *, max_bytes: int, max_seconds: float, trials: int
+    ) -> ThroughputAnswer:
+        """The helper's timed downloads of ``url`` from ``address``, or why there are none."""
+        request = ThroughputRequest(url, address, max_bytes, max_seconds, trials)
+        seconds = transfer_time_limit(trials, max_seconds) + self._timeout
+        data, problem = await self._ask(request.PATH, request.to_json(), seconds)
+        if problem is not None:
+            return ThroughputAnswer((), problem)
         try:
-            response = await self._post("/v1/throughput", request, seconds=timeout)
-            data = response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
-            return ()
-        if not isinstance(data, dict) or data.get("version") != 1:
-            return ()
-        found = [transfer_from_json(t) for t in data.get("transfers") or ()]
-        return tuple(t for t in found if t is not None)
+            # All or nothing: a helper that sends one transfer wrong is not trusted for others.
+            return ThroughputAnswer(ThroughputReport.from_json(data).transfers)
+        except ProtocolError as exc:
+            return ThroughputAnswer((), str(exc))
+
+    async def _ask(self, path: str, body: dict[str, Any], seconds: float) -> tuple[Any, str | None]:
+        """The JSON of the helper's 200 answer, or None and why there is none."""
+        try:
+            response = await self._post(path, body, seconds=seconds)
+        except (httpx.HTTPError, ValueError) as exc:  # ValueError: e.g. its trust anchors
+            # The helper being unreachable is a missing control, not an observation.
+            return None, f"the helper could not be asked: {failure_of(exc)}"
+        try:
+            data = response.json()
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            return None, f"the helper's answer ({response.status_code}) is not JSON"
+        if response.status_code == 200:
+            return data, None
+        try:
+            why = ErrorBody.from_json(data).error[:_MAX_REASON]
+        except ProtocolError:
+            why = "no reason given"
+        return None, f"the helper refused ({response.status_code}): {why}"
 
     async def _post(self, path: str, body: dict[str, Any], *, seconds: float) -> httpx.Response:
         if self._client is None:

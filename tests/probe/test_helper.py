@@ -14,8 +14,10 @@ import pytest
 import trustme
 
 from measurements.addresses import parse_networks
-from probe.helper.client import HelperClient, report_from_json, transfer_from_json
-from probe.helper.server import BadRequest, HelperSettings, HourlyBudget, parse_throughput
+from probe.helper.client import HelperClient
+from probe.helper.limits import HourlyBudget
+from probe.helper.protocol import CheckReport, ProtocolError, ThroughputReport
+from probe.helper.server import BadRequest, HelperSettings, parse_throughput
 from tests.servers.dns_server import Answer, ScriptedDNSServer
 from tests.servers.helper_server import running_helper
 from tests.servers.http_server import WebServer
@@ -139,12 +141,14 @@ async def test_an_unreachable_helper_is_a_missing_control() -> None:
 
 
 def test_report_parsing_rejects_other_versions_and_types() -> None:
-    assert report_from_json({"version": 2, "tcp_ok": True}) is None
-    report = report_from_json(
-        {"version": 1, "tcp_ok": "yes", "status": True, "addresses": ["a", 3]}
-    )
-    assert report is not None and report.tcp_ok is None and report.status is None
-    assert report.addresses == ("a",)
+    # The one validator (probe.helper.protocol) refuses a wrong field outright, naming it,
+    # where the hand checks it replaced read it as absent.
+    with pytest.raises(ProtocolError, match=r"^report\.version: "):
+        CheckReport.from_json({"version": 2, "addresses": [], "tcp_ok": True})
+    for key, bad in [("tcp_ok", "yes"), ("status", True), ("addresses", ["127.0.0.1", 3])]:
+        body = {"version": 1, "addresses": [], key: bad}
+        with pytest.raises(ProtocolError, match=rf"^report\.{key}"):
+            CheckReport.from_json(body)
 
 
 # ------------------------------------------------------------------ throughput (rule 7)
@@ -215,14 +219,22 @@ def test_transfer_parsing_checks_every_field() -> None:
         "duration_ms": 210.5, "goodput_kbps": 350.0, "stopped": "seconds", "error": None,
         "kind": "ThroughputObservation",
     }  # fmt: skip
-    obs = transfer_from_json(good)
-    assert obs is not None and obs.samples == ((100.0, 5000), (200.0, 9000))
+
+    def parse(transfer: object) -> object:
+        return ThroughputReport.from_json({"version": 1, "transfers": [transfer]})
+
+    report = parse(good)
+    assert isinstance(report, ThroughputReport)
+    (obs,) = report.transfers
+    assert obs.samples == ((100.0, 5000), (200.0, 9000))
     assert (obs.bytes, obs.first_byte_ms, obs.stopped) == (9000, 3, "seconds")
     for key, bad in [("bytes", "9000"), ("samples", [[1.0]]), ("samples", [[1.0, 2.5]]),
                      ("status", True), ("verified", None), ("goodput_kbps", "fast"),
                      ("sni", 5), ("url", None)]:  # fmt: skip
-        assert transfer_from_json({**good, key: bad}) is None, key
-    assert transfer_from_json([good]) is None
+        with pytest.raises(ProtocolError, match=rf"^throughput_report\.transfers\[0\]\.{key}"):
+            parse({**good, key: bad})
+    with pytest.raises(ProtocolError, match=r"transfers\[0\]: expected a JSON object"):
+        parse([good])
 
 
 # ------------------------------------------------------------------ who may use it, how much
