@@ -424,13 +424,22 @@ def test_a_helper_with_a_token_answers_only_probes_that_have_it(
     )
     config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
     args = ["run", "--config", str(config), "--targets", str(targets), "--json"]
-    got = {}
+    got, problems = {}, {}
     with helper_process(world, token) as helper:
         for name, extra in (("without", []), ("with", ["--helper-token-file", str(token)])):
             db = tmp_path / f"{name}.sqlite"
             assert main([*args, "--db", str(db), "--helper", helper, *extra]) == 0
-            [row] = json.loads(capsys.readouterr().out)["measurements"]
+            out = json.loads(capsys.readouterr().out)
+            [row] = out["measurements"]
             got[name] = (row["verdict"], row["detail"])
+            assert main(["show", out["run_id"][:8], "--db", str(db), "--json"]) == 0
+            [shown] = json.loads(capsys.readouterr().out)["rows"]
+            assert main(["show", str(shown["id"]), "--db", str(db), "--json"]) == 0
+            controls = json.loads(capsys.readouterr().out)["evidence"]["verdict_evidence"]
+            problems[name] = controls["controls"].get("helper_problem")
+    # A control that was missing says why, in the evidence a reader re-checks.
+    assert problems["without"] is not None and "401" in problems["without"]
+    assert problems["with"] is None
     # Refused by the helper, the probe has no control: it claims nothing. With the token the
     # helper could not connect either: the site is down.
     assert got == {"without": ("inconclusive", "control.failed"),

@@ -72,6 +72,9 @@ class Controls:
     tls_at_control_addresses: tuple[TLSObservation, ...] = ()  # target SNI at DoH's address
     http_at_control_addresses: tuple[HTTPObservation, ...] = ()  # plain HTTP at DoH's address
     helper: HelperReport | None = None
+    # Why the helper gave no report when it was asked (refused, unreachable, a bad answer):
+    # a control that was missing is evidence too.
+    helper_problem: str | None = None
     # Rule 7's controls, interleaved with the target's trials: the same address and resource
     # with an innocuous SNI (certificate unchecked), and a reference host.
     throughput_innocuous: tuple[ThroughputObservation, ...] = ()
@@ -80,4 +83,5 @@ class Controls:
     # everyone: the same resource and address timed by the control helper (uncensored), and
     # earlier tests of this input at this vantage (newest first).
     throughput_helper: tuple[ThroughputObservation, ...] = ()
+    throughput_helper_problem: str | None = None  # why the helper timed nothing, if asked
     throughput_history: tuple[PastRate, ...] = ()

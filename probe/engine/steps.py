@@ -46,12 +46,14 @@ class Collector:
     tls_at_control: list[TLSObservation] = field(default_factory=list)
     http_at_control: list[HTTPObservation] = field(default_factory=list)
     helper: HelperReport | None = None
+    helper_problem: str | None = None
     not_contacted: str | None = None
     address: str | None = None  # the address measured
     throughput: list[ThroughputObservation] = field(default_factory=list)
     throughput_innocuous: list[ThroughputObservation] = field(default_factory=list)
     throughput_reference: list[ThroughputObservation] = field(default_factory=list)
     throughput_helper: list[ThroughputObservation] = field(default_factory=list)
+    throughput_helper_problem: str | None = None
     throughput_history: tuple[PastRate, ...] = ()
     asked: set[ControlKind] = field(default_factory=set)  # controls the planner had asked
 
@@ -81,9 +83,11 @@ class Collector:
             tls_at_control_addresses=tuple(self.tls_at_control),
             http_at_control_addresses=tuple(self.http_at_control),
             helper=self.helper,
+            helper_problem=self.helper_problem,
             throughput_innocuous=tuple(self.throughput_innocuous),
             throughput_reference=tuple(self.throughput_reference),
             throughput_helper=tuple(self.throughput_helper),
+            throughput_helper_problem=self.throughput_helper_problem,
             throughput_history=self.throughput_history,
         )
 
@@ -258,7 +262,8 @@ class Measurer:
                 http_failed, col.http_innocuous,
             )  # fmt: skip
         elif ask.kind == "helper" and self.helper is not None:
-            col.helper = await self.helper.check(job.value, ip)
+            answer = await self.helper.ask_check(job.value, ip)
+            col.helper, col.helper_problem = answer.report, answer.problem
 
 
 @dataclass(frozen=True, slots=True)

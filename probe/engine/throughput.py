@@ -143,7 +143,7 @@ class ThroughputTester:
         helper = self.measurer.helper
         helper_task = (
             asyncio.ensure_future(
-                helper.throughput(
+                helper.ask_throughput(
                     url, ip, max_bytes=per_bytes, max_seconds=per_seconds, trials=s.trials
                 )
             )
@@ -163,7 +163,9 @@ class ThroughputTester:
                     self.spent += obs.bytes
                     sinks[kind](obs)
             if helper_task is not None:
-                col.throughput_helper.extend(await helper_task)
+                answer = await helper_task
+                col.throughput_helper.extend(answer.transfers)
+                col.throughput_helper_problem = answer.problem
         finally:
             # A sweep stopped mid-test (Ctrl-C, its deadline) wants no answer from the helper.
             if helper_task is not None and not helper_task.done():

@@ -232,7 +232,7 @@ async def test_a_test_stopped_midway_leaves_no_helper_request_behind(
         await asyncio.sleep(0.5)
         test.cancel()
         await asyncio.wait([test])
-        left = [t for t in asyncio.all_tasks() if "HelperClient.throughput" in repr(t)]
+        left = [t for t in asyncio.all_tasks() if "HelperClient.ask_throughput" in repr(t)]
         await measurer.aclose()
         # And the helper, whose asker let go, stopped its own downloads too.
         for _ in range(50):
