@@ -14,6 +14,7 @@ from measurements.addresses import (
     is_bogon,
     is_ip,
     parse_networks,
+    split_host_port,
 )
 
 LAB = parse_networks(["198.18.0.0/15", "127.0.0.0/8"])
@@ -332,3 +333,30 @@ def test_every_legacy_spelling_reads_back_as_the_same_address(
         assert canonical_address(spelling) in (expected, None), spelling
         if address_problem(expected, routable) is not None:
             assert address_problem(spelling, routable) is not None, spelling
+
+
+@pytest.mark.parametrize(
+    ("text", "default", "expect"),
+    [
+        ("198.18.0.1:53", None, ("198.18.0.1", 53)),
+        ("[2001:db8::1]:443", None, ("2001:db8::1", 443)),
+        ("2001:db8::1", 53, ("2001:db8::1", 53)),
+        ("[2001:db8::1]", 53, ("2001:db8::1", 53)),
+        ("name.test", 80, ("name.test", 80)),
+        ("name.test", None, "has no port"),
+        ("name.test:0", None, "out of range"),
+        ("name.test:http", None, "is not a number"),
+        ("[2001:db8::1", None, "no closing"),
+        ("[2001:db8::1]x", None, "expected \\[address\\]:port"),
+        ("2001:db8::1", None, "in brackets"),
+        ("a:b:c", 53, "in brackets"),
+    ],
+)
+def test_the_one_host_port_parser(
+    text: str, default: int | None, expect: tuple[str, int] | str
+) -> None:
+    if isinstance(expect, tuple):
+        assert split_host_port(text, default) == expect
+    else:
+        with pytest.raises(ValueError, match=expect):
+            split_host_port(text, default)

@@ -143,3 +143,75 @@ def test_a_config_file_that_is_not_utf8_is_bad_input(tmp_path: Path) -> None:
     path = tmp_path / "probe.toml"
     path.write_bytes(b'[vantage]\nname = "\xff"\n')
     assert main(["config", "show", "--config", str(path)]) == 2
+
+
+# ------------------------------------------------------------------ typed sections
+
+
+def test_each_section_has_a_field_for_every_key_and_the_same_defaults(tmp_path: Path) -> None:
+    # The typed sections are what the probe reads; the keys are what flags, files and
+    # variables set. A key missing from a section, or a default that differs, fails here.
+    import dataclasses
+
+    from probe.config import HELPER_KEYS, Settings, load_helper_settings
+    from probe.config.sections import HelperServeSettings
+
+    empty = {"PROBE_CONFIG": write(tmp_path, "")}
+    built, typed = load_settings({}, None, environ=empty), Settings()
+    for key in KEYS:
+        section = getattr(typed, key.section)
+        assert key.name in {f.name for f in dataclasses.fields(section)}, key.dotted
+    for name in ("vantage", "network", "control", "storage", "limits", "throughput"):
+        assert getattr(built, name) == getattr(typed, name), name
+    helper = load_helper_settings({}, None, environ=empty).helper
+    assert helper == HelperServeSettings()
+    assert {k.name for k in HELPER_KEYS} <= {f.name for f in dataclasses.fields(helper)}
+
+
+def test_the_helper_reads_its_section_its_variables_and_its_flags(tmp_path: Path) -> None:
+    from measurements.addresses import parse_networks
+    from probe.config import load_helper_settings
+
+    token = tmp_path / "helper.token"
+    token.write_text("s3cret\n", encoding="utf-8")
+    path = write(
+        tmp_path,
+        '[network]\nresolver = "127.0.0.1"\n'  # the probe's, not the helper's
+        f'[helper]\nlisten = "127.0.0.1:9443"\ntoken_file = "{token}"\nroutable = ["127.0.0.0/8"]\n',
+    )
+    env = {"PROBE_HELPER_TIMEOUT": "3", "PROBE_HELPER_LISTEN": "127.0.0.1:1", "PROBE_TIMEOUT": "9"}
+    got = load_helper_settings({"helper.concurrency": "4"}, path, environ=env)
+    h = got.helper
+    assert (h.listen, h.timeout, h.concurrency, h.resolver) == ("127.0.0.1:9443", 3.0, 4, None)
+    assert h.token == "s3cret" and h.routable == parse_networks(["127.0.0.0/8"])
+    assert got.provenance.sources["helper.listen"] == f"file:{path}"
+    assert got.provenance.sources["helper.timeout"] == "env:PROBE_HELPER_TIMEOUT"
+    assert got.provenance.sources["helper.concurrency"] == "flag"
+    assert "s3cret" not in repr(h)  # the token is kept out of every repr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"helper.listen": "127.0.0.1"}, "--listen: expected ADDR:PORT"),
+        ({"helper.listen": "127.0.0.1:70000"}, "--listen: expected ADDR:PORT: port 70000 out"),
+        ({"helper.throughput_bytes_per_hour": "-1"}, "--throughput-bytes-per-hour: must not"),
+        ({"helper.read_timeout": "0"}, "--read-timeout: must be more than 0"),
+        ({"helper.per_client_connections": "0"}, "--per-client-connections: must be at least 1"),
+    ],
+)
+def test_bad_helper_settings_are_refused(flags: dict[str, str], message: str) -> None:
+    from probe.config import load_helper_settings
+
+    with pytest.raises(ConfigError, match=message):
+        load_helper_settings(flags, None, environ={})
+
+
+def test_a_bad_token_line_names_where_the_setting_came_from(tmp_path: Path) -> None:
+    from probe.config import load_helper_settings
+
+    bad = tmp_path / "bad.token"
+    bad.write_text("has a space\n", encoding="utf-8")
+    path = write(tmp_path, f'[helper]\ntoken_file = "{bad}"\n')
+    with pytest.raises(ConfigError, match=rf"^{path}:2: helper.token_file: .*spaces"):
+        load_helper_settings({}, path, environ={})

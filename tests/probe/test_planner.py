@@ -1,0 +1,143 @@
+"""The step planner: which control each set of observations so far calls for, as a table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from measurements.addresses import address_problem
+from probe.classify.evidence import InputEvidence
+from probe.engine.planner import Ask, ControlKind, Seen, http_follows, next_controls
+from tests.probe.test_classify import HOST, OTHER, PUBLIC, dns, doh, hop, http, tcp, tls, url
+
+RST, TIMEOUT = "connection_reset", "generic_timeout_error"
+PLAIN = {"input": f"http://{HOST}/", "scheme": "http"}
+
+
+def refusal(ip: str) -> str | None:
+    problem = address_problem(ip)
+    return f"{ip} is {problem}" if problem else None
+
+
+@dataclass
+class Row:
+    name: str
+    ev: InputEvidence
+    expect: tuple[Ask, ...]
+    doh: tuple[str, ...] = ()  # DoH's answer
+    helper: bool = True
+    asked: frozenset[ControlKind] = frozenset()
+    address: str | None = PUBLIC
+
+
+ROWS = [
+    Row(
+        "a healthy https page needs nothing",
+        url(dns=(dns(PUBLIC),), tls=(tls(),), http=(http(hop()),)),
+        (),
+    ),
+    Row(
+        "an endpoint that connects needs nothing",
+        InputEvidence("endpoint", f"{PUBLIC}:443", None, None, tcp=(tcp(),)),
+        (),
+    ),
+    Row(
+        "an endpoint that never connects asks the helper",
+        InputEvidence("endpoint", f"{PUBLIC}:443", None, None, tcp=(tcp(RST), tcp(RST))),
+        (Ask("helper"),),
+    ),
+    Row(
+        "no helper configured: nothing to ask",
+        InputEvidence("endpoint", f"{PUBLIC}:443", None, None, tcp=(tcp(RST),)),
+        (),
+        helper=False,
+    ),
+    Row(
+        "a reset in the handshake: the innocuous SNI (rule 5), not the helper",
+        url(dns=(dns(PUBLIC),), tls=(tls(RST, "tls_handshake"),)),
+        (Ask("tls_innocuous"),),
+    ),
+    Row(
+        "a connect failure: no innocuous SNI (nothing was said), the helper",
+        url(dns=(dns(PUBLIC),), tls=(tls(TIMEOUT, "connect"),)),
+        (Ask("helper"),),
+    ),
+    Row(
+        "a reset with DoH elsewhere: DoH's address too",
+        url(dns=(dns(PUBLIC),), tls=(tls(RST, "tls_handshake"),)),
+        (Ask("tls_innocuous"), Ask("tls_at_doh", OTHER)),
+        doh=(OTHER,),
+        helper=False,
+    ),
+    Row(
+        "DoH agrees with the resolver: no control at its address",
+        url(dns=(dns(PUBLIC),), tls=(tls(valid=False),)),
+        (Ask("helper"),),
+        doh=(PUBLIC,),
+    ),
+    Row(
+        "an invalid chain with DoH elsewhere: DoH's address, then the helper",
+        url(dns=(dns(PUBLIC),), tls=(tls(valid=False),)),
+        (Ask("tls_at_doh", OTHER), Ask("helper")),
+        doh=(OTHER,),
+    ),
+    Row(
+        "DoH's only other address is private: not contacted",
+        url(dns=(dns(PUBLIC),), tls=(tls(valid=False),)),
+        (),
+        doh=("10.0.0.1",),
+        helper=False,
+    ),
+    Row(
+        "plain http: the page at DoH's address and the helper's copy",
+        url(**PLAIN, dns=(dns(PUBLIC),), http=(http(hop(url=f"http://{HOST}/")),)),
+        (Ask("http_at_doh", OTHER), Ask("helper")),
+        doh=(OTHER,),
+    ),
+    Row(
+        "a reset after the request: the innocuous Host, the helper",
+        url(dns=(dns(PUBLIC),), tls=(tls(),), http=(http(hop(None, RST, "http_request")),)),
+        (Ask("http_innocuous"), Ask("helper")),
+    ),
+    Row(
+        "a slow body: the innocuous Host too",
+        url(dns=(dns(PUBLIC),), tls=(tls(),), http=(http(hop(None, TIMEOUT, "http_body")),)),
+        (Ask("http_innocuous"), Ask("helper")),
+    ),
+    Row(
+        "a refused redirect is nobody's control",
+        url(
+            dns=(dns(PUBLIC),),
+            tls=(tls(),),
+            http=(http(hop(301), hop(None, refused="a private address")),),
+        ),
+        (),
+        helper=False,
+    ),
+    Row(
+        "each control at most once",
+        url(dns=(dns(PUBLIC),), tls=(tls(RST, "tls_handshake"),)),
+        (),
+        asked=frozenset({"tls_innocuous", "helper"}),
+    ),
+    Row(
+        "nothing contacted: no helper",
+        InputEvidence("endpoint", f"{PUBLIC}:443", None, None, tcp=(tcp(RST),)),
+        (),
+        address=None,
+    ),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
+def test_next_controls(row: Row) -> None:
+    seen = Seen(row.ev, (doh(*row.doh),) if row.doh else (), row.address, row.asked, row.helper)
+    assert next_controls(seen, refusal) == row.expect
+
+
+def test_http_follows_only_a_valid_handshake() -> None:
+    assert http_follows(url())
+    assert http_follows(url(tls=(tls(RST, "tls_handshake"), tls())))
+    assert not http_follows(url(tls=(tls(), tls(RST, "tls_handshake"))))
+    assert not http_follows(url(tls=(tls(valid=False),)))
