@@ -55,7 +55,7 @@ from probe.helper.protocol import (
     ThroughputReport,
     ThroughputRequest,
 )
-from targets.model import Endpoint
+from targets.model import UrlTarget, parse_input
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +129,10 @@ def parse_throughput(body: Any, settings: HelperSettings) -> ThroughputRequest:
 
 def _target(text: str) -> tuple[str, str | None, int]:
     """(host, scheme, port) of a checked input; scheme None for a bare endpoint."""
-    if "://" in text:
-        parts = urlsplit(text)
-        scheme = parts.scheme.lower()
-        port = parts.port or (443 if scheme == "https" else 80)
-        return (parts.hostname or "").lower(), scheme, port
-    endpoint = Endpoint.parse(text)
-    return endpoint.host, None, endpoint.port
+    # The probe's own parser: the helper reads an input exactly as the probe's loader did.
+    target = parse_input("url" if "://" in text else "endpoint", text)
+    scheme = target.scheme if isinstance(target, UrlTarget) else None
+    return target.host, scheme, target.port
 
 
 async def _lookup(name: str, s: HelperSettings) -> DNSObservation:
