@@ -100,11 +100,11 @@ def failure_for_rcode(rcode: int) -> Failure | None:
 
 
 def _http_kinds(exc: BaseException) -> set[str]:
-    """Class names of an httpx-family exception (httpx, and the httpx2 dnspython's DoH uses)."""
+    """Class names of an httpx or httpcore exception, from its own class up."""
     return {
         cls.__name__
         for cls in type(exc).__mro__
-        if cls.__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2")
+        if cls.__module__.split(".")[0] in ("httpx", "httpcore")
     }
 
 
