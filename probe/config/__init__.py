@@ -1,9 +1,9 @@
 """Settings from flags, a TOML file, the environment and defaults, each value with its source.
 
-Precedence is flag > file > environment > default (DESIGN.md). Every key has a flag and an
-environment variable derived from the flag (``--ca-bundle`` -> ``PROBE_CA_BUNDLE``); list
-values in the environment are comma-separated. Errors name the file and line, the flag or the
-variable, and the field.
+Precedence is flag > file > environment > default (docs/architecture.md, Settings). Every key
+has a flag and an environment variable derived from the flag (``--ca-bundle`` ->
+``PROBE_CA_BUNDLE``); list values in the environment are comma-separated. Errors name the file
+and line, the flag or the variable, and the field.
 """
 
 from __future__ import annotations
