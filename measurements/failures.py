@@ -23,8 +23,9 @@ and takes the most specific match:
      │   headers) ............................ unknown_failure, and ``malformed`` is true
      └── anything else ........................................... unknown_failure
 
-A malformed answer is the server's doing as often as a censor's (DESIGN rule 6): it must not
-read as a connection cut (``eof_error``), which the classifier may call blocking.
+A malformed answer is the server's doing as often as a censor's (docs/architecture.md,
+rule 6): it must not read as a connection cut (``eof_error``), which the classifier may call
+blocking.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import dns.resolver
 
 
 class Failure(StrEnum):
-    """One member of the closed failure vocabulary (DESIGN.md)."""
+    """One member of the closed failure vocabulary (docs/architecture.md)."""
 
     CONNECTION_REFUSED = "connection_refused"
     CONNECTION_RESET = "connection_reset"
@@ -100,11 +101,11 @@ def failure_for_rcode(rcode: int) -> Failure | None:
 
 
 def _http_kinds(exc: BaseException) -> set[str]:
-    """Class names of an httpx-family exception (httpx, and the httpx2 dnspython's DoH uses)."""
+    """Class names of an httpx or httpcore exception, from its own class up."""
     return {
         cls.__name__
         for cls in type(exc).__mro__
-        if cls.__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2")
+        if cls.__module__.split(".")[0] in ("httpx", "httpcore")
     }
 
 

@@ -48,8 +48,9 @@ async def open_socket(ip: str, port: int) -> socket.socket:
     return sock
 
 
-# DESIGN.md: measurements take explicit timeouts and return failures as data, so the timeout
-# is a parameter here rather than a caller's asyncio.timeout (which would raise instead).
+# Primitives take explicit timeouts and return failures as data (docs/architecture.md,
+# Measurements), so the timeout is a parameter here rather than a caller's asyncio.timeout
+# (which would raise instead).
 async def connect(ip: str, port: int, *, timeout: float = 5.0) -> TCPObservation:  # noqa: ASYNC109
     """Connect to ip:port within ``timeout`` seconds, close at once, and report what happened."""
     address_family(ip)  # a hostname is the caller's bug: fail loudly before any traffic

@@ -24,9 +24,9 @@ import httpx
 
 from measurements.addresses import is_ip, parse_address, split_host_port
 
-# A hand-written list may only use the categories of DESIGN.md. "other" exists because a
-# Citizen Lab import keeps every code it was asked for (news, politics...); only the CSV
-# importer may produce it.
+# A hand-written list may only use the categories of docs/architecture.md (Settings). "other"
+# exists because a Citizen Lab import keeps every code it was asked for (news, politics...);
+# only the CSV importer may produce it.
 CATEGORIES: frozenset[str] = frozenset({"social", "messaging"})
 IMPORT_CATEGORIES: frozenset[str] = CATEGORIES | {"other"}
 

@@ -476,3 +476,26 @@ def test_a_bug_that_stops_a_sweep_marks_its_run_failed(world: World, tmp_path: P
         assert run.status == "failed" and run.measurements == 1 and run.finished_at is not None
     finally:
         store.close()
+
+
+def test_a_sweep_asks_doh_once_per_name_over_one_connection(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """30 inputs on 30 names, measured at once: 30 DoH queries, one TLS handshake for all."""
+    names = [f"doh{i}.test" for i in range(30)]
+    lines = []
+    for i, name in enumerate(names):
+        world.name(name)
+        lines += ["[[service]]", f'name = "d{i}"', 'category = "social"',
+                  f'urls = ["http://{name}:{world.web.http_port}/"]']  # fmt: skip
+    targets = tmp_path / "t.toml"
+    targets.write_text("\n".join(lines) + "\n")
+    config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
+    db = tmp_path / "r.sqlite"
+    before = world.doh.handshakes
+    assert main(["run", "--config", str(config), "--targets", str(targets), "--db", str(db),
+                 "--json"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert [m["detail"] for m in out["measurements"]] == ["ok"] * len(names)
+    assert {name: world.truth.queries[name] for name in names} == dict.fromkeys(names, 1)
+    assert world.doh.handshakes - before == 1

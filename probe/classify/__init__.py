@@ -1,11 +1,11 @@
 """The classifier: observations and controls in, one verdict out. Pure: no I/O, no clock.
 
-The rules are DESIGN.md's, applied layer by layer in the order a connection is made (DNS,
-TCP, TLS, HTTP); the first layer that shows interference decides. Every "blocked" names the
-control that succeeded where the probe failed (rule 1) or a sign that is evidence by itself (a
-forged second DNS answer, a fingerprinted blockpage or interception root). Without either the
-answer is "inconclusive", with the reason in ``detail`` and ``reason``. An input found
-accessible that also has throughput trials is then judged by rule 7 (``throttle``).
+The rules are those of docs/architecture.md, applied layer by layer in the order a connection is
+made (DNS, TCP, TLS, HTTP); the first layer that shows interference decides. Every "blocked"
+names the control that succeeded where the probe failed (rule 1) or a sign that is evidence by
+itself (a forged second DNS answer, a fingerprinted blockpage or interception root). Without
+either the answer is "inconclusive", with the reason in ``detail`` and ``reason``. An input
+found accessible that also has throughput trials is then judged by rule 7 (``throttle``).
 """
 
 from __future__ import annotations

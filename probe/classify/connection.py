@@ -1,4 +1,4 @@
-"""Connection rules: TCP (with the helper) and TLS (DESIGN rules 4 and 5)."""
+"""Connection rules: TCP (with the helper) and TLS (rules 4 and 5 of docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DNS rules (DESIGN rule 4): the resolver under test against DNS-over-HTTPS."""
+"""DNS rules (rule 4 of docs/architecture.md): the resolver under test against DNS-over-HTTPS."""
 
 from __future__ import annotations
 

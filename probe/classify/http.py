@@ -1,4 +1,4 @@
-"""HTTP rules (DESIGN rule 6): fingerprints, the innocuous-Host control, the helper's page."""
+"""HTTP rules (docs/architecture.md, rule 6): blockpages, the innocuous-Host control, the helper."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ end of the read; when the rate fell within the transfer (a throttle triggered af
 first N bytes, see rates.change_point), the rate after the fall counts instead.
 
 "Slower" between two kinds of trial needs all of (the best-known differentiation detector's
-test, with the ratio DESIGN asks for on top):
+test, with the ratio rule 7 of docs/architecture.md asks for on top):
   - at least MIN_TRIALS usable transfers of each;
   - the median rate of the slow kind at most 1/RATIO of the fast kind's, and every slow
     trial at most 1/RATIO of that median too (repeatably, not on average);

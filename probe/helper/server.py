@@ -4,8 +4,8 @@ It answers two questions, one per request (the messages are probe.helper.protoco
 
 - ``POST /v1/check`` with ``{"input": URL or "host:port", "address": IP}``: does the address
   accept a TCP connection from here, does the name's certificate validate there, and what
-  page does the URL give here? The probe compares that with what it saw (DESIGN rule 1: a
-  control that succeeded where the probe failed).
+  page does the URL give here? The probe compares that with what it saw (docs/architecture.md,
+  rule 1: a control that succeeded where the probe failed).
 - ``POST /v1/throughput`` with ``{"url", "address", "max_bytes", "max_seconds", "trials"}``:
   how fast does the address give that resource here? ``trials`` timed downloads, one after
   the other (measurements.throughput), returned whole so the probe's reader can re-check them.

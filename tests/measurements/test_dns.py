@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
 
+import dns.message
+import httpx
 import pytest
 import trustme
 
-from measurements.dns import parse_resolver, query_doh, query_system, query_tcp, query_udp
+from measurements.dns import (
+    doh_client,
+    parse_resolver,
+    query_doh,
+    query_system,
+    query_tcp,
+    query_udp,
+)
+from measurements.trust import context
 from tests.servers.dns_server import (
     Answer,
     Delay,
@@ -20,7 +31,7 @@ from tests.servers.dns_server import (
     Silent,
     Truncate,
 )
-from tests.servers.doh_server import DoHServer
+from tests.servers.doh_server import DoHServer, HTTPReply
 
 # Documentation addresses (RFC 5737/3849): answers only, never contacted.
 GENUINE = "192.0.2.10"
@@ -303,6 +314,105 @@ async def test_doh_untrusted_certificate(
     assert obs.addresses == ()
     # The handshake failed, so the query never reached the server.
     assert dns_server.queries["site.test"] == 0
+
+
+@pytest.fixture
+async def shared(ca_bundle: str) -> AsyncIterator[httpx.AsyncClient]:
+    """One DoH client for several queries, as a sweep's DoHCache holds."""
+    async with doh_client(context(ca_bundle)) as client:
+        yield client
+
+
+def _script_failures(doh: DoHServer) -> None:
+    """Names whose DoH answers are each one way of not being a DNS answer."""
+    doh.set("site.test", Answer(GENUINE))
+    doh.set("blocked.test", NXDomain())
+    doh.set("void.test", Silent())
+    doh.reply("missing.test", HTTPReply(404, "text/plain", b"404: Not Found"))
+    doh.reply("page.test", HTTPReply(200, "text/html", b"<html>blocked</html>"))
+    doh.reply("garbage.test", HTTPReply(200, "application/dns-message", b"\x00\x01garbage"))
+    doh.reply("huge.test", HTTPReply(200, "application/dns-message", bytes(70_000)))
+
+
+# (name, failure, rcode, addresses): what the primitive answered before it went through httpx.
+DOH_CASES = [
+    ("site.test", None, "NOERROR", (GENUINE,)),
+    ("blocked.test", "dns_nxdomain_error", "NXDOMAIN", ()),
+    ("missing.test", "unknown_failure", None, ()),
+    ("page.test", "unknown_failure", None, ()),
+    ("garbage.test", "unknown_failure", None, ()),
+    ("huge.test", "unknown_failure", None, ()),  # longer than any DNS message: not read on
+    ("void.test", "generic_timeout_error", None, ()),
+]
+
+
+@pytest.mark.parametrize("via", ["one-off", "shared"])
+@pytest.mark.parametrize(("name", "failure", "rcode", "addresses"), DOH_CASES)
+async def test_doh_observation_is_the_same_over_a_shared_client(
+    doh_server: DoHServer,
+    shared: httpx.AsyncClient,
+    ca_bundle: str,
+    via: str,
+    name: str,
+    failure: str | None,
+    rcode: str | None,
+    addresses: tuple[str, ...],
+) -> None:
+    _script_failures(doh_server)
+    client = shared if via == "shared" else None
+    obs = await query_doh(name, doh_server.url, timeout=0.5, verify=ca_bundle, client=client)
+    assert (obs.failure, obs.rcode, obs.addresses) == (failure, rcode, addresses), obs.error
+    assert obs.transport == "doh" and obs.resolver == doh_server.url
+    assert len(obs.responses) == (0 if rcode is None else 1)
+    assert doh_server.script.queries[name] == 1
+    if failure == "unknown_failure":
+        assert obs.error  # what the answer was instead, kept beside the failure
+
+
+@pytest.mark.parametrize("via", ["one-off", "shared"])
+async def test_doh_refused_connection(shared: httpx.AsyncClient, ca_bundle: str, via: str) -> None:
+    # httpx keeps the socket's error as the cause, so the refusal has its name (dnspython's
+    # own DoH stack dropped it, and this read unknown_failure).
+    url = f"https://127.0.0.1:{unbound_port(socket.SOCK_STREAM)}/dns-query"
+    client = shared if via == "shared" else None
+    obs = await query_doh("site.test", url, timeout=2, verify=ca_bundle, client=client)
+    assert obs.failure == "connection_refused", obs.error
+    assert obs.rcode is None and obs.responses == ()
+
+
+async def test_doh_wrong_media_type_is_not_read_as_dns(
+    doh_server: DoHServer, shared: httpx.AsyncClient
+) -> None:
+    """A DNS body under another media type than RFC 8484's is not read as a DoH answer."""
+    query = dns.message.make_query("site.test", "A")
+    body = dns.message.make_response(query).to_wire()
+    doh_server.reply("typed.test", HTTPReply(200, "text/plain", body))
+    obs = await query_doh("typed.test", doh_server.url, client=shared)
+    assert obs.failure == "unknown_failure" and obs.error is not None
+    assert "content type" in obs.error
+
+
+async def test_doh_shared_client_keeps_one_connection_through_bad_answers(
+    doh_server: DoHServer, shared: httpx.AsyncClient
+) -> None:
+    """Error pages and garbage are read to the end, so the next name reuses the connection."""
+    _script_failures(doh_server)
+    names = ["site.test", "missing.test", "page.test", "garbage.test", "blocked.test"]
+    for name in [*names, "site.test"]:
+        await query_doh(name, doh_server.url, timeout=2, client=shared)
+    assert doh_server.handshakes == 1
+    # A timed-out exchange cannot be resumed: its connection goes, the next one is new.
+    await query_doh("void.test", doh_server.url, timeout=0.3, client=shared)
+    obs = await query_doh("site.test", doh_server.url, timeout=2, client=shared)
+    assert obs.addresses == (GENUINE,)
+    assert doh_server.handshakes == 2
+
+
+async def test_doh_bootstrap_address_is_for_the_one_off_client(
+    doh_server: DoHServer, shared: httpx.AsyncClient
+) -> None:
+    with pytest.raises(ValueError):
+        await query_doh("site.test", doh_server.url, client=shared, bootstrap_address="127.0.0.1")
 
 
 async def test_udp_resends_a_lost_query(dns_server: ScriptedDNSServer) -> None:

@@ -4,7 +4,7 @@ Hypothesis builds observation sets of every kind (DNS, TCP, TLS, HTTP hops, thro
 trials), with every failure of the closed vocabulary, at every operation, with and without
 each control (DoH, innocuous SNI and Host, the helper, throughput controls and history).
 Whatever it builds, ``classify`` answers with a verdict from the closed set and a reason; and
-no single failure without any control is ever "blocked" (DESIGN rule 1).
+no single failure without any control is ever "blocked" (rule 1 of docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -5,8 +5,12 @@
 
 Its certificate, issued by the given trustme CA, names 127.0.0.1, localhost and doh.test
 (``hostnames`` names others; ``host`` and ``port`` bind elsewhere than a random loopback port).
+``handshakes`` counts the TLS handshakes clients began (each ClientHello, with or without SNI),
+so a test can tell one kept-alive connection from one connection per query.
 Over DoH there is no datagram to race: Inject answers with the genuine addresses and Truncate
 with the full answer; Silent holds the request until the client gives up or the server stops.
+``reply(name, HTTPReply(...))`` answers a name with a fixed HTTP reply instead (a status, a
+content type, a body that is not DNS), for the failures only HTTP can produce.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import contextlib
 import socket
 import ssl
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import dns.exception
 import dns.message
@@ -30,6 +35,15 @@ from tests.servers.dns_server import Behaviour, ScriptedDNSServer, plan
 _CONTENT_TYPE = "application/dns-message"
 # A silent request is answered 503 after this long at most, so nothing waits forever.
 _SILENCE_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPReply:
+    """A fixed HTTP answer to a DoH query, whatever the query asked."""
+
+    status: int = 200
+    content_type: str = _CONTENT_TYPE
+    body: bytes = b""
 
 
 class DoHServer:
@@ -50,13 +64,24 @@ class DoHServer:
         self.script = script if script is not None else ScriptedDNSServer()
         self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert(*hostnames).configure_cert(self._ssl)
+        # OpenSSL calls this once per ClientHello, whether or not it names a server.
+        self._ssl.sni_callback = self._hello
+        self.handshakes = 0
+        self._replies: dict[str, HTTPReply] = {}
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._port: int | None = None
 
+    def _hello(self, conn: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> None:
+        self.handshakes += 1
+
     def set(self, name: str, behaviour: Behaviour) -> None:
         """Script how a name is answered (shared with the script's UDP/TCP server)."""
         self.script.set(name, behaviour)
+
+    def reply(self, name: str, reply: HTTPReply) -> None:
+        """Answer queries for a name with a fixed HTTP reply (still counted as queries)."""
+        self._replies[name.rstrip(".").lower()] = reply
 
     @property
     def port(self) -> int:
@@ -118,7 +143,13 @@ class DoHServer:
             return web.Response(status=400)
         if not query.question:
             return web.Response(status=400)
-        steps = plan(self.script.receive(query), query, datagram=False)
+        behaviour = self.script.receive(query)
+        fixed = self._replies.get(query.question[0].name.to_text(omit_final_dot=True).lower())
+        if fixed is not None:
+            return web.Response(
+                status=fixed.status, body=fixed.body, headers={"Content-Type": fixed.content_type}
+            )
+        steps = plan(behaviour, query, datagram=False)
         if not steps:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), _SILENCE_SECONDS)
