@@ -532,6 +532,11 @@ def test_schema_1_is_read_as_it_is_and_migrated_by_a_writer(db_path: Path) -> No
         sql = "SELECT sql FROM sqlite_master WHERE name = 'measurements'"
         (ddl,) = raw.execute(sql).fetchone()
         assert "REFERENCES runs (run_id)" in ddl
+    # The writer kept a copy of schema 1 beside it before upgrading.
+    backup = db_path.with_name(f"{db_path.name}.pre-upgrade-0002.bak")
+    with contextlib.closing(sqlite3.connect(backup)) as raw:
+        assert raw.execute("SELECT value FROM meta").fetchall() == [("1",)]
+        assert raw.execute("SELECT run_id, status FROM runs").fetchall() == [(run_id, "completed")]
 
 
 def test_read_only_open_of_a_file_that_is_not_a_database(tmp_path: Path) -> None:
