@@ -8,6 +8,8 @@ import contextlib
 import datetime as dt
 import logging
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -148,6 +150,16 @@ def test_a_schema_2_database_is_upgraded_in_place_after_a_backup(
     assert query(old, "SELECT version_num FROM alembic_version") == [(head(),)]
     assert query(old, "PRAGMA integrity_check") == [("ok",)]
     assert query(old, "PRAGMA foreign_key_check") == []
+
+
+def test_the_upgrade_is_told_on_stderr_where_nothing_configures_logging(old: Path) -> None:
+    """As under `probe run`: the message reaches the volunteer, naming the copy."""
+    code = "import sys; from probe.store import open_database; open_database(sys.argv[1]).close()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(old)], capture_output=True, text=True, check=True
+    )
+    assert f"upgraded database {old} from schema version 2 to revision 0002" in done.stderr
+    assert str(backup_path(old, "0002")) in done.stderr
 
 
 def test_an_upgraded_database_is_not_upgraded_again(old: Path) -> None:
