@@ -11,7 +11,8 @@ What an open finds, and what it does (migrations/ holds the revisions):
 
 The backup is ``<database>.pre-upgrade-<revision>.bak`` beside the file, a copy made with
 SQLite's backup API while this connection holds the write lock, so no sweep can write between
-the copy and the upgrade; the copy, the upgrade and the revision's stamp are one transaction.
+the copy and the upgrade; the upgrade and its stamp are one transaction, so a crash leaves
+the database as it was (and the copy beside it).
 A read-only open writes nothing: it reads every revision it knows as it is (queries.py
 selects only columns that schema 1 already had).
 """
