@@ -82,7 +82,7 @@ def classify_throughput(base: Verdict, ev: InputEvidence, ctl: Controls) -> Verd
     def not_throttled(rule: str, why: str, baseline: float | None) -> Verdict:
         return Verdict(
             base.verdict, base.layer, base.detail, rule, f"{base.reason} {why}",
-            {**base.evidence, "throughput": facts}, rounded(rate), rounded(baseline),
+            {**base.evidence, "throughput": facts}, rounded(rate), rounded(baseline), address,
         )  # fmt: skip
 
     if len(target.rates) < MIN_TRIALS:
@@ -173,8 +173,9 @@ def _throttled(
 ) -> Verdict:
     v = verdict("throttled", layer, detail, detail, reason, throughput=facts)
     return Verdict(
-        v.verdict, v.layer, v.detail, v.rule, v.reason, v.evidence, rounded(rate), rounded(baseline)
-    )
+        v.verdict, v.layer, v.detail, v.rule, v.reason, v.evidence, rounded(rate),
+        rounded(baseline), facts["address"],
+    )  # fmt: skip
 
 
 def _history(past: Sequence[PastRate], now: float | None, address: str | None) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class Verdict:
     evidence: Mapping[str, Any] = field(default_factory=dict)  # JSON-ready facts the rule used
     throughput_kbps: float | None = None
     baseline_kbps: float | None = None
+    throughput_address: str | None = None  # where the rate was timed (rule 7's history)
 
     def __post_init__(self) -> None:
         if self.detail not in DETAILS:
@@ -77,3 +78,4 @@ class MeasurementRecord:
     measured_at: dt.datetime  # UTC, when the measurement of this input started
     duration_ms: float
     observations: tuple[Observation, ...] = ()
+    throughput_bytes: int | None = None  # every byte its throughput test read (the budget)

@@ -32,8 +32,8 @@ from probe.engine.throughput import (
     throughput_urls,
 )
 from probe.engine.vantage import VantageCheck, check_vantage
+from probe.store.budgets import HISTORY_DAYS
 from probe.store.database import StoreError
-from probe.store.throughput import HISTORY_DAYS
 from probe.store.writer import AsyncWriter
 from targets.model import Input, TargetList
 
@@ -277,7 +277,7 @@ class Sweep:
                 ev = col.evidence(job, exceeded)
                 ctl = col.controls(vantage_ok=True)
                 verdict = classify(ev, ctl, self.fingerprints, self.settings.network.routable)
-                extra["throughput_bytes"] = bytes_of(col)  # the daily budget reads this back
+                extra["throughput_bytes"] = bytes_of(col)  # also the record's column
             else:
                 extra["throughput_skipped"] = skipped
         controls = {k: v for k, v in to_jsonable(ctl).items() if v not in ((), [], None)}
@@ -289,4 +289,5 @@ class Sweep:
                 **verdict.evidence, "controls": controls, "deadline_exceeded": exceeded, **extra,
             },
         )  # fmt: skip
-        return self._record(job, verdict, col, measured_at, t0)
+        record = self._record(job, verdict, col, measured_at, t0)
+        return dataclasses.replace(record, throughput_bytes=extra.get("throughput_bytes"))

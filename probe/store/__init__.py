@@ -9,6 +9,7 @@ from probe.store.models import (
     MeasurementRow,
     RunSummary,
 )
+from probe.store.schema import Upgrade
 from probe.store.writer import AsyncWriter
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "MeasurementRow",
     "RunSummary",
     "StoreError",
+    "Upgrade",
     "default_database_path",
     "open_database",
 ]

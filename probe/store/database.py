@@ -1,4 +1,5 @@
-"""The synchronous store: opening (and checking) a database, writing runs, reading results.
+"""The synchronous store: opening a database (and bringing its schema up to date), writing
+runs, and the read methods the CLI calls (queries.py holds those queries).
 
 Used directly by the CLI, and from AsyncWriter's one worker thread during a sweep; never
 from inside the event loop. Every database failure leaves here as StoreError.
@@ -7,7 +8,6 @@ from inside the event loop. Every database failure leaves here as StoreError.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import os
 import sqlite3
@@ -17,56 +17,36 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from sqlalchemy import (
-    URL,
-    Engine,
-    create_engine,
-    event,
-    func,
-    insert,
-    inspect,
-    make_url,
-    select,
-    update,
-)
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy import URL, Engine, create_engine, event, make_url, update
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from measurements.observations import to_jsonable
 from probe.classify.verdict import MeasurementRecord, RunInfo
+from probe.store import queries
+from probe.store.errors import StoreError, reason
 from probe.store.models import (
-    READABLE_VERSIONS,
     RUN_STATUSES,
-    SCHEMA_VERSION,
-    Base,
     Evidence,
     ExportRow,
-    Measurement,
     MeasurementDetail,
     MeasurementRow,
-    Meta,
     Run,
     RunSummary,
     evidence_data,
     measurement_from_record,
-    measurement_row,
     run_from_info,
-    run_summary,
 )
 from probe.store.owner import WriterLock, writer_alive
+from probe.store.schema import Upgrade, bring_to_head, check_readable
+
+__all__ = ["Database", "StoreError", "default_database_path", "open_database"]
 
 APP_NAME = "blocking-probe"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
-MIN_PREFIX = 6  # of a run id; shorter prefixes collide too easily to be meant
-EXPORT_BATCH = 500
-_HEX = frozenset("0123456789abcdef")
 _SIDE_FILES = ("", "-wal", "-shm", "-journal", "-lock")
-
-
-class StoreError(Exception):
-    """The database cannot be opened, has the wrong schema, or a read or write failed."""
 
 
 def default_database_path() -> Path:
@@ -231,17 +211,17 @@ def _initialise(
     read_only: bool = False,
     file: Path | None = None,
 ) -> Database:
-    """Create or check (and migrate) the schema; a writer then takes the lock of a file."""
+    """Create, check or upgrade the schema; a writer then takes the lock of a file."""
     lock: WriterLock | None = None
     abandoned = False
+    upgrade: Upgrade | None = None
     try:
         if read_only:
-            _check_readable(engine, label)
+            check_readable(engine, label)
             # Nothing may be written, so abandoned runs are only shown as "aborted".
             abandoned = file is not None and not writer_alive(file)
         else:
-            if _create_or_check(engine, label) == 1:
-                _migrate_from_1(engine, label)
+            upgrade = bring_to_head(engine, label, file)
             if file is not None:
                 try:
                     lock = WriterLock.acquire(file)
@@ -259,108 +239,17 @@ def _initialise(
         if lock is not None:
             lock.release()
         engine.dispose()
-        raise StoreError(f"cannot open database {label}: {_reason(exc)}") from exc
+        raise StoreError(f"cannot open database {label}: {reason(exc)}") from exc
     if not keep_connection:
         # Drop the connection made on the opener's thread: the writer thread makes its own.
         engine.dispose()
-    return Database(engine, label, lock=lock, abandoned=abandoned)
-
-
-def _create_or_check(engine: Engine, label: str) -> int:
-    """Create the tables of a new database; return the schema version found (or made)."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            # pysqlite runs DDL outside any transaction; an explicit (write-locking) BEGIN
-            # makes creation atomic, and a second process opening a new file waits for it.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        tables = set(inspect(conn).get_table_names())
-        if Meta.__tablename__ not in tables:
-            ours = {t for t in Base.metadata.tables if t != Meta.__tablename__}
-            if tables & ours:
-                raise StoreError(
-                    f"database {label} has probe tables but no schema version; "
-                    "it was not made by this probe"
-                )
-            Base.metadata.create_all(conn)
-            conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
-            return SCHEMA_VERSION
-        found = _version(conn)
-        if found == str(SCHEMA_VERSION) or (found == "1" and engine.dialect.name == "sqlite"):
-            return int(found)
-        raise StoreError(
-            f"database {label} has schema version {found}; this probe understands "
-            f"{SCHEMA_VERSION}" + (" (and migrates 1 on SQLite only)" if found == "1" else "")
-        )
-
-
-def _version(conn: Any) -> str | None:
-    found: str | None = conn.execute(
-        select(Meta.value).where(Meta.key == "schema_version")
-    ).scalar_one_or_none()
-    return found
-
-
-def _check_readable(engine: Engine, label: str) -> None:
-    """Refuse, without writing, a database this probe cannot read."""
-    with engine.connect() as conn:
-        tables = set(inspect(conn).get_table_names())
-        if Meta.__tablename__ not in tables:
-            raise StoreError(f"database {label} has no probe tables (no schema version)")
-        found = _version(conn)
-    if found not in {str(v) for v in READABLE_VERSIONS}:
-        raise StoreError(
-            f"database {label} has schema version {found}; this probe reads "
-            + ", ".join(str(v) for v in READABLE_VERSIONS)
-        )
-
-
-def _migrate_from_1(engine: Engine, label: str) -> None:
-    """Version 1 to 2 on SQLite: rebuild runs, whose CHECK now allows failed and aborted.
-
-    SQLite cannot alter a CHECK constraint. This is SQLite's documented rebuild (rename,
-    create, copy, drop) with foreign keys off, so the measurements that point at runs stay
-    put; one write transaction, so a crash leaves version 1 whole. Alembic will take this over.
-    """
-    with engine.connect() as conn:
-        # Both pragmas are no-ops inside a transaction: set them before BEGIN.
-        conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
-        # Legacy renaming leaves measurements' REFERENCES runs pointing at the new table.
-        conn.exec_driver_sql("PRAGMA legacy_alter_table = ON")
-        conn.commit()
-        try:
-            with conn.begin():
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                if _version(conn) != "1":  # another process migrated it meanwhile
-                    return
-                conn.exec_driver_sql("ALTER TABLE runs RENAME TO runs_v1")
-                conn.exec_driver_sql("DROP INDEX IF EXISTS ix_runs_started_at")
-                runs = Base.metadata.tables[Run.__tablename__]
-                runs.create(conn)
-                columns = ", ".join(c.name for c in runs.columns)
-                conn.exec_driver_sql(f"INSERT INTO runs ({columns}) SELECT {columns} FROM runs_v1")
-                conn.exec_driver_sql("DROP TABLE runs_v1")
-                if conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
-                    raise StoreError(f"database {label}: migrating schema 1 to 2 broke a link")
-                conn.execute(
-                    update(Meta)
-                    .where(Meta.key == "schema_version")
-                    .values(value=str(SCHEMA_VERSION))
-                )
-        finally:
-            conn.exec_driver_sql("PRAGMA legacy_alter_table = OFF")
-            conn.exec_driver_sql("PRAGMA foreign_keys = ON")
-            conn.commit()
+    return Database(engine, label, lock=lock, abandoned=abandoned, upgrade=upgrade)
 
 
 def _mark_abandoned(engine: Engine) -> None:
     """Runs still "running" when no writer is alive were abandoned (kill -9, power loss)."""
     with engine.begin() as conn:
         conn.execute(update(Run).where(Run.status == "running").values(status="aborted"))
-
-
-def _reason(exc: SQLAlchemyError) -> str:
-    """The driver's message when there is one (shorter than SQLAlchemy's wrapper)."""
-    return str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
 
 
 class Database:
@@ -373,12 +262,14 @@ class Database:
         *,
         lock: WriterLock | None = None,
         abandoned: bool = False,
+        upgrade: Upgrade | None = None,
     ) -> None:
         self._engine = engine
         self._label = label
         self._closed = False
         self._lock = lock  # held while open: says to later opens that this writer is alive
-        self._abandoned = abandoned  # read-only: a "running" run has no live writer
+        self._abandoned = abandoned
+        self._upgrade = upgrade
 
     @property
     def engine(self) -> Engine:
@@ -390,6 +281,16 @@ class Database:
         """The path or password-free URL, for messages."""
         return self._label
 
+    @property
+    def abandoned(self) -> bool:
+        """Read-only: no writer is alive, so a "running" run is shown as "aborted"."""
+        return self._abandoned
+
+    @property
+    def upgrade(self) -> Upgrade | None:
+        """The upgrade this open made (and where its backup is), or None."""
+        return self._upgrade
+
     @contextlib.contextmanager
     def session(self, action: str) -> Iterator[Session]:
         """A session whose database errors surface as StoreError naming the database."""
@@ -399,7 +300,7 @@ class Database:
             with Session(self._engine) as session:
                 yield session
         except SQLAlchemyError as exc:
-            raise StoreError(f"{action} failed on database {self._label}: {_reason(exc)}") from exc
+            raise StoreError(f"{action} failed on database {self._label}: {reason(exc)}") from exc
 
     def begin_run(self, info: RunInfo) -> None:
         """Record that a sweep started (status "running")."""
@@ -451,68 +352,19 @@ class Database:
 
     def list_runs(self, limit: int = 20) -> list[RunSummary]:
         """The most recent runs, newest first, with their measurement counts."""
-        stmt = select(Run).order_by(Run.started_at.desc(), Run.run_id.desc()).limit(limit)
-        with self.session("list_runs") as session:
-            runs = list(session.scalars(stmt))
-            return self._summaries(session, runs)
+        return queries.list_runs(self, limit)
 
     def get_run(self, run_id_or_prefix: str) -> RunSummary | None:
         """The run with this id or unique id prefix (at least 6 hex digits); None if none."""
-        prefix = run_id_or_prefix.strip().lower()
-        if len(prefix) < MIN_PREFIX:
-            raise StoreError(f"run id prefix {prefix!r} is shorter than {MIN_PREFIX} characters")
-        if not set(prefix) <= _HEX:  # run ids are hex; this also keeps LIKE wildcards out
-            return None
-        stmt = select(Run).where(Run.run_id.startswith(prefix)).order_by(Run.run_id).limit(2)
-        with self.session("get_run") as session:
-            runs = list(session.scalars(stmt))
-            if len(runs) > 1:
-                raise StoreError(f"run id prefix {prefix!r} is ambiguous: give more characters")
-            return self._summaries(session, runs)[0] if runs else None
-
-    def _summaries(self, session: Session, runs: list[Run]) -> list[RunSummary]:
-        """Detached summaries of runs, with per-verdict counts from one grouped query."""
-        ids = [r.run_id for r in runs]
-        per_run: dict[str, dict[str, int]] = {i: {} for i in ids}
-        if ids:
-            stmt = (
-                select(Measurement.run_id, Measurement.verdict, func.count())
-                .where(Measurement.run_id.in_(ids))
-                .group_by(Measurement.run_id, Measurement.verdict)
-            )
-            for run_id, verdict, n in session.execute(stmt):
-                per_run[run_id][verdict] = n
-        summaries = [run_summary(r, per_run[r.run_id]) for r in runs]
-        if self._abandoned:
-            # What the next writer will record; a reader may not write it.
-            summaries = [
-                dataclasses.replace(s, status="aborted") if s.status == "running" else s
-                for s in summaries
-            ]
-        return summaries
+        return queries.get_run(self, run_id_or_prefix)
 
     def get_measurement(self, measurement_id: int) -> MeasurementDetail | None:
         """One measurement with its evidence; None if there is no such id."""
-        stmt = (
-            select(Measurement, Evidence.data)
-            .outerjoin(Evidence, Evidence.measurement_id == Measurement.id)
-            .where(Measurement.id == measurement_id)
-        )
-        with self.session("get_measurement") as session:
-            found = session.execute(stmt).one_or_none()
-            if found is None:
-                return None
-            return MeasurementDetail(row=measurement_row(found[0]), evidence=found[1] or {})
+        return queries.get_measurement(self, measurement_id)
 
     def measurements_of_run(self, run_id: str) -> list[MeasurementRow]:
         """The measurements of one run (exact id), in the order they were measured."""
-        stmt = (
-            select(Measurement)
-            .where(Measurement.run_id == run_id)
-            .order_by(Measurement.measured_at, Measurement.id)
-        )
-        with self.session("measurements_of_run") as session:
-            return [measurement_row(m) for m in session.scalars(stmt)]
+        return queries.measurements_of_run(self, run_id)
 
     def iter_export_rows(
         self,
@@ -521,39 +373,7 @@ class Database:
         run_id: str | None = None,
     ) -> Iterator[ExportRow]:
         """Stream measurements with their run's vantage, by measured_at; a naive since is UTC."""
-        stmt = select(
-            Measurement.id.label("measurement_id"),
-            Measurement.run_id,
-            Measurement.service,
-            Measurement.category,
-            Measurement.input,
-            Measurement.verdict,
-            Measurement.layer,
-            Measurement.detail,
-            Measurement.rule,
-            Measurement.measured_at,
-            Measurement.duration_ms,
-            Measurement.throughput_kbps,
-            Measurement.baseline_kbps,
-            Run.vantage_name,
-            Run.network_type,
-            Run.asn,
-            Run.country,
-        ).join(Run, Run.run_id == Measurement.run_id)
-        if since is not None:
-            if since.tzinfo is None:
-                since = since.replace(tzinfo=dt.UTC)
-            stmt = stmt.where(Measurement.measured_at >= since)
-        if service is not None:
-            stmt = stmt.where(Measurement.service == service)
-        if run_id is not None:
-            stmt = stmt.where(Measurement.run_id == run_id)
-        stmt = stmt.order_by(Measurement.measured_at, Measurement.id)
-        # Batches, not the whole table: an export may be far larger than memory.
-        with self.session("export") as session:
-            result = session.execute(stmt.execution_options(yield_per=EXPORT_BATCH))
-            for r in result:
-                yield ExportRow(**r._asdict())
+        return queries.export_rows(self, since, service, run_id)
 
     def close(self) -> None:
         """Close every pooled connection; later calls raise StoreError."""

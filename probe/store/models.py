@@ -2,12 +2,15 @@
 
 Tables (portable to PostgreSQL; SQLite is the embedded default):
 
-    meta          key -> value; holds ``schema_version``
+    meta          key -> value; holds ``schema_version`` (what probes before Alembic check)
     runs          one sweep: when, from which declared vantage, with which settings
     measurements  one input per run: its verdict, without the evidence
     evidence      measurement_id -> JSON {"verdict_evidence": ..., "observations": [...]}
 
-Evidence lives in its own table so listing and exporting never read the bulky JSON.
+Evidence lives in its own table so listing and exporting never read the bulky JSON, and
+nothing queries into it: what a query reads is a column. These classes are the head of the
+migrations in migrations/versions/ (tests/probe/test_migrations.py compares the two); a
+change here needs a new revision there.
 Callers never get ORM objects: the frozen dataclasses below the tables are detached copies,
 so nothing lazy-loads after a session has closed; the functions at the bottom convert the
 probe's records to rows and rows to those copies.
@@ -15,7 +18,6 @@ probe's records to rows and rows to those copies.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,10 +42,9 @@ from sqlalchemy.types import TypeDecorator
 from measurements.observations import to_jsonable
 from probe.classify.verdict import VERDICTS, MeasurementRecord, RunInfo, Vantage
 
-# 2: runs.status may also be "failed" or "aborted" (a CHECK change; database.py migrates 1).
-SCHEMA_VERSION = 2
-# Versions whose tables read the same: a read-only open accepts them without migrating.
-READABLE_VERSIONS: tuple[int, ...] = (1, 2)
+# meta.schema_version at the head revision (migrations/__init__.py): 2 added runs.status
+# "failed" and "aborted"; 3 (revision 0002) the throughput columns of measurements.
+SCHEMA_VERSION = 3
 
 RUN_STATUSES: tuple[str, ...] = (
     "running",  # a sweep owns it now, or died without a word (a later open says "aborted")
@@ -148,6 +149,9 @@ class Measurement(Base):
     duration_ms: Mapped[float] = mapped_column(Float)
     throughput_kbps: Mapped[float | None] = mapped_column(Float)
     baseline_kbps: Mapped[float | None] = mapped_column(Float)
+    # What the daily budget and the past-rates history read (budgets.py); revision 0002.
+    throughput_bytes: Mapped[int | None] = mapped_column(BigInteger())
+    throughput_address: Mapped[str | None] = mapped_column(String(45))  # an IP address
 
 
 class Evidence(Base):
@@ -268,6 +272,8 @@ def measurement_from_record(rec: MeasurementRecord) -> Measurement:
         duration_ms=rec.duration_ms,
         throughput_kbps=v.throughput_kbps,
         baseline_kbps=v.baseline_kbps,
+        throughput_bytes=rec.throughput_bytes,
+        throughput_address=v.throughput_address,
     )
 
 
@@ -277,13 +283,6 @@ def evidence_data(rec: MeasurementRecord) -> dict[str, Any]:
         "verdict_evidence": to_jsonable(dict(rec.verdict.evidence)),
         "observations": to_jsonable(rec.observations),
     }
-
-
-def measurement_row(m: Measurement) -> MeasurementRow:
-    """A detached copy of a measurement row (the dataclass mirrors the table's columns)."""
-    return MeasurementRow(
-        **{f.name: getattr(m, f.name) for f in dataclasses.fields(MeasurementRow)}
-    )
 
 
 def run_summary(r: Run, verdicts: Mapping[str, int]) -> RunSummary:

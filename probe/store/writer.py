@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from probe.classify.evidence import PastRate
 from probe.classify.verdict import MeasurementRecord, RunInfo
-from probe.store import throughput
+from probe.store import budgets
 from probe.store.database import Database
 
 T = TypeVar("T")
@@ -68,13 +68,13 @@ class AsyncWriter:
 
     async def throughput_bytes_since(self, since: dt.datetime, vantage_name: str | None) -> int:
         """Throughput bytes recorded since ``since`` at this declared vantage."""
-        return await self._call(throughput.bytes_since, self._db, since, vantage_name)
+        return await self._call(budgets.bytes_since, self._db, since, vantage_name)
 
     async def past_rates(
         self, inputs: list[str], vantage_name: str | None, since: dt.datetime
     ) -> dict[str, tuple[PastRate, ...]]:
         """Each input's earlier timed tests at this declared vantage, newest first."""
-        return await self._call(throughput.past_rates, self._db, inputs, vantage_name, since)
+        return await self._call(budgets.past_rates, self._db, inputs, vantage_name, since)
 
     async def finish_run(
         self, run_id: str, status: str, counts: Mapping[str, Any] | None = None

@@ -194,14 +194,17 @@ def test_default_path_is_in_the_user_data_directory(
 
 
 def test_schema_version_mismatch(db_path: Path) -> None:
+    """Without an Alembic revision only versions 1 and 2 (made before Alembic) are known."""
     open_database(str(db_path)).close()
     with sqlite3.connect(db_path) as raw:
+        raw.execute("DROP TABLE alembic_version")
         raw.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
-    with pytest.raises(StoreError) as caught:
-        open_database(str(db_path))
-    message = str(caught.value)
-    assert str(db_path) in message
-    assert f"has schema version 7; this probe understands {SCHEMA_VERSION}" in message
+    for read_only in (False, True):
+        with pytest.raises(StoreError) as caught:
+            open_database(str(db_path), read_only=read_only)
+        message = str(caught.value)
+        assert str(db_path) in message
+        assert "has schema version 7 and no Alembic revision" in message
 
 
 def test_foreign_sqlite_database_with_our_table_names(tmp_path: Path) -> None:
@@ -490,6 +493,10 @@ def _make_version_1(db_path: Path) -> str:
         raw.execute("CREATE INDEX ix_runs_started_at ON runs (started_at)")
         raw.execute("INSERT INTO runs SELECT * FROM runs_new")
         raw.execute("DROP TABLE runs_new")
+        # Schema 1 had neither Alembic nor the columns revision 0002 adds.
+        raw.execute("DROP TABLE alembic_version")
+        raw.execute("ALTER TABLE measurements DROP COLUMN throughput_bytes")
+        raw.execute("ALTER TABLE measurements DROP COLUMN throughput_address")
         raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
         raw.execute("COMMIT")
         with pytest.raises(sqlite3.IntegrityError):  # schema 1 cannot say "failed"
@@ -525,6 +532,11 @@ def test_schema_1_is_read_as_it_is_and_migrated_by_a_writer(db_path: Path) -> No
         sql = "SELECT sql FROM sqlite_master WHERE name = 'measurements'"
         (ddl,) = raw.execute(sql).fetchone()
         assert "REFERENCES runs (run_id)" in ddl
+    # The writer kept a copy of schema 1 beside it before upgrading.
+    backup = db_path.with_name(f"{db_path.name}.pre-upgrade-0002.bak")
+    with contextlib.closing(sqlite3.connect(backup)) as raw:
+        assert raw.execute("SELECT value FROM meta").fetchall() == [("1",)]
+        assert raw.execute("SELECT run_id, status FROM runs").fetchall() == [(run_id, "completed")]
 
 
 def test_read_only_open_of_a_file_that_is_not_a_database(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from probe.engine.sweep import Sweep
 from probe.engine.throughput import ThroughputTester
 from probe.helper.server import HelperSettings
 from probe.store import AsyncWriter, open_database
-from probe.store.throughput import bytes_since, past_rates
+from probe.store.budgets import bytes_since, past_rates
 from targets.model import Input, Service, TargetList
 from tests.servers.dns_server import Answer, ScriptedDNSServer
 from tests.servers.doh_server import DoHServer
@@ -96,9 +96,10 @@ def test_the_throughput_url_is_an_input_once() -> None:
 
 
 def _record(run_id: str, at: dt.datetime, spent: int | None) -> MeasurementRecord:
-    evidence = {} if spent is None else {"throughput_bytes": spent}
-    verdict = Verdict("accessible", None, "ok", "http.ok", "Fine.", evidence)
-    return MeasurementRecord(run_id, "s", "social", "https://cdn.test/x", verdict, at, 1.0)
+    verdict = Verdict("accessible", None, "ok", "http.ok", "Fine.")
+    return MeasurementRecord(
+        run_id, "s", "social", "https://cdn.test/x", verdict, at, 1.0, throughput_bytes=spent
+    )
 
 
 def test_bytes_spent_in_the_last_day_at_this_vantage(tmp_path: Path) -> None:
@@ -125,8 +126,7 @@ def test_bytes_spent_in_the_last_day_at_this_vantage(tmp_path: Path) -> None:
 def _timed(run_id: str, at: dt.datetime, kbps: float, verdict: str = "accessible",
            input_: str = "https://cdn.test/x") -> MeasurementRecord:  # fmt: skip
     detail = "throttle.ip" if verdict == "throttled" else "ok"
-    evidence = {"throughput": {"address": "192.0.2.7"}}
-    v = Verdict(verdict, None, detail, detail, "Timed.", evidence, kbps, 9000.0)
+    v = Verdict(verdict, None, detail, detail, "Timed.", {}, kbps, 9000.0, "192.0.2.7")
     return MeasurementRecord(run_id, "s", "social", input_, v, at, 1.0)
 
 

@@ -1,9 +1,10 @@
 """What rule 7 reads back from the store: the bytes a vantage spent, and its past rates.
 
 Both are keyed by the vantage's declared name (None matches runs that declared none: the
-volunteer's own database is one vantage). Sweeps put each test's bytes in the evidence
-(``throughput_bytes``), so the daily budget needs no column of its own and older databases
-answer 0; past rates are the stored rows' ``throughput_kbps``.
+volunteer's own database is one vantage), and both read columns of measurements that the
+writer fills: ``throughput_bytes`` (every transfer of a test, controls included), and
+``throughput_kbps`` with ``throughput_address`` (the target's median rate, and where it was
+timed). Revision 0002 copied the first and the last out of older rows' evidence.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import ColumnElement, func, select
 
 from probe.classify.evidence import PastRate
 from probe.store.database import Database
-from probe.store.models import Evidence, Measurement, Run
+from probe.store.models import Measurement, Run
 
 HISTORY_DAYS = 30
 HISTORY_PER_INPUT = 10
@@ -27,16 +28,14 @@ def _same_vantage(vantage_name: str | None) -> ColumnElement[bool]:
 
 def bytes_since(db: Database, since: dt.datetime, vantage_name: str | None) -> int:
     """Throughput bytes recorded since ``since`` by runs that declared this vantage name."""
-    spent = Evidence.data[("verdict_evidence", "throughput_bytes")].as_integer()
     stmt = (
-        select(func.coalesce(func.sum(spent), 0))
-        .select_from(Evidence)
-        .join(Measurement, Measurement.id == Evidence.measurement_id)
+        select(func.coalesce(func.sum(Measurement.throughput_bytes), 0))
         .join(Run, Run.run_id == Measurement.run_id)
         .where(Measurement.measured_at >= since, _same_vantage(vantage_name))
     )
     with db.session("throughput_bytes_since") as session:
-        return int(session.execute(stmt).scalar_one())
+        spent = session.execute(stmt).scalar_one()
+    return int(spent or 0)
 
 
 def past_rates(
@@ -58,10 +57,9 @@ def past_rates(
             Measurement.throughput_kbps,
             Measurement.verdict,
             Measurement.detail,
-            Evidence.data[("verdict_evidence", "throughput", "address")].as_string(),
+            Measurement.throughput_address,
         )
         .join(Run, Run.run_id == Measurement.run_id)
-        .outerjoin(Evidence, Evidence.measurement_id == Measurement.id)
         .where(
             Measurement.input.in_(wanted),
             Measurement.throughput_kbps.is_not(None),

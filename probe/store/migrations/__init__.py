@@ -1,0 +1,18 @@
+"""The store's Alembic migrations, shipped inside the package and run by the probe itself.
+
+No ``alembic.ini`` is needed: probe/store/schema.py builds the Alembic configuration in code,
+points it at this directory and hands env.py the connection it holds (inside the write
+transaction that also made the backup). ``versions/`` holds one file per revision:
+
+    0001  schema 2 exactly as the probe created it before Alembic (meta.schema_version 2)
+    0002  the throughput facts the budget and the history read become columns (version 3)
+
+Every revision also sets ``meta.schema_version``: probes from before Alembic read only that
+row, and refuse a database whose version they do not know rather than writing rows whose
+facts a later probe's queries would miss.
+
+A new revision is a new file in ``versions/`` (copy the last; ``script.py.mako`` is the
+template ``alembic.command.revision`` uses with ``schema.alembic_config(connection)``).
+tests/probe/test_migrations.py compares the models with a migrated database, so a model
+changed without a revision, or a revision that does not match the models, fails there.
+"""

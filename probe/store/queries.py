@@ -1,0 +1,155 @@
+"""The read side of the store: runs with their counts, a run's measurements, a measurement's
+evidence, and the rows an export streams.
+
+Database's read methods call these (the CLI's list, show and export). They select only
+columns that schema 1 already had, so a read-only open reads every revision this probe knows
+as it is, without upgrading it (schema.py); a query that needs a newer column must first make
+the older revisions unreadable there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from probe.store.errors import StoreError
+from probe.store.models import (
+    Evidence,
+    ExportRow,
+    Measurement,
+    MeasurementDetail,
+    MeasurementRow,
+    Run,
+    RunSummary,
+    run_summary,
+)
+
+if TYPE_CHECKING:
+    from probe.store.database import Database
+
+MIN_PREFIX = 6  # of a run id; shorter prefixes collide too easily to be meant
+EXPORT_BATCH = 500
+_HEX = frozenset("0123456789abcdef")
+
+# What a MeasurementRow holds, by name: the row is built from exactly these columns.
+_ROW = tuple(getattr(Measurement, f.name) for f in dataclasses.fields(MeasurementRow))
+_EXPORT = (
+    Measurement.id.label("measurement_id"),
+    *(
+        getattr(Measurement, name)
+        for name in (
+            "run_id", "service", "category", "input", "verdict", "layer", "detail", "rule",
+            "measured_at", "duration_ms", "throughput_kbps", "baseline_kbps",
+        )
+    ),
+    Run.vantage_name,
+    Run.network_type,
+    Run.asn,
+    Run.country,
+)  # fmt: skip
+
+
+def list_runs(db: Database, limit: int = 20) -> list[RunSummary]:
+    """The most recent runs, newest first, with their measurement counts."""
+    stmt = select(Run).order_by(Run.started_at.desc(), Run.run_id.desc()).limit(limit)
+    with db.session("list_runs") as session:
+        runs = list(session.scalars(stmt))
+        return _summaries(db, session, runs)
+
+
+def get_run(db: Database, run_id_or_prefix: str) -> RunSummary | None:
+    """The run with this id or unique id prefix (at least 6 hex digits); None if none."""
+    prefix = run_id_or_prefix.strip().lower()
+    if len(prefix) < MIN_PREFIX:
+        raise StoreError(f"run id prefix {prefix!r} is shorter than {MIN_PREFIX} characters")
+    if not set(prefix) <= _HEX:  # run ids are hex; this also keeps LIKE wildcards out
+        return None
+    stmt = select(Run).where(Run.run_id.startswith(prefix)).order_by(Run.run_id).limit(2)
+    with db.session("get_run") as session:
+        runs = list(session.scalars(stmt))
+        if len(runs) > 1:
+            raise StoreError(f"run id prefix {prefix!r} is ambiguous: give more characters")
+        return _summaries(db, session, runs)[0] if runs else None
+
+
+def _summaries(db: Database, session: Session, runs: list[Run]) -> list[RunSummary]:
+    """Detached summaries of runs, with per-verdict counts from one grouped query."""
+    ids = [r.run_id for r in runs]
+    per_run: dict[str, dict[str, int]] = {i: {} for i in ids}
+    if ids:
+        stmt = (
+            select(Measurement.run_id, Measurement.verdict, func.count())
+            .where(Measurement.run_id.in_(ids))
+            .group_by(Measurement.run_id, Measurement.verdict)
+        )
+        for run_id, verdict, n in session.execute(stmt):
+            per_run[run_id][verdict] = n
+    summaries = [run_summary(r, per_run[r.run_id]) for r in runs]
+    if db.abandoned:
+        # What the next writer will record; a reader may not write it.
+        summaries = [
+            dataclasses.replace(s, status="aborted") if s.status == "running" else s
+            for s in summaries
+        ]
+    return summaries
+
+
+def get_measurement(db: Database, measurement_id: int) -> MeasurementDetail | None:
+    """One measurement with its evidence; None if there is no such id."""
+    stmt = (
+        select(*_ROW, Evidence.data)
+        .outerjoin(Evidence, Evidence.measurement_id == Measurement.id)
+        .where(Measurement.id == measurement_id)
+    )
+    with db.session("get_measurement") as session:
+        found = session.execute(stmt).one_or_none()
+    if found is None:
+        return None
+    *row, evidence = found
+    return MeasurementDetail(row=MeasurementRow(*row), evidence=evidence or {})
+
+
+def measurements_of_run(db: Database, run_id: str) -> list[MeasurementRow]:
+    """The measurements of one run (exact id), in the order they were measured."""
+    stmt = (
+        select(*_ROW)
+        .where(Measurement.run_id == run_id)
+        .order_by(Measurement.measured_at, Measurement.id)
+    )
+    with db.session("measurements_of_run") as session:
+        return [MeasurementRow(*r) for r in session.execute(stmt)]
+
+
+def export_statement(
+    since: dt.datetime | None = None, service: str | None = None, run_id: str | None = None
+) -> Select[tuple[object, ...]]:
+    """Measurements joined with their run's vantage, by measured_at; a naive since is UTC."""
+    stmt = select(*_EXPORT).join(Run, Run.run_id == Measurement.run_id)
+    if since is not None:
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=dt.UTC)
+        stmt = stmt.where(Measurement.measured_at >= since)
+    if service is not None:
+        stmt = stmt.where(Measurement.service == service)
+    if run_id is not None:
+        stmt = stmt.where(Measurement.run_id == run_id)
+    return stmt.order_by(Measurement.measured_at, Measurement.id)
+
+
+def export_rows(
+    db: Database,
+    since: dt.datetime | None = None,
+    service: str | None = None,
+    run_id: str | None = None,
+) -> Iterator[ExportRow]:
+    """Stream what export_statement selects, as ExportRows."""
+    stmt = export_statement(since, service, run_id)
+    # Batches, not the whole table: an export may be far larger than memory.
+    with db.session("export") as session:
+        for r in session.execute(stmt.execution_options(yield_per=EXPORT_BATCH)):
+            yield ExportRow(**r._asdict())

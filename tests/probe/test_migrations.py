@@ -1,0 +1,295 @@
+"""Schema migrations on real SQLite files: a database made before Alembic is upgraded in place
+after a backup, read as it is by a read-only open, and gives the answers it gave before; a
+newer revision is refused; the revisions and the models describe the same schema."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine
+
+from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
+from probe.store import SCHEMA_VERSION, Database, StoreError, open_database
+from probe.store.budgets import bytes_since, past_rates
+from probe.store.models import Base
+from probe.store.schema import alembic_config, backup_path, head
+
+DUMP = Path(__file__).with_name("data") / "schema-v2.sql"
+T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)  # as in data/make_schema_v2.py
+CDN = "https://cdn.example.test/big.bin"
+VIDEO = "https://video.example.test/clip.mp4"
+TELEGRAM = "https://web.telegram.org/"
+
+# What commit a6a420c's budget and history queries answered on the fixture (the figures that
+# data/make_schema_v2.py printed when it made it).
+OLD_BYTES_SINCE = {  # (days back from T0, vantage name) -> bytes
+    (1, "home-almaty"): 1_088_576,
+    (1, None): 500_000,
+    (1, "office"): 7000,
+    (4, "home-almaty"): 4_234_304,
+}
+OLD_PAST_RATES = {
+    CDN: [
+        ("2026-11-29T10:00:00+00:00", 120.0, "throttled", "throttle.sni", "192.0.2.7"),
+        ("2026-11-26T12:00:00+00:00", 8000.0, "accessible", "ok", "192.0.2.7"),
+    ]
+}
+# The facts revision 0002 copies out of each row's evidence: id -> (bytes, address).
+BACKFILLED = {
+    1: (None, None),
+    2: (3_145_728, "192.0.2.7"),
+    3: (None, None),
+    4: (1_048_576, "192.0.2.7"),
+    5: (40_000, "192.0.2.9"),
+    6: (None, None),
+    7: (500_000, "198.51.100.4"),
+    8: (7000, "192.0.2.7"),
+}
+OLD_MEASUREMENT_COLUMNS = (
+    "id, run_id, service, category, input, verdict, layer, detail, rule, reason, "
+    "measured_at, duration_ms, throughput_kbps, baseline_kbps"
+)
+
+
+def schema_2_database(path: Path) -> Path:
+    """The fixture as a real file in WAL mode, as a6a420c left its databases."""
+    with contextlib.closing(sqlite3.connect(path)) as raw:
+        raw.executescript(DUMP.read_text(encoding="utf-8"))
+        raw.execute("PRAGMA journal_mode = WAL")
+    return path
+
+
+def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of one statement, on a connection of its own."""
+    with contextlib.closing(sqlite3.connect(path)) as raw:
+        return raw.execute(sql).fetchall()
+
+
+def contents(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row that schema 2 holds, table by table."""
+    return {
+        "runs": query(path, "SELECT * FROM runs ORDER BY run_id"),
+        "measurements": query(path, f"SELECT {OLD_MEASUREMENT_COLUMNS} FROM measurements"),
+        "evidence": query(path, "SELECT * FROM evidence ORDER BY measurement_id"),
+        "meta": query(path, "SELECT * FROM meta"),
+    }
+
+
+def schema_of(path: Path) -> set[tuple[str, str, str | None]]:
+    """The probe's tables and indexes as SQLite keeps them (Alembic's own table aside)."""
+    rows = query(path, "SELECT type, name, sql FROM sqlite_master")
+    return {r for r in rows if "alembic" not in r[1]}
+
+
+def tables(path: Path) -> set[str]:
+    """The names of the tables in a file."""
+    return {r[0] for r in query(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+@pytest.fixture
+def old(tmp_path: Path) -> Path:
+    """A database as a6a420c wrote it: schema version 2, no Alembic."""
+    return schema_2_database(tmp_path / "results.sqlite")
+
+
+def test_a_schema_2_database_is_upgraded_in_place_after_a_backup(
+    old: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = contents(old)
+    with caplog.at_level(logging.WARNING, logger="probe.store.schema"):
+        db = open_database(str(old))
+    try:
+        upgrade = db.upgrade
+        backup = backup_path(old, "0002")
+        assert upgrade is not None
+        assert (upgrade.found, upgrade.revision, upgrade.backup) == (
+            "schema version 2", "0002", backup,
+        )  # fmt: skip
+        assert backup.name == "results.sqlite.pre-upgrade-0002.bak"
+        assert str(backup) in caplog.text and "upgraded database" in caplog.text
+        assert sorted(r.run_id for r in db.list_runs()) == [str(n) * 32 for n in (1, 2, 3, 4)]
+        assert db.get_run("2" * 32).verdicts == {  # type: ignore[union-attr]
+            "accessible": 2, "blocked": 1, "throttled": 1,
+        }  # fmt: skip
+        day = {k: bytes_since(db, T0 - dt.timedelta(days=k[0]), k[1]) for k in OLD_BYTES_SINCE}
+        assert day == OLD_BYTES_SINCE
+        rates = past_rates(db, [CDN, VIDEO, TELEGRAM], "home-almaty", T0 - dt.timedelta(days=30))
+        got = {k: [(p.measured_at, p.kbps, p.verdict, p.detail, p.address) for p in v]
+               for k, v in rates.items()}  # fmt: skip
+        assert got == OLD_PAST_RATES
+    finally:
+        db.close()
+
+    # The copy is the database as it was, whole, in one file.
+    assert contents(backup) == before
+    assert "alembic_version" not in tables(backup)
+    assert query(backup, "PRAGMA journal_mode") == [("delete",)]
+    assert not Path(f"{backup}-wal").exists()
+    # The database itself: every row kept, the facts copied into their columns.
+    after = contents(old)
+    assert after["meta"] == [("schema_version", str(SCHEMA_VERSION))]
+    assert {k: v for k, v in after.items() if k != "meta"} == {
+        k: v for k, v in before.items() if k != "meta"
+    }
+    filled = query(old, "SELECT id, throughput_bytes, throughput_address FROM measurements")
+    assert {i: (b, a) for i, b, a in filled} == BACKFILLED
+    assert query(old, "SELECT version_num FROM alembic_version") == [(head(),)]
+    assert query(old, "PRAGMA integrity_check") == [("ok",)]
+    assert query(old, "PRAGMA foreign_key_check") == []
+
+
+def test_the_upgrade_is_told_on_stderr_where_nothing_configures_logging(old: Path) -> None:
+    """As under `probe run`: the message reaches the volunteer, naming the copy."""
+    code = "import sys; from probe.store import open_database; open_database(sys.argv[1]).close()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(old)], capture_output=True, text=True, check=True
+    )
+    assert f"upgraded database {old} from schema version 2 to revision 0002" in done.stderr
+    assert str(backup_path(old, "0002")) in done.stderr
+
+
+def test_an_upgraded_database_is_not_upgraded_again(old: Path) -> None:
+    open_database(str(old)).close()
+    backup = backup_path(old, "0002")
+    copied = backup.read_bytes()
+    again = open_database(str(old))
+    try:
+        assert again.upgrade is None
+    finally:
+        again.close()
+    assert backup.read_bytes() == copied
+
+
+def test_an_upgraded_database_has_the_schema_of_a_new_one(old: Path, tmp_path: Path) -> None:
+    open_database(str(old)).close()
+    new = tmp_path / "new.sqlite"
+    open_database(str(new)).close()
+    assert schema_of(old) == schema_of(new)
+
+
+def test_a_read_only_open_reads_an_old_database_as_it_is(old: Path) -> None:
+    before = old.read_bytes()
+    names = sorted(p.name for p in old.parent.iterdir())
+    db = open_database(str(old), read_only=True)
+    try:
+        assert db.upgrade is None
+        assert len(db.list_runs()) == 4
+        rows = db.measurements_of_run("2" * 32)
+        assert [r.verdict for r in rows] == ["blocked", "throttled", "accessible", "accessible"]
+        detail = db.get_measurement(4)
+        assert detail is not None
+        assert detail.evidence["verdict_evidence"]["throughput_bytes"] == 1_048_576
+        assert [r.measurement_id for r in db.iter_export_rows()] == [1, 2, 3, 4, 5, 6, 7, 8]
+    finally:
+        db.close()
+    assert old.read_bytes() == before
+    assert sorted(p.name for p in old.parent.iterdir()) == names  # no backup, no lock
+    assert "alembic_version" not in tables(old)
+
+
+def test_a_failed_backup_leaves_the_database_as_it_was(old: Path) -> None:
+    before = contents(old)
+    # Something in the way of the copy: SQLite cannot make a file where a directory is.
+    in_the_way = backup_path(old, "0002").with_suffix(".bak.partial")
+    in_the_way.mkdir()
+    with pytest.raises(StoreError, match=r"cannot back up database .*nothing was changed"):
+        open_database(str(old))
+    assert contents(old) == before
+    assert "alembic_version" not in tables(old)
+    assert not backup_path(old, "0002").exists()
+
+
+def test_two_writers_opening_at_once_upgrade_once(old: Path) -> None:
+    """The second waits for the first's write lock, then finds the database upgraded."""
+    barrier = threading.Barrier(2)
+
+    def open_it() -> Database:
+        barrier.wait()
+        return open_database(str(old))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        opened = list(pool.map(lambda _: open_it(), range(2)))
+    try:
+        assert sorted(db.upgrade is None for db in opened) == [False, True]
+    finally:
+        for db in opened:
+            db.close()
+    assert query(old, "SELECT version_num FROM alembic_version") == [(head(),)]
+    assert len(query(old, "SELECT * FROM measurements")) == len(BACKFILLED)
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_newer_revision_is_refused(tmp_path: Path, read_only: bool) -> None:
+    path = tmp_path / "results.sqlite"
+    open_database(str(path)).close()
+    with contextlib.closing(sqlite3.connect(path)) as raw, raw:
+        raw.execute("UPDATE alembic_version SET version_num = '0099'")
+    before = path.read_bytes()
+    with pytest.raises(StoreError) as caught:
+        open_database(str(path), read_only=read_only)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "schema revision 0099" in message and "upgrade the probe" in message
+    assert path.read_bytes() == before
+    assert not backup_path(path, "0002").exists()
+
+
+def test_a_new_database_is_at_head_and_matches_the_models(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite"
+    db = open_database(str(path))
+    try:
+        assert db.upgrade is None  # created, not upgraded: nothing to back up
+    finally:
+        db.close()
+    assert query(path, "SELECT version_num FROM alembic_version") == [(head(),)]
+    assert query(path, "SELECT * FROM meta") == [("schema_version", str(SCHEMA_VERSION))]
+    assert [p.name for p in tmp_path.iterdir() if ".bak" in p.name] == []
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_revision_0001_is_schema_2_exactly(old: Path, tmp_path: Path) -> None:
+    path = tmp_path / "at-0001.sqlite"
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0001")
+    finally:
+        engine.dispose()
+    assert schema_of(path) == schema_of(old)
+    assert query(path, "SELECT * FROM meta") == [("schema_version", "2")]
+
+
+def test_the_writer_fills_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite"
+    db = open_database(str(path))
+    try:
+        run_id = uuid.uuid4().hex
+        db.begin_run(RunInfo(run_id, T0, Vantage(name="home"), "0", {}))
+        timed = Verdict("accessible", None, "ok", "throughput.not_slower", "Not slower.", {},
+                        800.0, 9000.0, "192.0.2.7")  # fmt: skip
+        db.record(MeasurementRecord(run_id, "s", "social", CDN, timed, T0, 1.0,
+                                    throughput_bytes=12_345))  # fmt: skip
+    finally:
+        db.close()
+    assert query(path, "SELECT throughput_bytes, throughput_address FROM measurements") == [
+        (12_345, "192.0.2.7")
+    ]
