@@ -18,6 +18,7 @@ import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -171,6 +172,47 @@ def _refused_hop(url: str, ip: str | None, reason: str) -> HTTPHop:
     )
 
 
+def _request_headers(agent: str, range_bytes: int | None) -> dict[str, str]:
+    """A browser's headers, asking for the body as sent and, if given, its first bytes only."""
+    headers = {
+        "User-Agent": agent,
+        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "Accept-Language": "en-US,en;q=0.5",
+        "Accept-Encoding": "identity",
+    }
+    if range_bytes is not None:
+        headers["Range"] = f"bytes=0-{range_bytes - 1}"
+    return headers
+
+
+@dataclass(frozen=True, slots=True)
+class _Broken:
+    """How an exchange broke off: the failure, how far it had got, and what it was."""
+
+    failure: Failure
+    operation: str
+    error: str | None  # the exception's description, for a failure of no known kind
+    malformed: bool  # the peer answered with something that is not HTTP
+
+
+def _broken(
+    exc: BaseException, trace: _Trace, https: bool, received: _Received, transport: PinnedTransport
+) -> _Broken:
+    """What broke the exchange off, read from the exception and what had come back."""
+    failure = failure_of(exc)
+    # A peer that sent bytes no response could be parsed from, then closed, answered
+    # with something that is not HTTP (a TLS alert to plain HTTP, binary junk).
+    bad_answer = malformed(exc) or (
+        failure is Failure.EOF and received.status is None and transport.backend.received > 0
+    )
+    return _Broken(
+        failure=failure,
+        operation=trace.operation(https),
+        error=describe(exc) if failure is Failure.UNKNOWN else None,
+        malformed=bad_answer,
+    )
+
+
 async def _hop(
     url: str,
     ip: str,
@@ -185,18 +227,8 @@ async def _hop(
     target = httpx.URL(url)
     trace = _Trace()
     received = _Received()
-    failure: Failure | None = None
-    operation: str | None = None
-    error: str | None = None
-    bad_answer = False
-    headers = {
-        "User-Agent": agent,
-        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        "Accept-Language": "en-US,en;q=0.5",
-        "Accept-Encoding": "identity",
-    }
-    if ranged:
-        headers["Range"] = f"bytes=0-{max_bytes - 1}"
+    broken: _Broken | None = None
+    headers = _request_headers(agent, max_bytes if ranged else None)
     transport = PinnedTransport(target.raw_host.decode("ascii"), ip, context)
     try:
         async with asyncio.timeout(seconds):
@@ -212,20 +244,19 @@ async def _hop(
                 finally:
                     await response.aclose()
     except (httpx.HTTPError, OSError, TimeoutError) as exc:
-        failure = failure_of(exc)
-        operation = trace.operation(target.scheme == "https")
-        error = describe(exc) if failure is Failure.UNKNOWN else None
-        # A peer that sent bytes no response could be parsed from, then closed, answered
-        # with something that is not HTTP (a TLS alert to plain HTTP, binary junk).
-        bad_answer = malformed(exc) or (
-            failure is Failure.EOF and received.status is None and transport.backend.received > 0
-        )
-    total_ms = trace.elapsed()
+        broken = _broken(exc, trace, target.scheme == "https", received, transport)
+    return _hop_record(url, ip, received, broken, trace.timings(trace.elapsed()))
+
+
+def _hop_record(
+    url: str, ip: str, received: _Received, broken: _Broken | None, timings: HTTPTimings
+) -> HTTPHop:
+    """The hop as recorded: what was received, and how the exchange broke off if it did."""
     return HTTPHop(
         url=url,
         ip=ip,
-        failure=failure.value if failure is not None else None,
-        operation=operation,
+        failure=broken.failure.value if broken is not None else None,
+        operation=broken.operation if broken is not None else None,
         status=received.status,
         headers=received.headers,
         location=received.location,
@@ -236,9 +267,9 @@ async def _hop(
         truncated=received.truncated,
         tls_version=received.tls_version,
         certificate=received.certificate,
-        timings=trace.timings(total_ms),
-        error=error,
-        malformed=bad_answer,
+        timings=timings,
+        error=broken.error if broken is not None else None,
+        malformed=broken.malformed if broken is not None else False,
     )
 
 
@@ -286,7 +317,38 @@ async def fetch(
     if first.scheme not in ("http", "https"):
         raise ValueError(f"not an http(s) URL: {url!r}")
     context = await context_async(ca_bundle, verify=verify)
+
+    async def visit(hop_url: str, hop_ip: str) -> HTTPHop:
+        return await _hop(
+            hop_url,
+            hop_ip,
+            seconds=timeout,
+            context=context,
+            max_bytes=max_bytes,
+            agent=user_agent,
+            ranged=ranged,
+        )
+
     known: dict[str, str | None] = {first.host.lower(): ip}
+
+    async def address_for(host: str) -> str | None:
+        return await _address_for(host, known, resolve, timeout)
+
+    hops = await _follow(url, ip, visit, address_for, allow_address, max_redirects)
+    return HTTPObservation(
+        url=url, hops=tuple(hops), duration_ms=(time.monotonic() - started) * 1000.0
+    )
+
+
+async def _follow(
+    url: str,
+    ip: str,
+    visit: Callable[[str, str], Awaitable[HTTPHop]],
+    address_for: Resolve,
+    allow_address: AllowAddress | None,
+    max_redirects: int,
+) -> list[HTTPHop]:
+    """Visit ``url`` at ``ip``, then each redirect at ``address_for`` its host, if allowed."""
     hops: list[HTTPHop] = []
     next_url: str = url
     next_ip: str | None = ip
@@ -299,27 +361,26 @@ async def fetch(
         if refused is not None:  # checked before any packet is sent to it
             hops.append(_refused_hop(next_url, next_ip, refused))
             break
-        hop = await _hop(
-            next_url,
-            next_ip,
-            seconds=timeout,
-            context=context,
-            max_bytes=max_bytes,
-            agent=user_agent,
-            ranged=ranged,
-        )
+        hop = await visit(next_url, next_ip)
         hops.append(hop)
-        if hop.failure is not None or hop.location is None:
+        redirect = _redirect(hop)
+        if redirect is None:
             break
-        following = httpx.URL(hop.location)
-        if following.scheme not in ("http", "https"):
-            break  # the location is recorded; nothing else to fetch
+        location, following = redirect
         if following.port is not None and not 0 < following.port < 65536:
             # No connector takes it (anyio raises OverflowError from a task group).
-            hops.append(_refused_hop(hop.location, None, f"port {following.port} out of range"))
+            hops.append(_refused_hop(location, None, f"port {following.port} out of range"))
             break
-        next_url = hop.location
-        next_ip = await _address_for(following.host, known, resolve, timeout)
-    return HTTPObservation(
-        url=url, hops=tuple(hops), duration_ms=(time.monotonic() - started) * 1000.0
-    )
+        next_url = location
+        next_ip = await address_for(following.host)
+    return hops
+
+
+def _redirect(hop: HTTPHop) -> tuple[str, httpx.URL] | None:
+    """Where the hop redirects to, raw and parsed, if it is an http(s) URL to fetch next."""
+    if hop.failure is not None or hop.location is None:
+        return None
+    following = httpx.URL(hop.location)
+    if following.scheme not in ("http", "https"):
+        return None  # the location is recorded; nothing else to fetch
+    return hop.location, following

@@ -20,6 +20,8 @@ when the exchange broke (a reset, a failed handshake, headers that never came in
 from __future__ import annotations
 
 import asyncio
+import ssl
+from dataclasses import dataclass
 
 import httpx
 
@@ -35,13 +37,15 @@ _MIN_BODY_MS = 1.0
 
 
 class _Progress:
-    """Body bytes so far and the samples taken of them (shared with the sampler task)."""
+    """Status, body bytes so far and the samples taken of them (shared with the sampler task)."""
 
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
+        self.status: int | None = None
         self.received = 0
         self.samples: list[tuple[float, int]] = []
         self.stop_ms: float | None = None
+        self.stopped: str | None = None
 
     def sample(self) -> None:
         now = round(self.trace.elapsed(), 1)
@@ -87,14 +91,8 @@ async def download(
     https = target.scheme == "https"
     host = target.raw_host.decode("ascii")
     context = await context_async(ca_bundle, verify=verify)
-    trace = Trace()
-    progress = _Progress(trace)
-    status: int | None = None
-    stopped: str | None = None
-    failure: Failure | None = None
-    operation: str | None = None
-    error: str | None = None
-    extensions: dict[str, object] = {"trace": trace}
+    progress = _Progress(Trace())
+    extensions: dict[str, object] = {"trace": progress.trace}
     if https and sni is not None:
         extensions["sni_hostname"] = sni  # httpcore's own hook; Host stays the URL's
     headers = {
@@ -103,11 +101,41 @@ async def download(
         "Accept-Encoding": "identity",
         "Range": f"bytes=0-{max_bytes - 1}",
     }
+    broken = await _timed_get(
+        target, ip, context, extensions, headers, progress,
+        max_bytes=max_bytes, max_seconds=max_seconds, sample_every=sample_every,
+    )  # fmt: skip
+    return _record(url, ip, (sni or host) if https else None, verify, progress, broken)
+
+
+@dataclass(frozen=True, slots=True)
+class _Broken:
+    """How the exchange broke: the failure, how far it had got, and what it was."""
+
+    failure: Failure
+    operation: str
+    error: str | None = None  # the exception's description, for a failure of no known kind
+
+
+async def _timed_get(
+    target: httpx.URL,
+    ip: str,
+    context: ssl.SSLContext,
+    extensions: dict[str, object],
+    headers: dict[str, str],
+    progress: _Progress,
+    *,
+    max_bytes: int,
+    max_seconds: float,
+    sample_every: float,
+) -> _Broken | None:
+    """The GET and its body read, all within ``max_seconds``; how it broke, if it did."""
+    https = target.scheme == "https"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_seconds
     try:
         async with asyncio.timeout_at(deadline):
-            transport = PinnedTransport(host, ip, context)
+            transport = PinnedTransport(target.raw_host.decode("ascii"), ip, context)
             # trust_env=False: a proxy from the environment would bypass the pinned address.
             # httpx's own timeout is a backstop only; the deadline above is what ends a read.
             async with httpx.AsyncClient(
@@ -115,34 +143,53 @@ async def download(
             ) as client:
                 request = client.build_request("GET", target, extensions=extensions)
                 response = await client.send(request, stream=True)
-                status = response.status_code
-                sampler = asyncio.create_task(progress.sampler(sample_every))
-                try:
-                    async for chunk in response.aiter_raw():
-                        progress.received += min(len(chunk), max_bytes - progress.received)
-                        if progress.received >= max_bytes:
-                            stopped = "bytes"
-                            break
-                    else:
-                        stopped = "end"
-                finally:
-                    progress.stop_ms = trace.elapsed()
-                    progress.sample()  # the last count, at the end of the read
-                    sampler.cancel()
-                    # wait, not await: the sampler's cancellation is not ours to raise, and
-                    # ours (the deadline, a sweep cancelled) must still propagate.
-                    await asyncio.wait([sampler])
-                    await response.aclose()
+                progress.status = response.status_code
+                await _read_body(response, progress, max_bytes, sample_every)
     except TimeoutError as exc:
-        if status is not None and loop.time() >= deadline:
-            stopped = "seconds"  # the time budget ended the read: the expected way to stop
-        else:
-            failure = failure_of(exc)
-            operation = trace.operation(https)
+        if progress.status is not None and loop.time() >= deadline:
+            progress.stopped = "seconds"  # the time budget ended the read: the expected way to stop
+            return None
+        return _Broken(failure_of(exc), progress.trace.operation(https))
     except (httpx.HTTPError, OSError) as exc:
         failure = failure_of(exc)
-        operation = trace.operation(https)
         error = describe(exc) if failure is Failure.UNKNOWN else None
+        return _Broken(failure, progress.trace.operation(https), error)
+    return None
+
+
+async def _read_body(
+    response: httpx.Response, progress: _Progress, max_bytes: int, sample_every: float
+) -> None:
+    """Read the body to its end or ``max_bytes``, sampled meanwhile; close the response."""
+    sampler = asyncio.create_task(progress.sampler(sample_every))
+    try:
+        async for chunk in response.aiter_raw():
+            progress.received += min(len(chunk), max_bytes - progress.received)
+            if progress.received >= max_bytes:
+                progress.stopped = "bytes"
+                break
+        else:
+            progress.stopped = "end"
+    finally:
+        progress.stop_ms = progress.trace.elapsed()
+        progress.sample()  # the last count, at the end of the read
+        sampler.cancel()
+        # wait, not await: the sampler's cancellation is not ours to raise, and
+        # ours (the deadline, a sweep cancelled) must still propagate.
+        await asyncio.wait([sampler])
+        await response.aclose()
+
+
+def _record(
+    url: str,
+    ip: str,
+    sni: str | None,
+    verified: bool,
+    progress: _Progress,
+    broken: _Broken | None,
+) -> ThroughputObservation:
+    """The transfer as recorded, its duration ending now."""
+    trace = progress.trace
     duration_ms = trace.elapsed()
     if progress.stop_ms is None:
         progress.stop_ms = duration_ms
@@ -150,11 +197,11 @@ async def download(
     return ThroughputObservation(
         url=url,
         ip=ip,
-        sni=(sni or host) if https else None,
-        verified=verify,
-        failure=failure.value if failure is not None else None,
-        operation=operation,
-        status=status,
+        sni=sni,
+        verified=verified,
+        failure=broken.failure.value if broken is not None else None,
+        operation=broken.operation if broken is not None else None,
+        status=progress.status,
         connect_ms=timings.connect_ms,
         tls_ms=timings.tls_ms,
         first_byte_ms=timings.first_byte_ms,
@@ -162,6 +209,6 @@ async def download(
         bytes=progress.received,
         duration_ms=duration_ms,
         goodput_kbps=_goodput(progress.received, timings.first_byte_ms, progress.stop_ms),
-        stopped=stopped,
-        error=error,
+        stopped=progress.stopped,
+        error=broken.error if broken is not None else None,
     )

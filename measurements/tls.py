@@ -30,6 +30,7 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from measurements.certificates import summarize
@@ -225,61 +226,91 @@ async def handshake(
 
     started = time.monotonic()
     tls, exc, timings = await _attempt(ip, port, sni, ctx, timeout)
-    cert_valid: bool | None = None
-    cert_failure: str | None = None
-    if check_certificate and isinstance(exc, ssl.SSLCertVerificationError):
-        # The handshake worked up to OpenSSL's verdict on the certificate: that verdict is
-        # cert_failure, and the handshake itself is not a failure.
-        cert_valid, cert_failure, exc = False, str(failure_of(exc)), None
-    elif check_certificate and exc is None:
-        cert_valid = True
-
-    failure: str | None = None
-    operation: str | None = None
-    error: str | None = None
-    chain: tuple[Certificate, ...] = ()
-    version: str | None = None
-    selected_alpn: str | None = None
-    if exc is not None:
-        found = failure_of(exc)
-        failure = str(found)
-        operation = "connect" if timings["connect_ms"] is None else "tls_handshake"
-        if found is Failure.UNKNOWN:
-            error = describe(exc)
-    else:
-        read = _peer_chain(tls)
-        if read is None:
-            # No way to read a chain that failed verification on this Python: look again with
-            # verification off. An extra ClientHello with the same SNI; if it fails, no chain.
-            retry, retry_exc, _ = await _attempt(
-                ip,
-                port,
-                sni,
-                await context_async(None, verify=False, alpn=alpn),
-                timeout,
-            )
-            read = _peer_chain(retry) if retry_exc is None else None
-        chain = read or ()
-        if cert_valid is True and name is not None and not openssl_checks_name:
-            if not chain or not _name_matches(name, chain[0].sans):
-                cert_valid, cert_failure = False, str(Failure.SSL_INVALID_HOSTNAME)
-        # None after a failed verification: Python reports them only for a finished handshake.
-        version = tls.version()
-        selected_alpn = tls.selected_alpn_protocol()
-
+    cert_valid, cert_failure, exc = _certificate_verdict(exc, check_certificate)
+    broken = _broken(exc, timings) if exc is not None else None
+    shown = _Shown() if exc is not None else await _shown(tls, ip, port, sni, alpn, timeout)
+    if cert_valid is True and name is not None and not openssl_checks_name:
+        if not shown.chain or not _name_matches(name, shown.chain[0].sans):
+            cert_valid, cert_failure = False, str(Failure.SSL_INVALID_HOSTNAME)
     return TLSObservation(
         ip=ip,
         port=port,
         sni=sni,
-        failure=failure,
-        operation=operation,
+        failure=broken.failure if broken is not None else None,
+        operation=broken.operation if broken is not None else None,
         connect_ms=timings["connect_ms"],
         handshake_ms=timings["handshake_ms"],
-        version=version,
-        alpn=selected_alpn,
-        chain=chain,
+        version=shown.version,
+        alpn=shown.alpn,
+        chain=shown.chain,
         cert_valid=cert_valid,
         cert_failure=cert_failure,
         duration_ms=_ms(started),
-        error=error,
+        error=broken.error if broken is not None else None,
     )
+
+
+def _certificate_verdict(
+    exc: BaseException | None, check_certificate: bool
+) -> tuple[bool | None, str | None, BaseException | None]:
+    """cert_valid and cert_failure from the attempt, and what is left of its failure."""
+    if check_certificate and isinstance(exc, ssl.SSLCertVerificationError):
+        # The handshake worked up to OpenSSL's verdict on the certificate: that verdict is
+        # cert_failure, and the handshake itself is not a failure.
+        return False, str(failure_of(exc)), None
+    if check_certificate and exc is None:
+        return True, None, None
+    return None, None, exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Broken:
+    """How a connection or handshake failed, and in which of the two."""
+
+    failure: str
+    operation: str
+    error: str | None  # the exception's description, for a failure of no known kind
+
+
+def _broken(exc: BaseException, timings: dict[str, float | None]) -> _Broken:
+    """The failure of the attempt; it was in the handshake if the connection was made."""
+    found = failure_of(exc)
+    return _Broken(
+        failure=str(found),
+        operation="connect" if timings["connect_ms"] is None else "tls_handshake",
+        error=describe(exc) if found is Failure.UNKNOWN else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    """What a completed handshake showed: the peer's chain, the version, the ALPN protocol."""
+
+    chain: tuple[Certificate, ...] = ()
+    version: str | None = None
+    alpn: str | None = None
+
+
+async def _shown(
+    tls: ssl.SSLObject,
+    ip: str,
+    port: int,
+    sni: str | None,
+    alpn: tuple[str, ...],
+    timeout: float,  # noqa: ASYNC109
+) -> _Shown:
+    """What the completed handshake ``tls`` showed, its chain read again if need be."""
+    read = _peer_chain(tls)
+    if read is None:
+        # No way to read a chain that failed verification on this Python: look again with
+        # verification off. An extra ClientHello with the same SNI; if it fails, no chain.
+        retry, retry_exc, _ = await _attempt(
+            ip,
+            port,
+            sni,
+            await context_async(None, verify=False, alpn=alpn),
+            timeout,
+        )
+        read = _peer_chain(retry) if retry_exc is None else None
+    # None after a failed verification: Python reports them only for a finished handshake.
+    return _Shown(read or (), tls.version(), tls.selected_alpn_protocol())

@@ -1,4 +1,4 @@
-"""Throttling (docs/architecture.md, rule 7): the target's rate against two controls beside it.
+"""Throttling (DESIGN rule 7): the target's rate against two controls measured with it.
 
 The controls come from the same sweep, interleaved with the target's trials so one cannot
 taint the other: the same address and resource asked for with an innocuous SNI (so a censor
@@ -36,13 +36,22 @@ every verdict.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from probe.classify.common import verdict
 from probe.classify.evidence import Controls, InputEvidence, PastRate
 from probe.classify.rates import median
-from probe.classify.trials import MIN_TRIALS, RATIO, Trials, analyse, compare, rounded
+from probe.classify.trials import (
+    MIN_TRIALS,
+    RATIO,
+    Comparison,
+    Trials,
+    analyse,
+    compare,
+    rounded,
+)
 from probe.classify.verdict import Verdict
 
 MIN_HISTORY = 2  # earlier unthrottled tests at this vantage that make the address's history
@@ -51,6 +60,49 @@ FLAT_CV = 0.25  # at or below: a flat rate, as a policer or shaper gives
 
 def classify_throughput(base: Verdict, ev: InputEvidence, ctl: Controls) -> Verdict:
     """The verdict once the trials are in: ``base`` (accessible) unless rule 7 finds a throttle."""
+    j = _judge(base, ev, ctl)
+    for step in _STEPS:
+        found = step(j)
+        if found is not None:
+            return found
+    return _ambiguous(j)
+
+
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """The trials of each kind, how they compare, and the facts every step of rule 7 records."""
+
+    base: Verdict
+    transfers: int  # the target's throughput transfers, usable or not
+    target: Trials
+    innocuous: Trials
+    reference: Trials
+    helper: Trials
+    vs_reference: Comparison | None
+    vs_innocuous: Comparison | None
+    innocuous_vs_reference: Comparison | None
+    vs_helper: Comparison | None
+    facts: dict[str, Any]
+
+    @property
+    def said(self) -> str:
+        return f"Throughput {_kbit(self.target.median)}"
+
+    def not_throttled(self, rule: str, why: str, baseline: float | None) -> Verdict:
+        """``base`` with ``why`` added to its reason and the throughput facts to its evidence."""
+        base = self.base
+        return Verdict(
+            base.verdict, base.layer, base.detail, rule, f"{base.reason} {why}",
+            {**base.evidence, "throughput": self.facts}, rounded(self.target.median),
+            rounded(baseline), self.facts["address"],
+        )  # fmt: skip
+
+    def throttled(self, detail: str, layer: str, baseline: float | None, reason: str) -> Verdict:
+        return _throttled(detail, layer, self.facts, self.target.median, baseline, reason)
+
+
+def _judge(base: Verdict, ev: InputEvidence, ctl: Controls) -> _Judged:
+    """Each kind of trial analysed, the target compared with each control, the facts."""
     target = analyse("target", ev.throughput)
     innocuous = analyse("innocuous", ctl.throughput_innocuous)
     reference = analyse("reference", ctl.throughput_reference)
@@ -76,91 +128,129 @@ def classify_throughput(base: Verdict, ev: InputEvidence, ctl: Controls) -> Verd
         "history": _history(ctl.throughput_history, target.median, address),
         **_shape(target),
     }
-    rate = target.median
-    said = f"Throughput {_kbit(rate)}"
+    return _Judged(
+        base, len(ev.throughput), target, innocuous, reference, helper,
+        vs_reference, vs_innocuous, innocuous_vs_reference, vs_helper, facts,
+    )  # fmt: skip
 
-    def not_throttled(rule: str, why: str, baseline: float | None) -> Verdict:
-        return Verdict(
-            base.verdict, base.layer, base.detail, rule, f"{base.reason} {why}",
-            {**base.evidence, "throughput": facts}, rounded(rate), rounded(baseline), address,
-        )  # fmt: skip
 
-    if len(target.rates) < MIN_TRIALS:
-        return not_throttled(
-            "throughput.incomplete",
-            f"Only {len(target.rates)} of {len(ev.throughput)} throughput transfers of the "
-            "target delivered a body: too few to judge its rate.",
-            innocuous.median or reference.median,
-        )
-    if vs_reference is None:
-        return not_throttled(
-            "throughput.no_reference",
-            f"{said}; no reference host gave {MIN_TRIALS} usable transfers, so a slow link "
-            "cannot be ruled out.",
-            innocuous.median,
-        )
-    if not vs_reference.slower:
-        return not_throttled(
-            "throughput.not_slower",
-            f"{said}, not markedly slower than the reference hosts' {_kbit(reference.median)} "
-            "(a slow link slows both): not throttled.",
-            innocuous.median or reference.median,
-        )
-    if vs_innocuous is None:
-        return not_throttled(
-            "throughput.no_innocuous",
-            f"{said}, far below the references' {_kbit(reference.median)}, but the same "
-            "address with an innocuous SNI gave too few usable transfers to tell a throttle "
-            "from a slow server.",
-            reference.median,
-        )
-    where = _where(facts)
-    if vs_innocuous.slower:
-        return _throttled(
-            "throttle.sni", "tls", facts, rate, innocuous.median,
-            f"{said}{where}, at most 1/{RATIO:g} of what the same address gave an innocuous "
-            f"SNI ({_kbit(innocuous.median)}) and the reference hosts "
-            f"({_kbit(reference.median)}) in interleaved trials.",
-        )  # fmt: skip
-    if innocuous_vs_reference is not None and innocuous_vs_reference.slower:
-        slow_here = (
-            f"{said}{where}; the same address is as slow with an innocuous SNI "
-            f"({_kbit(innocuous.median)}) while the reference hosts gave "
-            f"{_kbit(reference.median)}: every connection to the address is slow from here"
-        )
-        history = facts["history"]
-        if vs_helper is not None and vs_helper.slower:
-            why = f"and the control helper got {_kbit(helper.median)} from it meanwhile."
-        elif vs_helper is not None:
-            return not_throttled(
-                "throughput.slow_everywhere",
-                f"{slow_here}, but the control helper got it as slow "
-                f"({_kbit(helper.median)}): the server is slow for everyone, not throttled.",
-                helper.median,
-            )
-        elif history["fast_before"]:
-            why = (
-                f"and it gave {_kbit(history['median_kbps'])} here in {history['unthrottled']} "
-                "earlier tests."
-            )
-        else:
-            return not_throttled(
-                "throughput.slow_address",
-                f"{slow_here}, but no control shows it fast elsewhere (the control helper) "
-                "or before (this vantage's history): a server slow for everyone cannot be "
-                "ruled out, so no throttle is claimed.",
-                reference.median,
-            )
-        return _throttled(
-            "throttle.ip", "tcp", facts, rate, reference.median, f"{slow_here}, {why}"
-        )
-    return not_throttled(
-        "throughput.ambiguous",
-        f"{said}, far below the references' {_kbit(reference.median)}, but the innocuous "
-        f"SNI on the same address ({_kbit(innocuous.median)}) is neither as slow nor "
-        "markedly faster: no throttle is claimed.",
-        innocuous.median,
+def _too_few(j: _Judged) -> Verdict | None:
+    """Too few of the target's transfers delivered a body to judge its rate."""
+    if len(j.target.rates) >= MIN_TRIALS:
+        return None
+    return j.not_throttled(
+        "throughput.incomplete",
+        f"Only {len(j.target.rates)} of {j.transfers} throughput transfers of the "
+        "target delivered a body: too few to judge its rate.",
+        j.innocuous.median or j.reference.median,
     )
+
+
+def _no_reference(j: _Judged) -> Verdict | None:
+    """No reference host to rule out a slow link."""
+    if j.vs_reference is not None:
+        return None
+    return j.not_throttled(
+        "throughput.no_reference",
+        f"{j.said}; no reference host gave {MIN_TRIALS} usable transfers, so a slow link "
+        "cannot be ruled out.",
+        j.innocuous.median,
+    )
+
+
+def _not_slower(j: _Judged) -> Verdict | None:
+    """The target is not slower than the references: a slow link slows both."""
+    if j.vs_reference is None or j.vs_reference.slower:
+        return None
+    return j.not_throttled(
+        "throughput.not_slower",
+        f"{j.said}, not markedly slower than the reference hosts' {_kbit(j.reference.median)} "
+        "(a slow link slows both): not throttled.",
+        j.innocuous.median or j.reference.median,
+    )
+
+
+def _no_innocuous(j: _Judged) -> Verdict | None:
+    """Slower than the references, but no innocuous SNI to tell a throttle from a slow server."""
+    if j.vs_innocuous is not None:
+        return None
+    return j.not_throttled(
+        "throughput.no_innocuous",
+        f"{j.said}, far below the references' {_kbit(j.reference.median)}, but the same "
+        "address with an innocuous SNI gave too few usable transfers to tell a throttle "
+        "from a slow server.",
+        j.reference.median,
+    )
+
+
+def _sni_throttle(j: _Judged) -> Verdict | None:
+    """Slower than the references and than the innocuous SNI on the same address."""
+    if j.vs_innocuous is None or not j.vs_innocuous.slower:
+        return None
+    return j.throttled(
+        "throttle.sni", "tls", j.innocuous.median,
+        f"{j.said}{_where(j.facts)}, at most 1/{RATIO:g} of what the same address gave an "
+        f"innocuous SNI ({_kbit(j.innocuous.median)}) and the reference hosts "
+        f"({_kbit(j.reference.median)}) in interleaved trials.",
+    )  # fmt: skip
+
+
+def _slow_address(j: _Judged) -> Verdict | None:
+    """Every connection to the address is slow: throttled if shown fast elsewhere or before."""
+    if j.innocuous_vs_reference is None or not j.innocuous_vs_reference.slower:
+        return None
+    slow_here = (
+        f"{j.said}{_where(j.facts)}; the same address is as slow with an innocuous SNI "
+        f"({_kbit(j.innocuous.median)}) while the reference hosts gave "
+        f"{_kbit(j.reference.median)}: every connection to the address is slow from here"
+    )
+    history = j.facts["history"]
+    if j.vs_helper is not None and j.vs_helper.slower:
+        why = f"and the control helper got {_kbit(j.helper.median)} from it meanwhile."
+    elif j.vs_helper is not None:
+        return j.not_throttled(
+            "throughput.slow_everywhere",
+            f"{slow_here}, but the control helper got it as slow "
+            f"({_kbit(j.helper.median)}): the server is slow for everyone, not throttled.",
+            j.helper.median,
+        )
+    elif history["fast_before"]:
+        why = (
+            f"and it gave {_kbit(history['median_kbps'])} here in {history['unthrottled']} "
+            "earlier tests."
+        )
+    else:
+        return j.not_throttled(
+            "throughput.slow_address",
+            f"{slow_here}, but no control shows it fast elsewhere (the control helper) "
+            "or before (this vantage's history): a server slow for everyone cannot be "
+            "ruled out, so no throttle is claimed.",
+            j.reference.median,
+        )
+    return j.throttled("throttle.ip", "tcp", j.reference.median, f"{slow_here}, {why}")
+
+
+def _ambiguous(j: _Judged) -> Verdict:
+    """The innocuous SNI is neither as slow as the target nor markedly faster."""
+    return j.not_throttled(
+        "throughput.ambiguous",
+        f"{j.said}, far below the references' {_kbit(j.reference.median)}, but the innocuous "
+        f"SNI on the same address ({_kbit(j.innocuous.median)}) is neither as slow nor "
+        "markedly faster: no throttle is claimed.",
+        j.innocuous.median,
+    )
+
+
+# Tried in this order (the decision in the module docstring); each step assumes that none
+# before it decided.
+_STEPS: tuple[Callable[[_Judged], Verdict | None], ...] = (
+    _too_few,
+    _no_reference,
+    _not_slower,
+    _no_innocuous,
+    _sni_throttle,
+    _slow_address,
+)
 
 
 def _throttled(
