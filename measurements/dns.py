@@ -5,8 +5,8 @@ measurements.failures only. The UDP query keeps listening for a short window aft
 response, because an on-path injector answers first and the genuine resolver answers later:
 two different answers to one query is the evidence.
 
-DNS-over-HTTPS is an RFC 8484 exchange through httpx, the client stack (and TLS contexts, from
-measurements.trust) that HTTP measurement uses; dnspython only builds and parses the messages.
+DNS-over-HTTPS, which makes the same observations through another stack, is in
+measurements.doh.
 
 Every primitive takes an explicit ``timeout`` although ruff's ASYNC109 would rather callers
 wrap it in asyncio.timeout: the budget is part of the measurement (generic_timeout_error means
@@ -18,11 +18,9 @@ A UDP query is resent (with a new ID) every second until answered, as stub resol
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import ipaddress
 import socket
-import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -34,27 +32,16 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
-import httpx
 
 from measurements.addresses import split_host_port
 from measurements.failures import Failure, describe, failure_for_rcode, failure_of
 from measurements.observations import DNSObservation, DNSResponse
-from measurements.pinned import PinnedTransport
-from measurements.trust import context_async
 
 # A flood of forged datagrams must not grow an observation without bound.
 _MAX_RESPONSES = 16
 # CNAME chains longer than this are a loop or an attack, not a real site.
 _MAX_CNAMES = 16
 
-# RFC 8484's media type, both ways.
-_DOH_TYPE = "application/dns-message"
-# RFC 1035's two-byte length field: a longer DoH body cannot be one DNS message.
-_MAX_DNS_MESSAGE = 65535
-# httpx's default pool, but idle DoH connections are kept a minute rather than 5 s: a sweep's
-# names trickle in as inputs start, and each new connection is a handshake. A connection the
-# server closed meanwhile is not reused.
-_DOH_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=60)
 
 _Stamped = tuple[float, dns.message.Message]  # (monotonic arrival time, response)
 
@@ -109,7 +96,7 @@ def _ms(since: float, now: float | None = None) -> float:
     return ((time.monotonic() if now is None else now) - since) * 1000.0
 
 
-def _observed(
+def observed(
     hostname: str,
     qtype: str,
     transport: str,
@@ -142,7 +129,7 @@ def _observed(
     )
 
 
-def _failed(
+def failed(
     hostname: str, qtype: str, transport: str, resolver: str, start: float, exc: BaseException
 ) -> DNSObservation:
     """An observation of a query that got no response."""
@@ -273,7 +260,7 @@ async def query_udp(
             family=socket.AF_INET6 if ":" in ip else socket.AF_INET,
         )
     except OSError as exc:
-        return _failed(hostname, qtype, "udp", where, start, exc)
+        return failed(hostname, qtype, "udp", where, start, exc)
 
     def resend() -> None:
         queries.append(dns.message.make_query(hostname, qtype))  # a fresh random ID
@@ -283,14 +270,14 @@ async def query_udp(
         transport.sendto(queries[0].to_wire())
         stamped = await _collect(receiver, queries, resend, timeout, window, retransmit)
     except (OSError, dns.exception.DNSException) as exc:
-        return _failed(hostname, qtype, "udp", where, start, exc)
+        return failed(hostname, qtype, "udp", where, start, exc)
     finally:
         transport.close()
     if stamped[0][1].flags & dns.flags.TC:
         # Too big for a datagram: the resolver asks us to retry over TCP, as stub resolvers do.
         remaining = max(timeout - (time.monotonic() - start), 0.001)
         return await query_tcp(hostname, where, qtype=qtype, timeout=remaining)
-    return _observed(hostname, qtype, "udp", where, start, stamped)
+    return observed(hostname, qtype, "udp", where, start, stamped)
 
 
 async def query_tcp(
@@ -310,8 +297,8 @@ async def query_tcp(
         async with asyncio.timeout(timeout):
             response = await dns.asyncquery.tcp(query, ip, timeout=timeout, port=port)
     except (OSError, EOFError, dns.exception.DNSException) as exc:
-        return _failed(hostname, qtype, "tcp", where, start, exc)
-    return _observed(hostname, qtype, "tcp", where, start, [(time.monotonic(), response)])
+        return failed(hostname, qtype, "tcp", where, start, exc)
+    return observed(hostname, qtype, "tcp", where, start, [(time.monotonic(), response)])
 
 
 async def query_system(
@@ -327,7 +314,7 @@ async def query_system(
         async with asyncio.timeout(timeout):
             infos = await loop.getaddrinfo(hostname, None, type=socket.SOCK_STREAM)
     except OSError as exc:
-        return _failed(hostname, "A+AAAA", "system", "system", start, exc)
+        return failed(hostname, "A+AAAA", "system", "system", start, exc)
     addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
     response = DNSResponse("NOERROR", addresses, (), None, round(_ms(start), 3))
     return DNSObservation(
@@ -341,109 +328,3 @@ async def query_system(
         responses=(response,),
         duration_ms=round(_ms(start), 3),
     )
-
-
-def doh_client(context: ssl.SSLContext, *, pin: tuple[str, str] | None = None) -> httpx.AsyncClient:
-    """An HTTP/1.1 keep-alive client for DoH; ``pin`` = (host, ip) sends that host's TCP to ip.
-
-    TLS checks the certificate against the URL's host either way (measurements.pinned). Without
-    a pin, a URL naming a host is resolved by the system (getaddrinfo, in a thread).
-    """
-    # trust_env off: a proxy or netrc from the environment would move or alter the control.
-    if pin is not None:
-        host, ip = pin
-        return httpx.AsyncClient(transport=PinnedTransport(host, ip, context), trust_env=False)
-    return httpx.AsyncClient(verify=context, trust_env=False, limits=_DOH_LIMITS)
-
-
-class DoHAnswerError(Exception):
-    """An HTTP answer that is not a DNS response to the query (status, type, size or ID)."""
-
-
-async def _read_bounded(response: httpx.Response) -> bytes:
-    """The body as sent, refusing more than a DNS message can hold."""
-    body = bytearray()
-    async for chunk in response.aiter_raw():
-        body += chunk
-        if len(body) > _MAX_DNS_MESSAGE:
-            raise DoHAnswerError(f"answer longer than {_MAX_DNS_MESSAGE} bytes")
-    return bytes(body)
-
-
-async def _exchange(
-    client: httpx.AsyncClient,
-    url: str,
-    query: dns.message.Message,
-    post: bool,
-    timeout: float,  # noqa: ASYNC109 - see the module docstring
-) -> dns.message.Message:
-    """One RFC 8484 exchange: the query out (POST body or GET ?dns=), a DNS message back."""
-    wire = query.to_wire()
-    # Identity: a DNS message is small, and a compressed body could inflate past any bound.
-    headers = {"accept": _DOH_TYPE, "accept-encoding": "identity"}
-    if post:
-        headers["content-type"] = _DOH_TYPE
-        request = client.build_request("POST", url, content=wire, headers=headers, timeout=timeout)
-    else:
-        encoded = base64.urlsafe_b64encode(wire).rstrip(b"=").decode("ascii")  # RFC 8484 4.1
-        request = client.build_request(
-            "GET", url, params={"dns": encoded}, headers=headers, timeout=timeout
-        )
-    response = await client.send(request, stream=True)
-    try:
-        # The body is read whatever the status, so a small error page leaves the connection
-        # reusable for the next name.
-        body = await _read_bounded(response)
-    finally:
-        await response.aclose()
-    if not 200 <= response.status_code < 300:
-        raise DoHAnswerError(f"HTTP status {response.status_code}")
-    kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if kind != _DOH_TYPE:
-        raise DoHAnswerError(f"content type {kind or 'missing'!r}, not {_DOH_TYPE}")
-    message = dns.message.from_wire(body)
-    if not query.is_response(message):
-        raise DoHAnswerError("the answer is to another query")
-    return message
-
-
-async def query_doh(
-    hostname: str,
-    url: str,
-    *,
-    qtype: str = "A",
-    timeout: float = 5.0,  # noqa: ASYNC109 - see the module docstring
-    verify: bool | str = True,
-    bootstrap_address: str | None = None,
-    post: bool = True,
-    client: httpx.AsyncClient | None = None,
-) -> DNSObservation:
-    """Resolve over DNS-over-HTTPS (RFC 8484): a POST (or GET) through ``client`` when given.
-
-    A given client (see doh_client) brings its own trust and routing and stays open, so a
-    sweep sharing one pays a TLS handshake per DoH server rather than per name. Without one,
-    a one-off client is built from ``verify`` (a CA bundle path or a bool) and
-    ``bootstrap_address`` (TCP goes there while TLS checks the URL's host), and closed after.
-    """
-    if client is not None and bootstrap_address is not None:
-        raise ValueError("bootstrap_address is for the one-off client; pin the given client")
-    query = dns.message.make_query(hostname, qtype)
-    own: httpx.AsyncClient | None = None
-    if client is None:
-        # A cached context: loading a CA bundle is blocking I/O, kept off the loop.
-        context = await context_async(
-            verify if isinstance(verify, str) else None, verify=verify is not False
-        )
-        pin = (httpx.URL(url).host, bootstrap_address) if bootstrap_address else None
-        own = client = doh_client(context, pin=pin)
-    start = time.monotonic()
-    try:
-        async with asyncio.timeout(timeout):
-            response = await _exchange(client, url, query, post, timeout)
-        return _observed(hostname, qtype, "doh", url, start, [(time.monotonic(), response)])
-    except (httpx.HTTPError, OSError, dns.exception.DNSException, DoHAnswerError) as exc:
-        # OSError covers TimeoutError (the overall bound) and ssl errors; all are data here.
-        return _failed(hostname, qtype, "doh", url, start, exc)
-    finally:
-        if own is not None:
-            await own.aclose()

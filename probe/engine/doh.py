@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from measurements import dns, trust
+from measurements import doh, trust
 from measurements.observations import DNSObservation
 
 
@@ -35,7 +35,7 @@ class DoHCache:
         # The configured trust anchors, or the system's; built off the loop if not preloaded.
         context = await trust.context_async(self._ca_bundle)
         if self._client is None:  # checked after the await: the first lookups arrive together
-            self._client = dns.doh_client(context)
+            self._client = doh.doh_client(context)
         return self._client
 
     async def aclose(self) -> None:
@@ -93,7 +93,7 @@ class DoHCache:
         return self._noted(url, await self._query(client, url, hostname))
 
     async def _query(self, client: httpx.AsyncClient, url: str, hostname: str) -> DNSObservation:
-        return await dns.query_doh(hostname, url, timeout=self._timeout, client=client)
+        return await doh.query_doh(hostname, url, timeout=self._timeout, client=client)
 
     def _noted(self, url: str, obs: DNSObservation) -> DNSObservation:
         """Record whether the server gave a DNS message (an rcode), then pass the answer on."""

@@ -10,14 +10,8 @@ import httpx
 import pytest
 import trustme
 
-from measurements.dns import (
-    doh_client,
-    parse_resolver,
-    query_doh,
-    query_system,
-    query_tcp,
-    query_udp,
-)
+from measurements.dns import parse_resolver, query_system, query_tcp, query_udp
+from measurements.doh import doh_client, query_doh
 from measurements.trust import context
 from tests.servers.dns_server import (
     Answer,
