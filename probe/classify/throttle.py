@@ -1,4 +1,4 @@
-"""Throttling (rule 7, docs/architecture.md): the target's rate against two controls measured with it.
+"""Throttling (rule 7, docs/architecture.md): the target's rate against two controls.
 
 The controls come from the same sweep, interleaved with the target's trials so one cannot
 taint the other: the same address and resource asked for with an innocuous SNI (so a censor
