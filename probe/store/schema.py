@@ -2,7 +2,9 @@
 
 What an open finds, and what it does (migrations/ holds the revisions):
 
-    no probe tables                      a writer creates it: every revision, in order
+    no probe tables                      a writer creates it at the head: the models' tables
+                                         and the head's stamp (tests hold this equal to
+                                         every revision applied in order)
     alembic_version at the head          used as it is
     alembic_version at an older one      a writer backs the file up, then upgrades in place
     meta.schema_version 2, no Alembic    (made before Alembic) the same, from revision 0001
@@ -20,23 +22,35 @@ selects only columns that schema 1 already had).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import sqlite3
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Index, MetaData, Table, inspect, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    insert,
+    inspect,
+    select,
+    update,
+)
 
 from probe.store.errors import StoreError
-from probe.store.migrations.versions import rev0001_schema_2 as schema_2
-from probe.store.models import Base, Meta
+from probe.store.migrations import HEAD, REVISIONS
+from probe.store.models import SCHEMA_VERSION, Base, Meta
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +58,29 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 BEFORE_ALEMBIC = "0001"  # the revision that is schema 2, as the probe made it before Alembic
 
 
+# Alembic's own table, as Alembic creates it: a new database is stamped without Alembic.
+_ALEMBIC_VERSION = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
+
+
 def alembic_config(connection: Connection) -> Config:
     """Alembic's configuration, in code (no alembic.ini): this package's migrations, on this
     connection."""
+    from alembic.config import Config  # only to upgrade (see migrations.REVISIONS)
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     return config
 
 
-@functools.cache
-def _script() -> ScriptDirectory:
-    return ScriptDirectory(str(MIGRATIONS))
-
-
 def head() -> str:
     """The newest revision this probe knows."""
-    found = _script().get_current_head()
-    assert found is not None  # versions/ ships with the package
-    return found
+    return HEAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +131,11 @@ def backup_path(database: Path, revision: str) -> Path:
 def find(conn: Connection, label: str) -> Found:
     """The database's revision; a StoreError for one this probe cannot read or upgrade."""
     tables = set(inspect(conn).get_table_names())
-    heads = MigrationContext.configure(conn).get_current_heads()
+    heads: list[str] = []
+    if _ALEMBIC_VERSION.name in tables:
+        heads = list(conn.execute(select(_ALEMBIC_VERSION.c.version_num)).scalars())
     if heads:
-        known = {s.revision for s in _script().walk_revisions()}
-        if len(heads) > 1 or heads[0] not in known:
+        if len(heads) > 1 or heads[0] not in REVISIONS:
             raise StoreError(
                 f"database {label} is at schema revision {', '.join(heads)}, which this probe "
                 f"does not know (its newest is {head()}): a newer probe wrote it; upgrade the "
@@ -180,12 +199,14 @@ def _upgrade(conn: Connection, label: str, file: Path | None) -> Upgrade | None:
     """Inside the write transaction: bring the schema to the head; what was upgraded."""
     found = find(conn, label)
     target = head()
-    config = alembic_config(conn)
     if found.new:
-        command.upgrade(config, "head")
+        _create_at_head(conn)
         return None
     if found.revision == target:
         return None
+    from alembic import command  # only to upgrade (see migrations.REVISIONS)
+
+    config = alembic_config(conn)
     if found.legacy == "1" and conn.dialect.name != "sqlite":
         raise StoreError(f"database {label} has schema version 1, which only SQLite upgrades")
     backup = _backup(file, target) if file is not None else None
@@ -198,6 +219,14 @@ def _upgrade(conn: Connection, label: str, file: Path | None) -> Upgrade | None:
         if conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
             raise StoreError(f"database {label}: upgrading it broke a link between tables")
     return Upgrade(label, found.describe(), target, backup)
+
+
+def _create_at_head(conn: Connection) -> None:
+    """A new database: the models' tables, the schema version, the head's stamp."""
+    Base.metadata.create_all(conn)
+    conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+    _ALEMBIC_VERSION.create(conn)
+    conn.execute(insert(_ALEMBIC_VERSION).values(version_num=HEAD))
 
 
 def _backup(database: Path, revision: str) -> Path:
@@ -244,6 +273,9 @@ def _rebuild_runs_of_schema_1(conn: Connection) -> None:
     create, copy, drop) with foreign keys off, so the measurements that point at runs stay
     put; it runs in the upgrade's transaction, so a crash leaves schema 1 whole.
     """
+    # Imports Alembic (op): only here, to upgrade (see migrations.REVISIONS).
+    from probe.store.migrations.versions import rev0001_schema_2 as schema_2
+
     # Legacy renaming leaves measurements' REFERENCES runs pointing at the new table.
     conn.exec_driver_sql("PRAGMA legacy_alter_table = ON")
     try:

@@ -20,13 +20,15 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
 from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.store import SCHEMA_VERSION, Database, StoreError, open_database
 from probe.store.budgets import bytes_since, past_rates
+from probe.store.migrations import HEAD, REVISIONS
 from probe.store.models import Base
-from probe.store.schema import alembic_config, backup_path, head
+from probe.store.schema import MIGRATIONS, alembic_config, backup_path, head
 
 DUMP = Path(__file__).with_name("data") / "schema-v2.sql"
 T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)  # as in data/make_schema_v2.py
@@ -90,9 +92,12 @@ def contents(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def schema_of(path: Path) -> set[tuple[str, str, str | None]]:
-    """The probe's tables and indexes as SQLite keeps them (Alembic's own table aside)."""
+    """The probe's tables and indexes as SQLite keeps them (Alembic's own table aside), their
+    SQL with its whitespace normalised (SQLite keeps an added column's text as it was sent)."""
     rows = query(path, "SELECT type, name, sql FROM sqlite_master")
-    return {r for r in rows if "alembic" not in r[1]}
+    return {
+        (t, n, " ".join(sql.split()) if sql else sql) for t, n, sql in rows if "alembic" not in n
+    }
 
 
 def tables(path: Path) -> set[str]:
@@ -258,12 +263,29 @@ def test_a_new_database_is_at_head_and_matches_the_models(tmp_path: Path) -> Non
     assert query(path, "SELECT version_num FROM alembic_version") == [(head(),)]
     assert query(path, "SELECT * FROM meta") == [("schema_version", str(SCHEMA_VERSION))]
     assert [p.name for p in tmp_path.iterdir() if ".bak" in p.name] == []
-    engine = create_engine(f"sqlite:///{path}")
+    # A new database is made from the models, stamped at the head without Alembic: every
+    # revision applied in order must give the same schema, and match the models.
+    migrated = tmp_path / "migrated.sqlite"
+    engine = create_engine(f"sqlite:///{migrated}")
     try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     finally:
         engine.dispose()
+    assert schema_of(migrated) == schema_of(path)
+    stamp = "SELECT sql FROM sqlite_master WHERE name LIKE 'alembic%' ORDER BY name"
+    assert [" ".join(r[0].split()) for r in query(migrated, stamp)] == [
+        " ".join(r[0].split()) for r in query(path, stamp)
+    ]
+    assert query(migrated, "SELECT * FROM meta") == query(path, "SELECT * FROM meta")
+
+
+def test_the_revisions_known_without_alembic_are_alembics() -> None:
+    script = ScriptDirectory(str(MIGRATIONS))
+    assert tuple(reversed([r.revision for r in script.walk_revisions()])) == REVISIONS
+    assert script.get_current_head() == HEAD == head()
 
 
 def test_revision_0001_is_schema_2_exactly(old: Path, tmp_path: Path) -> None:
@@ -293,3 +315,17 @@ def test_the_writer_fills_the_columns(tmp_path: Path) -> None:
     assert query(path, "SELECT throughput_bytes, throughput_address FROM measurements") == [
         (12_345, "192.0.2.7")
     ]
+
+
+def test_opening_a_database_at_the_head_imports_no_alembic(tmp_path: Path) -> None:
+    # Alembic and Mako cost a Raspberry Pi about 7 MB: paid only when a database is upgraded.
+    path = tmp_path / "results.sqlite"
+    code = (
+        "import sys\nfrom probe.store import open_database\n"
+        f"open_database({str(path)!r}).close()\nopen_database({str(path)!r}).close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
