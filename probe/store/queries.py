@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -29,8 +30,23 @@ from probe.store.models import (
     run_summary,
 )
 
-if TYPE_CHECKING:
-    from probe.store.database import Database
+
+class Database(Protocol):
+    """What the queries read through: the store's sessions (``database.Database``).
+
+    A protocol rather than the class itself: the class's read methods call these, so the
+    queries name only what they use and the two modules do not import each other.
+    """
+
+    @property
+    def abandoned(self) -> bool:
+        """Whether runs found "running" with no live writer were marked aborted."""
+        ...
+
+    def session(self, action: str) -> AbstractContextManager[Session]:
+        """A session whose database errors surface as StoreError."""
+        ...
+
 
 MIN_PREFIX = 6  # of a run id; shorter prefixes collide too easily to be meant
 EXPORT_BATCH = 500
