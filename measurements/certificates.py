@@ -32,6 +32,11 @@ def summarize(der: bytes) -> Certificate:
         not_before=cert.not_valid_before_utc.isoformat(),
         not_after=cert.not_valid_after_utc.isoformat(),
         sha256=hashlib.sha256(der).hexdigest(),
+        spki_sha256=hashlib.sha256(
+            cert.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        ).hexdigest(),
     )
 
 

@@ -62,6 +62,9 @@ class Certificate:
     not_before: str  # ISO-8601 UTC
     not_after: str
     sha256: str  # of the DER encoding, hex
+    # Of the DER SubjectPublicKeyInfo, hex: a CA's key outlives each certificate made for it,
+    # so an interception root is known by its key too.
+    spki_sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -499,3 +499,32 @@ def test_a_sweep_asks_doh_once_per_name_over_one_connection(
     assert [m["detail"] for m in out["measurements"]] == ["ok"] * len(names)
     assert {name: world.truth.queries[name] for name in names} == dict.fromkeys(names, 1)
     assert world.doh.handshakes - before == 1
+
+
+def test_a_national_root_the_volunteer_installed_is_still_interception(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The trust store holds the national root (installed as the state asked), so the forged
+    # chain validates; the root is known by name, so it is interception all the same.
+    national = trustme.CA(organization_name="Qaznet Trust Network")
+    server = world.peer(TLSServer(national, ["mitm.test"]))
+    bundle = tmp_path / "with-national-root.pem"
+    bundle.write_bytes(Path(world.ca_bundle).read_bytes() + national.cert_pem.bytes())
+    targets = tmp_path / "t.toml"
+    targets.write_text(
+        '[[service]]\nname = "mitm"\ncategory = "social"\n'
+        f'urls = ["https://mitm.test:{server.port}/"]\n'
+    )
+    config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
+    db = tmp_path / "r.sqlite"
+    args = ["run", "--config", str(config), "--targets", str(targets), "--db", str(db)]
+    assert main([*args, "--ca-bundle", str(bundle), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    [row] = out["measurements"]
+    assert (row["verdict"], row["detail"]) == ("blocked", "tls.mitm")
+    assert main(["show", out["run_id"][:8], "--db", str(db), "--json"]) == 0
+    [shown] = json.loads(capsys.readouterr().out)["rows"]
+    assert main(["show", str(shown["id"]), "--db", str(db), "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)["evidence"]["verdict_evidence"]
+    assert facts["fingerprint"] == "kz.qaznet-2019" and facts["cert_valid"] is True
+    assert facts["matched_by"] == "issuer" and facts["position"] == 0

@@ -15,7 +15,7 @@ from probe.classify.common import (
     verdict,
 )
 from probe.classify.evidence import Controls, InputEvidence
-from probe.classify.fingerprints import Fingerprints
+from probe.classify.fingerprints import Fingerprints, InterceptionMatch
 from probe.classify.verdict import Verdict
 
 
@@ -95,9 +95,49 @@ def classify_tls(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict 
                 return steered
             return tcp_failure_verdict(failure, ctl, f"Connecting to {last.ip}", **facts)
         return _tls_handshake_failure(last, failure, ctl, facts)
+    known = fp.interception_match(ok.chain)
+    if known is not None:  # rule 5: by itself, and whatever the trust store said
+        return _known_interception(ok, known)
     if ok.cert_valid is False:
-        return _invalid_certificate(ev, ok, ctl, fp)
+        return _invalid_certificate(ev, ok, ctl)
     return None
+
+
+_PLACES = {"certificate": "is", "key": "has the key of", "subject": "is", "issuer": "was issued by"}
+
+
+def _known_interception(ok: TLSObservation, known: InterceptionMatch) -> Verdict:
+    """A presented chain that shows a known interception CA: tls.mitm, no control needed."""
+    place = "the leaf" if known.position == 0 else f"certificate {known.position} (0: the leaf)"
+    accepted = (
+        " The local trust store accepted the chain: its root was installed here, which does "
+        "not make it the site's."
+        if ok.cert_valid
+        else ""
+    )
+    return verdict(
+        "blocked",
+        "tls",
+        "tls.mitm",
+        "tls.mitm_fingerprint",
+        f"The presented chain shows the known interception CA {known.fingerprint}: {place} "
+        f"({known.certificate.subject}) {_PLACES[known.how]} it.{accepted}",
+        fingerprint=known.fingerprint,
+        source=known.source,
+        position=known.position,
+        matched_by=known.how,
+        certificate={
+            "subject": known.certificate.subject,
+            "issuer": known.certificate.issuer,
+            "sha256": known.certificate.sha256,
+            "spki_sha256": known.certificate.spki_sha256,
+        },
+        address=ok.ip,
+        cert_valid=ok.cert_valid,
+        cert_failure=ok.cert_failure,
+        issuer=ok.chain[0].issuer if ok.chain else None,
+        leaf_sha256=ok.chain[0].sha256 if ok.chain else None,
+    )
 
 
 def _tls_handshake_failure(
@@ -155,9 +195,7 @@ def _steered(ev: InputEvidence, ctl: Controls) -> Verdict | None:
     )
 
 
-def _invalid_certificate(
-    ev: InputEvidence, ok: TLSObservation, ctl: Controls, fp: Fingerprints
-) -> Verdict:
+def _invalid_certificate(ev: InputEvidence, ok: TLSObservation, ctl: Controls) -> Verdict:
     issuer = ok.chain[0].issuer if ok.chain else None
     facts: dict[str, Any] = {
         "address": ok.ip,
@@ -169,17 +207,6 @@ def _invalid_certificate(
     if steered is not None:
         return steered
     if ok.cert_failure == Failure.SSL_UNKNOWN_AUTHORITY.value and issuer:
-        root = fp.issuer_match(issuer)
-        if root is not None:
-            return verdict(
-                "blocked",
-                "tls",
-                "tls.mitm",
-                "tls.mitm_fingerprint",
-                f"The chain was issued by a known interception root ({issuer}).",
-                fingerprint=root,
-                **facts,
-            )
         if ctl.helper is not None and ctl.helper.tls_valid:
             return verdict(
                 "blocked",

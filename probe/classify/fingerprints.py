@@ -7,8 +7,9 @@ import tomllib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
-from measurements.observations import HTTPHop
+from measurements.observations import Certificate, HTTPHop
 
 _MATCHES = ("contains", "prefix", "full", "regexp")
 
@@ -41,6 +42,61 @@ class HTTPFingerprint:
         return re.search(self.pattern, text) is not None
 
 
+def dn_attributes(dn: str) -> dict[str, set[str]]:
+    """An RFC 4514 name's attributes ("CN=a,O=b\\, c" -> CN: {a}, O: {b, c}), lowercased values."""
+    out: dict[str, set[str]] = {}
+    for rdn in re.split(r"(?<!\\),", dn):
+        for part in re.split(r"(?<!\\)\+", rdn):
+            key, sep, value = part.partition("=")
+            if sep:
+                text = re.sub(r"\\(.)", r"\1", value).strip().lower()
+                out.setdefault(key.strip().upper(), set()).add(text)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class InterceptionCA:
+    """A national or commercial interception CA: known by name, key or certificate."""
+
+    name: str
+    names: tuple[str, ...] = ()  # a CN or O it carries, matched whole (case aside)
+    country: str | None = None  # the C= it also carries, where the name alone is common
+    sha256: frozenset[str] = frozenset()  # certificates of it, DER SHA-256
+    spki_sha256: frozenset[str] = frozenset()  # its keys, SubjectPublicKeyInfo SHA-256
+    source: str = ""
+
+    def _named(self, dn: str) -> bool:
+        attrs = dn_attributes(dn)
+        named = attrs.get("CN", set()) | attrs.get("O", set())
+        if not named & {n.lower() for n in self.names}:
+            return False
+        return self.country is None or self.country.lower() in attrs.get("C", set())
+
+    def how(self, cert: Certificate) -> str | None:
+        """How ``cert`` shows this CA: it is the CA ("certificate", "key", "subject"), or the
+        CA issued it ("issuer"); None when it does not."""
+        if cert.sha256 in self.sha256:
+            return "certificate"
+        if cert.spki_sha256 and cert.spki_sha256 in self.spki_sha256:
+            return "key"
+        if self._named(cert.subject):
+            return "subject"
+        if self._named(cert.issuer):
+            return "issuer"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class InterceptionMatch:
+    """Where a presented chain shows a known interception CA."""
+
+    fingerprint: str
+    position: int  # 0: the leaf
+    how: str  # certificate, key, subject or issuer
+    certificate: Certificate
+    source: str
+
+
 @dataclass(frozen=True, slots=True)
 class Fingerprints:
     """Every known sign, as the classifier consults them."""
@@ -48,7 +104,7 @@ class Fingerprints:
     dns_ips: frozenset[str] = frozenset()
     dns_names: tuple[tuple[str, str], ...] = ()  # (ip, fingerprint name)
     http: tuple[HTTPFingerprint, ...] = ()
-    issuers: tuple[tuple[str, str], ...] = ()  # (pattern in the issuer, fingerprint name)
+    interception: tuple[InterceptionCA, ...] = ()
 
     def dns_match(self, addresses: tuple[str, ...]) -> str | None:
         """The name of the sinkhole fingerprint an answer hits, if any."""
@@ -64,15 +120,18 @@ class Fingerprints:
                 return fp.name
         return None
 
-    def issuer_match(self, issuer: str) -> str | None:
-        """The name of the interception root an issuer string names, if any."""
-        for pattern, name in self.issuers:
-            if pattern.lower() in issuer.lower():
-                return name
+    def interception_match(self, chain: tuple[Certificate, ...]) -> InterceptionMatch | None:
+        """The first certificate of the chain, leaf to root, that shows a known interception
+        CA (being it, by certificate, key or name, or issued by it), if any."""
+        for position, cert in enumerate(chain):
+            for ca in self.interception:
+                how = ca.how(cert)
+                if how is not None:
+                    return InterceptionMatch(ca.name, position, how, cert, ca.source)
         return None
 
 
-def parse(data: dict[str, list[dict[str, str]]]) -> Fingerprints:
+def parse(data: dict[str, list[dict[str, Any]]]) -> Fingerprints:
     """Fingerprints from the parsed TOML table (validated: a bad bundled file must fail loudly)."""
     http = []
     for entry in data.get("http", []):
@@ -88,8 +147,25 @@ def parse(data: dict[str, list[dict[str, str]]]) -> Fingerprints:
         dns_ips=frozenset(ip for ip, _ in dns_names),
         dns_names=dns_names,
         http=tuple(http),
-        issuers=tuple((e["pattern"], e["name"]) for e in data.get("issuer", [])),
+        interception=tuple(_interception(e) for e in data.get("interception", [])),
     )
+
+
+def _interception(entry: dict[str, Any]) -> InterceptionCA:
+    hexes = ("sha256", "spki_sha256")
+    for key in hexes:
+        for value in entry.get(key, []):
+            if not re.fullmatch(r"[0-9a-f]{64}", value):
+                raise ValueError(f"fingerprint {entry['name']}: {key} {value!r} is not SHA-256 hex")
+    if not (entry.get("names") or entry.get("sha256") or entry.get("spki_sha256")):
+        raise ValueError(f"fingerprint {entry['name']}: names, sha256 or spki_sha256 needed")
+    if not entry.get("source"):
+        raise ValueError(f"fingerprint {entry['name']}: every interception CA cites a source")
+    return InterceptionCA(
+        entry["name"], tuple(entry.get("names", ())), entry.get("country"),
+        frozenset(entry.get("sha256", ())), frozenset(entry.get("spki_sha256", ())),
+        entry["source"],
+    )  # fmt: skip
 
 
 @cache
