@@ -214,16 +214,24 @@ class TLSInterceptor:
     def __init__(self, policy: PolicyFile, lab_ca_bundle: str) -> None:
         self.policy = policy
         self._roots: dict[str, trustme.CA] = {}
-        self._contexts: dict[tuple[str, str], ssl.SSLContext] = {}
+        self._contexts: dict[tuple[str, str, str | None], ssl.SSLContext] = {}
         self._names: dict[int, str] = {}  # id(context) -> the name it was forged for
         self._upstream = ssl.create_default_context(cafile=lab_ca_bundle)
         self.server_context = self._context_for(self.default_root, "intercept.invalid")
         self.server_context.sni_callback = self._select
 
-    def _context_for(self, root: str, name: str) -> ssl.SSLContext:
-        key = (root, name)
+    def _context_for(self, root: str, name: str, intermediate: str | None = None) -> ssl.SSLContext:
+        key = (root, name, intermediate)
         if key not in self._contexts:
             ca = self._roots.setdefault(root, trustme.CA(organization_name=root))
+            if intermediate is not None:
+                # As in 2019: the leaf issued by an intermediate the root issued, and sent
+                # with it (leaf, intermediate), so the root shows only as the intermediate's
+                # issuer.
+                ca = self._roots.setdefault(
+                    f"{root}\n{intermediate}",
+                    trustme.CA(parent_cert=ca, organization_name=intermediate),
+                )
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ca.issue_cert(name, common_name=name).configure_cert(ctx)
             self._contexts[key] = ctx
@@ -231,8 +239,10 @@ class TLSInterceptor:
         return self._contexts[key]
 
     def _select(self, tls: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
-        root = (self.policy.current().get("tls_proxy") or {}).get("issuer") or self.default_root
-        tls.context = self._context_for(root, (name or "intercept.invalid").lower())
+        proxy = self.policy.current().get("tls_proxy") or {}
+        root = proxy.get("issuer") or self.default_root
+        name = (name or "intercept.invalid").lower()
+        tls.context = self._context_for(root, name, proxy.get("intermediate"))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One client connection, its handshake already done with a forged leaf."""

@@ -27,6 +27,7 @@ list (``targets.toml``)::
     "www.facebook.com" = { action = "redirect", location = "http://warning.rt.ru/" }
     [tls_proxy]                                 # the intercepting TLS proxy
     issuer = "Information Security Certification Authority"
+    intermediate = "Security Certificate"   # optional: the leaf issued by an intermediate
     [server]                                    # what the sites do for everyone
     status = { "www.instagram.com" = 403 }
     broken = { "/garbage" = "garbage" }         # a path's raw bad answer (tests.lab.internet)

@@ -32,7 +32,7 @@ COVERAGE = {
         "http-redirect-unknown",
     ],
     "HTTP reset on Host": ["http-host-reset"],
-    "TLS interception": ["tls-mitm-national-root", "tls-mitm-unknown-root"],
+    "TLS interception": ["tls-mitm-national-root", "tls-mitm-2019-chain", "tls-mitm-unknown-root"],
     "SNI throttling (policer)": ["throttle-sni-128", "throttle-sni-512"],
     "IP throttling": ["throttle-ip"],
     "Delayed throttling": ["throttle-delayed"],
