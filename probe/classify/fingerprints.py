@@ -22,6 +22,8 @@ class HTTPFingerprint:
     location: str  # "body" or "header.<name>"
     match: str
     pattern: str
+    operator: str = ""  # a look-alike's: who shows such pages (a CDN, a WAF)
+    source: str = ""
 
     def matches(self, hop: HTTPHop) -> bool:
         """True when this hop shows the pattern."""
@@ -105,6 +107,9 @@ class Fingerprints:
     dns_names: tuple[tuple[str, str], ...] = ()  # (ip, fingerprint name)
     http: tuple[HTTPFingerprint, ...] = ()
     interception: tuple[InterceptionCA, ...] = ()
+    # Pages that look like blocking and are not (a CDN's bot challenge, a WAF's denial): a
+    # hop showing one is never called blocked.
+    lookalikes: tuple[HTTPFingerprint, ...] = ()
 
     def dns_match(self, addresses: tuple[str, ...]) -> str | None:
         """The name of the sinkhole fingerprint an answer hits, if any."""
@@ -120,6 +125,10 @@ class Fingerprints:
                 return fp.name
         return None
 
+    def lookalike_match(self, hop: HTTPHop) -> HTTPFingerprint | None:
+        """The look-alike (not censorship) a hop shows, if any."""
+        return next((fp for fp in self.lookalikes if fp.matches(hop)), None)
+
     def interception_match(self, chain: tuple[Certificate, ...]) -> InterceptionMatch | None:
         """The first certificate of the chain, leaf to root, that shows a known interception
         CA (being it, by certificate, key or name, or issued by it), if any."""
@@ -133,22 +142,30 @@ class Fingerprints:
 
 def parse(data: dict[str, list[dict[str, Any]]]) -> Fingerprints:
     """Fingerprints from the parsed TOML table (validated: a bad bundled file must fail loudly)."""
-    http = []
-    for entry in data.get("http", []):
-        if entry["match"] not in _MATCHES:
-            raise ValueError(f"fingerprint {entry['name']}: unknown match {entry['match']!r}")
-        if entry["match"] == "regexp":
-            re.compile(entry["pattern"])
-        http.append(
-            HTTPFingerprint(entry["name"], entry["location"], entry["match"], entry["pattern"])
-        )
+    http = [_http(entry) for entry in data.get("http", [])]
+    lookalikes = [_http(entry) for entry in data.get("lookalike", [])]
+    for fp in lookalikes:
+        if not (fp.operator and fp.source):
+            raise ValueError(f"fingerprint {fp.name}: a look-alike names its operator and source")
     dns_names = tuple((e["ip"], e["name"]) for e in data.get("dns", []))
     return Fingerprints(
         dns_ips=frozenset(ip for ip, _ in dns_names),
         dns_names=dns_names,
         http=tuple(http),
         interception=tuple(_interception(e) for e in data.get("interception", [])),
+        lookalikes=tuple(lookalikes),
     )
+
+
+def _http(entry: dict[str, Any]) -> HTTPFingerprint:
+    if entry["match"] not in _MATCHES:
+        raise ValueError(f"fingerprint {entry['name']}: unknown match {entry['match']!r}")
+    if entry["match"] == "regexp":
+        re.compile(entry["pattern"])
+    return HTTPFingerprint(
+        entry["name"], entry["location"], entry["match"], entry["pattern"],
+        entry.get("operator", ""), entry.get("source", ""),
+    )  # fmt: skip
 
 
 def _interception(entry: dict[str, Any]) -> InterceptionCA:

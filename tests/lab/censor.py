@@ -193,13 +193,16 @@ class HTTPProxy:
         finally:
             writer.close()
 
-    def _response(self, action: dict[str, str]) -> bytes:
+    def _response(self, action: dict[str, Any]) -> bytes:
         if action.get("action") == "redirect":
             status, headers, body = "302 Found", f"Location: {action['location']}\r\n", b""
         else:
             title = action.get("title", BLOCKPAGE_TITLE)
             body = page(title, action.get("text", BLOCKPAGE_TEXT)).encode()
-            status, headers = "200 OK", "Content-Type: text/html\r\n"
+            # A look-alike's page (a CDN's challenge) has its own status and headers.
+            status = action.get("status", "200 OK")
+            extra = "".join(f"{h}\r\n" for h in action.get("headers", []))
+            headers = f"Content-Type: text/html\r\n{extra}"
         return (
             f"HTTP/1.1 {status}\r\n{headers}Content-Length: {len(body)}\r\n"
             "Connection: close\r\n\r\n"

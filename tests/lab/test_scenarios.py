@@ -47,6 +47,7 @@ COVERAGE = {
         "http-endless-header",
     ],
     "one slow path on a healthy server": ["http-slow-path"],
+    "a CDN/WAF challenge shown to the vantage only": ["cdn-challenge-vantage"],
 }
 
 
