@@ -18,6 +18,7 @@ from probe.classify.common import (
 from probe.classify.connection import tcp_failure_verdict
 from probe.classify.evidence import Controls, HelperReport, InputEvidence
 from probe.classify.fingerprints import Fingerprints
+from probe.classify.pages import known_page
 from probe.classify.verdict import Verdict
 
 
@@ -80,23 +81,9 @@ def _classify_http(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdic
     ok = next((o for o in ev.http if _succeeded(o)), None)
     if ok is None:
         return _http_failure(ev, ctl, fp)
-    for hop in ok.hops:
-        name = fp.http_match(hop)
-        if name is not None:
-            detail = "http.redirect" if hop.status in range(300, 400) else "http.blockpage"
-            return verdict(
-                "blocked",
-                "http",
-                detail,
-                "http.fingerprint",
-                f"{hop.url} returned a known blockpage ({name}).",
-                fingerprint=name,
-                status=hop.status,
-                hops=[h.url for h in ok.hops],
-            )
-    lookalike = _lookalike(ok, fp)
-    if lookalike is not None:
-        return lookalike
+    known = known_page(ok, fp)  # a blockpage, or a look-alike, is evidence by itself
+    if known is not None:
+        return known
     # Over validated HTTPS the page came from the site itself: a difference is the site's own
     # doing (localisation, A/B tests), so only plain HTTP is compared with the helper's page.
     diff = _helper_diff(ok, ctl) if ev.scheme == "http" else None
@@ -145,26 +132,6 @@ class _Failed:
     def helper(self) -> HelperReport | None:
         """The helper's page, when the failed hop is the input's URL (the one it fetched)."""
         return _helper_page(self.ctl) if len(self.last.hops) == 1 else None
-
-
-def _lookalike(ok: HTTPObservation, fp: Fingerprints) -> Verdict | None:
-    """A CDN's or WAF's page for a distrusted client: not the site, and not censorship."""
-    for hop in ok.hops:
-        known = fp.lookalike_match(hop)
-        if known is not None:
-            return inconclusive(
-                "control.failed",
-                "http.cdn_challenge",
-                f"{hop.url} answered {hop.status} with {known.operator}'s own page for a client "
-                f"it distrusts ({known.name}): the site's shield, not a censor, held the page "
-                "back, and what the site serves here is unknown.",
-                fingerprint=known.name,
-                operator=known.operator,
-                source=known.source,
-                status=hop.status,
-                hops=[h.url for h in ok.hops],
-            )
-    return None
 
 
 def _http_failure(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict:
