@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -217,25 +217,36 @@ def _config_path(config_file: str | None, environ: Mapping[str, str]) -> str | N
     return path
 
 
+def _read(
+    keys: tuple[Key, ...],
+    flags: Mapping[str, Any],
+    config_file: str | None,
+    environ: Mapping[str, str] | None,
+) -> tuple[dict[str, Any], Provenance, dict[str, str]]:
+    """The checked values of ``keys`` from the four sources, their provenance, and where each
+    came from (for the errors of what is read later, such as a token file)."""
+    environ = os.environ if environ is None else environ
+    path = _config_path(config_file, environ)
+    values, sources, wheres = _merge(keys, flags, path, environ)
+    return values, Provenance(values, sources, path), wheres
+
+
 def load_settings(
     flags: Mapping[str, Any],
     config_file: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """The probe's settings; ``flags`` maps dotted keys to values given on the command line."""
-    environ = os.environ if environ is None else environ
-    path = _config_path(config_file, environ)
-    values, sources, wheres = _merge(KEYS, flags, path, environ)
-    control = _section(ControlSettings, "control", values)
+    values, provenance, wheres = _read(KEYS, flags, config_file, environ)
     token = _token("control.helper_token_file", values, wheres)
     return Settings(
         vantage=_section(VantageSettings, "vantage", values),
         network=_section(NetworkSettings, "network", values),
-        control=ControlSettings(**{**_fields(control), "helper_token": token}),
+        control=replace(_section(ControlSettings, "control", values), helper_token=token),
         storage=_section(StorageSettings, "storage", values),
         limits=_section(LimitSettings, "limits", values),
         throughput=_section(ThroughputSettings, "throughput", values),
-        provenance=Provenance(values, sources, path),
+        provenance=provenance,
     )
 
 
@@ -245,19 +256,10 @@ def load_helper_settings(
     environ: Mapping[str, str] | None = None,
 ) -> HelperConfig:
     """``probe helper serve``'s settings (the ``[helper]`` section), the same way."""
-    environ = os.environ if environ is None else environ
-    path = _config_path(config_file, environ)
-    values, sources, wheres = _merge(HELPER_KEYS, flags, path, environ)
-    helper = _section(HelperServeSettings, "helper", values)
+    values, provenance, wheres = _read(HELPER_KEYS, flags, config_file, environ)
     token = _token("helper.token_file", values, wheres)
-    return HelperConfig(
-        HelperServeSettings(**{**_fields(helper), "token": token}),
-        Provenance(values, sources, path),
-    )
-
-
-def _fields(obj: Any) -> dict[str, Any]:
-    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+    helper = replace(_section(HelperServeSettings, "helper", values), token=token)
+    return HelperConfig(helper, provenance)
 
 
 __all__ = ["ALL_KEYS", "APP", "ConfigError", "Settings"]
