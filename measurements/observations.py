@@ -166,6 +166,9 @@ class ThroughputObservation:
     goodput_kbps: float | None  # None without at least one body byte
     stopped: str | None = None  # why the read ended: "bytes", "seconds" or "end" (of the body)
     error: str | None = None
+    # "down" (the probe reads), or "up": the probe sends to the helper's replay listener and
+    # the samples and first byte are the receiver's (measurements.replay).
+    direction: str = "down"
 
 
 Observation = (

@@ -5,11 +5,13 @@ made (DNS, TCP, TLS, HTTP); the first layer that shows interference decides. Eve
 names the control that succeeded where the probe failed (rule 1) or a sign that is evidence by
 itself (a forged second DNS answer, a fingerprinted blockpage or interception root). Without
 either the answer is "inconclusive", with the reason in ``detail`` and ``reason``. An input
-found accessible that also has throughput trials is then judged by rule 7 (``throttle``).
+found accessible (or too slow to finish) that also has throughput trials is then judged by
+rule 7 (``throttle``), and one still accessible with SNI replay transfers by ``replay``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from measurements.addresses import Network
@@ -19,6 +21,7 @@ from probe.classify.dns import classify_dns
 from probe.classify.evidence import Controls, InputEvidence
 from probe.classify.fingerprints import Fingerprints
 from probe.classify.http import classify_http
+from probe.classify.replay import classify_replay
 from probe.classify.throttle import classify_throughput
 from probe.classify.verdict import Verdict
 
@@ -56,5 +59,16 @@ def classify(
             return verdict
     verdict = classify_http(ev, ctl, fingerprints)
     if ev.throughput and verdict.verdict == "accessible":
-        return classify_throughput(verdict, ev, ctl)  # rule 7: only what was reached is timed
+        verdict = classify_throughput(verdict, ev, ctl)  # rule 7: only what was reached is timed
+    elif ev.throughput and verdict.detail == "http.slow_body":
+        # A page too slow to finish was timed (probe.engine.throughput escalates it): a
+        # throttle is what the trials find, and anything else leaves the page's verdict.
+        timed = classify_throughput(verdict, ev, ctl)
+        if timed.verdict == "throttled":
+            verdict = timed
+        else:
+            facts = {**verdict.evidence, "throughput": timed.evidence.get("throughput")}
+            verdict = dataclasses.replace(verdict, evidence=facts)
+    if ev.replay and verdict.verdict == "accessible":
+        verdict = classify_replay(verdict, ev, ctl)
     return verdict

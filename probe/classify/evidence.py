@@ -59,6 +59,9 @@ class InputEvidence:
     not_contacted: str | None = None  # why the probe refused to contact the target
     deadline_exceeded: bool = False
     throughput: tuple[ThroughputObservation, ...] = ()  # the target's trials (rule 7), if run
+    # The SNI replay: transfers to the control helper's replay listener naming the hostname,
+    # both directions (probe.classify.replay).
+    replay: tuple[ThroughputObservation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +88,6 @@ class Controls:
     throughput_helper: tuple[ThroughputObservation, ...] = ()
     throughput_helper_problem: str | None = None  # why the helper timed nothing, if asked
     throughput_history: tuple[PastRate, ...] = ()
+    # The SNI replay's control: the same transfers naming an innocuous host, interleaved.
+    replay_innocuous: tuple[ThroughputObservation, ...] = ()
+    replay_problem: str | None = None  # why no replay was timed, when one was wanted

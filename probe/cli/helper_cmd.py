@@ -49,11 +49,14 @@ def serve_helper(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"helper.ca_bundle: {config.ca_bundle}: not a usable PEM bundle ({exc})"
         ) from None
+    replay = split_host_port(config.replay_listen) if config.replay_listen else None
     settings = HelperSettings(
         config.resolver, config.ca_bundle, config.routable, config.timeout,
         concurrency=config.concurrency, token=config.token,
         throughput_bytes_per_hour=config.throughput_bytes_per_hour,
         read_timeout=config.read_timeout, per_client_connections=config.per_client_connections,
+        replay_listen=(replay[0] or host, replay[1]) if replay else None,
+        replay_public_port=config.replay_public_port,
     )  # fmt: skip
 
     async def main() -> None:
@@ -65,6 +68,8 @@ def serve_helper(args: argparse.Namespace) -> int:
             task.result()  # raises the bind error
         shown = f"[{host}]" if ":" in host else host
         print(f"probe helper listening on http://{shown}:{port}/v1/check", file=sys.stderr)
+        if settings.replay_listen is not None:
+            print(f"probe helper SNI replay on TLS {config.replay_listen}", file=sys.stderr)
         if config.token is None and not _loopback(host):
             print(
                 "probe helper: no token file (helper.token_file, --token-file), so anyone who "

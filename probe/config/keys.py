@@ -43,6 +43,13 @@ def _int(v: Any) -> int:
     return n
 
 
+def _port(v: Any) -> int:
+    n = _int(v)
+    if not 1 <= n <= 65535:
+        raise ValueError(f"expected a port from 1 to 65535, got {quoted(v)}")
+    return n
+
+
 def _positive_int(v: Any) -> int:
     n = _int(v)
     if n < 1:
@@ -261,6 +268,16 @@ KEYS: tuple[Key, ...] = (
     Key("throughput", "sample_interval", _sample_interval, 0.1, "seconds between rate samples"),
     Key(
         "throughput",
+        "replay",
+        _bool,
+        True,
+        "time each HTTPS name's SNI against an innocuous one at the helper's replay listener",
+        "replay",
+    ),
+    Key("throughput", "replay_bytes", _positive_int, 128 << 10, "bytes per replay transfer"),
+    Key("throughput", "replay_seconds", _positive_seconds, 3.0, "seconds per replay transfer"),
+    Key(
+        "throughput",
         "reference",
         _list(_url(("https",))),
         [],
@@ -302,6 +319,20 @@ HELPER_KEYS: tuple[Key, ...] = (
         5.0,
         "seconds a client has to send a request's headers, and again its body; an idle "
         "kept-alive connection is closed after as long",
+    ),
+    _helper(
+        "replay_listen",
+        _listen,
+        None,
+        "also listen for TLS here, ADDR:PORT (443 for real policers), for the probes' SNI "
+        "replay: any name in the ClientHello, bytes sent and sunk within the hourly budget",
+    ),
+    _helper(
+        "replay_public_port",
+        _port,
+        None,
+        "the port probes are told to replay to, when a forward (443 to an unprivileged "
+        "replay_listen port, say) puts the listener elsewhere; default: replay_listen's",
     ),
     _helper(
         "per_client_connections",

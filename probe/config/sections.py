@@ -82,6 +82,10 @@ class ThroughputSettings:
     trials: int = 3
     sample_interval: float = 0.1
     reference: tuple[str, ...] = ()  # empty: control.reference
+    # The SNI replay (probe.engine.replay): per transfer; a test is 4 x trials transfers.
+    replay: bool = True
+    replay_bytes: int = 128 << 10
+    replay_seconds: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,5 +101,7 @@ class HelperServeSettings:
     token_file: str | None = None
     throughput_bytes_per_hour: int = 1 << 30
     read_timeout: float = 5.0
+    replay_listen: str | None = None  # None: no SNI replay listener
+    replay_public_port: int | None = None  # None: replay_listen's port
     per_client_connections: int = 32
     token: str | None = field(default=None, repr=False)  # read from token_file

@@ -56,6 +56,9 @@ class Collector:
     throughput_helper_problem: str | None = None
     throughput_history: tuple[PastRate, ...] = ()
     asked: set[ControlKind] = field(default_factory=set)  # controls the planner had asked
+    replay: list[ThroughputObservation] = field(default_factory=list)  # naming the host
+    replay_innocuous: list[ThroughputObservation] = field(default_factory=list)
+    replay_problem: str | None = None
 
     def evidence(self, job: Input, deadline_exceeded: bool = False) -> InputEvidence:
         """The frozen evidence for the classifier."""
@@ -71,6 +74,7 @@ class Collector:
             not_contacted=self.not_contacted,
             deadline_exceeded=deadline_exceeded,
             throughput=tuple(self.throughput),
+            replay=tuple(self.replay),
         )
 
     def controls(self, vantage_ok: bool) -> Controls:
@@ -89,6 +93,8 @@ class Collector:
             throughput_helper=tuple(self.throughput_helper),
             throughput_helper_problem=self.throughput_helper_problem,
             throughput_history=self.throughput_history,
+            replay_innocuous=tuple(self.replay_innocuous),
+            replay_problem=self.replay_problem,
         )
 
 

@@ -23,6 +23,7 @@ from probe.classify.evidence import Controls, InputEvidence
 from probe.classify.fingerprints import Fingerprints, load_bundled
 from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.config import Settings
+from probe.engine.replay import ReplayTester
 from probe.engine.scheduler import Limits, Scheduler
 from probe.engine.steps import Collector, Measurer
 from probe.engine.throughput import (
@@ -96,12 +97,10 @@ class Sweep:
         self.run_id = uuid.uuid4().hex
         self.total = len(targets.inputs())
         self.version = probe_version()
-        urls = throughput_urls(targets)
-        self.throughput = (
-            ThroughputTester(settings.throughput, self.references(), self.measurer, urls)
-            if urls
-            else None
+        self.throughput = ThroughputTester(
+            settings.throughput, self.references(), self.measurer, throughput_urls(targets)
         )
+        self.replay = ReplayTester(self.throughput)
 
     def references(self) -> tuple[str, ...]:
         """Reference URLs: the configured ones, else the target list's."""
@@ -145,11 +144,12 @@ class Sweep:
 
     async def _sweep(self, info: RunInfo, jobs: tuple[Input, ...]) -> str:
         """Check the vantage, then measure every input; return how the sweep ended."""
-        if self.throughput is not None and self.throughput.settings.enabled:
+        if self.throughput.settings.enabled:
             # The daily budget spans sweeps: what this vantage spent in the last 24 hours.
             self.throughput.spent_today = await self.writer.throughput_bytes_since(
                 info.started_at - dt.timedelta(days=1), info.vantage.name
             )
+        if self.throughput.urls and self.throughput.settings.enabled:
             # Rule 7's history: the same inputs timed at this vantage in earlier sweeps.
             self.throughput.history = await self.writer.past_rates(
                 sorted(self.throughput.urls), info.vantage.name,
@@ -209,7 +209,7 @@ class Sweep:
         # Its status and first bytes are all the ordinary measurement needs, and it asks for no
         # more: a large resource read in part would keep arriving (queueing behind a throttle,
         # and costing a metered line) until the connection closed.
-        if self.throughput is not None and self.throughput.wants(job):
+        if self.throughput.wants(job):
             return min(THROUGHPUT_PAGE_BYTES, self.settings.limits.max_body)
         return None
 
@@ -244,12 +244,45 @@ class Sweep:
     ) -> MeasurementRecord:
         """The stored row: the verdict and every observation the input collected."""
         observations: tuple[Observation, ...] = (
-            *col.dns, *col.tcp, *col.tls, *col.http, *col.throughput,
+            *col.dns, *col.tcp, *col.tls, *col.http, *col.throughput, *col.replay,
         )  # fmt: skip
         return MeasurementRecord(
             self.run_id, job.service, job.category, job.value, verdict, measured_at,
             (time.monotonic() - t0) * 1000, observations,
         )  # fmt: skip
+
+    def _classify(self, job: Input, col: Collector, exceeded: bool) -> Verdict:
+        ev, ctl = col.evidence(job, exceeded), col.controls(vantage_ok=True)
+        return classify(ev, ctl, self.fingerprints, self.settings.network.routable)
+
+    async def _timed_tests(
+        self, job: Input, col: Collector, verdict: Verdict, exceeded: bool
+    ) -> tuple[dict[str, Any], Verdict]:
+        """Rule 7's tests the input earns, and the verdict once they are in.
+
+        A throughput URL found accessible, or any HTTPS page too slow to finish, is timed
+        (probe.engine.throughput); an HTTPS input still accessible then has its name
+        replayed to the helper (probe.engine.replay). What each says of itself (why it did
+        not run) goes into the evidence.
+        """
+        extra: dict[str, Any] = {}
+        tester = self.throughput
+        skipped: str | None = "not asked"
+        if verdict.verdict == "accessible" and tester.wants(job):
+            skipped = await tester.run(job, col)
+            extra["throughput_skipped"] = skipped
+        elif verdict.detail == "http.slow_body" and job.url and job.url.scheme == "https":
+            skipped = await tester.run(job, col, slow=True)
+            extra["throughput_skipped"] = skipped
+        if skipped is None:
+            verdict = self._classify(job, col, exceeded)
+        if verdict.verdict == "accessible" and self.replay.wants(job):
+            extra["replay_skipped"] = await self.replay.run(job, col)
+            if extra["replay_skipped"] is None:
+                verdict = self._classify(job, col, exceeded)
+        if col.throughput or col.replay or col.replay_innocuous:
+            extra["throughput_bytes"] = bytes_of(col)  # also the record's column
+        return {k: v for k, v in extra.items() if v is not None}, verdict
 
     async def _measure(
         self, job: Input, col: Collector, measured_at: dt.datetime, t0: float
@@ -261,25 +294,11 @@ class Sweep:
                 await self.measurer.measure(job, col, max_body=cap, ranged=cap is not None)
         except TimeoutError:
             exceeded = True
-        ev = col.evidence(job, exceeded)
+        verdict = self._classify(job, col, exceeded)
+        # Outside the per-input deadline: the wait for the sweep's one turn for timed
+        # transfers is not this input's slowness, and every transfer has its own time budget.
+        extra, verdict = await self._timed_tests(job, col, verdict, exceeded)
         ctl = col.controls(vantage_ok=True)
-        verdict = classify(ev, ctl, self.fingerprints, self.settings.network.routable)
-        extra: dict[str, Any] = {}
-        if (
-            self.throughput is not None
-            and verdict.verdict == "accessible"
-            and self.throughput.wants(job)
-        ):
-            # Outside the per-input deadline: the wait for the sweep's one throughput slot
-            # is not this input's slowness, and every transfer has its own time budget.
-            skipped = await self.throughput.run(job, col)
-            if skipped is None:
-                ev = col.evidence(job, exceeded)
-                ctl = col.controls(vantage_ok=True)
-                verdict = classify(ev, ctl, self.fingerprints, self.settings.network.routable)
-                extra["throughput_bytes"] = bytes_of(col)  # also the record's column
-            else:
-                extra["throughput_skipped"] = skipped
         controls = {k: v for k, v in to_jsonable(ctl).items() if v not in ((), [], None)}
         controls.pop("vantage_ok", None)
         controls.pop("kind", None)

@@ -1,7 +1,9 @@
 """Rule 7's trials in a sweep: which inputs are timed, in what order, one at a time, on budget.
 
 An input is timed when it is a service's ``throughput_url``, its ordinary measurement found it
-accessible, and its resource answered 2xx over HTTPS. The test then downloads, in rounds,
+accessible, and its resource answered 2xx over HTTPS; and so is any HTTPS input whose 2xx page
+came too slowly to finish (``http.slow_body``): a slow page escalates to a timed test of itself
+(rule 7, so that nothing depends on a list naming a download). The test then downloads, in rounds,
 
     target     the resource, pinned to the address just measured, with its own SNI;
     innocuous  the same resource from the same address, the ClientHello naming
@@ -53,8 +55,11 @@ def throughput_urls(targets: TargetList) -> frozenset[str]:
 
 
 def bytes_of(col: Collector) -> int:
-    """Bytes the throughput transfers of one input read, controls included."""
-    every = (*col.throughput, *col.throughput_innocuous, *col.throughput_reference)
+    """Bytes the throughput transfers of one input moved, controls and replays included."""
+    every = (
+        *col.throughput, *col.throughput_innocuous, *col.throughput_reference,
+        *col.replay, *col.replay_innocuous,
+    )  # fmt: skip
     return sum(o.bytes for o in every)
 
 
@@ -76,7 +81,7 @@ class ThroughputTester:
         self.spent_today = spent_today  # before this sweep, in the last 24 hours
         self.spent = 0  # by this sweep
         self.history: dict[str, tuple[PastRate, ...]] = {}  # by input, newest first
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # the sweep's one turn for timed transfers
         self._reference: asyncio.Future[tuple[str, str] | None] | None = None
 
     @property
@@ -99,17 +104,21 @@ class ThroughputTester:
             ),
         )
 
-    async def run(self, job: Input, col: Collector) -> str | None:
-        """Time the input into ``col``; or say why it was not timed."""
+    async def run(self, job: Input, col: Collector, *, slow: bool = False) -> str | None:
+        """Time the input into ``col``; or say why it was not timed.
+
+        ``slow``: the input is not a throughput URL, but its page came too slowly to finish
+        (``http.slow_body``), so it is timed as one (rule 7: a slow page escalates).
+        """
         s = self.settings
         if not s.enabled:
             return "throughput tests are off (throughput.enabled, --no-throughput)"
-        page = _resource(col)
+        page = _slow_resource(col) if slow else _resource(col)
         if page is None or page.ip is None:
             return "the throughput URL did not answer 2xx"
         if urlsplit(page.url).scheme != "https":
             return "only HTTPS resources are timed (the innocuous control changes the SNI)"
-        async with self._lock:
+        async with self.lock:
             if self.allowance() < s.max_bytes_per_test:
                 return (
                     f"the throughput budget is spent: {self.allowance()} bytes left of this "
@@ -198,3 +207,11 @@ def _resource(col: Collector) -> HTTPHop | None:
         return None
     final = ok.final
     return final if final.status is not None and 200 <= final.status < 300 else None
+
+
+def _slow_resource(col: Collector) -> HTTPHop | None:
+    """The final hop of a page whose 2xx body came too slowly to finish (escalated)."""
+    final = col.http[-1].final if col.http else None
+    if final is None or final.status is None or not 200 <= final.status < 300:
+        return None
+    return final if final.operation == "http_body" and final.body_length else None

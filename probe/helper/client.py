@@ -3,7 +3,7 @@
 The helper is another machine: what it answers is read through probe.helper.protocol's
 validator before any of it reaches the evidence. An unreachable helper, a refusal or an
 answer that is not the protocol's is no answer (a missing control, never an exception that
-reaches the sweep); ``ask_check`` and ``ask_throughput`` also say why.
+reaches the sweep); ``ask_check``, ``ask_throughput`` and ``ask_health`` also say why.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from probe.helper.protocol import (
     CheckReport,
     CheckRequest,
     ErrorBody,
+    Health,
     ProtocolError,
     ThroughputReport,
     ThroughputRequest,
@@ -97,7 +98,19 @@ class HelperClient:
         except ProtocolError as exc:
             return ThroughputAnswer((), str(exc))
 
-    async def _ask(self, path: str, body: dict[str, Any], seconds: float) -> tuple[Any, str | None]:
+    async def ask_health(self) -> tuple[Health | None, str | None]:
+        """The helper's health answer (where its SNI replay listens), or why there is none."""
+        data, problem = await self._ask(Health.PATH, None, self._timeout)
+        if problem is not None:
+            return None, problem
+        try:
+            return Health.from_json(data), None
+        except ProtocolError as exc:
+            return None, str(exc)
+
+    async def _ask(
+        self, path: str, body: dict[str, Any] | None, seconds: float
+    ) -> tuple[Any, str | None]:
         """The JSON of the helper's 200 answer, or None and why there is none."""
         try:
             response = await self._post(path, body, seconds=seconds)
@@ -116,7 +129,9 @@ class HelperClient:
             why = "no reason given"
         return None, f"the helper refused ({response.status_code}): {why}"
 
-    async def _post(self, path: str, body: dict[str, Any], *, seconds: float) -> httpx.Response:
+    async def _post(
+        self, path: str, body: dict[str, Any] | None, *, seconds: float
+    ) -> httpx.Response:
         if self._client is None:
             ctx = await trust.context_async(self._ca_bundle)
             # trust_env off: an environment proxy must not stand between probe and helper.
@@ -126,7 +141,10 @@ class HelperClient:
                 verify=ctx, trust_env=False, timeout=self._timeout, headers=self._headers,
                 limits=httpx.Limits(max_connections=16),
             )  # fmt: skip
-        return await self._client.post(f"{self.base_url}{path}", json=body, timeout=seconds)
+        url = f"{self.base_url}{path}"
+        if body is None:
+            return await self._client.get(url, timeout=seconds)
+        return await self._client.post(url, json=body, timeout=seconds)
 
     async def aclose(self) -> None:
         """Close the client."""

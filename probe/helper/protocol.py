@@ -5,7 +5,9 @@ writes requests and reads answers with it, so the two cannot drift apart.
 
     POST /v1/check        CheckRequest       -> CheckReport       (or ErrorBody)
     POST /v1/throughput   ThroughputRequest  -> ThroughputReport  (or ErrorBody)
-    GET  /v1/health                          -> Health
+    GET  /v1/health                          -> Health (and where the SNI replay listens)
+
+The SNI replay listener speaks its own line protocol over TLS (measurements.replay).
 
 Each message is a frozen dataclass with ``to_json()`` (plain JSON types) and a classmethod
 ``from_json(data)`` that returns the message or raises ``ProtocolError`` naming the first
@@ -330,6 +332,7 @@ TRANSFER_SCHEMA: Mapping[str, Reader] = {
     "goodput_kbps": _MS,
     "stopped": _Optional(_one_of(STOPS)),
     "error": _Optional(_text),
+    "direction": _Optional(_one_of(("down", "up"))),  # absent before the SNI replay: "down"
 }
 # What observations.to_jsonable adds to each transfer, kept on the wire as before.
 _KIND = ThroughputObservation.__name__
@@ -339,6 +342,7 @@ _KINDED: Mapping[str, Reader] = {**TRANSFER_SCHEMA, "kind": _Optional(_one_of((_
 def _transfer(value: Any, path: str) -> ThroughputObservation:
     found = _read(value, path, _KINDED, closed=False)
     del found["kind"]
+    found["direction"] = found["direction"] or "down"
     return ThroughputObservation(**found)
 
 
@@ -368,10 +372,26 @@ class Health(_Message):
     """The helper's answer to a health check."""
 
     ok: bool = True
+    # The SNI replay listener (probe.helper.replay), when the helper runs one: its port on
+    # the helper's address, and its certificate's SHA-256 for the probe to pin.
+    replay_port: int | None = None
+    replay_certificate_sha256: str | None = None
 
     PATH: ClassVar[str] = "/v1/health"
     ROOT: ClassVar[str] = "health"
-    SCHEMA: ClassVar[Mapping[str, Reader]] = {"ok": _boolean}
+    SCHEMA: ClassVar[Mapping[str, Reader]] = {
+        "ok": _boolean,
+        "replay_port": _Optional(_integer(1, 65535)),
+        "replay_certificate_sha256": _Optional(_text),
+    }
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer's body; without a replay listener, what it was before there was one."""
+        body: dict[str, Any] = {"version": VERSION, "ok": self.ok}
+        if self.replay_port is not None:
+            body |= {"replay_port": self.replay_port,
+                     "replay_certificate_sha256": self.replay_certificate_sha256}  # fmt: skip
+        return body
 
 
 @dataclass(frozen=True, slots=True)

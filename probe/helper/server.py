@@ -13,6 +13,9 @@ It answers two questions, one per request (the messages are probe.helper.protoco
   slow for everyone. One such test runs at a time on the helper (two would measure each
   other); the others wait their turn within the request's time limit.
 
+With ``replay_listen`` set, the helper also serves probes' SNI replay on a TLS listener of its
+own (probe.helper.replay), its bytes paid from the same hourly budget.
+
 The helper applies the same address policy as the probe, so it can never be used to reach a
 private network; requests are bounded in size, time, bytes and concurrency. A throughput
 request makes the helper download up to 40 MiB from an address of the asker's choosing, so
@@ -55,6 +58,7 @@ from probe.helper.protocol import (
     ThroughputReport,
     ThroughputRequest,
 )
+from probe.helper.replay import ReplayListener
 from targets.model import UrlTarget, parse_input
 
 
@@ -73,6 +77,8 @@ class HelperSettings:
     # answer on a kept-alive connection), and again its body: a slow-loris ends there.
     read_timeout: float = 5.0
     per_client_connections: int = 32  # connections one client address may hold at once
+    replay_listen: tuple[str, int] | None = None  # the SNI replay listener's address
+    replay_public_port: int | None = None  # the port announced, when a forward moves it
 
 
 class BadRequest(ValueError):
@@ -208,6 +214,7 @@ async def time_transfers(
 # ------------------------------------------------------------------ the web application
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REPLAY: web.AppKey[ReplayListener | None] = web.AppKey("replay")
 
 
 def _error(message: str, status: int) -> web.Response:
@@ -226,6 +233,12 @@ class _Helper:
         self.one_transfer_at_a_time = asyncio.Lock()
         self.budget = HourlyBudget(settings.throughput_bytes_per_hour)
         self.expected = f"Bearer {settings.token}".encode() if settings.token else None
+        # Its bytes come out of the same hourly budget as the helper's own downloads.
+        self.replay = (
+            ReplayListener(self.budget, settings.token, settings.read_timeout)
+            if settings.replay_listen is not None
+            else None
+        )
 
     @web.middleware
     async def authorise(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -309,7 +322,11 @@ class _Helper:
 
     async def health(self, _: web.Request) -> web.Response:
         """GET /v1/health."""
-        return web.json_response(Health().to_json())
+        replay = self.replay
+        if replay is None or replay.port is None:
+            return web.json_response(Health().to_json())
+        port = self.settings.replay_public_port or replay.port
+        return web.json_response(Health(True, port, replay.certificate_sha256).to_json())
 
 
 def make_app(settings: HelperSettings) -> web.Application:
@@ -321,6 +338,7 @@ def make_app(settings: HelperSettings) -> web.Application:
     app.router.add_post(CheckRequest.PATH, helper.handle_check)
     app.router.add_post(ThroughputRequest.PATH, helper.handle_throughput)
     app.router.add_get(Health.PATH, helper.health)
+    app[REPLAY] = helper.replay
     return app
 
 
@@ -346,9 +364,14 @@ async def serve(host: str, port: int, settings: HelperSettings, ready: asyncio.E
     """Serve until cancelled."""
     runner = make_runner(settings)
     await runner.setup()
+    replay = runner.app[REPLAY]
     try:
         await HelperSite(runner, host, port, settings.per_client_connections).start()
+        if replay is not None and settings.replay_listen is not None:
+            await replay.start(*settings.replay_listen)
         ready.set()
         await asyncio.Event().wait()
     finally:
+        if replay is not None:
+            await replay.close()
         await runner.cleanup()

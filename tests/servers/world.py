@@ -117,6 +117,11 @@ class World:
     ca_bundle: str = ""
 
 
+def free_port() -> int:
+    """A port nothing on 127.0.0.1 listens on now."""
+    return _free_port()
+
+
 def _free_port() -> int:
     with contextlib.closing(socket.socket()) as sock:
         sock.bind((LOOPBACK, 0))
@@ -124,11 +129,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def helper_process(world: World, token_file: Path | None = None) -> Iterator[str]:
+def helper_process(
+    world: World, token_file: Path | None = None, *, flags: tuple[str, ...] = ()
+) -> Iterator[str]:
     """`probe helper serve` as a user starts it, in its own process, using the world's
     resolver and CA (and asking for the token in ``token_file``); yields its URL."""
     port = _free_port()
-    token = ["--token-file", str(token_file)] if token_file else []
+    token = ["--token-file", str(token_file), *flags] if token_file else list(flags)
     proc = subprocess.Popen(
         [sys.executable, "-m", "probe", "helper", "serve", "--listen", f"{LOOPBACK}:{port}",
          "--resolver", world.resolver.address, "--ca-bundle", world.ca_bundle,

@@ -1,0 +1,122 @@
+"""The SNI replay in a sweep: each HTTPS name timed against an innocuous one at the helper.
+
+Nothing depends on a list naming a download (docs/architecture.md, rule 7): for an HTTPS
+input found accessible, the probe opens TLS to the control helper's replay listener
+(measurements.replay) and times, in ``throughput.trials`` rounds,
+
+    target     a download and an upload, the ClientHello naming the input's host;
+    innocuous  the same, naming ``control.innocuous_name``,
+
+the order rotating each round, every transfer ``throughput.replay_bytes`` and
+``throughput.replay_seconds`` at most. A policer that reads names (any destination, as real
+ones did) slows the first kind only; probe.classify.replay judges them.
+
+Bounded like the throughput tests, whose turn and budgets it shares (one transfer at a time
+in the sweep; every byte, sent or received, counts against the sweep's and the day's
+budgets), and once per name per sweep: the first accessible input of a host carries its
+replay, later ones say which did. The helper announces where its listener is in its health
+answer, with the certificate's SHA-256 the probe pins; a helper without one, or one that
+cannot be reached, means no replay, and the evidence says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+from measurements.addresses import canonical_address, is_ip
+from measurements.replay import ReplayRequest, replay
+from probe.engine.steps import Collector, dns_failed
+from probe.engine.throughput import ThroughputTester
+from targets.model import Input
+
+# (kind, direction) of one round's transfers; rotated each round so none always goes first.
+TRANSFERS = (("target", "down"), ("innocuous", "down"), ("target", "up"), ("innocuous", "up"))
+
+
+class ReplayTester:
+    """Runs a sweep's SNI replays, in the throughput tests' turn and within their budgets."""
+
+    def __init__(self, tester: ThroughputTester) -> None:
+        self.tester = tester
+        self.measurer = tester.measurer
+        self.settings = tester.settings
+        self._listener: asyncio.Future[tuple[str, int, str] | str] | None = None
+        self.replayed: dict[str, str] = {}  # host -> the input that carried its replay
+
+    @property
+    def test_bytes(self) -> int:
+        """The most one replay test may move, both directions."""
+        return len(TRANSFERS) * self.settings.trials * self.settings.replay_bytes
+
+    def wants(self, job: Input) -> bool:
+        """Whether the input is an HTTPS URL whose name a replay could time."""
+        s = self.settings
+        return (
+            s.enabled and s.replay and self.measurer.helper is not None
+            and job.url is not None and job.url.scheme == "https" and not is_ip(job.host)
+        )  # fmt: skip
+
+    async def run(self, job: Input, col: Collector) -> str | None:
+        """Replay the input's name into ``col``; or say why it was not."""
+        host = job.host
+        if host in self.replayed:
+            return f"{host} was replayed with {self.replayed[host]}"
+        self.replayed[host] = job.value
+        listener = await self._where()
+        if isinstance(listener, str):
+            col.replay_problem = listener
+            return listener
+        async with self.tester.lock:
+            if self.tester.allowance() < self.test_bytes:
+                return (
+                    f"the throughput budget is spent: {self.tester.allowance()} bytes left, "
+                    f"a replay test needs {self.test_bytes}"
+                )
+            await self._rounds(host, listener, col)
+        return None
+
+    async def _rounds(self, host: str, listener: tuple[str, int, str], col: Collector) -> None:
+        ip, port, pin = listener
+        s, control = self.settings, self.measurer.control
+        sinks = {"target": col.replay, "innocuous": col.replay_innocuous}
+        names = {"target": host, "innocuous": control.innocuous_name}
+        for round_ in range(s.trials):
+            shift = round_ % len(TRANSFERS)
+            for kind, direction in TRANSFERS[shift:] + TRANSFERS[:shift]:
+                request = ReplayRequest(
+                    direction, s.replay_bytes, s.replay_seconds, s.sample_interval,
+                    control.helper_token,
+                )  # fmt: skip
+                obs = await replay(
+                    ip, port, names[kind], request, pin_sha256=pin,
+                    connect_timeout=self.measurer.limits.connect_timeout,
+                )  # fmt: skip
+                self.tester.spent += obs.bytes
+                sinks[kind].append(obs)
+
+    async def _where(self) -> tuple[str, int, str] | str:
+        """The replay listener's address, port and certificate pin; or why there is none."""
+        if self._listener is None:
+            self._listener = asyncio.ensure_future(self._find())
+        return await asyncio.shield(self._listener)
+
+    async def _find(self) -> tuple[str, int, str] | str:
+        helper = self.measurer.helper
+        assert helper is not None
+        health, problem = await helper.ask_health()
+        if health is None:
+            return f"the helper's health answer, which says where it replays: {problem}"
+        if health.replay_port is None or not health.replay_certificate_sha256:
+            return "the helper runs no SNI replay listener (helper.replay_listen)"
+        host = (urlsplit(helper.base_url).hostname or "").lower()
+        ip = (canonical_address(host) or host) if is_ip(host) else None
+        if ip is None:
+            obs = await self.measurer.resolve(host)
+            ip = None if dns_failed(obs) else obs.addresses[0]
+        if ip is None:
+            return f"the helper's name {host} did not resolve"
+        refused = self.measurer.refusal(ip)
+        if refused is not None:
+            return f"the helper's replay address: {refused}"
+        return ip, health.replay_port, health.replay_certificate_sha256

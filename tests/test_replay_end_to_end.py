@@ -1,0 +1,113 @@
+"""The SNI replay end to end: ``probe run`` with the helper's replay listener behind a policer.
+
+The helper runs as a user starts it (``probe helper serve --replay-listen``) and announces a
+public port where a Pacer (tests/servers/throughput_server.py) forwards to its listener,
+slowing what comes back to the probe for connections whose ClientHello names ``sni.test``,
+as a censor's SNI policer in the path would. The target pages are small: no list names a
+download, and the throttle is still found.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from probe.cli import main
+from tests.servers.throughput_server import ByteServer, Pacer
+from tests.servers.world import World, free_port, helper_process, running_world
+
+NAMES = ["ref.test", "sni.test", "fast.test"]
+RATE = 100_000  # bytes/s through the pacer: 800 kbit/s
+REPLAY = {"replay_bytes": 300_000, "replay_seconds": 0.4, "sample_interval": 0.02}
+
+
+@pytest.fixture(scope="module")
+def world(ca: trustme.CA, ca_bundle: str) -> Iterator[World]:
+    with running_world(ca, ca_bundle, NAMES) as w:
+        yield w
+
+
+@pytest.fixture(scope="module")
+def origin(world: World, ca: trustme.CA) -> ByteServer:
+    return world.peer(ByteServer(ca, NAMES))
+
+
+def _sweep(
+    world: World, origin: ByteServer, tmp: Path, urls: dict[str, list[str]], helper: str
+) -> Path:
+    lines = []
+    for name, service_urls in urls.items():
+        lines += ["[[service]]", f'name = "{name}"', 'category = "social"',
+                  f"urls = {json.dumps(service_urls)}"]  # fmt: skip
+    targets = tmp / "targets.toml"
+    targets.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = world.write_config(tmp / "probe.toml", f"https://ref.test:{origin.port}/bytes/1000")
+    with config.open("a", encoding="utf-8") as f:
+        f.write("[throughput]\n")
+        f.writelines(f"{k} = {json.dumps(v)}\n" for k, v in REPLAY.items())
+    db = tmp / "results.sqlite"
+    args = ["run", "--config", str(config), "--targets", str(targets), "--db", str(db)]
+    assert main([*args, "--no-progress", "--helper", helper]) == 0
+    return db
+
+
+def _rows(db: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
+    capsys.readouterr()
+    assert main(["export", "--db", str(db), "--format", "jsonl"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    return {str(r["input"]): r for r in rows}
+
+
+def _evidence(db: Path, row: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> Any:
+    capsys.readouterr()
+    assert main(["show", str(row["measurement_id"]), "--db", str(db), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)["evidence"]
+
+
+def test_a_name_policed_on_any_address_is_throttled_without_a_named_download(
+    world: World, origin: ByteServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    listen = free_port()
+    pacer = world.peer(Pacer(listen, rate=RATE, names={"sni.test"}))
+    flags = ("--replay-listen", f"127.0.0.1:{listen}", "--replay-public-port", str(pacer.port))
+    sni, fast = (f"https://{n}:{origin.port}/bytes/2000" for n in ("sni.test", "fast.test"))
+    again = f"https://fast.test:{origin.port}/bytes/3000"
+    with helper_process(world, flags=flags) as helper:
+        db = _sweep(world, origin, tmp_path, {"sni": [sni], "fast": [fast, again]}, helper)
+    rows = _rows(db, capsys)
+    row = rows[sni]
+    assert (row["verdict"], row["layer"], row["detail"], row["rule"]) == (
+        "throttled", "tls", "throttle.sni", "replay.sni",
+    )  # fmt: skip
+    # The pacer's rate, within what a loaded machine's timers allow; the other name's far above.
+    assert 0.5 * RATE * 8 / 1000 <= row["throughput_kbps"] <= 1.3 * RATE * 8 / 1000
+    assert row["baseline_kbps"] > 10 * row["throughput_kbps"]
+    facts = _evidence(db, row, capsys)["verdict_evidence"]["replay"]
+    assert facts["down"]["vs_innocuous"]["slower"] is True
+    assert len(facts["down"]["target"]["kbps"]) == 3 and len(facts["up"]["target"]["kbps"]) == 3
+    # Every replay connection went through the pacer: 12 per name, 6 of them naming it.
+    assert len(pacer.intervals("sni.test")) == 6 and len(pacer.intervals()) == 24
+    # The other name, replayed once for both of its inputs, is not throttled.
+    replayed = [rows[u] for u in (fast, again)]
+    assert all((r["verdict"], r["detail"]) == ("accessible", "ok") for r in replayed)
+    skipped = [_evidence(db, r, capsys)["verdict_evidence"].get("replay_skipped") for r in replayed]
+    assert sorted(s or "" for s in skipped)[0] == ""
+    assert any(s and "was replayed with" in s for s in skipped)
+
+
+def test_a_helper_without_a_replay_listener_says_so(
+    world: World, origin: ByteServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"https://fast.test:{origin.port}/bytes/2000"
+    with helper_process(world) as helper:
+        db = _sweep(world, origin, tmp_path, {"fast": [url]}, helper)
+    row = _rows(db, capsys)[url]
+    assert (row["verdict"], row["detail"]) == ("accessible", "ok")
+    evidence = _evidence(db, row, capsys)["verdict_evidence"]
+    assert "no SNI replay listener" in evidence["replay_skipped"]
+    assert "no SNI replay listener" in evidence["controls"]["replay_problem"]
