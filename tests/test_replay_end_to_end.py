@@ -1,10 +1,15 @@
-"""The SNI replay end to end: ``probe run`` with the helper's replay listener behind a policer.
+"""Throttling found where no list names a download: the SNI replay, and a slow page timed.
+
+The SNI replay: ``probe run`` with the helper's replay listener behind a policer.
 
 The helper runs as a user starts it (``probe helper serve --replay-listen``) and announces a
 public port where a Pacer (tests/servers/throughput_server.py) forwards to its listener,
 slowing what comes back to the probe for connections whose ClientHello names ``sni.test``,
 as a censor's SNI policer in the path would. The target pages are small: no list names a
 download, and the throttle is still found.
+
+A slow page: a large page through a policer on its own address comes too slowly to finish
+(``http.slow_body``) and is timed as a throughput URL would be (rule 7's escalation).
 """
 
 from __future__ import annotations
@@ -38,7 +43,12 @@ def origin(world: World, ca: trustme.CA) -> ByteServer:
 
 
 def _sweep(
-    world: World, origin: ByteServer, tmp: Path, urls: dict[str, list[str]], helper: str
+    world: World,
+    origin: ByteServer,
+    tmp: Path,
+    urls: dict[str, list[str]],
+    helper: str | None,
+    **throughput: Any,
 ) -> Path:
     lines = []
     for name, service_urls in urls.items():
@@ -49,10 +59,10 @@ def _sweep(
     config = world.write_config(tmp / "probe.toml", f"https://ref.test:{origin.port}/bytes/1000")
     with config.open("a", encoding="utf-8") as f:
         f.write("[throughput]\n")
-        f.writelines(f"{k} = {json.dumps(v)}\n" for k, v in REPLAY.items())
+        f.writelines(f"{k} = {json.dumps(v)}\n" for k, v in {**REPLAY, **throughput}.items())
     db = tmp / "results.sqlite"
     args = ["run", "--config", str(config), "--targets", str(targets), "--db", str(db)]
-    assert main([*args, "--no-progress", "--helper", helper]) == 0
+    assert main([*args, "--no-progress", *(["--helper", helper] if helper else [])]) == 0
     return db
 
 
@@ -111,3 +121,44 @@ def test_a_helper_without_a_replay_listener_says_so(
     evidence = _evidence(db, row, capsys)["verdict_evidence"]
     assert "no SNI replay listener" in evidence["replay_skipped"]
     assert "no SNI replay listener" in evidence["controls"]["replay_problem"]
+
+
+def test_a_page_too_slow_to_finish_is_timed_and_found_throttled(
+    world: World, origin: ByteServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Fast for the first 100 kB, then 800 kbit/s for this name only: the page (4 MB, read up
+    # to 1 MiB) cannot finish within the 2 s HTTP timeout; the other name on it is fast.
+    pacer = world.peer(Pacer(origin.port, rate=RATE, names={"sni.test"}, after=100_000))
+    url = f"https://sni.test:{pacer.port}/bytes/4000000"
+    db = _sweep(
+        world, origin, tmp_path, {"sni": [url]}, None, replay=False,
+        max_bytes_per_test=9 * 300_000, max_seconds_per_test=9 * 0.4,
+        reference=[f"https://ref.test:{origin.port}/bytes/4000000"],
+    )  # fmt: skip
+    row = _rows(db, capsys)[url]
+    assert (row["verdict"], row["layer"], row["detail"], row["rule"]) == (
+        "throttled", "tls", "throttle.sni", "throttle.sni",
+    )  # fmt: skip
+    evidence = _evidence(db, row, capsys)["verdict_evidence"]
+    assert evidence["throughput"]["vs_innocuous"]["slower"] is True
+    assert evidence["throughput_bytes"] > 0
+
+
+def test_a_slow_page_that_times_fast_stays_what_the_page_said(
+    world: World, origin: ByteServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every name is slow on this address, the reference too: a slow link, not a throttle.
+    pacer = world.peer(Pacer(origin.port, rate=RATE))
+    link = world.peer(Pacer(origin.port, rate=RATE))
+    url = f"https://fast.test:{pacer.port}/bytes/4000000"
+    db = _sweep(
+        world, origin, tmp_path, {"fast": [url]}, None, replay=False,
+        max_bytes_per_test=9 * 300_000, max_seconds_per_test=9 * 0.4,
+        reference=[f"https://ref.test:{link.port}/bytes/4000000"],
+    )  # fmt: skip
+    row = _rows(db, capsys)[url]
+    assert (row["verdict"], row["detail"], row["rule"]) == (
+        "inconclusive", "control.failed", "http.slow_body",
+    )  # fmt: skip
+    facts = _evidence(db, row, capsys)["verdict_evidence"]["throughput"]
+    assert facts["vs_reference"]["slower"] is False

@@ -60,7 +60,7 @@ def classify(
     verdict = classify_http(ev, ctl, fingerprints)
     if ev.throughput and verdict.verdict == "accessible":
         verdict = classify_throughput(verdict, ev, ctl)  # rule 7: only what was reached is timed
-    elif ev.throughput and verdict.detail == "http.slow_body":
+    elif ev.throughput and verdict.rule == "http.slow_body":
         # A page too slow to finish was timed (probe.engine.throughput escalates it): a
         # throttle is what the trials find, and anything else leaves the page's verdict.
         timed = classify_throughput(verdict, ev, ctl)

@@ -271,7 +271,7 @@ class Sweep:
         if verdict.verdict == "accessible" and tester.wants(job):
             skipped = await tester.run(job, col)
             extra["throughput_skipped"] = skipped
-        elif verdict.detail == "http.slow_body" and job.url and job.url.scheme == "https":
+        elif verdict.rule == "http.slow_body" and job.url and job.url.scheme == "https":
             skipped = await tester.run(job, col, slow=True)
             extra["throughput_skipped"] = skipped
         if skipped is None:
