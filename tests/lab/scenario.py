@@ -291,7 +291,10 @@ def load(path: Path) -> Scenario:
     raw_squid = data.get("squid", {})
     deny = raw_squid.get("deny") if isinstance(raw_squid, dict) else None
     if "squid" in data and (
-        set(raw_squid) != {"deny"} or not deny or not all(isinstance(h, str) for h in deny)
+        set(raw_squid) != {"deny"}
+        or not isinstance(deny, list)
+        or not deny
+        or not all(isinstance(h, str) for h in deny)
     ):
         raise ScenarioError(f"{path}: squid: expected {{deny = [host names]}}")
     limits = dict(data.get("probe", {}))
