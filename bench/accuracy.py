@@ -8,13 +8,25 @@ vantage namespace, ``probe export``), then prints:
                           (ok, LAYER, WRONG, FALSE ALARM; RULE when the expectation names
                           the rule that must decide, a throughput test's say, and another did)
     a confusion matrix    expected verdict x verdict the probe gave
-    the last line         accuracy: verdicts N/M, layers N/M, false-alarms K
+    the last line         accuracy (with the control helper): verdicts N/M, layers N/M,
+                          false-alarms K; without the helper (--no-helper, or a lab that
+                          has none): accuracy: verdicts N/M, layers N/M, false-alarms K
 
 (false alarms: blocked or throttled where the expectation is accessible or inconclusive).
 A scenario whose self-check fails is a broken lab, not a probe error: it is reported and
 left out of the score, and the exit status is 1.
 
-Run from the repository root, as root:  python bench/accuracy.py [--scenario NAME]... [--keep]
+The probe runs with the lab's control helper when the lab has one. ``--no-helper`` leaves it
+out of the probe's config (the lab's helper keeps running, unasked), as
+a volunteer without a helper runs the probe. An expectation marked ``needs = "helper"`` is
+then scored as "expected inconclusive (any detail), and never a false alarm": only the
+helper could show that blocking, so a correct probe without it says it cannot tell, and the
+censor does block there, so a "blocked" is no false alarm (it is still a wrong verdict).
+Every other expectation is scored as with the helper: what a fingerprint, a DoH answer or an
+innocuous SNI shows needs no helper.
+
+Run from the repository root, as root:
+    python bench/accuracy.py [--scenario NAME]... [--keep] [--fresh] [--no-helper]
 Traffic stays inside the lab's network namespaces (198.18.0.0/15).
 """
 
@@ -28,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.lab import bench
 from tests.lab.runner import ScenarioResult, Score, run_scenario
-from tests.lab.scenario import load_all
+from tests.lab.scenario import Scenario, load_all
+from tests.lab.topology import Lab
 
 
 def _table(results: list[ScenarioResult]) -> str:
@@ -37,11 +50,12 @@ def _table(results: list[ScenarioResult]) -> str:
     for result in results:
         for row in result.rows:
             mark = "ok" if row.layer_ok else ("LAYER" if row.verdict_ok else "WRONG")
+            expected = row.expected_now.describe() + (" (no helper)" if row.helper_gap else "")
             if row.layer_ok and not row.rule_ok:
                 mark = f"RULE {row.rule}"  # right verdict, but not decided as expected
             if row.false_alarm:
                 mark = "FALSE ALARM"
-            rows.append((row.scenario, row.input, row.expected.describe(), row.got(), mark))
+            rows.append((row.scenario, row.input, expected, row.got(), mark))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
@@ -49,10 +63,23 @@ def _table(results: list[ScenarioResult]) -> str:
 
 
 def main() -> int:
-    args = bench.parser(__doc__.split("\n")[0]).parse_args()
+    parser = bench.parser(__doc__.split("\n")[0])
+    parser.add_argument(
+        "--no-helper", action="store_true", help="run the probe without the control helper"
+    )
+    args = parser.parse_args()
     scenarios = [s for s in load_all() if not args.scenario or s.name in args.scenario]
+    unknown = set(args.scenario or ()) - {s.name for s in scenarios}
+    if unknown:
+        print(f"accuracy: no scenario {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     started = time.monotonic()
-    results = bench.run_all("accuracy", args, scenarios, run_scenario, lambda r: r)
+    helper = not args.no_helper
+
+    def measure(lab: Lab, scenario: Scenario, workdir: Path) -> ScenarioResult:
+        return run_scenario(lab, scenario, workdir, helper)
+
+    results = bench.run_all("accuracy", args, scenarios, measure, lambda r: r)
     if results is None:
         return 2
     broken = [r for r in results if not r.lab_ok]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import tomllib
 from dataclasses import dataclass
@@ -12,6 +13,26 @@ from typing import Any
 from measurements.observations import Certificate, HTTPHop
 
 _MATCHES = ("contains", "prefix", "full", "regexp")
+_CONFIDENCES = ("high", "low")
+# A notice page is short: a phrase counts only in a page read whole and no longer than this.
+# A news article that quotes a notice ("the page said: access restricted") is tens of KiB.
+NOTICE_MAX_BYTES = 32 * 1024
+_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+
+
+def page_text(hop: HTTPHop) -> str:
+    """A page's words as a reader sees them: title and body without markup, entities
+    decoded, whitespace collapsed, case folded (what a phrase is matched against)."""
+    body = hop.body_head.decode("utf-8", errors="replace")
+    text = html.unescape(_TAG.sub(" ", f"{hop.title or ''} {body}"))
+    return " ".join(text.split()).casefold()
+
+
+def notice_sized(hop: HTTPHop) -> bool:
+    """Whether the page was read whole and is as short as a notice page is."""
+    return (
+        hop.body_length is not None and hop.body_length <= NOTICE_MAX_BYTES and not (hop.truncated)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,11 +43,15 @@ class HTTPFingerprint:
     location: str  # "body" or "header.<name>"
     match: str
     pattern: str
-    operator: str = ""  # a look-alike's: who shows such pages (a CDN, a WAF)
+    operator: str = ""  # a look-alike's or filtering software's: who shows such pages
     source: str = ""
+    kind: str = "blockpage"  # blockpage | software | phrase | lookalike
+    confidence: str = "high"  # a phrase's: "low" is never evidence by itself
 
     def matches(self, hop: HTTPHop) -> bool:
         """True when this hop shows the pattern."""
+        if self.location == "text":  # a phrase: in a notice-sized page's words
+            return notice_sized(hop) and self._match_text(page_text(hop))
         if self.location == "body":
             texts = [hop.body_head.decode("utf-8", errors="replace")]
         else:
@@ -107,6 +132,12 @@ class Fingerprints:
     dns_names: tuple[tuple[str, str], ...] = ()  # (ip, fingerprint name)
     http: tuple[HTTPFingerprint, ...] = ()
     interception: tuple[InterceptionCA, ...] = ()
+    # Stock pages of filtering software (squid's ERR_ACCESS_DENIED, a FortiGate's web
+    # filter page): a censor's or an operator's filter, unless the site itself sent it.
+    software: tuple[HTTPFingerprint, ...] = ()
+    # Wording of notice pages in general, each with a confidence: "high" is evidence by
+    # itself, "low" only next to a control that saw another page.
+    phrases: tuple[HTTPFingerprint, ...] = ()
     # Pages that look like blocking and are not (a CDN's bot challenge, a WAF's denial): a
     # hop showing one is never called blocked.
     lookalikes: tuple[HTTPFingerprint, ...] = ()
@@ -119,11 +150,21 @@ class Fingerprints:
         return None
 
     def http_match(self, hop: HTTPHop) -> str | None:
-        """The name of the blockpage fingerprint a hop matches, if any."""
-        for fp in self.http:
-            if fp.matches(hop):
-                return fp.name
-        return None
+        """The name of the blockpage fingerprint a hop matches, if any (a censor's page,
+        filtering software's, or a high-confidence phrase)."""
+        found = self.blockpage_match(hop)
+        return found.name if found is not None else None
+
+    def blockpage_match(self, hop: HTTPHop) -> HTTPFingerprint | None:
+        """The first sign a hop shows that is evidence by itself: a censor's own page, then
+        filtering software's, then a high-confidence phrase."""
+        high = (p for p in self.phrases if p.confidence == "high")
+        return next((fp for fp in (*self.http, *self.software, *high) if fp.matches(hop)), None)
+
+    def hint_match(self, hop: HTTPHop) -> HTTPFingerprint | None:
+        """The low-confidence phrase a hop shows, if any: a hint, never evidence alone."""
+        low = (p for p in self.phrases if p.confidence == "low")
+        return next((fp for fp in low if fp.matches(hop)), None)
 
     def lookalike_match(self, hop: HTTPHop) -> HTTPFingerprint | None:
         """The look-alike (not censorship) a hop shows, if any."""
@@ -143,10 +184,12 @@ class Fingerprints:
 def parse(data: dict[str, list[dict[str, Any]]]) -> Fingerprints:
     """Fingerprints from the parsed TOML table (validated: a bad bundled file must fail loudly)."""
     http = [_http(entry) for entry in data.get("http", [])]
-    lookalikes = [_http(entry) for entry in data.get("lookalike", [])]
-    for fp in lookalikes:
+    lookalikes = [_http(entry, "lookalike") for entry in data.get("lookalike", [])]
+    software = [_http(entry, "software") for entry in data.get("software", [])]
+    phrases = [_phrase(entry) for entry in data.get("phrase", [])]
+    for fp in (*lookalikes, *software):
         if not (fp.operator and fp.source):
-            raise ValueError(f"fingerprint {fp.name}: a look-alike names its operator and source")
+            raise ValueError(f"fingerprint {fp.name}: a {fp.kind} names its operator and source")
     dns_names = tuple((e["ip"], e["name"]) for e in data.get("dns", []))
     return Fingerprints(
         dns_ips=frozenset(ip for ip, _ in dns_names),
@@ -154,17 +197,38 @@ def parse(data: dict[str, list[dict[str, Any]]]) -> Fingerprints:
         http=tuple(http),
         interception=tuple(_interception(e) for e in data.get("interception", [])),
         lookalikes=tuple(lookalikes),
+        software=tuple(software),
+        phrases=tuple(phrases),
     )
 
 
-def _http(entry: dict[str, Any]) -> HTTPFingerprint:
+def _http(entry: dict[str, Any], kind: str = "blockpage") -> HTTPFingerprint:
     if entry["match"] not in _MATCHES:
         raise ValueError(f"fingerprint {entry['name']}: unknown match {entry['match']!r}")
     if entry["match"] == "regexp":
         re.compile(entry["pattern"])
     return HTTPFingerprint(
         entry["name"], entry["location"], entry["match"], entry["pattern"],
-        entry.get("operator", ""), entry.get("source", ""),
+        entry.get("operator", ""), entry.get("source", ""), kind,
+    )  # fmt: skip
+
+
+def _phrase(entry: dict[str, Any]) -> HTTPFingerprint:
+    """A notice's wording, matched in the page's words (``page_text``), case folded."""
+    name = entry["name"]
+    if entry.get("confidence") not in _CONFIDENCES:
+        raise ValueError(f"fingerprint {name}: a phrase's confidence is one of {_CONFIDENCES}")
+    if not (entry.get("source") and entry.get("language")):
+        raise ValueError(f"fingerprint {name}: a phrase names its language and source")
+    match = entry.get("match", "contains")
+    if match not in ("contains", "regexp"):
+        raise ValueError(f"fingerprint {name}: a phrase matches by contains or regexp")
+    pattern = entry["pattern"].casefold() if match == "contains" else entry["pattern"]
+    if match == "regexp":
+        re.compile(pattern)
+    return HTTPFingerprint(
+        name, "text", match, pattern, entry.get("operator", ""), entry["source"], "phrase",
+        entry["confidence"],
     )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from probe.classify.common import (
 from probe.classify.connection import tcp_failure_verdict
 from probe.classify.evidence import Controls, HelperReport, InputEvidence
 from probe.classify.fingerprints import Fingerprints
-from probe.classify.pages import known_page
+from probe.classify.pages import known_page, with_hint
 from probe.classify.verdict import Verdict
 
 
@@ -81,14 +81,16 @@ def _classify_http(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdic
     ok = next((o for o in ev.http if _succeeded(o)), None)
     if ok is None:
         return _http_failure(ev, ctl, fp)
-    known = known_page(ok, fp)  # a blockpage, or a look-alike, is evidence by itself
+    known = known_page(ok, fp, ctl, ev.hostname)  # a blockpage, or a look-alike, by itself
     if known is not None:
         return known
     # Over validated HTTPS the page came from the site itself: a difference is the site's own
     # doing (localisation, A/B tests), so only plain HTTP is compared with the helper's page.
     diff = _helper_diff(ok, ctl) if ev.scheme == "http" else None
-    if diff is not None:
-        return diff
+    return with_hint(diff or _page_ok(ok), ok, fp, ctl, ev.hostname)
+
+
+def _page_ok(ok: HTTPObservation) -> Verdict:
     final = ok.final
     return verdict(
         "accessible",

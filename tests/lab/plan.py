@@ -132,3 +132,4 @@ DEVICES = {
 # Ports of the censor's transparent proxies in the ISP (targets of nat REDIRECT rules).
 HTTP_PROXY_PORT = 8080
 TLS_PROXY_PORT = 8443
+SQUID_PORT = 3129  # Debian's squid, when a scenario runs it (tests.lab.squid)

@@ -22,6 +22,8 @@ from tests.lab.state import Paths, State
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("ip", "iptables", "tc")
+# Real filtering software the scenarios run (tests.lab.squid): Debian's squid package.
+SOFTWARE = ("squid",)
 _COMMAND_TIMEOUT = 20.0  # seconds for any one ip/iptables/tc command
 _READY_TIMEOUT = 20.0  # seconds for a server process to bind its listeners
 _STOP_TIMEOUT = 3.0  # seconds between SIGTERM and SIGKILL
@@ -37,6 +39,11 @@ def missing_prerequisites() -> list[str]:
     if os.geteuid() != 0:
         missing.append("root (network namespaces and iptables need it)")
     missing += [f"the {tool!r} command" for tool in TOOLS if shutil.which(tool) is None]
+    missing += [
+        f"the {tool!r} command (Debian's {tool} package)"
+        for tool in SOFTWARE
+        if shutil.which(tool) is None
+    ]
     if not Path("/proc/self/ns/net").exists():
         missing.append("network namespaces (/proc/self/ns/net)")
     return missing

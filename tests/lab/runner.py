@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.lab import plan, policy
+from tests.lab import plan, policy, squid
 from tests.lab.processes import LabError, netns_exec, probe_command, python_env
 from tests.lab.scenario import TARGETS, VERDICTS, Expectation, Scenario
 from tests.lab.topology import Lab, selfcheck
@@ -71,26 +71,40 @@ class Row:
     throughput_kbps: float | None = None
     baseline_kbps: float | None = None
     measurement_id: int | None = None
+    helper: bool = True  # the probe ran with the control helper
+
+    @property
+    def helper_gap(self) -> bool:
+        """The expectation needs the helper and the probe ran without one."""
+        return self.expected.needs == "helper" and not self.helper
+
+    @property
+    def expected_now(self) -> Expectation:
+        """What this run should say: without the helper, what needs it is inconclusive."""
+        return Expectation("inconclusive") if self.helper_gap else self.expected
 
     @property
     def verdict_ok(self) -> bool:
-        return self.verdict == self.expected.verdict
+        return self.verdict == self.expected_now.verdict
 
     @property
     def layer_ok(self) -> bool:
-        return self.verdict_ok and self.layer == self.expected.layer
+        # Without the helper, inconclusive with any detail is what a correct probe says.
+        return self.verdict_ok and (self.helper_gap or self.layer == self.expected.layer)
 
     @property
     def rule_ok(self) -> bool:
         """The rule the expectation names, if it names one, is the one that decided."""
-        return self.expected.rule is None or self.rule == self.expected.rule
+        return self.helper_gap or self.expected.rule is None or self.rule == self.expected.rule
 
     @property
     def false_alarm(self) -> bool:
-        """Blocked or throttled where nothing should have been found."""
-        return self.expected.verdict in ("accessible", "inconclusive") and self.verdict in (
-            "blocked",
-            "throttled",
+        """Blocked or throttled where nothing should have been found (never where the
+        censor does block and only the missing helper could have shown it)."""
+        return (
+            not self.helper_gap
+            and self.expected.verdict in ("accessible", "inconclusive")
+            and self.verdict in ("blocked", "throttled")
         )
 
     def got(self) -> str:
@@ -130,8 +144,11 @@ def _toml(value: Any) -> str:
     return json.dumps(value)  # booleans, numbers, strings and lists of them: TOML too
 
 
-def write_config(path: Path, lab: Lab, db: Path, limits: dict[str, Any] | None = None) -> Path:
-    """The probe's config for the lab (TOML), with the helper when the lab runs one."""
+def write_config(
+    path: Path, lab: Lab, db: Path, limits: dict[str, Any] | None = None, helper: bool = True
+) -> Path:
+    """The probe's config for the lab (TOML), with the helper when the lab runs one (and
+    ``helper`` does not leave it out)."""
     limits = {**LIMITS, **(limits or {})}
     refs = ", ".join(f'"{u}"' for u in plan.REFERENCES)
     lines = [
@@ -147,7 +164,7 @@ def write_config(path: Path, lab: Lab, db: Path, limits: dict[str, Any] | None =
         "[control]",
         f'doh = ["{plan.DOH_URL}"]',
         f"reference = [{refs}]",
-        *([f'helper = "{plan.HELPER_URL}"'] if lab.helper else []),
+        *([f'helper = "{plan.HELPER_URL}"'] if lab.helper and helper else []),
         "[storage]",
         f'db = "{db}"',
         "[limits]",
@@ -169,6 +186,8 @@ def apply(lab: Lab, scenario: Scenario) -> None:
         lab.tc(ns, command)
     if scenario.uplink_down:
         lab.set_uplink(False)
+    if scenario.squid_deny:
+        squid.start(lab.paths, lab.state, scenario.squid_deny)
 
 
 def run_checks(lab: Lab, scenario: Scenario) -> tuple[dict[str, Any], ...]:
@@ -200,12 +219,13 @@ def run_probe(
     workdir: Path,
     limits: dict[str, Any] | None = None,
     targets: tuple[Path, ...] = (TARGETS,),
+    helper: bool = True,
 ) -> tuple[int, str, list[dict[str, Any]]]:
     """``probe run`` then ``probe export`` in the vantage: exit code, output, exported rows."""
     db = workdir / "results.sqlite"
     for stale in workdir.glob("results.sqlite*"):
         stale.unlink()
-    config = write_config(workdir / "probe.toml", lab, db, limits)
+    config = write_config(workdir / "probe.toml", lab, db, limits, helper)
     probe = probe_command()
     lists = [arg for t in targets for arg in ("--targets", str(t))]
     timeout = float({**LIMITS, **(limits or {})}["sweep_timeout"]) + 60.0
@@ -227,8 +247,11 @@ def show(workdir: Path, measurement_id: int) -> dict[str, Any]:
     return dict(json.loads(shown.stdout))
 
 
-def run_scenario(lab: Lab, scenario: Scenario, workdir: Path) -> ScenarioResult:
-    """Apply, check, measure, score; the lab is reset before and after."""
+def run_scenario(
+    lab: Lab, scenario: Scenario, workdir: Path, helper: bool = True
+) -> ScenarioResult:
+    """Apply, check, measure, score; the lab is reset before and after. ``helper=False``
+    runs the probe without the control helper even where the lab has one."""
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     lab.reset()
@@ -237,7 +260,9 @@ def run_scenario(lab: Lab, scenario: Scenario, workdir: Path) -> ScenarioResult:
         checks = run_checks(lab, scenario)
         if not all(c["ok"] for c in checks):
             return ScenarioResult(scenario, checks, seconds=time.monotonic() - started)
-        code, output, exported = run_probe(lab, workdir, scenario.probe_limits, scenario.targets)
+        code, output, exported = run_probe(
+            lab, workdir, scenario.probe_limits, scenario.targets, helper
+        )
     finally:
         lab.reset()
     by_input = {r["input"]: r for r in exported}
@@ -257,6 +282,7 @@ def run_scenario(lab: Lab, scenario: Scenario, workdir: Path) -> ScenarioResult:
                 got.get("throughput_kbps"),
                 got.get("baseline_kbps"),
                 got.get("measurement_id"),
+                lab.helper and helper,
             )
         )
     return ScenarioResult(scenario, checks, tuple(rows), code, output, time.monotonic() - started)
@@ -271,23 +297,29 @@ class Score:
     total: int = 0
     false_alarms: int = 0
     confusion: Counter[tuple[str, str]] = field(default_factory=Counter)
+    helper: bool = False  # every row came from a probe with the control helper
 
     @classmethod
     def of(cls, rows: Iterable[Row]) -> Score:
         score = cls()
+        helped = []
         for row in rows:
             score.total += 1
             score.verdicts += row.verdict_ok
             score.layers += row.layer_ok
             score.false_alarms += row.false_alarm
-            score.confusion[(row.expected.verdict, row.verdict)] += 1
+            score.confusion[(row.expected_now.verdict, row.verdict)] += 1
+            helped.append(row.helper)
+        score.helper = bool(helped) and all(helped)
         return score
 
     def line(self) -> str:
-        """The benchmark's last line."""
+        """The benchmark's last line: ``accuracy: verdicts N/M, layers N/M, false-alarms K``
+        without the helper, ``accuracy (with the control helper): verdicts ...`` with it."""
+        mode = " (with the control helper)" if self.helper else ""
         return (
-            f"accuracy: verdicts {self.verdicts}/{self.total}, layers {self.layers}/{self.total}, "
-            f"false-alarms {self.false_alarms}"
+            f"accuracy{mode}: verdicts {self.verdicts}/{self.total}, "
+            f"layers {self.layers}/{self.total}, false-alarms {self.false_alarms}"
         )
 
     def matrix(self) -> str:

@@ -25,6 +25,8 @@ list (``targets.toml``)::
     forged = ["198.19.66.66"]
     [http_proxy]                                # the transparent HTTP proxy, per Host
     "www.facebook.com" = { action = "redirect", location = "http://warning.rt.ru/" }
+    [squid]                                     # Debian's squid (tests.lab.squid): its
+    deny = ["www.facebook.com"]                 # stock page for these hosts, the rest relayed
     [tls_proxy]                                 # the intercepting TLS proxy
     issuer = "Information Security Certification Authority"
     intermediate = "Security Certificate"   # optional: the leaf issued by an intermediate
@@ -100,6 +102,7 @@ _KEYS = {
     "probe",
     "targets",
     "shaper",
+    "squid",
 }
 # [probe]: the probe's [limits] a scenario may override (the runner's LIMITS otherwise).
 _LIMITS = {k.name for k in KEYS if k.section == "limits"}
@@ -176,6 +179,7 @@ class Scenario:
     probe_limits: dict[str, Any] = field(default_factory=dict)
     targets: tuple[Path, ...] = (TARGETS,)
     shaper: Shaper | None = None
+    squid_deny: tuple[str, ...] = ()  # hosts Debian's squid denies; () runs no squid
 
     @property
     def needs_helper(self) -> bool:
@@ -284,6 +288,15 @@ def load(path: Path) -> Scenario:
             raise ScenarioError(f"{path}: shaper: needs an input of {names} and kbps")
         after = raw.get("after_bytes")
         shaper = Shaper(raw["input"], float(raw["kbps"]), None if after is None else int(after))
+    raw_squid = data.get("squid", {})
+    deny = raw_squid.get("deny") if isinstance(raw_squid, dict) else None
+    if "squid" in data and (
+        set(raw_squid) != {"deny"}
+        or not isinstance(deny, list)
+        or not deny
+        or not all(isinstance(h, str) for h in deny)
+    ):
+        raise ScenarioError(f"{path}: squid: expected {{deny = [host names]}}")
     limits = dict(data.get("probe", {}))
     if set(limits) - _LIMITS:
         raise ScenarioError(f"{path}: probe: {sorted(set(limits) - _LIMITS)} are not [limits] keys")
@@ -302,6 +315,7 @@ def load(path: Path) -> Scenario:
         probe_limits=limits,
         targets=targets,
         shaper=shaper,
+        squid_deny=tuple(deny or ()),
     )
 
 

@@ -15,7 +15,8 @@ and ``ok``. ``expect`` is a glob matched against ``got`` (``fnmatch``), except f
     tcp   {ip, port}                got: "connected", "refused", "timeout", "reset", ...
     tls   {ip, sni, port?}          got: "valid", "invalid issuer=...", "reset", "timeout", ...
     http  {ip, host, path?, port?,  got: "status 200 title=... location=... body=... headers=N
-           bytes?}                       after=S.Ss", "reset", "not http: N bytes then close",
+           bytes?}                       after=S.Ss[ x-squid-error=E]", "reset", "not http: N
+                                         bytes then close",
                                          "unterminated head: 'HTTP/1.1 200 OK', N header lines,
                                          longest L bytes, B bytes then close|more" (reads
                                          bytes, 256 KiB unless told; S: seconds to the end)
@@ -203,9 +204,12 @@ def check_http(c: dict[str, Any]) -> str:
     found = re.search(rb"<title>(.*?)</title>", body, re.S)
     title = found.group(1).decode(errors="replace") if found else ""
     text = body[:300].decode(errors="replace").replace("\n", " ")
+    # Which squid error it is, when squid answered (the header squid puts on its own pages).
+    squid = next((ln.split(":", 1)[1].strip() for ln in lines[1:]
+                  if ln.lower().startswith("x-squid-error:")), None)  # fmt: skip
     return (
         f"status {status} title={title} location={location} body={text} "
-        f"headers={len(lines) - 1} {after}"
+        f"headers={len(lines) - 1} {after}" + (f" x-squid-error={squid}" if squid else "")
     )
 
 

@@ -4,14 +4,17 @@ the lab site's broken and slow paths, served on loopback."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from tests.lab import internet, policy
+from tests import prerequisites
+from tests.lab import internet, policy, squid
 from tests.lab.policy import PolicyFile
 from tests.lab.scenario import TARGETS, ScenarioError, load, load_all, target_inputs
+from tests.lab.state import Paths
 
 THROUGHPUT_TARGETS = TARGETS.with_name("targets-throughput.toml")
 
@@ -48,6 +51,8 @@ COVERAGE = {
     ],
     "one slow path on a healthy server": ["http-slow-path"],
     "a CDN/WAF challenge shown to the vantage only": ["cdn-challenge-vantage"],
+    "Real filtering software (squid's stock ERR_ACCESS_DENIED page)": ["http-squid-deny"],
+    "HTTP blockpage in a notice's generic wording": ["http-blockpage-generic"],
 }
 
 
@@ -91,6 +96,27 @@ def test_a_throttled_expectation_needs_a_layer(tmp_path: Path) -> None:
         load(bad)
     bad.write_text('kind = "technique"\ntargets = ["../pyproject.toml"]\n', encoding="utf-8")
     with pytest.raises(ScenarioError, match="targets"):
+        load(bad)
+
+
+def test_the_squid_scenario_denies_one_host_and_squid_accepts_its_config(tmp_path: Path) -> None:
+    """The config the lab writes is one Debian's squid parses; a bad [squid] table is an error."""
+    s = next(s for s in load_all() if s.name == "http-squid-deny")
+    assert s.squid_deny == ("www.facebook.com",)
+    assert s.expect["http://facebook.com/"].verdict == "accessible"  # same address, relayed
+    conf = tmp_path / "squid.conf"
+    conf.write_text(squid.config(Paths(tmp_path), s.squid_deny), encoding="utf-8")
+    text = conf.read_text()
+    assert "acl denied dstdomain www.facebook.com" in text and " intercept" in text
+    assert str(tmp_path) in text and "/var/" not in text  # nothing outside the state dir
+    if not squid.available():
+        prerequisites.missing("Debian's squid is not installed")
+    done = subprocess.run(["squid", "-k", "parse", "-f", str(conf)], capture_output=True,
+                          text=True, timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('kind = "technique"\n[squid]\ndeny = "www.facebook.com"\n', encoding="utf-8")
+    with pytest.raises(ScenarioError, match="squid"):
         load(bad)
 
 

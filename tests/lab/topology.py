@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.lab import plan, policy, processes
+from tests.lab import plan, policy, processes, squid
 from tests.lab.processes import LabError, missing_prerequisites, netns_exec, run
 from tests.lab.state import Paths, State, new_ca
 
@@ -151,6 +151,7 @@ class Lab:
 
     def reset(self) -> None:
         """No censor at all: empty policies, the lab's chains flushed, qdiscs removed."""
+        squid.stop(self.paths, self.state)
         policy.write(self.paths.isp_policy, {})
         policy.write(self.paths.net_policy, {})
         for ns, chains in plan.CHAINS.items():
