@@ -11,7 +11,8 @@ teardown can delete exactly what the lab made::
 
 Control traffic goes internet -> control directly, so it never crosses the censor; traffic
 from the vantage to the control host crosses the ISP but is let through before the censor's
-chain. No namespace has a link to the root namespace, so nothing can leave the lab.
+chain, except the SNI replay to the helper's TLS listener (REPLAY_HOOKS), which a censor
+reading names sees like any other HTTPS. No namespace has a link to the root namespace, so nothing can leave the lab.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ CONTROL_SUBNET = "198.18.3.0/24"
 CONTROL_HOST = "198.18.3.2"
 HELPER_PORT = 8080
 HELPER_URL = f"http://{CONTROL_HOST}:{HELPER_PORT}"
+REPLAY_PORT = 443  # the helper's SNI replay listener: where real policers look
 ROUTABLE = "198.18.0.0/15"
 
 PUBLIC_DNS = "198.19.0.53"
@@ -121,6 +123,22 @@ CHAINS = {
         ("mangle", "PL-LINK-DOWN", "POSTROUTING -o pl-isp-van"),
     ),
     NET: (("filter", "PL-SERVER", "INPUT"),),
+}
+# The one kind of control traffic that does cross the censor: the SNI replay to the helper's
+# TLS listener, as a real policer matching names on any destination's port 443 would see it.
+# Extra hooks into the censor's own chains (the API on HELPER_PORT stays uncensored).
+_REPLAY_OUT = f"-d {CONTROL_HOST} -p tcp --dport {REPLAY_PORT}"
+_REPLAY_BACK = f"-s {CONTROL_HOST} -p tcp --sport {REPLAY_PORT}"
+REPLAY_HOOKS = {
+    ISP: tuple(
+        (table, chain, f"{builtin} {match}")
+        for table, chain, builtin in (
+            ("filter", "PL-CENSOR", "FORWARD"),
+            ("mangle", "PL-CENSOR", "FORWARD"),
+            ("mangle", "PL-CENSOR-POST", "POSTROUTING"),
+        )
+        for match in (_REPLAY_OUT, _REPLAY_BACK)
+    ),
 }
 # Devices whose qdiscs a scenario may replace (reset deletes their root and ingress qdiscs).
 DEVICES = {

@@ -23,6 +23,10 @@ and ``ok``. ``expect`` is a glob matched against ``got`` (``fnmatch``), except f
     rate  {ip, host|sni, path,      got: "kbps N" (HTTPS when sni is given; counted after the
            bytes, skip?}                 first chunk and after skip body bytes)
     loss  {server, name, count}     got: "lost N/COUNT"
+    replay {sni, direction, bytes,  got: "kbps N": the helper's SNI replay listener (plan.
+           seconds?}                     CONTROL_HOST:REPLAY_PORT) sending (down) or sinking
+                                         (up) bytes under that SNI; an upload's rate is the
+                                         helper's count over its own report's span
 """
 
 from __future__ import annotations
@@ -267,6 +271,53 @@ def check_rate(c: dict[str, Any]) -> str:
     return f"kbps {(b1 - b0) * 8 / 1000 / max(t1 - t0, 1e-6):.0f}"
 
 
+def check_replay(c: dict[str, Any]) -> str:
+    """A transfer to or from the helper's replay listener, the ClientHello naming ``sni``."""
+    limit, seconds = int(c["bytes"]), float(c.get("seconds", 10.0))
+    try:
+        sock = _connect(plan.CONTROL_HOST, plan.REPLAY_PORT, _TIMEOUT)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with ctx.wrap_socket(sock, server_hostname=c["sni"]) as tls:
+            tls.settimeout(seconds + 5.0)
+            request = {"v": 1, "token": None, "direction": c["direction"], "bytes": limit,
+                       "seconds": seconds, "every": 0.1}  # fmt: skip
+            tls.sendall(json.dumps(request).encode() + b"\n")
+            reader = tls.makefile("rb")
+            answer = json.loads(reader.readline())
+            if answer.get("ok") is not True:
+                return f"refused {answer.get('error')}"
+            if c["direction"] == "up":
+                return _replay_up(tls, reader, limit)
+            started, got = time.monotonic(), 0
+            first: float | None = None
+            while got < limit and (chunk := reader.read1(65536)):
+                got += len(chunk)
+                first = first if first is not None else time.monotonic()
+            end = time.monotonic()
+    except (OSError, EOFError, ValueError) as exc:
+        return _failure(exc) if isinstance(exc, OSError | EOFError) else f"bad answer {exc}"
+    span = end - (first if first is not None and end > first else started)
+    return f"kbps {got * 8 / 1000 / max(span, 1e-6):.0f}"
+
+
+def _replay_up(tls: ssl.SSLSocket, reader: Any, limit: int) -> str:
+    chunk = bytes(16384)
+    sent = 0
+    tls.setblocking(True)
+    while sent < limit:
+        try:
+            sent += tls.send(chunk[: min(len(chunk), limit - sent)])
+        except OSError:
+            break  # the helper's time was up and it reported, or went away
+    report = json.loads(reader.readline())
+    samples = report.get("samples") or []
+    if not samples or not report.get("received"):
+        return "no body"
+    span_ms = max(samples[-1][0] - (report.get("first_byte_ms") or 0.0), 1e-3)
+    return f"kbps {report['received'] * 8 / span_ms:.0f}"
+
+
 def check_loss(c: dict[str, Any]) -> str:
     count = int(c.get("count", 300))
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -301,13 +352,14 @@ CHECKS = {
     "http": check_http,
     "rate": check_rate,
     "loss": check_loss,
+    "replay": check_replay,
 }
 
 
 def judge(c: dict[str, Any], got: str) -> bool:
     """Whether ``got`` is what the check expects."""
     expect = str(c["expect"])
-    if c["kind"] == "rate":
+    if c["kind"] in ("rate", "replay"):
         how, *limits = expect.split()
         kbps = float(got.split()[1]) if got.startswith("kbps ") else None
         if kbps is None:

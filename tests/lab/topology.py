@@ -102,6 +102,11 @@ def _build_network() -> None:
             builtin, *match = hook.split()
             hook_rule = ["-A", builtin, *match, "-j", chain]
             run(netns_exec(ns, ["iptables", "-w", "5", "-t", table, *hook_rule]))
+    for ns, hooks in plan.REPLAY_HOOKS.items():
+        for table, chain, hook in hooks:
+            builtin, *match = hook.split()
+            run(netns_exec(ns, ["iptables", "-w", "5", "-t", table, "-A", builtin, *match,
+                                "-j", chain]))  # fmt: skip
 
 
 class Lab:
@@ -192,7 +197,8 @@ def up(paths: Paths | None = None) -> Lab:
             listen = f"{plan.CONTROL_HOST}:{plan.HELPER_PORT}"
             argv = [*processes.probe_command(), "helper", "serve", "--listen", listen,
                     "--resolver", plan.PUBLIC_DNS, "--ca-bundle", lab.ca_bundle,
-                    "--routable", plan.ROUTABLE, "--timeout", "3"]  # fmt: skip
+                    "--routable", plan.ROUTABLE, "--timeout", "3",
+                    "--replay-listen", f"{plan.CONTROL_HOST}:{plan.REPLAY_PORT}"]  # fmt: skip
             proc = processes.start(paths, state, "helper", plan.CONTROL, argv, "helper")
             processes.wait_ready(paths, "helper", proc, line="listening")
             state.helper = True
