@@ -6,11 +6,13 @@ import argparse
 import json
 from typing import Any
 
+from probe.classify.service import ServiceSummary, scope_text, summarize_rows
 from probe.cli.errors import UsageError
 from probe.cli.options import settings_from
 from probe.cli.render import print_json, table
 from probe.store.database import Database, open_database
 from probe.store.export import format_utc
+from probe.store.models import MeasurementRow
 
 
 def register(sub: Any) -> None:
@@ -91,8 +93,10 @@ def show(args: argparse.Namespace) -> int:
         rows = db.measurements_of_run(run.run_id)
     finally:
         db.close()
+    services = _services(rows)
     if args.json:
         payload = _run_json(run)
+        payload["services"] = [_service_json(s) for s in services]
         payload["rows"] = [
             {
                 "id": m.id, "service": m.service, "input": m.input, "verdict": m.verdict,
@@ -104,11 +108,26 @@ def show(args: argparse.Namespace) -> int:
         return 0
     print(f"run {run.run_id}  {run.status}  started {format_utc(run.started_at)}")
     print(table(
+        ("service", "verdict", "detail", "scope", "inputs"),
+        [(s.service, s.verdict, s.detail, scope_text(s), f"{s.agreeing}/{s.inputs}")
+         for s in services],
+    ))  # fmt: skip
+    print()
+    print(table(
         ("id", "service", "input", "verdict", "detail"),
         [(m.id, m.service, m.input, m.verdict, m.detail) for m in rows],
     ))  # fmt: skip
     print("\nevidence of one input: probe show ID")
     return 0
+
+
+def _services(rows: list[MeasurementRow]) -> list[ServiceSummary]:
+    """The run's services by the service rule, computed from its stored rows."""
+    return summarize_rows((m.service, m.verdict, m.detail, m.layer) for m in rows)
+
+
+def _service_json(s: ServiceSummary) -> dict[str, Any]:
+    return {name: getattr(s, name) for name in s.__slots__}
 
 
 def _show_measurement(db: Database, measurement_id: int, as_json: bool) -> int:
