@@ -135,8 +135,12 @@ def _show_measurement(db: Database, measurement_id: int, as_json: bool) -> int:
     if detail is None:
         raise UsageError(f"no measurement {measurement_id} in {db.label}")
     m = detail.row
+    controls = control_lines(detail.evidence)
     if as_json:
-        print_json("measurement", {"id": m.id, "row": _row_json(m), "evidence": detail.evidence})
+        print_json(
+            "measurement",
+            {"id": m.id, "row": _row_json(m), "controls": controls, "evidence": detail.evidence},
+        )
         return 0
     print(f"measurement {m.id} of run {m.run_id[:12]}  {format_utc(m.measured_at)}")
     print(f"  {m.service}  {m.input}")
@@ -145,10 +149,30 @@ def _show_measurement(db: Database, measurement_id: int, as_json: bool) -> int:
     if m.throughput_kbps is not None:
         baseline = "-" if m.baseline_kbps is None else f"{m.baseline_kbps:.0f} kbit/s"
         print(f"  throughput: {m.throughput_kbps:.0f} kbit/s  baseline: {baseline}")
+    if controls is None:
+        print("  controls: not recorded (measured by an older probe: see the evidence)")
+    else:
+        print("  controls:")
+        rows = [
+            (c["name"], _yes(c["configured"]), _yes(c["asked"]), c["outcome"], c["detail"])
+            for c in controls
+        ]
+        shown = table(("control", "configured", "asked", "outcome", "detail"), rows)
+        print("\n".join("    " + line for line in shown.splitlines()))
     print("  evidence:")
     text = json.dumps(detail.evidence, indent=2, ensure_ascii=False, default=str)
     print("\n".join("    " + line for line in text.splitlines()))
     return 0
+
+
+def control_lines(evidence: Any) -> list[dict[str, Any]] | None:
+    """The measurement's control status lines (None when its probe did not record them)."""
+    found = evidence.get("verdict_evidence", {}).get("control_status")
+    return found if isinstance(found, list) else None
+
+
+def _yes(flag: Any) -> str:
+    return "yes" if flag else "no"
 
 
 def _row_json(m: Any) -> dict[str, Any]:
