@@ -577,3 +577,26 @@ def test_show_says_whether_the_helper_refused_or_could_not_be_reached(
     assert "loopback" in " ".join(lines["refusing"])
     assert lines["unreachable"][:4] == ["helper", "yes", "yes", "unreachable"]
     assert "connection_refused" in " ".join(lines["unreachable"])
+
+
+def test_services_say_all_or_partial_in_show_and_export(
+    sweep: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(sweep["db"])
+    capsys.readouterr()
+    assert main(["list", "--db", db, "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["runs"][0]["run_id"]
+    assert main(["show", run_id[:8], "--db", db, "--json"]) == 0
+    services = {s["service"]: s for s in json.loads(capsys.readouterr().out)["services"]}
+    assert (services["nx"]["scope"], services["nx"]["affected"]) == ("all", 1)
+    # ok: three inputs accessible, the closed endpoint inconclusive: nothing blocked.
+    assert (services["ok"]["scope"], services["ok"]["conclusive"]) == (None, 3)
+    assert main(["show", run_id[:8], "--db", db]) == 0
+    text = capsys.readouterr().out
+    assert any(line.split()[:5] == ["nx", "blocked", "dns.nxdomain", "all", "(1"]
+               for line in text.splitlines())  # fmt: skip
+    assert main(["export", "--db", db, "--services", "--format", "jsonl", "--run", run_id]) == 0
+    exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["service"]: r["scope"] for r in exported} == {
+        name: s["scope"] for name, s in services.items()
+    }
