@@ -7,6 +7,7 @@ chain matches what the volunteer's browser would have said.
 from __future__ import annotations
 
 import hashlib
+import ssl
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -37,10 +38,14 @@ def summarize(der: bytes) -> Certificate:
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         ).hexdigest(),
+        pem=pem(der),
     )
 
 
 def pem(der: bytes) -> str:
-    """PEM text of a DER certificate (for evidence a reader can feed to openssl)."""
-    cert = x509.load_der_x509_certificate(der)
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    """PEM text of a DER certificate (for evidence a reader can feed to openssl).
+
+    The DER bytes as they came, not re-encoded: the PEM's SHA-256 is the observation's, and
+    a certificate cryptography cannot parse has one too.
+    """
+    return ssl.DER_cert_to_PEM_cert(der)

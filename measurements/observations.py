@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -65,6 +65,10 @@ class Certificate:
     # Of the DER SubjectPublicKeyInfo, hex: a CA's key outlives each certificate made for it,
     # so an interception root is known by its key too.
     spki_sha256: str = ""
+    # The certificate itself, for the verdicts that must show it (tls.mitm's chain_pem). Not
+    # kept in stored observations (to_jsonable skips it): the fingerprints above identify a
+    # certificate, and 1-2 KiB per certificate per attempt would weigh on every input.
+    pem: str = field(default="", compare=False, repr=False, metadata={"stored": False})
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +181,16 @@ Observation = (
 
 
 def to_jsonable(value: Any) -> Any:
-    """Plain JSON types for an observation tree; bytes become base64 text."""
+    """Plain JSON types for an observation tree; bytes become base64 text.
+
+    A field whose metadata says ``stored: False`` (Certificate.pem) is left out.
+    """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        out = {
+            f.name: to_jsonable(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.metadata.get("stored", True)
+        }
         out["kind"] = type(value).__name__
         return out
     if isinstance(value, bytes):

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from measurements.certificates import summarize
+from measurements.certificates import pem, summarize
 from measurements.failures import Failure, describe, failure_of
 from measurements.observations import Certificate, TLSObservation
 from measurements.tcp import address_family, open_socket
@@ -112,6 +112,7 @@ def _summary(der: bytes) -> Certificate:
             not_before="",
             not_after="",
             sha256=hashlib.sha256(der).hexdigest(),
+            pem=pem(der),
         )
 
 

@@ -24,11 +24,13 @@ import trustme
 from probe.cli import main
 from probe.config import load_settings
 from probe.engine.sweep import Sweep
+from probe.helper.server import HelperSettings
 from probe.store.database import open_database
 from probe.store.writer import AsyncWriter
 from targets.load import load_many
 from tests.mounts import tmpfs
 from tests.servers.dns_server import Answer, Inject, NXDomain, ServFail, Silent
+from tests.servers.helper_server import running_helper
 from tests.servers.tcp_servers import ClosedPort, SNIFilter, TLSServer
 from tests.servers.world import World, helper_process, running_world
 
@@ -528,3 +530,73 @@ def test_a_national_root_the_volunteer_installed_is_still_interception(
     facts = json.loads(capsys.readouterr().out)["evidence"]["verdict_evidence"]
     assert facts["fingerprint"] == "kz.qaznet-2019" and facts["cert_valid"] is True
     assert facts["matched_by"] == "issuer" and facts["position"] == 0
+
+
+def _show_text(db: Path, run_id: str, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """`probe show` of the run's first measurement, as a person reads it."""
+    assert main(["show", run_id[:8], "--db", str(db), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)["rows"][0]["id"]
+    assert main(["show", str(first), "--db", str(db)]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_show_says_whether_the_helper_refused_or_could_not_be_reached(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No helper, a helper that refuses the address (loopback: no --routable), a helper on a
+    closed port: three different lines for the same control."""
+    closed = world.peer(ClosedPort())
+    targets = tmp_path / "t.toml"
+    targets.write_text(
+        '[[service]]\nname = "down"\ncategory = "social"\n'
+        f'urls = ["https://down.test:{closed.port}/"]\n'
+    )
+    config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
+    refusing = running_helper(HelperSettings(world.resolver.address, world.ca_bundle))
+    refusing_url = world.bg.run(refusing.__aenter__())
+    lines = {}
+    try:
+        helpers = {
+            "none": [], "refusing": ["--helper", refusing_url],
+            "unreachable": ["--helper", f"http://127.0.0.1:{closed.port}"],
+        }  # fmt: skip
+        for name, extra in helpers.items():
+            db = tmp_path / f"{name}.sqlite"
+            args = ["run", "--config", str(config), "--targets", str(targets), "--db", str(db)]
+            assert main([*args, "--json", *extra]) == 0
+            run_id = json.loads(capsys.readouterr().out)["run_id"]
+            shown = _show_text(db, run_id, capsys)
+            lines[name] = next(ln.split() for ln in shown if ln.strip().startswith("helper "))
+            assert any(ln.split()[:2] == ["reference", "yes"] for ln in shown), shown
+            assert any(ln.split()[:4] == ["doh", "yes", "yes", "answered"] for ln in shown)
+    finally:
+        world.bg.run(refusing.__aexit__(None, None, None))
+    # control, configured, asked, outcome, detail...
+    assert lines["none"][:4] == ["helper", "no", "no", "not_configured"]
+    assert lines["refusing"][:4] == ["helper", "yes", "yes", "refused"]
+    assert "loopback" in " ".join(lines["refusing"])
+    assert lines["unreachable"][:4] == ["helper", "yes", "yes", "unreachable"]
+    assert "connection_refused" in " ".join(lines["unreachable"])
+
+
+def test_services_say_all_or_partial_in_show_and_export(
+    sweep: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(sweep["db"])
+    capsys.readouterr()
+    assert main(["list", "--db", db, "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["runs"][0]["run_id"]
+    assert main(["show", run_id[:8], "--db", db, "--json"]) == 0
+    services = {s["service"]: s for s in json.loads(capsys.readouterr().out)["services"]}
+    assert (services["nx"]["scope"], services["nx"]["affected"]) == ("all", 1)
+    # ok: three inputs accessible, the closed endpoint inconclusive: nothing blocked.
+    assert (services["ok"]["scope"], services["ok"]["conclusive"]) == (None, 3)
+    assert main(["show", run_id[:8], "--db", db]) == 0
+    text = capsys.readouterr().out
+    assert any(line.split()[:5] == ["nx", "blocked", "dns.nxdomain", "all", "(1"]
+               for line in text.splitlines())  # fmt: skip
+    assert main(["export", "--db", db, "--services", "--format", "jsonl", "--run", run_id]) == 0
+    exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["service"]: r["scope"] for r in exported} == {
+        name: s["scope"] for name, s in services.items()
+    }

@@ -117,6 +117,10 @@ def test_sni_throttle(
     target = [o for o in evidence["observations"] if o["kind"] == "ThroughputObservation"]
     assert len(target) == 3 and all(o["stopped"] == "seconds" for o in target)
     assert evidence["verdict_evidence"]["throughput_bytes"] <= THROUGHPUT["max_bytes_per_test"]
+    lines = {c["name"]: c for c in evidence["verdict_evidence"]["control_status"]}
+    assert lines["throughput_innocuous"]["outcome"] == "answered"
+    assert lines["throughput_reference"]["outcome"] == "answered"
+    assert lines["throughput_helper"]["outcome"] == "not_configured"
     # The censor paced the target's connections and let the innocuous SNI's through.
     assert sum(c.paced for c in pacer.connections) >= 3 + 1  # trials, and the ordinary GET
     assert not any(c.paced for c in pacer.connections if b"www.example.com" in c.hello)
@@ -283,8 +287,11 @@ def test_no_throughput_flag_and_budgets(
     rows = [json.loads(line) for line in _export_all(db, capsys)]
     second = max(rows, key=lambda r: r["measurement_id"])
     assert second["throughput_kbps"] is None
-    skipped = _evidence(db, second, capsys)["verdict_evidence"]["throughput_skipped"]
-    assert "budget" in skipped
+    facts = _evidence(db, second, capsys)["verdict_evidence"]
+    assert "budget" in facts["throughput_skipped"]
+    lines = {c["name"]: c for c in facts["control_status"]}
+    assert lines["throughput_innocuous"]["outcome"] == "skipped"
+    assert "budget" in lines["throughput_innocuous"]["detail"]
 
     # A sweep budget smaller than one test: no test at all.
     (tmp_path / "sweep").mkdir()

@@ -137,7 +137,14 @@ def _known_interception(ok: TLSObservation, known: InterceptionMatch) -> Verdict
         cert_failure=ok.cert_failure,
         issuer=ok.chain[0].issuer if ok.chain else None,
         leaf_sha256=ok.chain[0].sha256 if ok.chain else None,
+        chain_pem=chain_pem(ok),
     )
+
+
+def chain_pem(ok: TLSObservation) -> list[str]:
+    """The presented chain in PEM, leaf first, for a reader to re-check a tls.mitm verdict."""
+    # Only tls.mitm verdicts carry it: stored observations keep each certificate's hashes.
+    return [c.pem for c in ok.chain]
 
 
 def _tls_handshake_failure(
@@ -216,6 +223,7 @@ def _invalid_certificate(ev: InputEvidence, ok: TLSObservation, ctl: Controls) -
                 f"The chain here does not validate (issuer {issuer}) while the control helper "
                 "saw a valid one for the same name.",
                 **facts,
+                chain_pem=chain_pem(ok),
             )
     return inconclusive(
         "control.failed",

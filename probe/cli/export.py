@@ -7,12 +7,21 @@ import datetime as dt
 import os
 import sys
 import tempfile
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
 
 from probe.cli.errors import UsageError
 from probe.cli.options import settings_from
 from probe.store.database import open_database
-from probe.store.export import write_csv, write_jsonl
+from probe.store.export import (
+    SERVICE_COLUMNS,
+    service_records,
+    write_csv,
+    write_csv_records,
+    write_jsonl,
+    write_jsonl_records,
+)
+from probe.store.models import ExportRow
 
 
 def register(sub: Any) -> None:
@@ -22,6 +31,11 @@ def register(sub: Any) -> None:
     p.add_argument("--since", metavar="TIME", help="only measurements at or after an ISO-8601 time")
     p.add_argument("--service", metavar="NAME", help="only this service")
     p.add_argument("--run", metavar="RUN_ID", help="only this run (a unique prefix is enough)")
+    p.add_argument(
+        "--services",
+        action="store_true",
+        help="one row per service per run (the service rule, with its scope), not per input",
+    )
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically), not stdout")
     p.add_argument("--db", dest="setting:storage.db", metavar="PATH|URL", help="database")
     p.add_argument("--config", metavar="FILE", help="config file (TOML)")
@@ -50,7 +64,7 @@ def export(args: argparse.Namespace) -> int:
                 raise UsageError(f"--run: no run {args.run!r} in {db.label}")
             run_id = run.run_id
         rows = db.iter_export_rows(since=since, service=args.service, run_id=run_id)
-        writer = write_jsonl if args.format == "jsonl" else write_csv
+        writer = _writer(args.format, args.services)
         if args.output is None:
             count = writer(rows, sys.stdout)
         else:
@@ -59,6 +73,15 @@ def export(args: argparse.Namespace) -> int:
     finally:
         db.close()
     return 0
+
+
+def _writer(fmt: str, services: bool) -> Callable[[Iterable[ExportRow], TextIO], int]:
+    """How rows are written: per input as stored, or per service by the service rule."""
+    if not services:
+        return write_jsonl if fmt == "jsonl" else write_csv
+    if fmt == "jsonl":
+        return lambda rows, out: write_jsonl_records(service_records(rows), out)
+    return lambda rows, out: write_csv_records(service_records(rows), SERVICE_COLUMNS, out)
 
 
 def _write_atomically(path: str, write: Any) -> int:

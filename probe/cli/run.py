@@ -11,7 +11,7 @@ from typing import Any
 
 from measurements import trust
 from probe.classify.fingerprints import load_bundled
-from probe.classify.service import summarize_services
+from probe.classify.service import scope_text, summarize_services
 from probe.classify.verdict import MeasurementRecord
 from probe.cli.errors import UsageError
 from probe.cli.options import add_setting_flags, settings_from
@@ -163,10 +163,10 @@ def vars_of(obj: Any) -> dict[str, Any]:
 
 def _print_human(result: SweepResult, db: str) -> None:
     rows = [
-        (s.service, s.verdict, s.detail, f"{s.agreeing}/{s.inputs}")
+        (s.service, s.verdict, s.detail, scope_text(s), f"{s.agreeing}/{s.inputs}")
         for s in summarize_services(result.records)
     ]
-    print(table(("service", "verdict", "detail", "inputs"), rows))
+    print(table(("service", "verdict", "detail", "scope", "inputs"), rows))
     print()
     if not result.vantage.ok:
         print(

@@ -6,11 +6,13 @@ import argparse
 import json
 from typing import Any
 
+from probe.classify.service import ServiceSummary, scope_text, summarize_rows
 from probe.cli.errors import UsageError
 from probe.cli.options import settings_from
 from probe.cli.render import print_json, table
 from probe.store.database import Database, open_database
 from probe.store.export import format_utc
+from probe.store.models import MeasurementRow
 
 
 def register(sub: Any) -> None:
@@ -91,8 +93,10 @@ def show(args: argparse.Namespace) -> int:
         rows = db.measurements_of_run(run.run_id)
     finally:
         db.close()
+    services = _services(rows)
     if args.json:
         payload = _run_json(run)
+        payload["services"] = [_service_json(s) for s in services]
         payload["rows"] = [
             {
                 "id": m.id, "service": m.service, "input": m.input, "verdict": m.verdict,
@@ -104,6 +108,12 @@ def show(args: argparse.Namespace) -> int:
         return 0
     print(f"run {run.run_id}  {run.status}  started {format_utc(run.started_at)}")
     print(table(
+        ("service", "verdict", "detail", "scope", "inputs"),
+        [(s.service, s.verdict, s.detail, scope_text(s), f"{s.agreeing}/{s.inputs}")
+         for s in services],
+    ))  # fmt: skip
+    print()
+    print(table(
         ("id", "service", "input", "verdict", "detail"),
         [(m.id, m.service, m.input, m.verdict, m.detail) for m in rows],
     ))  # fmt: skip
@@ -111,13 +121,26 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _services(rows: list[MeasurementRow]) -> list[ServiceSummary]:
+    """The run's services by the service rule, computed from its stored rows."""
+    return summarize_rows((m.service, m.verdict, m.detail, m.layer) for m in rows)
+
+
+def _service_json(s: ServiceSummary) -> dict[str, Any]:
+    return {name: getattr(s, name) for name in s.__slots__}
+
+
 def _show_measurement(db: Database, measurement_id: int, as_json: bool) -> int:
     detail = db.get_measurement(measurement_id)
     if detail is None:
         raise UsageError(f"no measurement {measurement_id} in {db.label}")
     m = detail.row
+    controls = control_lines(detail.evidence)
     if as_json:
-        print_json("measurement", {"id": m.id, "row": _row_json(m), "evidence": detail.evidence})
+        print_json(
+            "measurement",
+            {"id": m.id, "row": _row_json(m), "controls": controls, "evidence": detail.evidence},
+        )
         return 0
     print(f"measurement {m.id} of run {m.run_id[:12]}  {format_utc(m.measured_at)}")
     print(f"  {m.service}  {m.input}")
@@ -126,10 +149,30 @@ def _show_measurement(db: Database, measurement_id: int, as_json: bool) -> int:
     if m.throughput_kbps is not None:
         baseline = "-" if m.baseline_kbps is None else f"{m.baseline_kbps:.0f} kbit/s"
         print(f"  throughput: {m.throughput_kbps:.0f} kbit/s  baseline: {baseline}")
+    if controls is None:
+        print("  controls: not recorded (measured by an older probe: see the evidence)")
+    else:
+        print("  controls:")
+        rows = [
+            (c["name"], _yes(c["configured"]), _yes(c["asked"]), c["outcome"], c["detail"])
+            for c in controls
+        ]
+        shown = table(("control", "configured", "asked", "outcome", "detail"), rows)
+        print("\n".join("    " + line for line in shown.splitlines()))
     print("  evidence:")
     text = json.dumps(detail.evidence, indent=2, ensure_ascii=False, default=str)
     print("\n".join("    " + line for line in text.splitlines()))
     return 0
+
+
+def control_lines(evidence: Any) -> list[dict[str, Any]] | None:
+    """The measurement's control status lines (None when its probe did not record them)."""
+    found = evidence.get("verdict_evidence", {}).get("control_status")
+    return found if isinstance(found, list) else None
+
+
+def _yes(flag: Any) -> str:
+    return "yes" if flag else "no"
 
 
 def _row_json(m: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from measurements.failures import describe
 from measurements.observations import Observation, to_jsonable
 from probe.classify import classify
 from probe.classify.common import inconclusive
+from probe.classify.control_status import ControlSetup, ThroughputRun, as_json, control_status
 from probe.classify.evidence import Controls, InputEvidence
 from probe.classify.fingerprints import Fingerprints, load_bundled
 from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
@@ -97,6 +98,11 @@ class Sweep:
         self.run_id = uuid.uuid4().hex
         self.total = len(targets.inputs())
         self.version = probe_version()
+        c = settings.control
+        self.control_setup = ControlSetup(
+            doh=len(c.doh), helper=c.helper is not None, references=len(self.references()),
+            innocuous_name=c.innocuous_name, throughput=settings.throughput.enabled,
+        )  # fmt: skip
         self.throughput = ThroughputTester(
             settings.throughput, self.references(), self.measurer, throughput_urls(targets)
         )
@@ -193,9 +199,16 @@ class Sweep:
 
     def _offline_record(self, job: Input, vantage: VantageCheck) -> MeasurementRecord:
         ev = InputEvidence(job.kind, job.value, job.host, None)
-        verdict = classify(ev, Controls(vantage_ok=False), self.fingerprints)
+        ctl = Controls(vantage_ok=False)
+        verdict = classify(ev, ctl, self.fingerprints)
+        status = as_json(control_status(self.control_setup, ev, ctl))
         verdict = dataclasses.replace(
-            verdict, evidence={**verdict.evidence, "references": vantage.summary()}
+            verdict,
+            evidence={
+                **verdict.evidence,
+                "references": vantage.summary(),
+                "control_status": status,
+            },
         )
         return MeasurementRecord(
             self.run_id, job.service, job.category, job.value, verdict,
@@ -302,10 +315,19 @@ class Sweep:
         controls = {k: v for k, v in to_jsonable(ctl).items() if v not in ((), [], None)}
         controls.pop("vantage_ok", None)
         controls.pop("kind", None)
+        timed = None
+        if self.throughput.wants(job) or "throughput_skipped" in extra or col.throughput:
+            timed = ThroughputRun(bool(col.throughput), extra.get("throughput_skipped"))
+        # One line per control (configured, asked, what came of it) beside the raw answers.
+        ev = col.evidence(job, exceeded)
+        status = control_status(
+            self.control_setup, ev, ctl, frozenset(col.asked), timed, extra.get("replay_skipped")
+        )
         verdict = dataclasses.replace(
             verdict,
             evidence={
-                **verdict.evidence, "controls": controls, "deadline_exceeded": exceeded, **extra,
+                **verdict.evidence, "controls": controls, "control_status": as_json(status),
+                "deadline_exceeded": exceeded, **extra,
             },
         )  # fmt: skip
         record = self._record(job, verdict, col, measured_at, t0)

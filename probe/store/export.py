@@ -27,6 +27,20 @@ as spreadsheets expect, so opening an export never runs a formula that a target 
 network's answer) put there; numbers are written as they are.
 The volunteer's IP address is not a column: the database never holds it. Evidence and
 observations are not exported here (they are per-measurement detail: `probe show`).
+
+``--services`` exports one row per service per run instead, computed from those same rows by
+the service rule (probe.classify.service; services are not stored, so the rule an export
+applies is always the probe's current one), in SERVICE_COLUMNS order:
+
+    run_id, service, category, verdict, layer, detail
+    scope            "all" | "partial" | null: whether every conclusive input is blocked or
+                     throttled, some are, or none is
+    affected         inputs blocked or throttled
+    conclusive       inputs accessible, blocked or throttled (inconclusive ones say nothing)
+    inputs           every input of the service in the run
+    accessible, blocked, throttled, inconclusive   inputs with each verdict
+    first_measured_at  when the run measured the service's first input (ISO-8601 UTC, "Z")
+    vantage_name, network_type, asn, country
 """
 
 from __future__ import annotations
@@ -38,6 +52,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from probe.classify.service import ServiceTally
 from probe.store.models import ExportRow
 
 EXPORT_COLUMNS: tuple[str, ...] = (
@@ -61,6 +76,14 @@ EXPORT_COLUMNS: tuple[str, ...] = (
 )
 
 
+SERVICE_COLUMNS: tuple[str, ...] = (
+    "run_id", "service", "category", "verdict", "layer", "detail", "scope", "affected",
+    "conclusive", "inputs", "accessible", "blocked", "throttled", "inconclusive",
+    "first_measured_at", "vantage_name", "network_type", "asn", "country",
+)  # fmt: skip
+_VERDICTS = ("accessible", "blocked", "throttled", "inconclusive")
+
+
 def format_utc(moment: dt.datetime) -> str:
     """ISO-8601 in UTC with milliseconds and a "Z": 2026-11-29T01:02:03.456Z."""
     if moment.tzinfo is None:
@@ -76,12 +99,41 @@ def export_record(row: ExportRow) -> dict[str, Any]:
     return record
 
 
+def service_records(rows: Iterable[ExportRow]) -> list[dict[str, Any]]:
+    """One row per service per run, by the service rule, keys in SERVICE_COLUMNS order."""
+    # Only counts are held per (run, service), so a long export's rows stream through.
+    groups: dict[tuple[str, str], tuple[ServiceTally, ExportRow]] = {}
+    for row in rows:
+        key = (row.run_id, row.service)
+        if key not in groups:
+            groups[key] = (ServiceTally(row.service), row)
+        groups[key][0].add(row.verdict, row.detail, row.layer)
+    out = []
+    for tally, first in groups.values():
+        s = tally.summary()
+        out.append({
+            "run_id": first.run_id, "service": s.service, "category": first.category,
+            "verdict": s.verdict, "layer": s.layer, "detail": s.detail, "scope": s.scope,
+            "affected": s.affected, "conclusive": s.conclusive, "inputs": s.inputs,
+            **{v: s.counts.get(v, 0) for v in _VERDICTS},
+            "first_measured_at": format_utc(first.measured_at),
+            "vantage_name": first.vantage_name, "network_type": first.network_type,
+            "asn": first.asn, "country": first.country,
+        })  # fmt: skip
+    return out
+
+
 def write_jsonl(rows: Iterable[ExportRow], out: TextIO) -> int:
     """Write one JSON object per line; return how many rows were written."""
+    return write_jsonl_records(map(export_record, rows), out)
+
+
+def write_jsonl_records(records: Iterable[dict[str, Any]], out: TextIO) -> int:
+    """Write plain records one JSON object per line; return how many were written."""
     count = 0
-    for row in rows:
+    for record in records:
         # ASCII-only JSON stays valid whatever encoding the output stream was opened with.
-        out.write(json.dumps(export_record(row)))
+        out.write(json.dumps(record))
         out.write("\n")
         count += 1
     return count
@@ -102,6 +154,13 @@ def csv_cell(value: Any) -> Any:
 
 def write_csv(rows: Iterable[ExportRow], out: TextIO) -> int:
     """Write a header and one CSV line per row; return how many rows were written."""
+    return write_csv_records(map(export_record, rows), EXPORT_COLUMNS, out)
+
+
+def write_csv_records(
+    records: Iterable[dict[str, Any]], columns: tuple[str, ...], out: TextIO
+) -> int:
+    """Write a header of ``columns`` and one CSV line per record; return how many."""
     # csv quotes a cell holding any character of the line terminator: with "\r\n" that is a
     # lone "\r" too, which "\n" alone leaves bare (and readers then split the row there).
     # Each row's own "\r\n" becomes "\n": text-mode stdout on Windows would make "\r\r\n".
@@ -114,10 +173,9 @@ def write_csv(rows: Iterable[ExportRow], out: TextIO) -> int:
         buffer.seek(0)
         buffer.truncate()
 
-    line(EXPORT_COLUMNS)
+    line(columns)
     count = 0
-    for row in rows:
-        record = export_record(row)
-        line([csv_cell(record[c]) for c in EXPORT_COLUMNS])
+    for record in records:
+        line([csv_cell(record[c]) for c in columns])
         count += 1
     return count

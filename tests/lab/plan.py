@@ -12,7 +12,8 @@ teardown can delete exactly what the lab made::
 Control traffic goes internet -> control directly, so it never crosses the censor; traffic
 from the vantage to the control host crosses the ISP but is let through before the censor's
 chain, except the SNI replay to the helper's TLS listener (REPLAY_HOOKS), which a censor
-reading names sees like any other HTTPS. No namespace has a link to the root namespace, so nothing can leave the lab.
+reading names sees like any other HTTPS. No namespace has a link to the root namespace, so
+nothing can leave the lab.
 """
 
 from __future__ import annotations

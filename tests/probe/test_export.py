@@ -15,7 +15,16 @@ import pytest
 from measurements.observations import DNSObservation, TCPObservation
 from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.store import Database, ExportRow, open_database
-from probe.store.export import EXPORT_COLUMNS, export_record, format_utc, write_csv, write_jsonl
+from probe.store.export import (
+    EXPORT_COLUMNS,
+    SERVICE_COLUMNS,
+    export_record,
+    format_utc,
+    service_records,
+    write_csv,
+    write_csv_records,
+    write_jsonl,
+)
 
 T0 = dt.datetime(2026, 11, 29, 1, 2, 3, 456789, tzinfo=dt.UTC)
 RUN_A = "aaaaaaaa" + "1" * 24
@@ -233,3 +242,28 @@ def test_observed_addresses_never_reach_an_export(db: Database) -> None:
     for text in (jsonl.getvalue(), csv_out.getvalue()):
         assert "198.51.100.7" not in text
         assert "192.0.2.53" not in text
+
+
+def test_services_export_one_row_per_service_per_run_with_its_scope(db: Database) -> None:
+    db.record(_record(RUN_A, "twitter", OK, 11))  # twitter in run A: 1 of 2 blocked
+    records = service_records(db.iter_export_rows())
+    assert [(r["run_id"][0], r["service"]) for r in records] == [
+        ("a", "telegram"), ("b", "telegram"), ("a", "twitter"), ("b", "twitter"),
+    ]  # fmt: skip
+    assert all(list(r) == list(SERVICE_COLUMNS) for r in records)
+    by_key = {(r["run_id"][0], r["service"]): r for r in records}
+    assert {k: (r["verdict"], r["scope"], r["affected"], r["conclusive"])
+            for k, r in by_key.items()} == {
+        ("a", "telegram"): ("accessible", None, 0, 1),
+        ("b", "telegram"): ("throttled", "all", 1, 1),
+        ("a", "twitter"): ("blocked", "partial", 1, 2),
+        ("b", "twitter"): ("accessible", None, 0, 1),
+    }  # fmt: skip
+    twitter = by_key[("a", "twitter")]
+    assert (twitter["blocked"], twitter["accessible"], twitter["inputs"]) == (1, 1, 2)
+    assert (twitter["detail"], twitter["layer"], twitter["asn"]) == ("tls.reset", "tls", 9198)
+    assert twitter["first_measured_at"] == "2026-11-29T01:12:03.456Z"
+    out = io.StringIO()
+    assert write_csv_records(records, SERVICE_COLUMNS, out) == 4
+    parsed = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert parsed[2]["scope"] == "partial" and parsed[0]["scope"] == ""
