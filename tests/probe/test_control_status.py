@@ -3,6 +3,9 @@ own words for "unreachable" and "refused" read from a real client and a real hel
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -144,9 +147,43 @@ def test_the_table() -> None:
 def test_every_control_has_one_line_and_throughput_ones_only_for_a_throughput_url() -> None:
     plain = [s.name for s in control_status(SETUP, URL, Controls())]
     assert plain == ["reference", "doh", "tls_innocuous", "tls_at_doh", "http_at_doh",
-                     "http_innocuous", "helper"]  # fmt: skip
+                     "http_innocuous", "helper", "replay"]  # fmt: skip
     timed = [s.name for s in control_status(SETUP, URL, Controls(), throughput=ThroughputRun(True))]
-    assert timed == plain + list(THROUGHPUT_CONTROLS)
+    assert timed == plain[:-1] + list(THROUGHPUT_CONTROLS) + ["replay"]
+    # The SNI replay is for a name over HTTPS only.
+    assert "replay" not in [s.name for s in control_status(SETUP, IP_ENDPOINT, Controls())]
+
+
+REPLAYED = dataclasses.replace(URL, replay=(_transfer(),))
+REPLAY_CASES = [
+    ("replayed", SETUP, REPLAYED, Controls(replay_innocuous=(_transfer(),)), None,
+     ("answered", "1 transfers naming")),
+    ("no helper", BARE, URL, Controls(), None, ("not_configured", "no helper")),
+    ("the helper runs no listener", SETUP, URL,
+     Controls(replay_problem="the helper runs no SNI replay listener (helper.replay_listen)"),
+     None, ("not_configured", "replay_listen")),
+    ("the helper cannot be reached", SETUP, URL,
+     Controls(replay_problem="the helper's health answer, which says where it replays: "
+                             "the helper could not be asked: connection_refused"),
+     None, ("unreachable", "connection_refused")),
+    ("budget spent", SETUP, URL, Controls(), "the throughput budget is spent: 0 bytes left",
+     ("skipped", "budget")),
+    ("not accessible", SETUP, URL, Controls(), None, ("not_needed", "accessible")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "setup", "ev", "ctl", "skipped", "want"), REPLAY_CASES,
+                         ids=[c[0] for c in REPLAY_CASES])  # fmt: skip
+def test_the_replay_line(
+    name: str,
+    setup: ControlSetup,
+    ev: InputEvidence,
+    ctl: Controls,
+    skipped: str | None,
+    want: tuple[str, str],
+) -> None:
+    line = _by_name(control_status(setup, ev, ctl, replay_skipped=skipped))["replay"]
+    assert (line.outcome, want[1] in line.detail) == (want[0], True), line
     assert as_json(control_status(BARE, URL, Controls()))[0] == {
         "name": "reference", "configured": True, "asked": True, "outcome": "answered",
         "detail": "a reference host answered before the sweep",
