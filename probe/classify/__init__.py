@@ -6,6 +6,8 @@ names the control that succeeded where the probe failed (rule 1) or a sign that 
 itself (a forged second DNS answer, a fingerprinted blockpage or interception root). Without
 either the answer is "inconclusive", with the reason in ``detail`` and ``reason``. An input
 found accessible that also has throughput trials is then judged by rule 7 (``throttle``).
+An input whose redirect chain failed at a later hop measured that hop as an input of its own;
+``hops`` joins that hop's verdict, by the same rules, with the input's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from probe.classify.connection import classify_endpoint, classify_tls
 from probe.classify.dns import classify_dns
 from probe.classify.evidence import Controls, InputEvidence
 from probe.classify.fingerprints import Fingerprints
+from probe.classify.hops import through_hops
 from probe.classify.http import classify_http
 from probe.classify.throttle import classify_throughput
 from probe.classify.verdict import Verdict
@@ -29,8 +32,16 @@ def classify(
     fingerprints: Fingerprints,
     routable: Iterable[Network] = (),
 ) -> Verdict:
-    """The verdict for one input."""
+    """The verdict for one input, its later redirect hops judged alike."""
     routable = tuple(routable)
+    own = _classify(ev, ctl, fingerprints, routable)
+    return through_hops(own, ev, lambda e, c: classify(e, c, fingerprints, routable))
+
+
+def _classify(
+    ev: InputEvidence, ctl: Controls, fingerprints: Fingerprints, routable: tuple[Network, ...]
+) -> Verdict:
+    """The verdict from the input's own observations and controls."""
     if not ctl.vantage_ok:
         return inconclusive(
             "vantage.offline",

@@ -59,6 +59,10 @@ class InputEvidence:
     not_contacted: str | None = None  # why the probe refused to contact the target
     deadline_exceeded: bool = False
     throughput: tuple[ThroughputObservation, ...] = ()  # the target's trials (rule 7), if run
+    # The hops after the first at which a redirect chain failed, each measured as an input
+    # of its own (docs/architecture.md, "Redirect hops"), in chain order: each one's URL is
+    # a hop of the chain of the one before it (the first: of this input's chain).
+    hops: tuple[HopEvidence, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +89,14 @@ class Controls:
     throughput_helper: tuple[ThroughputObservation, ...] = ()
     throughput_helper_problem: str | None = None  # why the helper timed nothing, if asked
     throughput_history: tuple[PastRate, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HopEvidence:
+    """A later hop of a redirect chain, measured as an input of its own, and its controls."""
+
+    number: int  # its place in the input's chain: 2 for the first redirect's target
+    url: str
+    chain: tuple[str, ...]  # the input's chain up to this hop, this hop's URL last
+    evidence: InputEvidence  # its own observations (with no hops of its own)
+    controls: Controls
