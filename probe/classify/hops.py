@@ -45,7 +45,8 @@ def through_hops(own: Verdict, ev: InputEvidence, judge: Judge) -> Verdict:
     result = _take(own, ev, carried)
     if result is not own:
         result = _with(result, chain_verdict=_summary(own))
-    return _with(result, later_hops=[_hop_facts(h, v) for h, v in zip(ev.hops, judged)])
+    facts = [_hop_facts(h, v) for h, v in zip(ev.hops, judged, strict=True)]
+    return _with(result, later_hops=facts)
 
 
 def _take(verdict: Verdict, ev: InputEvidence, later: Verdict | None) -> Verdict:

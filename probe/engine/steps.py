@@ -78,9 +78,7 @@ class Collector:
 
     def evidence(self, job: Input, deadline_exceeded: bool = False) -> InputEvidence:
         """The frozen evidence for the classifier (a deadline cut the last hop, if any)."""
-        hops = tuple(
-            h.evidence(deadline_exceeded and h is self.hops[-1]) for h in self.hops
-        )
+        hops = tuple(h.evidence(deadline_exceeded and h is self.hops[-1]) for h in self.hops)
         return InputEvidence(
             kind=job.kind,
             input=job.value,
