@@ -142,7 +142,7 @@ hops = st.lists(
 ).map(tuple)  # fmt: skip
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 @given(evidence, controls, hops)
 def test_a_hop_never_unblocks_nor_blocks_on_its_own(
     ev: InputEvidence, ctl: Controls, later: tuple[HopEvidence, ...]
