@@ -97,7 +97,8 @@ def next_controls(seen: Seen, refusal: Callable[[str], str | None]) -> tuple[Ask
     return tuple(a for a in out if a.kind not in seen.asked)
 
 
-# At most this many later hops are measured per input: the redirects a fetch follows.
+# The redirects a fetch follows (``steps.Measurer._fetch``), and so the most later hops
+# measured per input.
 MAX_HOPS = 5
 
 Origin = tuple[str, str, int]  # scheme, host, port

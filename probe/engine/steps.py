@@ -290,7 +290,7 @@ class Measurer:
         )  # fmt: skip
 
     def _fetch(
-        self, url: str, ip: str, fetch: _Fetch, *, verify: bool = True, redirects: int = 5
+        self, url: str, ip: str, fetch: _Fetch, *, verify: bool = True, redirects: int = MAX_HOPS
     ) -> Awaitable[HTTPObservation]:
         return http.fetch(
             url, ip, timeout=self.limits.http_timeout, ca_bundle=self.network.ca_bundle,
