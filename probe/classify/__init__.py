@@ -35,6 +35,8 @@ def classify(
     """The verdict for one input, its later redirect hops judged alike."""
     routable = tuple(routable)
     own = _classify(ev, ctl, fingerprints, routable)
+    if not ctl.vantage_ok:
+        return own  # rule 2: an offline vantage claims nothing, at any hop
     return through_hops(own, ev, lambda e, c: classify(e, c, fingerprints, routable))
 
 

@@ -150,6 +150,8 @@ def test_a_hop_never_unblocks_nor_blocks_on_its_own(
     own = classify(_no_hops(ev), ctl, FP)
     got = classify(dataclasses.replace(ev, hops=later), ctl, FP)
     assert got.reason.strip()
+    if not ctl.vantage_ok:
+        assert got == own  # rule 2 holds for every hop
     if own.verdict == "blocked":
         assert (got.verdict, got.layer, got.detail, got.rule) == (
             own.verdict, own.layer, own.detail, own.rule,
