@@ -7,6 +7,8 @@ itself (a forged second DNS answer, a fingerprinted blockpage or interception ro
 either the answer is "inconclusive", with the reason in ``detail`` and ``reason``. An input
 found accessible (or too slow to finish) that also has throughput trials is then judged by
 rule 7 (``throttle``), and one still accessible with SNI replay transfers by ``replay``.
+An input whose redirect chain failed at a later hop measured that hop as an input of its own;
+``hops`` joins that hop's verdict, by the same rules, with the input's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from probe.classify.connection import classify_endpoint, classify_tls
 from probe.classify.dns import classify_dns
 from probe.classify.evidence import Controls, InputEvidence
 from probe.classify.fingerprints import Fingerprints
+from probe.classify.hops import through_hops
 from probe.classify.http import classify_http
 from probe.classify.replay import classify_replay
 from probe.classify.throttle import classify_throughput
@@ -32,8 +35,18 @@ def classify(
     fingerprints: Fingerprints,
     routable: Iterable[Network] = (),
 ) -> Verdict:
-    """The verdict for one input."""
+    """The verdict for one input, its later redirect hops judged alike."""
     routable = tuple(routable)
+    own = _classify(ev, ctl, fingerprints, routable)
+    if not ctl.vantage_ok:
+        return own  # rule 2: an offline vantage claims nothing, at any hop
+    return through_hops(own, ev, lambda e, c: classify(e, c, fingerprints, routable))
+
+
+def _classify(
+    ev: InputEvidence, ctl: Controls, fingerprints: Fingerprints, routable: tuple[Network, ...]
+) -> Verdict:
+    """The verdict from the input's own observations and controls."""
     if not ctl.vantage_ok:
         return inconclusive(
             "vantage.offline",

@@ -28,10 +28,16 @@ def helper_decides(ev: InputEvidence) -> bool:
     altered)."""
     if ev.tcp and all(o.failure is not None for o in ev.tcp):
         return True
-    if ev.tls and all(o.failure is not None for o in ev.tls):
-        return ev.tls[-1].operation == "connect"
-    if ev.tls and ev.tls[-1].cert_valid is False:
+    # TLS observations count for an HTTPS input only, as in classify (the rest ignores them).
+    tls = ev.tls if ev.scheme == "https" else ()
+    if tls and all(o.failure is not None for o in tls):
+        return tls[-1].operation == "connect"
+    if tls and tls[-1].cert_valid is False:
         return True
     if ev.http and all(http_failed(o) for o in ev.http):
-        return ev.http[-1].final.operation in _FETCH_FAILURES
-    return bool(ev.http) and not ev.tls
+        final = ev.http[-1].final
+        # A malformed answer is judged against the helper's wherever it broke (http.py).
+        return final.malformed or final.operation in _FETCH_FAILURES
+    # The classifier compares pages with the helper's for plain HTTP only (http.py): the same
+    # test here, by scheme (a test made of parts once found "no TLS" and "http" disagreeing).
+    return bool(ev.http) and ev.scheme == "http"

@@ -62,6 +62,10 @@ class InputEvidence:
     # The SNI replay: transfers to the control helper's replay listener naming the hostname,
     # both directions (probe.classify.replay).
     replay: tuple[ThroughputObservation, ...] = ()
+    # The hops after the first at which a redirect chain failed, each measured as an input
+    # of its own (docs/architecture.md, "Redirect hops"), in chain order: each one's URL is
+    # a hop of the chain of the one before it (the first: of this input's chain).
+    hops: tuple[HopEvidence, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +95,14 @@ class Controls:
     # The SNI replay's control: the same transfers naming an innocuous host, interleaved.
     replay_innocuous: tuple[ThroughputObservation, ...] = ()
     replay_problem: str | None = None  # why no replay was timed, when one was wanted
+
+
+@dataclass(frozen=True, slots=True)
+class HopEvidence:
+    """A later hop of a redirect chain, measured as an input of its own, and its controls."""
+
+    number: int  # its place in the input's chain: 2 for the first redirect's target
+    url: str
+    chain: tuple[str, ...]  # the input's chain up to this hop, this hop's URL last
+    evidence: InputEvidence  # its own observations (with no hops of its own)
+    controls: Controls

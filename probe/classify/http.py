@@ -27,6 +27,15 @@ def _succeeded(obs: HTTPObservation) -> bool:
     return hop.failure is None and hop.refused is None and hop.status is not None
 
 
+def failed_later(ev: InputEvidence) -> HTTPObservation | None:
+    """The last fetch, when every fetch failed and the last failed, or was refused, at a hop
+    after the first: what the input's own rules cannot judge (no control saw that hop)."""
+    if not ev.http or any(_succeeded(o) for o in ev.http):
+        return None
+    last = ev.http[-1]
+    return last if len(last.hops) > 1 else None
+
+
 def classify_http(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict:
     """The HTTP stage's verdict; a plain-HTTP failure DNS caused is put on DNS's account."""
     result = _classify_http(ev, ctl, fp)
@@ -261,7 +270,9 @@ def _cut_vs_helper(f: _Failed) -> Verdict | None:
 def _cut_vs_innocuous_host(f: _Failed) -> Verdict | None:
     """Cut after the request, while the same address answered another name."""
     hop, failure = f.hop, f.failure
-    if not _after_request(f):
+    if not _after_request(f) or len(f.last.hops) > 1:
+        # A later hop was asked of another address, or for another path, than the control
+        # was: not like with like. That hop is measured as an input of its own instead.
         return None
     # The innocuous-Host control asked the same address for the same path. It answers
     # for a cut (a reset or a close): a server does not cut its own name's requests

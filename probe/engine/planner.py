@@ -16,6 +16,11 @@ http_innocuous     the fetch failed after the request (cut, timeout,  6
 helper             a helper is configured, the input was contacted,   1, 5, 6
                    and ``classify.controls.helper_decides``
 =================  =================================================  ============
+
+The innocuous Host is asked only when the input's own URL failed: a later hop was asked of
+another address, or for another path. Such a hop, when it has another scheme, host or port
+than any measured so far, is measured as an input of its own (``later_hop``): the same
+steps, the same controls by this same table, at most ``MAX_HOPS`` of them per input.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from typing import Literal
 from measurements.observations import DNSObservation
 from probe.classify.controls import helper_decides, http_failed
 from probe.classify.evidence import InputEvidence
+from probe.classify.http import failed_later
+from targets.model import UrlTarget, url_problem
 
 ControlKind = Literal["tls_innocuous", "tls_at_doh", "http_at_doh", "http_innocuous", "helper"]
 
@@ -80,8 +87,48 @@ def next_controls(seen: Seen, refusal: Callable[[str], str | None]) -> tuple[Ask
             if alternative is not None:
                 out.append(Ask("http_at_doh", alternative))
         last_fetch = ev.http[-1]
-        if http_failed(last_fetch) and last_fetch.final.operation in ("http_request", "http_body"):
+        if (
+            http_failed(last_fetch) and len(last_fetch.hops) == 1
+            and last_fetch.final.operation in ("http_request", "http_body")
+        ):  # fmt: skip
             out.append(Ask("http_innocuous"))
     if seen.helper and seen.address is not None and helper_decides(ev):
         out.append(Ask("helper"))
     return tuple(a for a in out if a.kind not in seen.asked)
+
+
+# The redirects a fetch follows (``steps.Measurer._fetch``), and so the most later hops
+# measured per input.
+MAX_HOPS = 5
+
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
+@dataclass(frozen=True, slots=True)
+class LaterHop:
+    """A hop after the first at which a chain failed, to measure as an input of its own."""
+
+    number: int  # its place in the input's chain (the input's URL is hop 1)
+    url: str
+    chain: tuple[str, ...]  # the input's chain up to this hop, this hop's URL last
+
+
+def origin(url: str) -> Origin:
+    """What a URL is measured as: its scheme, host and port (another path is the same)."""
+    target = UrlTarget.parse(url)
+    return target.scheme, target.host, target.port
+
+
+def later_hop(
+    ev: InputEvidence, measured: frozenset[Origin], before: tuple[str, ...] = ()
+) -> LaterHop | None:
+    """The hop at which ``ev``'s chain failed, when it is after the first and of an origin
+    not yet ``measured``; ``before`` is the chain that led to ``ev``'s URL."""
+    last = failed_later(ev)
+    if last is None:
+        return None
+    url = last.final.url
+    if url_problem(url) is not None or origin(url) in measured:
+        return None  # nothing a fetch can ask for, or measured already (a loop)
+    chain = (*before, *(h.url for h in last.hops))
+    return LaterHop(len(chain), url, chain)

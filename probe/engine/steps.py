@@ -2,7 +2,8 @@
 
 Only observations are produced here; what they mean is probe.classify's business. Each
 observation goes into a Collector the moment it exists, so an input stopped by its deadline
-is still classified on what it showed.
+is still classified on what it showed. A redirect chain that failed at a later hop has that
+hop measured next as an input of its own, into a Collector of its own (``Collector.hops``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,32 @@ from measurements.addresses import address_problem, is_ip
 from measurements.observations import (
     DNSObservation,
     HTTPObservation,
+    Observation,
     TCPObservation,
     ThroughputObservation,
     TLSObservation,
 )
 from probe.classify.controls import http_failed
-from probe.classify.evidence import Controls, HelperReport, InputEvidence, PastRate
+from probe.classify.evidence import (
+    Controls,
+    HelperReport,
+    HopEvidence,
+    InputEvidence,
+    PastRate,
+)
 from probe.config import LimitSettings, Settings
 from probe.engine.doh import DoHCache
-from probe.engine.planner import Ask, ControlKind, Seen, http_follows, next_controls
+from probe.engine.planner import (
+    MAX_HOPS,
+    Ask,
+    ControlKind,
+    LaterHop,
+    Seen,
+    http_follows,
+    later_hop,
+    next_controls,
+    origin,
+)
 from probe.helper.client import HelperClient
 from targets.model import Input
 
@@ -59,9 +77,11 @@ class Collector:
     replay: list[ThroughputObservation] = field(default_factory=list)  # naming the host
     replay_innocuous: list[ThroughputObservation] = field(default_factory=list)
     replay_problem: str | None = None
+    hops: list[MeasuredHop] = field(default_factory=list)  # later hops, in chain order
 
     def evidence(self, job: Input, deadline_exceeded: bool = False) -> InputEvidence:
-        """The frozen evidence for the classifier."""
+        """The frozen evidence for the classifier (a deadline cut the last hop, if any)."""
+        hops = tuple(h.evidence(deadline_exceeded and h is self.hops[-1]) for h in self.hops)
         return InputEvidence(
             kind=job.kind,
             input=job.value,
@@ -75,7 +95,15 @@ class Collector:
             deadline_exceeded=deadline_exceeded,
             throughput=tuple(self.throughput),
             replay=tuple(self.replay),
+            hops=hops,
         )
+
+    def hop_observations(self) -> tuple[Observation, ...]:
+        """Every observation the later hops made, to store beside the input's own."""
+        found: list[Observation] = []
+        for hop in self.hops:
+            found += [*hop.col.dns, *hop.col.tls, *hop.col.http]
+        return tuple(found)
 
     def controls(self, vantage_ok: bool) -> Controls:
         """The frozen controls for the classifier."""
@@ -96,6 +124,22 @@ class Collector:
             replay_innocuous=tuple(self.replay_innocuous),
             replay_problem=self.replay_problem,
         )
+
+
+@dataclass
+class MeasuredHop:
+    """A later hop of an input's redirect chain, measured as an input of its own."""
+
+    at: LaterHop
+    job: Input  # the hop's URL as an input (the parent's service and category)
+    col: Collector = field(default_factory=Collector)
+
+    def evidence(self, deadline_exceeded: bool = False) -> HopEvidence:
+        """The hop's frozen evidence and controls, where it sits in the input's chain."""
+        return HopEvidence(
+            self.at.number, self.at.url, self.at.chain,
+            self.col.evidence(self.job, deadline_exceeded), self.col.controls(vantage_ok=True),
+        )  # fmt: skip
 
 
 async def attempts(
@@ -174,12 +218,35 @@ class Measurer:
         timed later: here only its status and first bytes matter.
         """
         fetch = _Fetch(max_body or self.limits.max_body, ranged)
+        await self._input(job, col, fetch)
+        await self._later_hops(job, col, fetch)
+
+    async def _input(self, job: Input, col: Collector, fetch: _Fetch) -> None:
+        """The steps of one URL or endpoint, then each control the planner names."""
         await self._steps(job, col, fetch)
         # Bounded: each control is asked at most once, and there are five.
         while asks := next_controls(self._seen(job, col), self.refusal):
             for ask in asks:
                 col.asked.add(ask.kind)
                 await self._ask(ask, job, col, fetch)
+
+    async def _later_hops(self, job: Input, col: Collector, fetch: _Fetch) -> None:
+        """The hop at which the chain failed, measured like an input, then any hop at which
+        that hop's own chain failed, and so on: at most MAX_HOPS, never one origin twice."""
+        if job.url is None:
+            return
+        measured = {origin(job.value)}
+        before: tuple[str, ...] = ()  # the chain that led to the source's URL
+        source, source_col = job, col
+        while len(col.hops) < MAX_HOPS:
+            at = later_hop(source_col.evidence(source), frozenset(measured), before)
+            if at is None:
+                return
+            hop = MeasuredHop(at, Input(job.service, job.category, "url", at.url))
+            col.hops.append(hop)
+            measured.add(origin(at.url))
+            await self._input(hop.job, hop.col, fetch)  # every address checked by refusal
+            source, source_col, before = hop.job, hop.col, at.chain[:-1]
 
     def _seen(self, job: Input, col: Collector) -> Seen:
         return Seen(
@@ -229,7 +296,7 @@ class Measurer:
         )  # fmt: skip
 
     def _fetch(
-        self, url: str, ip: str, fetch: _Fetch, *, verify: bool = True, redirects: int = 5
+        self, url: str, ip: str, fetch: _Fetch, *, verify: bool = True, redirects: int = MAX_HOPS
     ) -> Awaitable[HTTPObservation]:
         return http.fetch(
             url, ip, timeout=self.limits.http_timeout, ca_bundle=self.network.ca_bundle,

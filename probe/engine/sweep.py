@@ -258,6 +258,7 @@ class Sweep:
         """The stored row: the verdict and every observation the input collected."""
         observations: tuple[Observation, ...] = (
             *col.dns, *col.tcp, *col.tls, *col.http, *col.throughput, *col.replay,
+            *col.hop_observations(),  # the later redirect hops measured as inputs
         )  # fmt: skip
         return MeasurementRecord(
             self.run_id, job.service, job.category, job.value, verdict, measured_at,

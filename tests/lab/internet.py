@@ -12,11 +12,15 @@ One process serves, each on its own address (all on the namespace's loopback):
   names only itself; under the name notice.isp.lab it serves a notice no fingerprint knows.
 
 What the sites do for everyone comes from the internet policy file (a scenario's
-``[server]``): a status per site (a 403, say), and paths broken or slow on every site::
+``[server]``): a status per site (a 403, say), paths broken or slow on every site, and
+redirects (a shortener's link, http to https), keyed by the URL asked for::
 
     status = { "www.instagram.com" = 403 }
     broken = { "/garbage" = "garbage", "/endless" = "endless-header", "/headers" = "many-headers" }
     slow = { "/slow" = 5.0 }    # seconds before the page's answer starts
+    redirect = { "http://www.facebook.com/" = "https://www.facebook.com/" }   # a 301
+
+A redirect's value may also be a table, ``{ location = URL, status = 302 }``.
 
 A broken path answers bytes that are not well-formed HTTP, written raw to the connection
 (the HTTP server never gets to answer), then closes: ``garbage`` is random bytes with CRLFs
@@ -33,6 +37,7 @@ import asyncio
 import random
 import ssl
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -92,13 +97,24 @@ async def _write_raw(request: web.Request, kind: str) -> web.Response:
     return web.Response()
 
 
+def redirect(moved: str | dict[str, Any]) -> web.Response:
+    """A redirect of the policy: a URL (answered with a 301), or ``{location, status}``."""
+    if isinstance(moved, str):
+        moved = {"location": moved}
+    status = int(moved.get("status", 301))
+    return web.Response(status=status, headers={"Location": str(moved["location"])})
+
+
 def site_app(policy: PolicyFile) -> web.Application:
     """Every site: its page at every path (or the status the policy sets for everyone), /big,
-    and the paths the policy breaks or slows."""
+    and the paths the policy breaks, slows or redirects."""
 
     async def index(request: web.Request) -> web.Response:
         host = (request.host or "").split(":")[0].lower()
         now = policy.current()
+        moved = now.get("redirect", {}).get(f"{request.scheme}://{host}{request.path_qs}")
+        if moved is not None:
+            return redirect(moved)
         broken = now.get("broken", {}).get(request.path)
         if broken is not None:
             return await _write_raw(request, str(broken))

@@ -90,6 +90,7 @@ ZONE = {
     "www.instagram.com": "198.19.1.2",
     "web.telegram.org": "198.19.1.3",
     "twitter.com": "198.19.1.5",
+    "t.co": "198.19.1.5",  # Twitter's link shortener (the redirect-hop scenarios' first hop)
     "www.wikipedia.org": "198.19.0.80",
     "www.debian.org": "198.19.0.81",
     "www.gnu.org": "198.19.0.82",

@@ -34,6 +34,7 @@ list (``targets.toml``)::
     status = { "www.instagram.com" = 403 }
     broken = { "/garbage" = "garbage" }         # a path's raw bad answer (tests.lab.internet)
     slow = { "/slow" = 5.0 }                    # seconds before a path's answer starts
+    redirect = { "http://t.co/fb" = "https://www.facebook.com/" }   # a URL's 301 (a shortener)
     [link]
     uplink = "down"                             # the vantage's line is cut
     [probe]                                     # the probe's [limits], if not the runner's

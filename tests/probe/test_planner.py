@@ -1,4 +1,5 @@
-"""The step planner: which control each set of observations so far calls for, as a table."""
+"""The step planner: which control each set of observations so far calls for, and which
+later redirect hop is measured as an input of its own, as tables."""
 
 from __future__ import annotations
 
@@ -7,8 +8,19 @@ from dataclasses import dataclass
 import pytest
 
 from measurements.addresses import address_problem
+from measurements.observations import HTTPHop
 from probe.classify.evidence import InputEvidence
-from probe.engine.planner import Ask, ControlKind, Seen, http_follows, next_controls
+from probe.engine.planner import (
+    Ask,
+    ControlKind,
+    LaterHop,
+    Origin,
+    Seen,
+    http_follows,
+    later_hop,
+    next_controls,
+    origin,
+)
 from tests.probe.test_classify import HOST, OTHER, PUBLIC, dns, doh, hop, http, tcp, tls, url
 
 RST, TIMEOUT = "connection_reset", "generic_timeout_error"
@@ -141,3 +153,86 @@ def test_http_follows_only_a_valid_handshake() -> None:
     assert http_follows(url(tls=(tls(RST, "tls_handshake"), tls())))
     assert not http_follows(url(tls=(tls(), tls(RST, "tls_handshake"))))
     assert not http_follows(url(tls=(tls(valid=False),)))
+
+
+# Which later hop is measured as an input of its own (``later_hop``).
+FIRST = f"http://{HOST}/"
+BARE = "https://example.test/"
+SAME = f"https://{HOST}/"
+
+
+@dataclass
+class HopRow:
+    name: str
+    hops: tuple[tuple[HTTPHop, ...], ...]  # each fetch attempt's hops
+    expect: LaterHop | None
+    measured: frozenset[Origin] = frozenset({origin(FIRST)})
+    before: tuple[str, ...] = ()
+
+
+def _chain(*attempts: tuple[HTTPHop, ...]) -> InputEvidence:
+    return url(**PLAIN, dns=(dns(PUBLIC),), http=tuple(http(*a) for a in attempts))
+
+
+RESET_AT_BARE = (hop(301, url=FIRST), hop(None, RST, "tls_handshake", url=BARE))
+NO_ADDRESS = hop(None, url=BARE, ip=None, refused="no address for example.test")
+OUT_OF_RANGE = hop(None, url="http://example.test:99999/", ip=None, refused="port out of range")
+AT_BARE = LaterHop(2, BARE, (FIRST, BARE))
+HOP_ROWS = [
+    HopRow("a healthy chain: no hop", ((hop(301, url=FIRST), hop(url=BARE)),), None),
+    HopRow(
+        "the first hop failed: the input's own rules",
+        ((hop(None, RST, "http_request", url=FIRST),),),
+        None,
+    ),
+    HopRow("http to https, reset at the https hop", (RESET_AT_BARE,) * 2, AT_BARE),
+    HopRow(
+        "a name with no address (the resolver denied it)",
+        ((hop(302, url=FIRST), NO_ADDRESS),),
+        AT_BARE,
+    ),
+    HopRow(
+        "the third hop",
+        ((hop(302, url=FIRST), hop(301, url=SAME), hop(None, RST, "tls_handshake", url=BARE)),),
+        LaterHop(3, BARE, (FIRST, SAME, BARE)),
+    ),
+    HopRow(
+        "one attempt reached the page: no hop",
+        (RESET_AT_BARE, (hop(301, url=FIRST), hop(url=BARE))),
+        None,
+    ),
+    HopRow(
+        "the same origin, another path: the input's own",
+        ((hop(302, url=FIRST), hop(None, RST, "http_request", url=f"{FIRST}login")),),
+        None,
+    ),
+    HopRow(
+        "an origin measured already: no loop",
+        (RESET_AT_BARE,),
+        None,
+        frozenset({origin(FIRST), origin(BARE)}),
+    ),
+    HopRow("a location no fetch can ask for", ((hop(302, url=FIRST), OUT_OF_RANGE),), None),
+    HopRow(
+        "a hop of a hop: numbered in the input's chain",
+        ((hop(301, url=SAME), hop(None, RST, "tls_handshake", url=BARE)),),
+        LaterHop(3, BARE, ("http://short.test/", SAME, BARE)),
+        frozenset({origin("http://short.test/"), origin(SAME)}),
+        ("http://short.test/",),
+    ),
+]
+
+
+@pytest.mark.parametrize("row", HOP_ROWS, ids=[r.name for r in HOP_ROWS])
+def test_later_hop(row: HopRow) -> None:
+    assert later_hop(_chain(*row.hops), row.measured, row.before) == row.expect
+
+
+def test_the_innocuous_host_is_asked_only_for_the_input_s_own_url() -> None:
+    # A later hop was cut at another address, or on another path, than the control asks.
+    cut_later = _chain((hop(302, url=FIRST), hop(None, RST, "http_request", url=BARE)))
+    seen = Seen(cut_later, (), PUBLIC, frozenset(), helper=False)
+    assert next_controls(seen, refusal) == ()
+    cut_here = _chain((hop(None, RST, "http_request", url=FIRST),))
+    seen = Seen(cut_here, (), PUBLIC, frozenset(), helper=False)
+    assert next_controls(seen, refusal) == (Ask("http_innocuous"),)

@@ -9,7 +9,7 @@ Both listeners bind 127.0.0.1 on random ports; made-up names are reached by pinn
 127.0.0.1, never by resolving them. Each behaviour a measurement must recognise is a route:
 
     /                 an HTML page titled "Welcome to {Host}"
-    /redirect?to=URL  302 to URL
+    /redirect?to=URL  302 to URL (``&status=301``: that redirect status instead)
     /big              2 MiB (deterministic bytes)
     /slow?seconds=N   a little, then one byte every 0.2 s for N seconds (at most 30)
     /reset            headers and part of the body, then a TCP RST
@@ -161,7 +161,10 @@ class WebServer:
         return web.Response(text=_page(f"Welcome to {host}", "It works."), content_type="text/html")
 
     async def _redirect(self, request: web.Request) -> web.Response:
-        return web.Response(status=302, headers={"Location": request.query.get("to", "/")})
+        status = int(request.query.get("status", "302"))
+        if status not in (301, 302, 303, 307, 308):
+            raise web.HTTPBadRequest(text="not a redirect status")
+        return web.Response(status=status, headers={"Location": request.query.get("to", "/")})
 
     async def _big(self, request: web.Request) -> web.Response:
         return web.Response(body=BIG_BODY, content_type="application/octet-stream")
