@@ -16,6 +16,7 @@ from probe.classify.common import (
 )
 from probe.classify.evidence import Controls, InputEvidence
 from probe.classify.fingerprints import Fingerprints
+from probe.classify.middlebox import ghost_name
 from probe.classify.verdict import Verdict
 
 
@@ -42,7 +43,10 @@ def classify_dns(
     sinkhole = _sinkhole(ok, fp, facts)
     if sinkhole is not None:
         return sinkhole
-    return _bogon(ok, doh, routable, facts)
+    bogon = _bogon(ok, doh, routable, facts)
+    if bogon is not None or doh:
+        return bogon
+    return ghost_name(ev, ok, ctl, fp, facts)
 
 
 def _injection(ev: InputEvidence, facts: dict[str, Any]) -> Verdict | None:

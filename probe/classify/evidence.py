@@ -78,6 +78,9 @@ class Controls:
     http_innocuous: tuple[HTTPObservation, ...] = ()  # same address, innocuous Host
     tls_at_control_addresses: tuple[TLSObservation, ...] = ()  # target SNI at DoH's address
     http_at_control_addresses: tuple[HTTPObservation, ...] = ()  # plain HTTP at DoH's address
+    # The resolver under test asked for a name made up to exist nowhere (for a ghost name):
+    # a resolver that answers every missing name is not singling one out.
+    dns_nonexistent: tuple[DNSObservation, ...] = ()
     helper: HelperReport | None = None
     # Why the helper gave no report when it was asked (refused, unreachable, a bad answer):
     # a control that was missing is evidence too.

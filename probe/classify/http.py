@@ -10,14 +10,14 @@ from measurements.observations import HTTPHop, HTTPObservation
 from probe.classify.common import (
     HTTP_DETAIL,
     TIMEOUT,
-    doh_addresses,
-    first_ok,
     inconclusive,
     verdict,
 )
 from probe.classify.connection import tcp_failure_verdict
 from probe.classify.evidence import Controls, HelperReport, InputEvidence
 from probe.classify.fingerprints import Fingerprints
+from probe.classify.middlebox import steered_http
+from probe.classify.pagediff import Page, differs
 from probe.classify.pages import known_page, with_hint
 from probe.classify.verdict import Verdict
 
@@ -37,47 +37,13 @@ def failed_later(ev: InputEvidence) -> HTTPObservation | None:
 
 
 def classify_http(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict:
-    """The HTTP stage's verdict; a plain-HTTP failure DNS caused is put on DNS's account."""
+    """The HTTP stage's verdict; a plain-HTTP page DNS steered is put on DNS's account."""
     result = _classify_http(ev, ctl, fp)
-    if result.verdict != "accessible" and ev.scheme == "http":
-        steered = _steered(ev, ctl, fp)
+    if ev.scheme == "http":
+        steered = steered_http(ev, ctl, fp, result)
         if steered is not None:
             return steered
     return result
-
-
-def _steered(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict | None:
-    """The resolver's address gave no page or a blockpage, DoH's gave the site: DNS did it.
-
-    Plain HTTP has no certificate to prove which server answered, so the proof is the page
-    fetched at DoH's address: answered, and no known blockpage.
-    """
-    ok = first_ok(ev.dns)
-    doh = doh_addresses(ctl)
-    if ok is None or not doh or set(ok.addresses) & set(doh):
-        return None
-    good = next(
-        (
-            o
-            for o in ctl.http_at_control_addresses
-            if _succeeded(o) and not any(fp.http_match(h) for h in o.hops)
-        ),
-        None,
-    )
-    if good is None:
-        return None
-    return verdict(
-        "blocked",
-        "dns",
-        "dns.blockpage_ip",
-        "dns.steered_http",
-        f"The resolver's address {ok.addresses[0]} did not serve the page (or served a "
-        f"blockpage) while DoH's address {good.final.ip} answered {good.final.status}.",
-        resolver_addresses=list(ok.addresses),
-        doh_addresses=list(doh),
-        control_status=good.final.status,
-        control_title=good.final.title,
-    )
 
 
 def _classify_http(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict:
@@ -352,27 +318,14 @@ def _helper_diff(ok: HTTPObservation, ctl: Controls) -> Verdict | None:
             final_url=final.url,
             helper_final_host=helper.final_host,
         )
-    # As the best-known probe does: a length far from the helper's only counts with a title
-    # that differs too, since localised pages change titles but rarely their size. A read
-    # cut short (by the cap, or by asking for part of a large resource: 206 to our Range)
-    # says how much was read, not how long the page is.
-    partial = final.status == 206 or final.truncated
-    ratio = (
-        min(final.body_length, helper.body_length) / max(final.body_length, helper.body_length)
-        if final.body_length and helper.body_length and not partial
-        else 1.0
-    )
-    # 206 is the answer to our Range: the same resource the helper got whole (200).
-    status = 200 if final.status == 206 else final.status
-    status_differs = status != helper.status
-    if status_differs or (ratio < 0.7 and final.title != helper.title):
+    how = differs(Page.of(final), Page(helper.status, helper.title, helper.body_length))
+    if how is not None:
         return verdict(
             "blocked",
             "http",
             "http.diff",
             "http.helper_diff",
-            "The page differs from the control helper's: "
-            + ("another status." if status_differs else "another title and length."),
+            "The page differs from the control helper's: " + how,
             status=final.status,
             helper_status=helper.status,
             title=final.title,

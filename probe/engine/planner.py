@@ -13,6 +13,10 @@ tls_at_doh         the handshake failed or its chain did not          4
 http_at_doh        a plain-HTTP page, and DoH gave another address    4
 http_innocuous     the fetch failed after the request (cut, timeout,  6
                    malformed or slow body)
+dns_nonexistent    a ghost name: the resolver answered, every DoH     4
+                   answer is NXDOMAIN (a made-up name, to the resolver)
+http_innocuous     a ghost name's plain-HTTP page (the same page for  4
+                   any name is a middlebox's)
 helper             a helper is configured, the input was contacted,   1, 5, 6
                    and ``classify.controls.helper_decides``
 =================  =================================================  ============
@@ -30,12 +34,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 from measurements.observations import DNSObservation
+from probe.classify.common import first_ok
 from probe.classify.controls import helper_decides, http_failed
 from probe.classify.evidence import InputEvidence
 from probe.classify.http import failed_later
+from probe.classify.middlebox import doh_says_gone
 from targets.model import UrlTarget, url_problem
 
-ControlKind = Literal["tls_innocuous", "tls_at_doh", "http_at_doh", "http_innocuous", "helper"]
+ControlKind = Literal[
+    "tls_innocuous", "tls_at_doh", "http_at_doh", "http_innocuous", "helper", "dns_nonexistent"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,7 @@ def next_controls(seen: Seen, refusal: Callable[[str], str | None]) -> tuple[Ask
             and last_fetch.final.operation in ("http_request", "http_body")
         ):  # fmt: skip
             out.append(Ask("http_innocuous"))
+    out += _ghost_controls(seen)
     if seen.helper and seen.address is not None and helper_decides(ev):
         out.append(Ask("helper"))
     return tuple(a for a in out if a.kind not in seen.asked)
@@ -132,3 +141,14 @@ def later_hop(
         return None  # nothing a fetch can ask for, or measured already (a loop)
     chain = (*before, *(h.url for h in last.hops))
     return LaterHop(len(chain), url, chain)
+
+
+def _ghost_controls(seen: Seen) -> list[Ask]:
+    """A ghost name (the resolver answered, DoH says it does not exist): rule 4's controls."""
+    ev = seen.evidence
+    if seen.address is None or first_ok(ev.dns) is None or not doh_says_gone(seen.doh):
+        return []
+    out = [Ask("dns_nonexistent")]
+    if ev.scheme == "http" and ev.http and not http_failed(ev.http[-1]):
+        out.append(Ask("http_innocuous"))
+    return out

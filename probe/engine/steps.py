@@ -9,6 +9,7 @@ hop measured next as an input of its own, into a Collector of its own (``Collect
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -63,6 +64,7 @@ class Collector:
     http_innocuous: list[HTTPObservation] = field(default_factory=list)
     tls_at_control: list[TLSObservation] = field(default_factory=list)
     http_at_control: list[HTTPObservation] = field(default_factory=list)
+    dns_nonexistent: list[DNSObservation] = field(default_factory=list)
     helper: HelperReport | None = None
     helper_problem: str | None = None
     not_contacted: str | None = None
@@ -114,6 +116,7 @@ class Collector:
             http_innocuous=tuple(self.http_innocuous),
             tls_at_control_addresses=tuple(self.tls_at_control),
             http_at_control_addresses=tuple(self.http_at_control),
+            dns_nonexistent=tuple(self.dns_nonexistent),
             helper=self.helper,
             helper_problem=self.helper_problem,
             throughput_innocuous=tuple(self.throughput_innocuous),
@@ -157,6 +160,11 @@ async def attempts(
         if not failed(obs):
             break
     return obs
+
+
+def made_up_name(hostname: str) -> str:
+    """A name under the same top-level domain that exists nowhere (a random label)."""
+    return f"nx-{secrets.token_hex(8)}.{hostname.rstrip('.').rsplit('.', 1)[-1]}"
 
 
 def dns_failed(obs: DNSObservation) -> bool:
@@ -224,7 +232,7 @@ class Measurer:
     async def _input(self, job: Input, col: Collector, fetch: _Fetch) -> None:
         """The steps of one URL or endpoint, then each control the planner names."""
         await self._steps(job, col, fetch)
-        # Bounded: each control is asked at most once, and there are five.
+        # Bounded: each control is asked at most once, and there are six.
         while asks := next_controls(self._seen(job, col), self.refusal):
             for ask in asks:
                 col.asked.add(ask.kind)
@@ -334,6 +342,10 @@ class Measurer:
                 lim, lambda: self._fetch(same, ip, fetch, verify=False, redirects=0),
                 http_failed, col.http_innocuous,
             )  # fmt: skip
+        elif ask.kind == "dns_nonexistent":
+            # Rule 4's control for a ghost name: a resolver that answers names that exist
+            # nowhere (NXDOMAIN rewritten, for ads or search) is not singling this one out.
+            col.dns_nonexistent.append(await self.resolve(made_up_name(host)))
         elif ask.kind == "helper" and self.helper is not None:
             answer = await self.helper.ask_check(job.value, ip)
             col.helper, col.helper_problem = answer.report, answer.problem

@@ -204,6 +204,7 @@ controls = st.builds(
     http_innocuous=few(http_obs, 2),
     tls_at_control_addresses=few(tls_obs, 2),
     http_at_control_addresses=few(http_obs, 2),
+    dns_nonexistent=few(dns_obs, 2),
     helper=helper,
     throughput_innocuous=few(throughput_obs, 4),
     throughput_reference=few(throughput_obs, 4),

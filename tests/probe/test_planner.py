@@ -23,7 +23,7 @@ from probe.engine.planner import (
 )
 from tests.probe.test_classify import HOST, OTHER, PUBLIC, dns, doh, hop, http, tcp, tls, url
 
-RST, TIMEOUT = "connection_reset", "generic_timeout_error"
+RST, TIMEOUT, NX = "connection_reset", "generic_timeout_error", "dns_nxdomain_error"
 PLAIN = {"input": f"http://{HOST}/", "scheme": "http"}
 
 
@@ -41,6 +41,7 @@ class Row:
     helper: bool = True
     asked: frozenset[ControlKind] = frozenset()
     address: str | None = PUBLIC
+    doh_failure: str | None = None  # DoH's failure, for a name it does not know
 
 
 ROWS = [
@@ -134,6 +135,46 @@ ROWS = [
         asked=frozenset({"tls_innocuous", "helper"}),
     ),
     Row(
+        "a ghost name over HTTPS: the resolver asked for a made-up name",
+        url(dns=(dns(OTHER),), tls=(tls(ip=OTHER, valid=False),)),
+        (Ask("dns_nonexistent"),),
+        helper=False,
+        address=OTHER,
+        doh_failure=NX,
+    ),
+    Row(
+        "a ghost name's plain-HTTP page: a made-up name, then an innocuous Host",
+        url(**PLAIN, dns=(dns(OTHER),), http=(http(hop(url=f"http://{HOST}/", ip=OTHER)),)),
+        (Ask("dns_nonexistent"), Ask("http_innocuous")),
+        helper=False,
+        address=OTHER,
+        doh_failure=NX,
+    ),
+    Row(
+        "a ghost name whose address gave no page: the made-up name only (and the helper)",
+        url(**PLAIN, dns=(dns(OTHER),), http=(http(hop(None, TIMEOUT, "connect", ip=OTHER)),)),
+        (Ask("dns_nonexistent"), Ask("helper")),
+        address=OTHER,
+        doh_failure=NX,
+    ),
+    Row(
+        "DoH failed (not NXDOMAIN): no ghost controls",
+        url(dns=(dns(OTHER),), tls=(tls(ip=OTHER, valid=False),)),
+        (),
+        helper=False,
+        address=OTHER,
+        doh_failure=TIMEOUT,
+    ),
+    Row(
+        "a ghost name asked about once",
+        url(**PLAIN, dns=(dns(OTHER),), http=(http(hop(url=f"http://{HOST}/", ip=OTHER)),)),
+        (),
+        helper=False,
+        address=OTHER,
+        doh_failure=NX,
+        asked=frozenset({"dns_nonexistent", "http_innocuous"}),
+    ),
+    Row(
         "nothing contacted: no helper",
         InputEvidence("endpoint", f"{PUBLIC}:443", None, None, tcp=(tcp(RST),)),
         (),
@@ -144,7 +185,8 @@ ROWS = [
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
 def test_next_controls(row: Row) -> None:
-    seen = Seen(row.ev, (doh(*row.doh),) if row.doh else (), row.address, row.asked, row.helper)
+    answer = (doh(*row.doh, failure=row.doh_failure),) if row.doh or row.doh_failure else ()
+    seen = Seen(row.ev, answer, row.address, row.asked, row.helper)
     assert next_controls(seen, refusal) == row.expect
 
 
