@@ -100,14 +100,18 @@ def test_a_name_policed_on_any_address_is_throttled_without_a_named_download(
     facts = _evidence(db, row, capsys)["verdict_evidence"]["replay"]
     assert facts["down"]["vs_innocuous"]["slower"] is True
     assert len(facts["down"]["target"]["kbps"]) == 3 and len(facts["up"]["target"]["kbps"]) == 3
-    # Every replay connection went through the pacer: 12 per name, 6 of them naming it.
-    assert len(pacer.intervals("sni.test")) == 6 and len(pacer.intervals()) == 24
+    # Every replay connection went through the pacer: the innocuous baseline (3 each way), the
+    # screening of each name (one each way), and the trials of the one found slow (12).
+    assert len(pacer.intervals("sni.test")) == 2 + 6 and len(pacer.intervals()) == 6 + 4 + 12
     # The other name, replayed once for both of its inputs, is not throttled.
     replayed = [rows[u] for u in (fast, again)]
     assert all((r["verdict"], r["detail"]) == ("accessible", "ok") for r in replayed)
-    skipped = [_evidence(db, r, capsys)["verdict_evidence"].get("replay_skipped") for r in replayed]
-    assert sorted(s or "" for s in skipped)[0] == ""
-    assert any(s and "was replayed with" in s for s in skipped)
+    evidence = [_evidence(db, r, capsys)["verdict_evidence"] for r in replayed]
+    skipped = sorted(e.get("replay_skipped") or "" for e in evidence)
+    assert skipped[0] == "" and "was replayed with" in skipped[1]
+    # Screened, not tried: one transfer each way against the baseline, not slow.
+    screened = next(e["replay"] for e in evidence if "replay" in e)
+    assert screened["screened"] is True and screened["down"]["screen_kbps"] > 10_000
 
 
 def test_a_helper_without_a_replay_listener_says_so(

@@ -98,6 +98,9 @@ class Controls:
     # The SNI replay's control: the same transfers naming an innocuous host, interleaved.
     replay_innocuous: tuple[ThroughputObservation, ...] = ()
     replay_problem: str | None = None  # why no replay was timed, when one was wanted
+    # The name had only the screening pass: ``replay`` holds its one transfer each way and
+    # ``replay_innocuous`` the sweep's baseline (probe.classify.replay).
+    replay_screened: bool = False
 
 
 @dataclass(frozen=True, slots=True)

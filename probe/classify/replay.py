@@ -11,10 +11,17 @@ read), the same detail as a throttle found on the service's own address.
 Each direction is judged on its own (a policer may slow uploads only). A direction with too
 few usable transfers of either kind says nothing; the verdict stays what the page gave, and
 the facts say why. The input's own throughput test, when it had one, decided first.
+
+Screening keeps a long list within the byte budgets: every name first gets one transfer each
+way, held against an innocuous baseline the sweep timed once (``worth_a_full_test``), and only
+a name that ran at most 1/RATIO of it gets the interleaved trials. A screened name's verdict
+never changes (``Controls.replay_screened``): one transfer is not a repeatable slow-down, and
+a baseline timed earlier is not an interleaved control.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from measurements.observations import ThroughputObservation
@@ -25,8 +32,27 @@ from probe.classify.verdict import Verdict
 DIRECTIONS = ("down", "up")
 
 
+def worth_a_full_test(
+    screen: Sequence[ThroughputObservation], baseline: Sequence[ThroughputObservation]
+) -> tuple[str, ...]:
+    """The directions in which a name's screening transfer ran at most 1/RATIO of the baseline.
+
+    A screening transfer that failed is not one: a name reset at the helper too is blocked,
+    not slowed, and trials of it would deliver nothing to time.
+    """
+    slow = []
+    for d in DIRECTIONS:
+        mine = analyse("screen", [o for o in screen if o.direction == d]).median
+        base = analyse("baseline", [o for o in baseline if o.direction == d]).median
+        if mine is not None and base is not None and mine * RATIO <= base:
+            slow.append(d)
+    return tuple(slow)
+
+
 def classify_replay(base: Verdict, ev: InputEvidence, ctl: Controls) -> Verdict:
     """``base`` (accessible) unless the replay shows the input's name slowed."""
+    if ctl.replay_screened:
+        return _screened(base, ev, ctl)
     judged = {d: _direction(d, ev.replay, ctl.replay_innocuous) for d in DIRECTIONS}
     facts: dict[str, Any] = {
         "helper_address": next((o.ip for o in ev.replay), None),
@@ -53,6 +79,28 @@ def classify_replay(base: Verdict, ev: InputEvidence, ctl: Controls) -> Verdict:
         "throttled", "tls", "throttle.sni", "replay.sni", reason,
         {**base.evidence, "replay": facts}, rounded(worst.target.median),
         rounded(worst.innocuous.median), facts["helper_address"],
+    )  # fmt: skip
+
+
+def _screened(base: Verdict, ev: InputEvidence, ctl: Controls) -> Verdict:
+    """A name screened and not found slow enough to be worth trials: the page's verdict."""
+    facts: dict[str, Any] = {"helper_address": next((o.ip for o in ev.replay), None),
+                             "screened": True}  # fmt: skip
+    said = []
+    for d in DIRECTIONS:
+        mine = analyse("screen", [o for o in ev.replay if o.direction == d])
+        baseline = analyse("baseline", [o for o in ctl.replay_innocuous if o.direction == d])
+        facts[d] = {"screen_kbps": rounded(mine.median), "baseline": baseline.facts()}
+        said.append(f"{_kbit(mine.median)} {d} against {_kbit(baseline.median)}")
+    reason = (
+        f"SNI replay screening: {ev.hostname} gave "
+        + ", ".join(said)
+        + " naming an innocuous host: not slow enough to need trials."
+    )
+    return Verdict(
+        base.verdict, base.layer, base.detail, base.rule, f"{base.reason} {reason}",
+        {**base.evidence, "replay": facts}, base.throughput_kbps, base.baseline_kbps,
+        base.throughput_address,
     )  # fmt: skip
 
 

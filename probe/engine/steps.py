@@ -79,6 +79,7 @@ class Collector:
     replay: list[ThroughputObservation] = field(default_factory=list)  # naming the host
     replay_innocuous: list[ThroughputObservation] = field(default_factory=list)
     replay_problem: str | None = None
+    replay_screened: bool = False
     hops: list[MeasuredHop] = field(default_factory=list)  # later hops, in chain order
 
     def evidence(self, job: Input, deadline_exceeded: bool = False) -> InputEvidence:
@@ -126,6 +127,7 @@ class Collector:
             throughput_history=self.throughput_history,
             replay_innocuous=tuple(self.replay_innocuous),
             replay_problem=self.replay_problem,
+            replay_screened=self.replay_screened,
         )
 
 

@@ -161,6 +161,10 @@ class Sweep:
                 sorted(self.throughput.urls), info.vantage.name,
                 info.started_at - dt.timedelta(days=HISTORY_DAYS),
             )  # fmt: skip
+        # The names the budget lets this sweep replay, after the throughput URLs' own tests.
+        self.replay.plan(
+            jobs, len(self.throughput.urls) * self.throughput.settings.max_bytes_per_test
+        )
         self.vantage = await check_vantage(self.measurer, self.references())
         if not self.vantage.ok:
             # Rule 2: a dead or captive link contacts no target and claims nothing.
