@@ -226,9 +226,13 @@ async def _connect(
     t.operation = "tls_handshake"
     started = time.monotonic()
     try:
-        reader, writer = await asyncio.open_connection(
-            sock=sock, ssl=_client_context(), server_hostname=sni, ssl_handshake_timeout=wait
-        )
+        # Our own deadline, not asyncio's handshake timeout: that one aborts the transport and
+        # reads as a reset (connection_reset where the handshake was only slow).
+        async with asyncio.timeout(wait):
+            reader, writer = await asyncio.open_connection(
+                sock=sock, ssl=_client_context(), server_hostname=sni,
+                ssl_handshake_timeout=wait + 5.0,
+            )  # fmt: skip
     except BaseException:
         sock.close()
         raise

@@ -161,7 +161,9 @@ def change_point(pts: Sequence[Sample]) -> ChangePoint | None:
         # a TLS record that arrived at the fast rate, which would overstate the slow one.
         after = rate_kbps(pts[k + 1], pts[last])
         tail = rate_kbps(pts[(k + last) // 2], pts[last])
-        if before <= 0 or before < CHANGE_FACTOR * max(after, tail):
+        # Nothing arriving after k is a stall at the end of the read (the next record still on
+        # its way when the time ran out), not a rate: it read as a fall to 0 kbit/s.
+        if before <= 0 or after <= 0 or before < CHANGE_FACTOR * max(after, tail):
             continue
         height = pts[k][1] - b0 - slope * (pts[k][0] - t0)
         if height > best_height:

@@ -104,7 +104,7 @@ class ReplayListener:
         """Listen (raises OSError when the address cannot be bound)."""
         self.server = await asyncio.start_server(
             self._serve, host, port, ssl=self.context,
-            ssl_handshake_timeout=self.read_timeout, limit=MAX_LINE,
+            ssl_handshake_timeout=self.read_timeout,
         )  # fmt: skip
 
     async def close(self) -> None:
@@ -142,6 +142,8 @@ class ReplayListener:
         async with asyncio.timeout(self.read_timeout):
             line = await reader.readuntil(b"\n")
         try:
+            if len(line) > MAX_LINE:
+                raise ReplayError(f"the request line is over {MAX_LINE} bytes")
             req = ReplayRequest.parse(
                 line, max_bytes=MAX_TRANSFER_BYTES, max_seconds=MAX_TRANSFER_SECONDS
             )

@@ -61,7 +61,9 @@ FORWARDING = (ISP, NET)
 # and release in bursts of seconds, or drop whole when it is larger than the queue
 # (tests.lab.topology sets gso_max_segs 1). The control's line too: a server slow for
 # everyone (slow-server) is shaped there as well.
-WIRE_DEVICES = ((NET, "pl-net-isp"), (NET, "pl-net-ctl"))
+# The ISP's upstream too, for what it forwards from the vantage: an upload shaped there
+# (throttle-upload-replay) meets wire-sized packets, as a shaper on a real line does.
+WIRE_DEVICES = ((NET, "pl-net-isp"), (NET, "pl-net-ctl"), (ISP, "pl-isp-net"))
 UPLINK = (ISP, "pl-isp-van")  # the ISP end of the vantage's line: down = vantage offline
 
 VANTAGE_IP = "198.18.1.2"
