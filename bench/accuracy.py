@@ -22,6 +22,9 @@ a volunteer without a helper runs the probe. An expectation marked ``needs = "he
 then scored as "expected inconclusive (any detail), and never a false alarm": only the
 helper could show that blocking, so a correct probe without it says it cannot tell, and the
 censor does block there, so a "blocked" is no false alarm (it is still a wrong verdict).
+Where the scenario says ``without_helper = "accessible"`` (a throttle only the helper's
+transfers show, a page swapped on plain HTTP with no fingerprint), "accessible" is expected
+instead: nothing the probe has alone shows the interference, and it claims none.
 Every other expectation is scored as with the helper: what a fingerprint, a DoH answer or an
 innocuous SNI shows needs no helper.
 

@@ -23,6 +23,7 @@ import pytest
 import trustme
 
 from probe.cli import main
+from tests.readback import export_rows, shown_evidence
 from tests.servers.throughput_server import ByteServer, Pacer
 from tests.servers.world import World, free_port, helper_process, running_world
 
@@ -67,16 +68,11 @@ def _sweep(
 
 
 def _rows(db: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
-    capsys.readouterr()
-    assert main(["export", "--db", str(db), "--format", "jsonl"]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    return {str(r["input"]): r for r in rows}
+    return export_rows(db, capsys, "input")
 
 
 def _evidence(db: Path, row: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> Any:
-    capsys.readouterr()
-    assert main(["show", str(row["measurement_id"]), "--db", str(db), "--json"]) == 0
-    return json.loads(capsys.readouterr().out)["evidence"]
+    return shown_evidence(db, row, capsys)
 
 
 def test_a_name_policed_on_any_address_is_throttled_without_a_named_download(

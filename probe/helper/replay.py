@@ -174,10 +174,16 @@ class ReplayListener:
 
 
 async def _send(writer: asyncio.StreamWriter, req: ReplayRequest) -> int:
-    """Write the bytes asked for, or what the time allows; return how many were written."""
+    """Write the bytes asked for until the probe lets go; return how many were written.
+
+    The probe's read window starts when "go" reaches it, which a policer's queue can delay by
+    seconds: a helper that stopped at its own ``seconds`` left the probe's last seconds empty,
+    and the rate read over them came out a third low. So the probe ends the transfer (it
+    closes when its time is up), and ``seconds`` plus a grace is only the helper's bound.
+    """
     sent = 0
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(req.seconds):
+        async with asyncio.timeout(req.seconds + _GRACE / 2):
             while sent < req.size:
                 piece = FILLER[: min(RECORD, req.size - sent)]
                 writer.write(piece)
@@ -190,21 +196,28 @@ async def _sink(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: ReplayRequest
 ) -> int:
     """Read what the probe sends, sampled on the grid it asked for, then report the samples."""
+    # Timed from the first byte that arrives, not from "go": a policer's queue may hold "go"
+    # back for seconds, and the probe sends nothing before it has it.
     sampler = Sampler(time.monotonic())
-    sampler.first_byte_ms = 0.0  # "go" was just sent: the upload's body starts now
     stopped = "seconds"
+    chunk = b""
 
     async def read() -> None:
-        nonlocal stopped
+        nonlocal stopped, chunk
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(req.seconds):
-                while sampler.count < req.size:
+            async with asyncio.timeout(req.seconds + _GRACE / 2):  # for the first byte
+                chunk = await reader.read(65536)
+                sampler.add(min(len(chunk), req.size))
+            # ``seconds`` from the first byte: about when the probe stops sending.
+            async with asyncio.timeout_at(loop.time() + req.seconds):
+                while chunk and sampler.count < req.size:
                     chunk = await reader.read(65536)
-                    if not chunk:
-                        stopped = "end"
-                        return
-                    sampler.count += min(len(chunk), req.size - sampler.count)
-                stopped = "bytes"
+                    sampler.add(min(len(chunk), req.size - sampler.count))
+        if not chunk:
+            stopped = "end"
+        elif sampler.count >= req.size:
+            stopped = "bytes"
 
     await sampled(sampler, req.every, read())
     report = {

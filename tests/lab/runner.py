@@ -80,8 +80,11 @@ class Row:
 
     @property
     def expected_now(self) -> Expectation:
-        """What this run should say: without the helper, what needs it is inconclusive."""
-        return Expectation("inconclusive") if self.helper_gap else self.expected
+        """What this run should say: without the helper, what the expectation says a probe
+        without one says (inconclusive unless it says accessible), at any layer or detail."""
+        if self.helper_gap:
+            return Expectation(self.expected.without_helper or "inconclusive")
+        return self.expected
 
     @property
     def verdict_ok(self) -> bool:

@@ -63,7 +63,9 @@ service's pages and endpoints), ``targets-throughput.toml`` (services whose
 transfers take seconds each) and ``targets-paths.toml`` (one site's front pages and the
 paths that scenarios break or slow). An expectation may say ``needs = "helper"`` (only a probe with
 the control helper can reach it), name the classifier ``rule`` the export must show (say,
-``throughput.not_slower``: the throughput test ran and found no throttle), or carry a
+``throughput.not_slower``: the throughput test ran and found no throttle), say what a correct
+probe says without the helper (``without_helper``: "inconclusive", the default, or
+"accessible" where only the helper could see the interference, so none is claimed), or carry a
 ``known_issue``: a reported probe bug that makes the probe get this input's layer wrong
 (the verdict must still be right).
 """
@@ -136,6 +138,10 @@ class Expectation:
     needs: str | None = None  # "helper": only with the control helper
     known_issue: str | None = None  # a reported probe bug that gets this input's layer wrong
     rule: str | None = None  # the classifier rule the export must name, when given
+    # With needs = "helper": what a correct probe says without the helper (default
+    # "inconclusive"; "accessible" where nothing but the helper could see the interference,
+    # so the probe claims none: a throttle of a name, a page swapped on plain HTTP).
+    without_helper: str | None = None
 
     def describe(self) -> str:
         """ "blocked/tls (tls.reset)"."""
@@ -194,7 +200,7 @@ def target_inputs(targets: tuple[Path, ...] = (TARGETS,)) -> list[str]:
 
 
 def _expectation(where: str, raw: Any) -> Expectation:
-    fields = {"verdict", "layer", "detail", "needs", "known_issue", "rule"}
+    fields = {"verdict", "layer", "detail", "needs", "known_issue", "rule", "without_helper"}
     if not isinstance(raw, dict) or set(raw) - fields:
         raise ScenarioError(f"{where}: expected {{{', '.join(sorted(fields))}}}")
     e = Expectation(
@@ -204,6 +210,7 @@ def _expectation(where: str, raw: Any) -> Expectation:
         raw.get("needs"),
         raw.get("known_issue"),
         raw.get("rule"),
+        raw.get("without_helper"),
     )
     if e.verdict not in VERDICTS:
         raise ScenarioError(f"{where}: verdict {e.verdict!r} is not one of {VERDICTS}")
@@ -214,6 +221,12 @@ def _expectation(where: str, raw: Any) -> Expectation:
         )
     if e.needs not in (None, "helper"):
         raise ScenarioError(f'{where}: needs must be "helper"')
+    if e.without_helper not in (None, "accessible", "inconclusive") or (
+        e.without_helper is not None and e.needs != "helper"
+    ):
+        raise ScenarioError(
+            f'{where}: without_helper is "accessible" or "inconclusive", with needs = "helper"'
+        )
     return e
 
 
