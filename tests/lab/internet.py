@@ -6,6 +6,9 @@ One process serves, each on its own address (all on the namespace's loopback):
   certificate from the lab root naming every site; the same sites on a CDN edge address and
   on the Telegram data-centre address;
 - the reference hosts (www.wikipedia.org, ...), from the same server;
+- every name of the bundled target list (targets/default.toml) that the lab did not already
+  serve, from the same site on addresses of their own (plan.BUNDLED_IPS) with a certificate
+  of their own, and plain TCP on its endpoints' other ports;
 - the public resolver (198.19.0.53, UDP and TCP) and a DNS-over-HTTPS endpoint
   (https://198.19.0.54/dns-query, its certificate naming the IP), both telling the truth;
 - an ISP's blockpage server (where a censoring resolver sends people), whose certificate
@@ -166,11 +169,15 @@ def blockpage_app() -> web.Application:
     return app
 
 
-async def _serve_app(app: web.Application, ips: tuple[str, ...], ctx: ssl.SSLContext) -> None:
+async def _serve_app(
+    app: web.Application, ips: tuple[str, ...], ctx: ssl.SSLContext, plain: tuple[int, ...] = ()
+) -> None:
+    """HTTP on 80 and HTTPS on 443 of every address, and HTTP on the ``plain`` ports too."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     for ip in ips:
-        await web.TCPSite(runner, ip, 80).start()
+        for port in (80, *plain):
+            await web.TCPSite(runner, ip, port).start()
         await web.TCPSite(runner, ip, 443, ssl_context=ctx).start()
 
 
@@ -184,6 +191,14 @@ async def main(paths: Paths) -> None:
     """Start every server, say so, then serve until killed."""
     policy = PolicyFile(paths.net_policy)
     await _serve_app(site_app(policy), plan.WEB_IPS, _server_context(plan.SITE_NAMES, paths))
+    # The bundled target list's sites, on their own addresses with their own certificate;
+    # its endpoints' other ports (WhatsApp's 5222) accept connections as well.
+    await _serve_app(
+        site_app(policy),
+        plan.BUNDLED_IPS,
+        _server_context(plan.BUNDLED_NAMES, paths),
+        plan.BUNDLED_PORTS,
+    )
     await _serve_app(
         blockpage_app(), (plan.BLOCKPAGE_IP,), _server_context((plan.BLOCKPAGE_NAME,), paths)
     )

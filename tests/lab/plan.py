@@ -18,7 +18,11 @@ nothing can leave the lab.
 
 from __future__ import annotations
 
+import ipaddress
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
 PREFIX = "pl-"
 
@@ -85,8 +89,8 @@ CDN_EDGE = "198.19.2.1"  # another address serving every site (a CDN's local edg
 TELEGRAM_DC = "198.19.1.4"  # a bare endpoint, as Telegram's data centres are
 INNOCUOUS_NAME = "www.example.com"  # the probe's default innocuous SNI/Host
 
-# The truth: what the public resolver and DoH answer, and the ISP resolver unless told else.
-ZONE = {
+# The lab's own names (its target lists', the references', the blockpage server's).
+_FIXED_ZONE = {
     "www.facebook.com": "198.19.1.1",
     "facebook.com": "198.19.1.1",
     "www.instagram.com": "198.19.1.2",
@@ -102,12 +106,76 @@ ZONE = {
 }
 REFERENCES = ("https://www.wikipedia.org/", "https://www.debian.org/", "https://www.gnu.org/")
 # Names the web servers hold certificates for (the blockpage server holds only its own).
-SITE_NAMES = (*(n for n, ip in ZONE.items() if ip != BLOCKPAGE_IP), INNOCUOUS_NAME)
+SITE_NAMES = (*(n for n, ip in _FIXED_ZONE.items() if ip != BLOCKPAGE_IP), INNOCUOUS_NAME)
 # Addresses of the web servers: every site's, the CDN edge's, the Telegram DC's.
 WEB_IPS = tuple(
-    sorted({ip for ip in ZONE.values() if ip != BLOCKPAGE_IP} | {CDN_EDGE, TELEGRAM_DC})
+    sorted({ip for ip in _FIXED_ZONE.values() if ip != BLOCKPAGE_IP} | {CDN_EDGE, TELEGRAM_DC})
 )
-HOST_IPS = (*WEB_IPS, BLOCKPAGE_IP, PUBLIC_DNS, DOH_IP)
+
+# The project's bundled target list (targets/default.toml), served too: every name it holds
+# gets an address of its service's own /24 (198.19.16.0/24 for the first service, the next
+# for the next; 198.19.15.0/24 for its references), the names of a service taking
+# BUNDLED_SPREAD addresses in turn, as a CDN's do. Names the lab already had keep theirs.
+# An endpoint given by a public address (Telegram's data centres) is never contacted: its
+# address maps to one of its service's /24 (from .100), which a scenario's copy of the list
+# uses instead (tests.lab.scenario.bundled_targets).
+BUNDLED_LIST = Path(__file__).resolve().parents[2] / "targets" / "default.toml"
+BUNDLED_FIRST = 16
+BUNDLED_SPREAD = 3
+_WEB_PORTS = (80, 443)
+
+
+def _endpoint_host(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]").lower(), int(port)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _bundled(path: Path) -> tuple[dict[str, str], dict[str, str], tuple[int, ...]]:
+    """The bundled list's names -> lab addresses, its public endpoint addresses -> lab
+    addresses, and the endpoint ports besides 80 and 443 (the servers listen there too)."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    groups = [data.get("reference", [])] + [
+        [*s.get("urls", []), *s.get("endpoints", [])] for s in data.get("service", [])
+    ]
+    names: dict[str, str] = {}
+    moved: dict[str, str] = {}
+    ports: set[int] = set()
+    for index, inputs in enumerate(groups):
+        subnet = f"198.19.{BUNDLED_FIRST - 1 + index}"
+        for value in inputs:
+            if "://" in value:
+                host = (urlsplit(value).hostname or "").lower()
+            else:
+                host, port = _endpoint_host(value)
+                ports.add(port)
+            if _is_ip(host) and host not in moved:
+                taken = sum(ip.startswith(subnet + ".") for ip in moved.values())
+                moved[host] = f"{subnet}.{100 + taken}"
+            elif not _is_ip(host) and host not in _FIXED_ZONE and host not in names:
+                taken = sum(ip.startswith(subnet + ".") for ip in names.values())
+                names[host] = f"{subnet}.{1 + taken % BUNDLED_SPREAD}"
+    return names, moved, tuple(sorted(ports - set(_WEB_PORTS)))
+
+
+BUNDLED_ZONE, BUNDLED_ENDPOINTS, BUNDLED_PORTS = _bundled(BUNDLED_LIST)
+# Names the bundled list's server holds certificates for, on its own addresses (the lab's
+# first server, its certificate and addresses, stay as they were).
+BUNDLED_NAMES = (*BUNDLED_ZONE, INNOCUOUS_NAME)
+BUNDLED_IPS = tuple(
+    sorted({*BUNDLED_ZONE.values(), *BUNDLED_ENDPOINTS.values()}, key=ipaddress.ip_address)
+)
+
+# The truth: what the public resolver and DoH answer, and the ISP resolver unless told else.
+ZONE = {**_FIXED_ZONE, **BUNDLED_ZONE}
+HOST_IPS = (*WEB_IPS, BLOCKPAGE_IP, PUBLIC_DNS, DOH_IP, *BUNDLED_IPS)
 
 # iptables chains the lab owns, per namespace: (table, chain, hook rule in a built-in chain).
 # Scenarios append rules to these only; a reset flushes them, which is exact.

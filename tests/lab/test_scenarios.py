@@ -4,16 +4,28 @@ the lab site's broken and slow paths, served on loopback."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import subprocess
+import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
 
+from targets.load import load_many
 from tests import prerequisites
-from tests.lab import internet, policy, squid
+from tests.lab import internet, plan, policy, squid
 from tests.lab.policy import PolicyFile
-from tests.lab.scenario import TARGETS, ScenarioError, load, load_all, target_inputs
+from tests.lab.scenario import (
+    SCENARIO_DIR,
+    TARGETS,
+    ScenarioError,
+    bundled_targets,
+    load,
+    load_all,
+    target_inputs,
+)
 from tests.lab.state import Paths
 
 THROUGHPUT_TARGETS = TARGETS.with_name("targets-throughput.toml")
@@ -53,6 +65,9 @@ COVERAGE = {
     "a CDN/WAF challenge shown to the vantage only": ["cdn-challenge-vantage"],
     "Real filtering software (squid's stock ERR_ACCESS_DENIED page)": ["http-squid-deny"],
     "HTTP blockpage in a notice's generic wording": ["http-blockpage-generic"],
+    "Upload throttling": ["bundled-kz"],
+    "SNI replay": ["bundled-kz"],
+    "the bundled target list, every name served, under a Kazakhstan-like censor": ["bundled-kz"],
 }
 
 
@@ -83,6 +98,43 @@ def test_throttles_and_their_look_alikes_time_every_throughput_url() -> None:
             # helper's transfers.
             rule = s.expect[value].rule
             assert rule in ("throughput.not_slower", "throughput.slow_everywhere"), (s.name, value)
+
+
+def test_the_lab_serves_every_name_of_the_bundled_list_and_nothing_outside_it() -> None:
+    """Each host of targets/default.toml resolves in the lab's zone, or (an endpoint's public
+    address) is moved into the lab; the names the lab had keep their addresses."""
+    listed = load_many([plan.BUNDLED_LIST])
+    hosts = {job.host for job in listed.inputs()}
+    hosts |= {urlsplit(u).hostname or "" for u in listed.references}
+    lab = ipaddress.ip_network(plan.ROUTABLE)
+    for host in hosts:
+        where = plan.BUNDLED_ENDPOINTS.get(host) or plan.ZONE[host]
+        assert ipaddress.ip_address(where) in lab, host
+    literals = {h for h in hosts if h.replace(".", "").isdigit() or ":" in h}
+    assert literals and set(plan.BUNDLED_ENDPOINTS) == literals
+    assert set(plan.BUNDLED_IPS).isdisjoint((*plan.WEB_IPS, plan.BLOCKPAGE_IP))
+    assert plan.ZONE["www.facebook.com"] == "198.19.1.1"  # the lab's own names unchanged
+    assert set(plan.BUNDLED_ZONE).isdisjoint(plan.SITE_NAMES)
+    assert plan.BUNDLED_PORTS == (5222,)  # WhatsApp's chat port, served besides 80 and 443
+
+
+def test_the_bundled_scenario_runs_the_real_list_with_lab_addresses_only() -> None:
+    """The generated copy differs from targets/default.toml only by the moved addresses, and
+    the scenario says, input by input, what the probe must find in all of it."""
+    generated = bundled_targets()
+    assert generated == bundled_targets()  # one file per content
+    real = target_inputs((plan.BUNDLED_LIST,))
+    moved = target_inputs((generated,))
+    assert len(real) == len(moved) > 100
+    for before, after in zip(real, moved, strict=True):
+        host, _, port = before.rpartition(":")
+        assert after in (before, f"{plan.BUNDLED_ENDPOINTS.get(host)}:{port}"), before
+    raw = tomllib.loads((SCENARIO_DIR / "bundled-kz.toml").read_text(encoding="utf-8"))
+    assert list(raw["expect"]) == moved  # every input named, in the list's order
+    s = load(SCENARIO_DIR / "bundled-kz.toml")
+    assert s.targets == (generated,) and s.needs_helper
+    verdicts = {e.verdict for e in s.expect.values()}
+    assert verdicts == {"accessible", "blocked", "throttled"}
 
 
 def test_a_throttled_expectation_needs_a_layer(tmp_path: Path) -> None:
