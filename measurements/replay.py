@@ -45,11 +45,14 @@ from measurements.tcp import open_socket
 VERSION = 1
 MAX_LINE = 1024
 MAX_REPORT = 256 * 1024  # the helper's report of an upload: its samples
-CHUNK = 16 * 1024
+# Bytes per write when uploading, so per TLS record: a record is readable (and counted by
+# the helper) only when whole, and 16 KiB ones through a 256 kbit/s policer came half a
+# second apart, too coarse for 100 ms samples.
+CHUNK = 4 * 1024
 # What an upload may leave queued in the kernel when its time is up: the path, not the
 # buffer, is what is timed, and a throttled line drains 64 KiB at 130 kbit/s in 4 s.
 SEND_BUFFER = 64 * 1024
-FILLER = bytes(range(256)) * (CHUNK // 256)
+FILLER = bytes(range(256)) * (16 * 1024 // 256)
 
 
 class ReplayError(ValueError):

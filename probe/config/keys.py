@@ -275,7 +275,7 @@ KEYS: tuple[Key, ...] = (
         "replay",
     ),
     Key("throughput", "replay_bytes", _positive_int, 128 << 10, "bytes per replay transfer"),
-    Key("throughput", "replay_seconds", _positive_seconds, 3.0, "seconds per replay transfer"),
+    Key("throughput", "replay_seconds", _positive_seconds, 5.0, "seconds per replay transfer"),
     Key(
         "throughput",
         "reference",

@@ -85,7 +85,7 @@ class ThroughputSettings:
     # The SNI replay (probe.engine.replay): per transfer; a test is 4 x trials transfers.
     replay: bool = True
     replay_bytes: int = 128 << 10
-    replay_seconds: float = 3.0
+    replay_seconds: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
