@@ -7,8 +7,6 @@ writes requests and reads answers with it, so the two cannot drift apart.
     POST /v1/throughput   ThroughputRequest  -> ThroughputReport  (or ErrorBody)
     GET  /v1/health                          -> Health (and where the SNI replay listens)
 
-The SNI replay listener speaks its own line protocol over TLS (measurements.replay).
-
 Each message is a frozen dataclass with ``to_json()`` (plain JSON types) and a classmethod
 ``from_json(data)`` that returns the message or raises ``ProtocolError`` naming the first
 field that is wrong ("report.status: expected an integer 100-999"); it never raises
@@ -372,26 +370,18 @@ class Health(_Message):
     """The helper's answer to a health check."""
 
     ok: bool = True
-    # The SNI replay listener (probe.helper.replay), when the helper runs one: its port on
-    # the helper's address, and its certificate's SHA-256 for the probe to pin.
-    replay_port: int | None = None
-    replay_certificate_sha256: str | None = None
+    replay_port: int | None = None  # the SNI replay listener's (probe.helper.replay), if any
+    replay_certificate_sha256: str | None = None  # its certificate, for probes to pin
 
     PATH: ClassVar[str] = "/v1/health"
     ROOT: ClassVar[str] = "health"
-    SCHEMA: ClassVar[Mapping[str, Reader]] = {
-        "ok": _boolean,
-        "replay_port": _Optional(_integer(1, 65535)),
-        "replay_certificate_sha256": _Optional(_text),
-    }
+    SCHEMA: ClassVar[Mapping[str, Reader]] = {"ok": _boolean, "replay_port": _Optional(
+        _integer(1, 65535)), "replay_certificate_sha256": _Optional(_text)}  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         """The answer's body; without a replay listener, what it was before there was one."""
-        body: dict[str, Any] = {"version": VERSION, "ok": self.ok}
-        if self.replay_port is not None:
-            body |= {"replay_port": self.replay_port,
-                     "replay_certificate_sha256": self.replay_certificate_sha256}  # fmt: skip
-        return body
+        body = _Message.to_json(self)
+        return body if self.replay_port is not None else {"version": VERSION, "ok": self.ok}
 
 
 @dataclass(frozen=True, slots=True)
