@@ -97,17 +97,33 @@ def test_a_name_policed_on_any_address_is_throttled_without_a_named_download(
     assert facts["down"]["vs_innocuous"]["slower"] is True
     assert len(facts["down"]["target"]["kbps"]) == 3 and len(facts["up"]["target"]["kbps"]) == 3
     # Every replay connection went through the pacer: the innocuous baseline (3 each way), the
-    # screening of each name (one each way), and the trials of the one found slow (12).
-    assert len(pacer.intervals("sni.test")) == 2 + 6 and len(pacer.intervals()) == 6 + 4 + 12
+    # screening of each name (one each way), and the trials of the one found slow (12); and
+    # the other name's trials (12) where a busy machine made its loopback screening look slow.
+    assert len(pacer.intervals("sni.test")) == 2 + 6
+    assert len(pacer.intervals()) in (6 + 4 + 12, 6 + 4 + 24)
+    # The trials were sized from the screening's rate to end by their bytes, not their time
+    # (one ended by time leaves its bytes queued in the throttle, slowing the next); the
+    # uploads, not slowed here, kept the full size.
+    shown = _evidence(db, row, capsys)["observations"]
+    timed = [o for o in shown if o.get("sni") == "sni.test" and o.get("direction")]
+    assert (
+        sorted((o["direction"], o["stopped"], o["bytes"] < 300_000) for o in timed)
+        == [("down", "bytes", True)] * 3 + [("up", "bytes", False)] * 3
+    )
     # The other name, replayed once for both of its inputs, is not throttled.
     replayed = [rows[u] for u in (fast, again)]
     assert all((r["verdict"], r["detail"]) == ("accessible", "ok") for r in replayed)
     evidence = [_evidence(db, r, capsys)["verdict_evidence"] for r in replayed]
     skipped = sorted(e.get("replay_skipped") or "" for e in evidence)
     assert skipped[0] == "" and "was replayed with" in skipped[1]
-    # Screened, not tried: one transfer each way against the baseline, not slow.
-    screened = next(e["replay"] for e in evidence if "replay" in e)
-    assert screened["screened"] is True and screened["down"]["screen_kbps"] > 10_000
+    # Screened (one transfer each way against the baseline) and not slow; or, if tried, not
+    # markedly slower than the innocuous name.
+    facts = next(e["replay"] for e in evidence if "replay" in e)
+    if facts.get("screened"):
+        assert facts["down"]["screen_kbps"] > 10_000
+    else:
+        assert len(pacer.intervals()) == 6 + 4 + 24
+        assert not any(facts[d]["vs_innocuous"]["slower"] for d in ("down", "up"))
 
 
 def test_a_helper_without_a_replay_listener_says_so(

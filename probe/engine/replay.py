@@ -37,12 +37,20 @@ from measurements.addresses import canonical_address, is_ip
 from measurements.observations import ThroughputObservation
 from measurements.replay import ReplayRequest, replay
 from probe.classify.replay import worth_a_full_test
+from probe.config import ThroughputSettings
 from probe.engine.steps import Collector, dns_failed
 from probe.engine.throughput import ThroughputTester
 from targets.model import Input
 
 # (kind, direction) of one round's transfers; rotated each round so none always goes first.
 TRANSFERS = (("target", "down"), ("innocuous", "down"), ("target", "up"), ("innocuous", "up"))
+# A full test's transfers are sized from the screening rate to end by bytes in this share of
+# ``replay_seconds``: one ended by its time leaves what the helper (or the probe) had sent
+# queued in the throttle, which then slows the next transfer of the name, and a read ended by
+# time stops between two records. Through a 128 kbit/s class with a 32 kB queue, transfers
+# ended by time measured 12 kbit/s; ended by bytes, the class's rate.
+FILL = 0.5
+MIN_TRIAL_BYTES = 16 * 1024  # several sampling intervals even at a few kbit/s
 
 
 class ReplayTester:
@@ -108,6 +116,7 @@ class ReplayTester:
                 f"({len(self.share)} of {self.hosts} names, chosen at random each sweep)"
             )
         self.replayed[host] = job.value
+        s = self.settings
         listener = await self._where()
         if isinstance(listener, str):
             col.replay_problem = listener
@@ -125,7 +134,12 @@ class ReplayTester:
                 col.replay, col.replay_innocuous = screen, list(baseline)
                 col.replay_screened = True
                 return None
-            await self._rounds(host, listener, col)
+            if any(o.stopped == "seconds" for o in screen):
+                # What a transfer ended by time left queued drains before the trials time
+                # the name again (a queue holds seconds of a throttled rate, not minutes).
+                await asyncio.sleep(s.replay_seconds * FILL)
+            sizes = {"target": trial_sizes(screen, s), "innocuous": trial_sizes(baseline, s)}
+            await self._rounds(host, listener, col, sizes)
         return None
 
     async def _baseline_of(self, listener: tuple[str, int, str]) -> list[ThroughputObservation]:
@@ -140,12 +154,12 @@ class ReplayTester:
         return self._baseline
 
     async def _transfer(
-        self, listener: tuple[str, int, str], sni: str, direction: str
+        self, listener: tuple[str, int, str], sni: str, direction: str, size: int | None = None
     ) -> ThroughputObservation:
         ip, port, pin = listener
         s = self.settings
         request = ReplayRequest(
-            direction, s.replay_bytes, s.replay_seconds, s.sample_interval,
+            direction, size or s.replay_bytes, s.replay_seconds, s.sample_interval,
             self.measurer.control.helper_token,
         )  # fmt: skip
         # A policed name's handshake queues behind what the last transfer left in the
@@ -157,14 +171,24 @@ class ReplayTester:
         self.tester.spent += obs.bytes
         return obs
 
-    async def _rounds(self, host: str, listener: tuple[str, int, str], col: Collector) -> None:
-        """The full test: ``trials`` rounds of the four transfers, interleaved."""
+    async def _rounds(
+        self,
+        host: str,
+        listener: tuple[str, int, str],
+        col: Collector,
+        sizes: dict[str, dict[str, int]],
+    ) -> None:
+        """The full test: ``trials`` rounds of the four transfers, interleaved.
+
+        Each kind's transfers are sized from its own earlier rate (``trial_sizes``): so each
+        lasts long enough to time, and ends by its bytes, leaving nothing queued.
+        """
         sinks = {"target": col.replay, "innocuous": col.replay_innocuous}
         names = {"target": host, "innocuous": self.measurer.control.innocuous_name}
         for round_ in range(self.settings.trials):
             shift = round_ % len(TRANSFERS)
-            for kind, direction in TRANSFERS[shift:] + TRANSFERS[:shift]:
-                sinks[kind].append(await self._transfer(listener, names[kind], direction))
+            for kind, d in TRANSFERS[shift:] + TRANSFERS[:shift]:
+                sinks[kind].append(await self._transfer(listener, names[kind], d, sizes[kind][d]))
 
     async def _where(self) -> tuple[str, int, str] | str:
         """The replay listener's address, port and certificate pin; or why there is none."""
@@ -191,3 +215,24 @@ class ReplayTester:
         if refused is not None:
             return f"the helper's replay address: {refused}"
         return ip, health.replay_port, health.replay_certificate_sha256
+
+
+def trial_sizes(
+    earlier: Sequence[ThroughputObservation], settings: ThroughputSettings
+) -> dict[str, int]:
+    """Bytes per full-test transfer in each direction, from a name's earlier transfers.
+
+    ``replay_bytes`` where the first of them ended by its bytes; otherwise what its rate
+    moves in FILL of ``replay_seconds``, so that a trial ends by bytes (MIN_TRIAL_BYTES at
+    least). A name whose transfers end by bytes keeps the full size: a shorter one would
+    time a fast path's slow start, not its rate.
+    """
+    sizes = {}
+    for d in ("down", "up"):
+        obs = next((o for o in earlier if o.direction == d), None)
+        size = settings.replay_bytes
+        if obs is not None and obs.stopped != "bytes" and obs.goodput_kbps:
+            fits = int(obs.goodput_kbps * 1000 / 8 * settings.replay_seconds * FILL)
+            size = max(MIN_TRIAL_BYTES, min(size, fits))
+        sizes[d] = size
+    return sizes

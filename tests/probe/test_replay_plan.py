@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
+from measurements.observations import ThroughputObservation
 from probe.config import load_settings
-from probe.engine.replay import ReplayTester
+from probe.engine.replay import ReplayTester, trial_sizes
 from probe.engine.steps import Measurer
 from probe.engine.throughput import ThroughputTester
 from targets.model import Input
@@ -56,3 +57,24 @@ def test_a_throughput_url_is_paid_for_first() -> None:
     r = _tester(10 << 20)
     r.plan(_jobs(80), reserved=9 << 20)
     assert r.share == frozenset()
+
+
+def _transfer(direction: str, stopped: str, kbps: float) -> ThroughputObservation:
+    return ThroughputObservation(
+        url=f"replay://198.18.3.2:443/{direction}", ip="198.18.3.2", sni="x.example",
+        verified=False, failure=None, operation=None, status=200, connect_ms=1.0, tls_ms=2.0,
+        first_byte_ms=1.0, samples=((5000.0, int(kbps * 625)),), bytes=int(kbps * 625),
+        duration_ms=5000.0, goodput_kbps=kbps, stopped=stopped, error=None, direction=direction,
+    )  # fmt: skip
+
+
+def test_trials_of_a_slow_name_are_sized_to_end_by_their_bytes() -> None:
+    settings = load_settings({}, None, environ={}).throughput  # 128 KiB, 5 s
+    # 128 kbit/s for 5 s ended by time: half the time at that rate is 40,000 bytes.
+    slow = [_transfer("down", "seconds", 128.0), _transfer("up", "seconds", 8.0)]
+    assert trial_sizes(slow, settings) == {"down": 40_000, "up": 16 * KIB}
+    # A name whose transfers ended by their bytes keeps the full size (a shorter transfer
+    # would time a fast path's slow start), and so does one ended by time but fast.
+    whole = [_transfer("down", "bytes", 90_000.0), _transfer("up", "seconds", 10_000.0)]
+    assert trial_sizes(whole, settings) == {"down": 128 * KIB, "up": 128 * KIB}
+    assert trial_sizes([], settings) == {"down": 128 * KIB, "up": 128 * KIB}
