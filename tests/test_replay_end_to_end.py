@@ -49,6 +49,7 @@ def _sweep(
     tmp: Path,
     urls: dict[str, list[str]],
     helper: str | None,
+    control_reference: str = "/bytes/1000",
     **throughput: Any,
 ) -> Path:
     lines = []
@@ -57,7 +58,9 @@ def _sweep(
                   f"urls = {json.dumps(service_urls)}"]  # fmt: skip
     targets = tmp / "targets.toml"
     targets.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = world.write_config(tmp / "probe.toml", f"https://ref.test:{origin.port}/bytes/1000")
+    config = world.write_config(
+        tmp / "probe.toml", f"https://ref.test:{origin.port}{control_reference}"
+    )
     with config.open("a", encoding="utf-8") as f:
         f.write("[throughput]\n")
         f.writelines(f"{k} = {json.dumps(v)}\n" for k, v in {**REPLAY, **throughput}.items())
@@ -158,6 +161,30 @@ def test_a_page_too_slow_to_finish_is_timed_and_found_throttled(
     evidence = _evidence(db, row, capsys)["verdict_evidence"]
     assert evidence["throughput"]["vs_innocuous"]["slower"] is True
     assert evidence["throughput_bytes"] > 0
+
+
+def test_a_page_that_finished_far_slower_than_the_reference_is_timed(
+    world: World, origin: ByteServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 1.6 Mbit/s for this name only: the 100 kB page finishes in about 0.5 s (the HTTP
+    # timeout is 2 s), at most a quarter of the 200 kB reference page's loopback rate (the
+    # vantage check's reference: pages of the same run).
+    pacer = world.peer(Pacer(origin.port, rate=2 * RATE, names={"sni.test"}))
+    url = f"https://sni.test:{pacer.port}/bytes/100000"
+    db = _sweep(
+        world, origin, tmp_path, {"sni": [url]}, None, "/bytes/200000", replay=False,
+        max_bytes_per_test=9 * 300_000, max_seconds_per_test=9 * 0.4,
+        reference=[f"https://ref.test:{origin.port}/bytes/200000"],
+    )  # fmt: skip
+    row = _rows(db, capsys)[url]
+    assert (row["verdict"], row["layer"], row["detail"], row["rule"]) == (
+        "throttled", "tls", "throttle.sni", "throttle.sni",
+    )  # fmt: skip
+    shown = _evidence(db, row, capsys)
+    pages = [o for o in shown["observations"] if "hops" in o]
+    assert pages and pages[-1]["hops"][-1]["failure"] is None  # the page finished
+    assert shown["verdict_evidence"]["throughput"]["vs_innocuous"]["slower"] is True
+    assert shown["verdict_evidence"]["throughput_bytes"] > 0
 
 
 def test_a_slow_page_that_times_fast_stays_what_the_page_said(

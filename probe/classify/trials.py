@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from measurements.observations import ThroughputObservation
+from measurements.observations import HTTPHop, ThroughputObservation
 from probe.classify.rates import (
     ChangePoint,
     change_point,
@@ -196,3 +196,31 @@ def rtt_scale(slow_rtt: float | None, fast_rtt: float | None) -> float:
 
 def rounded(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
+
+
+# A page's body is timed for escalation only when this long: a shorter one arrives in a few
+# TLS records and TCP windows, and its "rate" is the path's latency, not its capacity.
+PAGE_MIN_BYTES = 64 * 1024
+
+
+def page_kbps(hop: HTTPHop | None) -> float | None:
+    """The rate of a 2xx page's whole body, from its headers to its end; None if too short."""
+    if hop is None or hop.failure is not None or hop.status is None or not 200 <= hop.status < 300:
+        return None
+    t = hop.timings
+    if not hop.body_length or hop.body_length < PAGE_MIN_BYTES:
+        return None
+    if t.first_byte_ms is None or t.total_ms is None or t.total_ms <= t.first_byte_ms:
+        return None
+    return hop.body_length * 8 / (t.total_ms - t.first_byte_ms)
+
+
+def far_slower_than_references(page: HTTPHop | None, references: Sequence[HTTPHop]) -> bool:
+    """Whether a page came at most 1/RATIO of the fastest reference page of the same run.
+
+    Rule 7's escalation for a page that finished: it earns a timed test of itself (with the
+    test's own controls, which decide). Only bodies of PAGE_MIN_BYTES or more are compared.
+    """
+    mine = page_kbps(page)
+    theirs = [r for r in (page_kbps(h) for h in references) if r is not None]
+    return mine is not None and bool(theirs) and mine * RATIO <= max(theirs)

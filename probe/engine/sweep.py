@@ -166,6 +166,7 @@ class Sweep:
             jobs, len(self.throughput.urls) * self.throughput.settings.max_bytes_per_test
         )
         self.vantage = await check_vantage(self.measurer, self.references())
+        self.throughput.reference_pages = self.vantage.pages()
         if not self.vantage.ok:
             # Rule 2: a dead or captive link contacts no target and claims nothing.
             for job in jobs:
@@ -278,10 +279,10 @@ class Sweep:
     ) -> tuple[dict[str, Any], Verdict]:
         """Rule 7's tests the input earns, and the verdict once they are in.
 
-        A throughput URL found accessible, or any HTTPS page too slow to finish, is timed
-        (probe.engine.throughput); an HTTPS input still accessible then has its name
-        replayed to the helper (probe.engine.replay). What each says of itself (why it did
-        not run) goes into the evidence.
+        A throughput URL found accessible, or any HTTPS page too slow to finish or far slower
+        than the references, is timed (probe.engine.throughput); an HTTPS input still
+        accessible then has its name replayed to the helper (probe.engine.replay). What each
+        says of itself (why it did not run) goes into the evidence.
         """
         extra: dict[str, Any] = {}
         tester = self.throughput
@@ -289,7 +290,7 @@ class Sweep:
         if verdict.verdict == "accessible" and tester.wants(job):
             skipped = await tester.run(job, col)
             extra["throughput_skipped"] = skipped
-        elif verdict.rule == "http.slow_body" and job.url and job.url.scheme == "https":
+        elif tester.escalates(job, col, verdict):
             skipped = await tester.run(job, col, slow=True)
             extra["throughput_skipped"] = skipped
         if skipped is None:

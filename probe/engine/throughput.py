@@ -2,7 +2,8 @@
 
 An input is timed when it is a service's ``throughput_url``, its ordinary measurement found it
 accessible, and its resource answered 2xx over HTTPS; and so is any HTTPS input whose 2xx page
-came too slowly to finish (``http.slow_body``): a slow page escalates to a timed test of itself
+came too slowly to finish (``http.slow_body``), or finished at most 1/RATIO of the fastest
+reference page of the sweep (``escalates``): a slow page escalates to a timed test of itself
 (rule 7, so that nothing depends on a list naming a download). The test then downloads, in rounds,
 
     target     the resource, pinned to the address just measured, with its own SNI;
@@ -40,6 +41,8 @@ from measurements.addresses import canonical_address, is_ip
 from measurements.observations import HTTPHop, ThroughputObservation
 from probe.classify.controls import http_failed
 from probe.classify.evidence import PastRate
+from probe.classify.trials import far_slower_than_references
+from probe.classify.verdict import Verdict
 from probe.config import ThroughputSettings
 from probe.engine.steps import Collector, Measurer, dns_failed
 from targets.model import Input, TargetList
@@ -83,6 +86,7 @@ class ThroughputTester:
         self.history: dict[str, tuple[PastRate, ...]] = {}  # by input, newest first
         self.lock = asyncio.Lock()  # the sweep's one turn for timed transfers
         self._reference: asyncio.Future[tuple[str, str] | None] | None = None
+        self.reference_pages: tuple[HTTPHop, ...] = ()  # what the vantage check fetched
 
     @property
     def transfers(self) -> int:
@@ -92,6 +96,22 @@ class ThroughputTester:
     def wants(self, job: Input) -> bool:
         """Whether this input is a throughput URL."""
         return job.kind == "url" and job.value in self.urls
+
+    def escalates(self, job: Input, col: Collector, verdict: Verdict) -> bool:
+        """Whether an HTTPS page earns a timed test of itself (rule 7's escalation).
+
+        It does when it came too slowly to finish (``http.slow_body``), or finished
+        accessible at most 1/RATIO of the fastest reference page of this sweep (both long
+        enough to time: trials.far_slower_than_references).
+        """
+        if job.url is None or job.url.scheme != "https" or self.wants(job):
+            return False
+        if verdict.rule == "http.slow_body":
+            return True
+        page = col.http[-1].final if col.http else None
+        return verdict.verdict == "accessible" and far_slower_than_references(
+            page, self.reference_pages
+        )
 
     def allowance(self) -> int:
         """Bytes still allowed: the smaller of the sweep's and the day's remainder."""
@@ -107,8 +127,8 @@ class ThroughputTester:
     async def run(self, job: Input, col: Collector, *, slow: bool = False) -> str | None:
         """Time the input into ``col``; or say why it was not timed.
 
-        ``slow``: the input is not a throughput URL, but its page came too slowly to finish
-        (``http.slow_body``), so it is timed as one (rule 7: a slow page escalates).
+        ``slow``: the input is not a throughput URL, but its page ``escalates``, so it is
+        timed as one (rule 7: a slow page escalates).
         """
         s = self.settings
         if not s.enabled:
@@ -210,8 +230,9 @@ def _resource(col: Collector) -> HTTPHop | None:
 
 
 def _slow_resource(col: Collector) -> HTTPHop | None:
-    """The final hop of a page whose 2xx body came too slowly to finish (escalated)."""
+    """The final hop of a 2xx page that escalated: too slow to finish, or finished slowly."""
     final = col.http[-1].final if col.http else None
     if final is None or final.status is None or not 200 <= final.status < 300:
         return None
-    return final if final.operation == "http_body" and final.body_length else None
+    unfinished = final.operation == "http_body"
+    return final if (final.failure is None or unfinished) and final.body_length else None

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from measurements import http
 from measurements.addresses import canonical_address, is_ip
-from measurements.observations import DNSObservation, HTTPObservation, to_jsonable
+from measurements.observations import DNSObservation, HTTPHop, HTTPObservation, to_jsonable
 from probe.classify.controls import http_failed
 from probe.engine.steps import Measurer, attempts, dns_failed
 
@@ -41,6 +41,10 @@ class VantageCheck:
     def ok(self) -> bool:
         """True when at least one reference host answered."""
         return any(r.ok for r in self.results)
+
+    def pages(self) -> tuple[HTTPHop, ...]:
+        """What each reference that answered served (its final hop)."""
+        return tuple(r.http.final for r in self.results if r.ok and r.http is not None)
 
     def summary(self) -> list[dict[str, object]]:
         """A JSON-ready summary for the run record and for offline rows' evidence."""
