@@ -45,11 +45,25 @@ def _lab_rate(result: ScenarioResult) -> float | None:
 
 
 def _facts(workdir: Path, measurement_id: int | None) -> dict[str, Any]:
-    """The throughput part of the verdict's evidence (per-trial rates, a change point)."""
+    """The timed test's part of the verdict's evidence (per-trial rates, a change point)."""
     if measurement_id is None:
         return {}
-    evidence = show(workdir, measurement_id).get("evidence", {})
-    return dict(evidence.get("verdict_evidence", {}).get("throughput") or {})
+    verdict = show(workdir, measurement_id).get("evidence", {}).get("verdict_evidence", {})
+    if verdict.get("throughput"):
+        return dict(verdict["throughput"])
+    # A replay's: the direction it found slowed (downloads first, as the verdict reads them).
+    replay = verdict.get("replay") or {}
+    for direction in ("down", "up"):
+        facts = replay.get(direction) or {}
+        if (facts.get("vs_innocuous") or {}).get("slower"):
+            target = facts.get("target") or {}
+            return {"target": target, "change_at_bytes": _first(target.get("change_at_bytes"))}
+    return {}
+
+
+def _first(values: list[int | None] | None) -> int | None:
+    """The first change point of a replay's trials, if any found one."""
+    return next((v for v in values or () if v), None)
 
 
 def _measure(lab: topology.Lab, scenario: Scenario, workdir: Path) -> dict[str, Any]:

@@ -34,12 +34,12 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from measurements.failures import Failure, describe, failure_of
 from measurements.observations import ThroughputObservation
+from measurements.sampling import Sampler, sampled
 from measurements.tcp import open_socket
 
 VERSION = 1
@@ -118,49 +118,6 @@ def encode(message: dict[str, Any]) -> bytes:
     return json.dumps({"v": VERSION, **message}, separators=(",", ":")).encode() + b"\n"
 
 
-class Sampler:
-    """Bytes counted so far and their samples on a fixed grid (ms since ``start``)."""
-
-    def __init__(self, start: float) -> None:
-        self.start = start
-        self.count = 0
-        self.first_byte_ms: float | None = None
-        self.samples: list[tuple[float, int]] = []
-
-    def elapsed(self) -> float:
-        return (time.monotonic() - self.start) * 1000.0
-
-    def add(self, n: int) -> None:
-        if n and self.first_byte_ms is None:
-            self.first_byte_ms = round(self.elapsed(), 1)
-        self.count += n
-
-    def sample(self) -> None:
-        now = round(self.elapsed(), 1)
-        if not self.samples or now > self.samples[-1][0]:
-            self.samples.append((now, self.count))
-
-    async def run(self, every: float) -> None:
-        """Sample every ``every`` seconds until cancelled (sleeping to each tick)."""
-        loop = asyncio.get_running_loop()
-        begin, tick = loop.time(), 0
-        while True:
-            tick += 1
-            await asyncio.sleep(max(0.0, begin + tick * every - loop.time()))
-            self.sample()
-
-
-async def sampled(sampler: Sampler, every: float, work: Awaitable[Any]) -> None:
-    """Run ``work`` with ``sampler`` sampling meanwhile, and once more at its end."""
-    task = asyncio.ensure_future(sampler.run(every))
-    try:
-        await work
-    finally:
-        sampler.sample()
-        task.cancel()
-        await asyncio.wait([task])
-
-
 @dataclass
 class _Transfer:
     """How far one replay transfer got (filled in as it goes)."""
@@ -186,7 +143,7 @@ async def replay(
     """One transfer to or from the helper's replay listener, the ClientHello naming ``sni``."""
     if request.direction not in ("down", "up"):
         raise ValueError(f"direction: {request.direction!r}")
-    t = _Transfer(Sampler(time.monotonic()))
+    t = _Transfer(Sampler())
     failure: Failure | None = None
     error: str | None = None
     deadline = asyncio.get_running_loop().time() + connect_timeout + request.seconds + 5.0

@@ -30,6 +30,7 @@ from measurements.http import DEFAULT_USER_AGENT
 from measurements.http import _Trace as Trace  # the same trace hooks as the page fetch
 from measurements.observations import ThroughputObservation
 from measurements.pinned import PinnedTransport
+from measurements.sampling import Sampler, sampled
 from measurements.trust import context_async
 
 # Below this a body duration is timer noise; a transfer that fast is "faster than we can tell".
@@ -37,30 +38,14 @@ _MIN_BODY_MS = 1.0
 
 
 class _Progress:
-    """Status, body bytes so far and the samples taken of them (shared with the sampler task)."""
+    """Status, the body's sampler and how the read ended (shared with the sampler task)."""
 
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
         self.status: int | None = None
-        self.received = 0
-        self.samples: list[tuple[float, int]] = []
+        self.body = Sampler(trace.elapsed)  # on the trace's clock: ms since the request
         self.stop_ms: float | None = None
         self.stopped: str | None = None
-
-    def sample(self) -> None:
-        now = round(self.trace.elapsed(), 1)
-        if not self.samples or now > self.samples[-1][0]:
-            self.samples.append((now, self.received))
-
-    async def sampler(self, every: float) -> None:
-        """Sample on a fixed grid from now on (sleeping to each tick, so errors do not add up)."""
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        tick = 0
-        while True:
-            tick += 1
-            await asyncio.sleep(max(0.0, start + tick * every - loop.time()))
-            self.sample()
 
 
 def _goodput(received: int, first_byte_ms: float | None, stop_ms: float | None) -> float | None:
@@ -161,22 +146,22 @@ async def _read_body(
     response: httpx.Response, progress: _Progress, max_bytes: int, sample_every: float
 ) -> None:
     """Read the body to its end or ``max_bytes``, sampled meanwhile; close the response."""
-    sampler = asyncio.create_task(progress.sampler(sample_every))
-    try:
-        async for chunk in response.aiter_raw():
-            progress.received += min(len(chunk), max_bytes - progress.received)
-            if progress.received >= max_bytes:
-                progress.stopped = "bytes"
-                break
-        else:
+    body = progress.body
+
+    async def read() -> None:
+        try:
+            async for chunk in response.aiter_raw():
+                body.count += min(len(chunk), max_bytes - body.count)
+                if body.count >= max_bytes:
+                    progress.stopped = "bytes"
+                    return
             progress.stopped = "end"
+        finally:
+            progress.stop_ms = progress.trace.elapsed()
+
+    try:
+        await sampled(body, sample_every, read())
     finally:
-        progress.stop_ms = progress.trace.elapsed()
-        progress.sample()  # the last count, at the end of the read
-        sampler.cancel()
-        # wait, not await: the sampler's cancellation is not ours to raise, and
-        # ours (the deadline, a sweep cancelled) must still propagate.
-        await asyncio.wait([sampler])
         await response.aclose()
 
 
@@ -205,10 +190,10 @@ def _record(
         connect_ms=timings.connect_ms,
         tls_ms=timings.tls_ms,
         first_byte_ms=timings.first_byte_ms,
-        samples=tuple(progress.samples),
-        bytes=progress.received,
+        samples=tuple(progress.body.samples),
+        bytes=progress.body.count,
         duration_ms=duration_ms,
-        goodput_kbps=_goodput(progress.received, timings.first_byte_ms, progress.stop_ms),
+        goodput_kbps=_goodput(progress.body.count, timings.first_byte_ms, progress.stop_ms),
         stopped=progress.stopped,
         error=broken.error if broken is not None else None,
     )

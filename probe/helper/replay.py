@@ -22,7 +22,6 @@ import hmac
 import os
 import ssl
 import tempfile
-import time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,10 +33,9 @@ from measurements.replay import (
     MAX_LINE,
     ReplayError,
     ReplayRequest,
-    Sampler,
     encode,
-    sampled,
 )
+from measurements.sampling import Sampler, sampled
 from probe.helper.limits import HourlyBudget
 from probe.helper.protocol import MAX_TRANSFER_BYTES, MAX_TRANSFER_SECONDS
 
@@ -198,7 +196,7 @@ async def _sink(
     """Read what the probe sends, sampled on the grid it asked for, then report the samples."""
     # Timed from the first byte that arrives, not from "go": a policer's queue may hold "go"
     # back for seconds, and the probe sends nothing before it has it.
-    sampler = Sampler(time.monotonic())
+    sampler = Sampler()
     stopped = "seconds"
     chunk = b""
 
