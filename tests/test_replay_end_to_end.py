@@ -14,7 +14,6 @@ A slow page: a large page through a policer on its own address comes too slowly 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ from typing import Any
 import pytest
 import trustme
 
-from probe.cli import main
 from tests.readback import export_rows, shown_evidence
+from tests.servers.sweeps import run_sweep, service_lines
 from tests.servers.throughput_server import ByteServer, Pacer
 from tests.servers.world import World, free_port, helper_process, running_world
 
@@ -52,21 +51,13 @@ def _sweep(
     control_reference: str = "/bytes/1000",
     **throughput: Any,
 ) -> Path:
-    lines = []
-    for name, service_urls in urls.items():
-        lines += ["[[service]]", f'name = "{name}"', 'category = "social"',
-                  f"urls = {json.dumps(service_urls)}"]  # fmt: skip
-    targets = tmp / "targets.toml"
-    targets.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = world.write_config(
-        tmp / "probe.toml", f"https://ref.test:{origin.port}{control_reference}"
-    )
-    with config.open("a", encoding="utf-8") as f:
-        f.write("[throughput]\n")
-        f.writelines(f"{k} = {json.dumps(v)}\n" for k, v in {**REPLAY, **throughput}.items())
-    db = tmp / "results.sqlite"
-    args = ["run", "--config", str(config), "--targets", str(targets), "--db", str(db)]
-    assert main([*args, "--no-progress", *(["--helper", helper] if helper else [])]) == 0
+    lines = [
+        line for name, service_urls in urls.items() for line in service_lines(name, service_urls)
+    ]
+    flags = ["--helper", helper] if helper else []
+    reference = f"https://ref.test:{origin.port}{control_reference}"
+    code, db = run_sweep(world, tmp, lines, reference, {**REPLAY, **throughput}, flags)
+    assert code == 0
     return db
 
 

@@ -19,6 +19,7 @@ import trustme
 
 from probe.cli import main
 from tests.readback import export_rows, shown_evidence
+from tests.servers.sweeps import run_sweep, service_lines
 from tests.servers.throughput_server import ByteServer, Pacer
 from tests.servers.world import World, helper_process, running_world
 
@@ -57,22 +58,12 @@ def _sweep(
     **throughput: Any,
 ) -> tuple[int, Path]:
     """One sweep: each service's one URL is its throughput URL. Returns (exit, db)."""
-    lines = []
-    for name, url in services.items():
-        lines += ["[[service]]", f'name = "{name}"', 'category = "social"', f'urls = ["{url}"]',
-                  f'throughput_url = "{url}"']  # fmt: skip
-    targets = tmp / "targets.toml"
-    targets.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    # The vantage check's reference is direct and fast; the one timed is ``reference``.
-    config = world.write_config(tmp / "probe.toml", f"https://ref.test:{origin.port}/bytes/1000")
+    lines = [line for name, url in services.items() for line in service_lines(name, [url], url)]
     settings = {**THROUGHPUT, **throughput}
     settings.setdefault("reference", [reference or f"https://ref.test:{origin.port}/bytes/{SIZE}"])
-    with config.open("a", encoding="utf-8") as f:
-        f.write("[throughput]\n")
-        f.writelines(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
-    db = tmp / "results.sqlite"
-    args = ["run", "--config", str(config), "--targets", str(targets), "--db", str(db)]
-    return main([*args, "--no-progress", *flags]), db
+    # The vantage check's reference is direct and fast; the one timed is ``reference``.
+    vantage = f"https://ref.test:{origin.port}/bytes/1000"
+    return run_sweep(world, tmp, lines, vantage, settings, flags)
 
 
 def _rows(db: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
