@@ -50,13 +50,13 @@ def _nobody() -> pwd.struct_passwd:
 
 
 def _run(
-    box: Path, *args: str, as_nobody: bool = False, **env: str
+    box: Path, *args: str, as_nobody: bool = False, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     environ = {
         "PATH": f"{box / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin",
         "PROBE_DB": str(box / "data" / "results.sqlite"),
         "PROBE_DEFAULT_CONFIG": str(box / "config" / "probe.toml"),
-        **env,
+        **(env or {}),
     }
     command = ["sh", str(box / "entrypoint.sh"), *args]
     if as_nobody:
@@ -97,7 +97,7 @@ def test_started_as_root_it_hands_the_directory_over(box: Path) -> None:
     data = box / "data"
     for name in ("results.sqlite", "results.sqlite-wal", "unrelated.txt"):
         (data / name).write_bytes(b"")
-    done = _run(box, "daemon", "--config", "/x.toml", PROBE_RUN_AS="nobody")
+    done = _run(box, "daemon", "--config", "/x.toml", env={"PROBE_RUN_AS": "nobody"})
     assert done.returncode == 0, done.stderr
     assert done.stdout == (
         f"uid={nobody.pw_uid} home={nobody.pw_dir} config=none args=daemon --config /x.toml\n"
@@ -124,7 +124,7 @@ def test_a_writable_volume_runs_the_probe_as_is(box: Path) -> None:
 def test_a_missing_data_directory_it_cannot_create(box: Path) -> None:
     _nobody()
     db = box / "data" / "deeper" / "results.sqlite"
-    done = _run(box, "daemon", as_nobody=True, PROBE_DB=str(db))
+    done = _run(box, "daemon", as_nobody=True, env={"PROBE_DB": str(db)})
     assert (done.returncode, done.stdout) == (2, "")
     assert "does not exist and uid" in done.stderr and "-v probe-data:" in done.stderr
 
@@ -151,7 +151,7 @@ def test_the_config_file_is_found(box: Path, explicit: bool) -> None:
     env = {"PROBE_RUN_AS": "root", **({"PROBE_CONFIG": str(other)} if explicit else {})}
     if os.geteuid() != 0:
         (box / "data").chmod(0o777)  # stands for a volume the account owns
-    done = _run(box, "config", "show", **env)
+    done = _run(box, "config", "show", env=env)
     assert done.returncode == 0, done.stderr
     rows = {f[0]: f[1:] for f in map(str.split, done.stdout.splitlines()) if len(f) == 3}
     used = other if explicit else default
@@ -163,6 +163,6 @@ def test_the_config_file_is_found(box: Path, explicit: bool) -> None:
 def test_without_a_config_file_none_is_named(box: Path) -> None:
     if os.geteuid() != 0:
         (box / "data").chmod(0o777)
-    done = _run(box, "daemon", PROBE_RUN_AS="root")
+    done = _run(box, "daemon", env={"PROBE_RUN_AS": "root"})
     assert done.returncode == 0, done.stderr
     assert " config=none args=daemon\n" in done.stdout

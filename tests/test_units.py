@@ -209,3 +209,27 @@ def test_cron_line_is_an_hourly_jittered_sweep() -> None:
     assert argv[0] == INSTALLED
     assert argv[argv.index("--db") + 1] == DB
     assert build_parser().parse_args(argv[1:]).command == "run"
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_readme_shows_the_shipped_cron_line_and_units() -> None:
+    section = _readme_section("Running unattended")
+    cron = " ".join(_cron_line())
+    assert f"\n{cron}\n" in section
+    named = {n for n in UNIT_FILES if f"`{n}`" in section}
+    assert named == set(UNIT_FILES)
+
+
+def test_readme_supervisor_codes_are_exit_codes() -> None:
+    """Each code of the supervisors' table is a row of the main exit-code table."""
+    supervisors = _readme_section("Running unattended").split("### Exit codes for supervisors")[1]
+    codes = {line.split("|")[1].strip() for line in supervisors.splitlines() if line[:2] == "| "}
+    main = _readme_section("Commands").split("### Exit codes")[1]
+    rows = {line.split("|")[1].strip() for line in main.splitlines() if line[:2] == "| "}
+    assert codes - {"code"} == {"0", "2", "5", "143"}
+    assert codes - {"code"} <= rows
