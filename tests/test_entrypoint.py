@@ -166,3 +166,17 @@ def test_without_a_config_file_none_is_named(box: Path) -> None:
     done = _run(box, "daemon", env={"PROBE_RUN_AS": "root"})
     assert done.returncode == 0, done.stderr
     assert " config=none args=daemon\n" in done.stdout
+
+
+def test_the_dockerfile_runs_the_daemon_through_the_entrypoint() -> None:
+    """No image is built here (no Docker daemon): the Dockerfile's own lines, read."""
+    lines = [
+        line
+        for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith(("#", " "))
+    ]
+    assert "COPY contrib/docker/entrypoint.sh /usr/local/bin/probe-entrypoint" in lines
+    assert lines[-2:] == ['ENTRYPOINT ["probe-entrypoint"]', 'CMD ["daemon"]']
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users == ["probe"]  # never root at run time
+    assert "ENV PROBE_DB=/data/results.sqlite" in lines and 'VOLUME ["/data"]' in lines
