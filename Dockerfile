@@ -1,4 +1,6 @@
-# The probe as a container: `docker run --rm -v probe-data:/data IMAGE run`
+# The probe as a container. By default it runs the daemon, with its database on a volume:
+#   docker run -d --name probe -v probe-data:/data -v "$PWD/probe.toml:/config/probe.toml:ro" IMAGE
+# Any other command is a probe command: `docker run --rm -v probe-data:/data IMAGE run`.
 FROM python:3.11-slim
 
 WORKDIR /src
@@ -6,14 +8,23 @@ COPY pyproject.toml README.md ./
 COPY probe ./probe
 COPY measurements ./measurements
 COPY targets ./targets
+COPY contrib/docker/entrypoint.sh /usr/local/bin/probe-entrypoint
 RUN pip install --no-cache-dir . && rm -rf /src \
-    && useradd --create-home --uid 10001 probe \
-    && mkdir /data && chown probe /data
+    && chmod 755 /usr/local/bin/probe-entrypoint \
+    && useradd --create-home --uid 10001 --user-group probe \
+    && mkdir /data && chown probe:probe /data
 
+# Never root by default. A new named volume takes /data's owner from the image; a bind mount
+# keeps its host owner, and the entrypoint says what to do when that is not writable (or,
+# started with --user 0, hands the directory to probe and runs as probe).
 USER probe
 WORKDIR /home/probe
-# Results go to /data/results.sqlite unless --db says otherwise; mount a volume there.
+# Results go to /data/results.sqlite unless PROBE_DB says otherwise; mount a volume there.
+# The config is /config/probe.toml when mounted, or the file PROBE_CONFIG names.
 ENV PROBE_DB=/data/results.sqlite
 VOLUME ["/data"]
-ENTRYPOINT ["probe"]
-CMD ["run"]
+# `docker stop` sends SIGTERM: the daemon stops new work, gives in-flight inputs a short
+# deadline and exits 0 (a sweep of `probe run` exits 143). Give it time: docker stop -t 60.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["probe-entrypoint"]
+CMD ["daemon"]
