@@ -79,6 +79,14 @@ class Location:
             if source is not None and source not in LOCATION_SOURCES:
                 raise ValueError(f"location source {source!r} is not one of {LOCATION_SOURCES}")
 
+    @classmethod
+    def declared(cls, asn: int | None, country: str | None) -> Location:
+        """What the volunteer declared (either may be None), and nothing detected."""
+        return cls(
+            asn, country, None,
+            "declared" if asn is not None else None, "declared" if country is not None else None,
+        )  # fmt: skip
+
     @property
     def unknown(self) -> bool:
         """True when neither the AS nor the country is known."""

@@ -34,7 +34,8 @@ from measurements.failures import Failure
 from measurements.observations import ThroughputObservation
 from probe.classify.evidence import HelperReport
 from probe.helper import fields
-from probe.helper.fields import ProtocolError, Reader
+from probe.helper.fields import ProtocolError as ProtocolError
+from probe.helper.fields import Reader
 from targets.model import Endpoint, url_problem
 
 # The readers by the names the schemas below use (probe.helper.fields holds them).

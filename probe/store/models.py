@@ -257,20 +257,11 @@ def run_from_info(info: RunInfo) -> Run:
         network_type=info.vantage.network_type,
         settings=to_jsonable(dict(info.settings)),
         counts=None,
-        **location_values(declared_location(info.vantage)),
+        **location_values(Location.declared(info.vantage.asn, info.vantage.country)),
     )
 
 
-def declared_location(vantage: Vantage) -> Location:
-    """What the volunteer declared, as a location (before anything is detected)."""
-    return Location(
-        vantage.asn, vantage.country, None,
-        "declared" if vantage.asn is not None else None,
-        "declared" if vantage.country is not None else None,
-    )  # fmt: skip
-
-
-def location_of(r: Mapping[str, Any]) -> Location:
+def location_of(r: Mapping[Any, Any]) -> Location:
     """A run's location from its row's columns (by name)."""
     note = r["location_note"]
     return Location(
@@ -338,5 +329,5 @@ def run_summary(
         counts=r.counts,
         measurements=sum(verdicts.values()),
         verdicts=dict(verdicts),
-        location=location or declared_location(Vantage(asn=r.asn, country=r.country)),
+        location=location or Location.declared(r.asn, r.country),
     )
