@@ -196,3 +196,16 @@ def test_a_slow_page_that_times_fast_stays_what_the_page_said(
     )  # fmt: skip
     facts = _evidence(db, row, capsys)["verdict_evidence"]["throughput"]
     assert facts["vs_reference"]["slower"] is False
+
+
+def test_a_metered_network_gets_no_replay(
+    world: World, origin: ByteServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("PROBE_METERED", "true")  # network.metered, as a unit's Environment=
+    url = f"https://fast.test:{origin.port}/bytes/2000"
+    with helper_process(world) as helper:
+        db = _sweep(world, origin, tmp_path, {"fast": [url]}, helper)
+    evidence = _evidence(db, _rows(db, capsys)[url], capsys)["verdict_evidence"]
+    assert "the network is marked metered" in evidence["replay_skipped"]
+    assert "replay_problem" not in evidence["controls"]  # the helper was not even asked

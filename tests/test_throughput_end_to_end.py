@@ -294,3 +294,26 @@ def _export_all(db: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
     capsys.readouterr()
     assert main(["export", "--db", str(db), "--format", "jsonl"]) == 0
     return capsys.readouterr().out.splitlines()
+
+
+def test_a_metered_network_gets_no_timed_transfers(
+    world: World, origin: ByteServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fast = world.peer(Pacer(origin.port, rate=RATE, names=()))
+    services = {"fast": _url(fast.port, "fast.test")}
+    (tmp_path / "metered").mkdir()
+    code, db = _sweep(world, origin, tmp_path / "metered", services, flags=("--metered", "true"))
+    row = _rows(db, capsys)["fast"]
+    assert code == 0 and (row["verdict"], row["throughput_kbps"]) == ("accessible", None)
+    facts = _evidence(db, row, capsys)["verdict_evidence"]
+    assert "the network is marked metered" in facts["throughput_skipped"]
+    assert len(fast.connections) == 2  # the ordinary handshake and GET, no transfer
+    # Not metered: the same service is timed, its transfers half the time on the line.
+    (tmp_path / "unmetered").mkdir()
+    code, db = _sweep(
+        world, origin, tmp_path / "unmetered", services, flags=("--metered", "false"),
+        max_link_share=0.5,
+    )  # fmt: skip
+    row = _rows(db, capsys)["fast"]
+    assert code == 0 and row["throughput_kbps"] is not None
+    assert "throughput_skipped" not in _evidence(db, row, capsys)["verdict_evidence"]

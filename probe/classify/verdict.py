@@ -55,6 +55,49 @@ class Vantage:
     country: str | None = None  # ISO 3166 alpha-2
 
 
+LOCATION_SOURCES: tuple[str, ...] = ("declared", "helper", "geoip_db")
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a sweep measured: AS number and country, and where each came from.
+
+    ``declared`` (vantage.asn, vantage.country) wins over ``helper`` (its GET /v1/whoami)
+    and ``geoip_db`` (vantage.geoip_db); a None value is unknown, and ``problems`` says why.
+    Never an address.
+    """
+
+    asn: int | None = None
+    country: str | None = None
+    network_name: str | None = None  # the AS's organisation, when a database named it
+    asn_source: str | None = None
+    country_source: str | None = None
+    problems: tuple[str, ...] = ()  # why a value is unknown
+
+    def __post_init__(self) -> None:
+        for source in (self.asn_source, self.country_source):
+            if source is not None and source not in LOCATION_SOURCES:
+                raise ValueError(f"location source {source!r} is not one of {LOCATION_SOURCES}")
+
+    @classmethod
+    def declared(cls, asn: int | None, country: str | None) -> Location:
+        """What the volunteer declared (either may be None), and nothing detected."""
+        return cls(
+            asn, country, None,
+            "declared" if asn is not None else None, "declared" if country is not None else None,
+        )  # fmt: skip
+
+    @property
+    def unknown(self) -> bool:
+        """True when neither the AS nor the country is known."""
+        return self.asn is None and self.country is None
+
+    @property
+    def note(self) -> str | None:
+        """The problems as one line for the run record, or None."""
+        return "; ".join(self.problems) or None
+
+
 @dataclass(frozen=True, slots=True)
 class RunInfo:
     """One sweep: when, from where, with which settings."""

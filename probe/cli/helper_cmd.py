@@ -11,6 +11,7 @@ from typing import Any
 
 from measurements import trust
 from measurements.addresses import split_host_port
+from measurements.geoip import GeoIP, GeoIPError, open_geoip
 from probe.cli.errors import UsageError
 from probe.cli.options import add_setting_flags, setting_flags
 from probe.config import HELPER_KEYS, ConfigError, load_helper_settings
@@ -38,6 +39,16 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _geoip(asn_db: str | None, country_db: str | None) -> GeoIP | None:
+    """The whoami database(s), opened and checked before serving (a bad file: exit 2)."""
+    files = list(dict.fromkeys(f for f in (asn_db, country_db) if f))  # one combined file once
+    try:
+        return open_geoip(files) if files else None
+    except GeoIPError as exc:
+        key = "helper.asn_db" if asn_db and str(exc).startswith(asn_db) else "helper.country_db"
+        raise ConfigError(f"{key}: {exc}") from None
+
+
 def serve_helper(args: argparse.Namespace) -> int:
     """Validate, then serve until interrupted."""
     config = load_helper_settings(setting_flags(args), args.config).helper
@@ -57,6 +68,7 @@ def serve_helper(args: argparse.Namespace) -> int:
         read_timeout=config.read_timeout, per_client_connections=config.per_client_connections,
         replay_listen=(replay[0] or host, replay[1]) if replay else None,
         replay_public_port=config.replay_public_port,
+        geoip=_geoip(config.asn_db, config.country_db),
     )  # fmt: skip
 
     async def main() -> None:
@@ -70,6 +82,9 @@ def serve_helper(args: argparse.Namespace) -> int:
         print(f"probe helper listening on http://{shown}:{port}/v1/check", file=sys.stderr)
         if settings.replay_listen is not None:
             print(f"probe helper SNI replay on TLS {config.replay_listen}", file=sys.stderr)
+        if settings.geoip is not None:
+            files = ", ".join(settings.geoip.files)
+            print(f"probe helper whoami from {files} (no address kept)", file=sys.stderr)
         if config.token is None and not _loopback(host):
             print(
                 "probe helper: no token file (helper.token_file, --token-file), so anyone who "

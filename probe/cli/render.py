@@ -8,6 +8,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from probe.classify.verdict import Location
+
 JSON_VERSION = 1
 
 
@@ -58,3 +60,12 @@ class ProgressBar:
         if self.enabled:
             self.out.write("\n")
             self.out.flush()
+
+
+def location_json(location: Location) -> dict[str, Any]:
+    """Where a run measured, as ``probe run --json`` and ``probe show --json`` print it."""
+    return {
+        "asn": location.asn, "country": location.country, "network_name": location.network_name,
+        "asn_source": location.asn_source, "country_source": location.country_source,
+        "note": location.note,
+    }  # fmt: skip

@@ -10,13 +10,15 @@ import sys
 from typing import Any
 
 from measurements import trust
+from measurements.geoip import GeoIP, GeoIPError, open_geoip
 from probe.classify.fingerprints import load_bundled
 from probe.classify.service import scope_text, summarize_services
 from probe.classify.verdict import MeasurementRecord
 from probe.cli.errors import UsageError
 from probe.cli.options import add_setting_flags, settings_from
-from probe.cli.render import ProgressBar, print_json, table
+from probe.cli.render import ProgressBar, location_json, print_json, table
 from probe.config import ConfigError, Settings
+from probe.engine.location import hint
 from probe.engine.sweep import Sweep, SweepResult
 from probe.store.database import StoreError, open_database
 from probe.store.writer import AsyncWriter
@@ -63,11 +65,21 @@ def _preload(settings: Settings) -> None:
         raise ConfigError(f"network.ca_bundle: {bundle}: not a usable PEM bundle ({exc})") from None
 
 
+def open_geoip_db(settings: Settings) -> GeoIP | None:
+    """vantage.geoip_db opened and checked before the sweep (a bad file is bad usage)."""
+    files = settings.vantage.geoip_db
+    try:
+        return open_geoip(files) if files else None
+    except GeoIPError as exc:
+        raise ConfigError(f"vantage.geoip_db: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate everything, then sweep; nothing is written if any input is bad."""
     settings = settings_from(args)
     targets = load_target_list(args.targets, args.category)
     _preload(settings)
+    geoip = open_geoip_db(settings)
     fingerprints = load_bundled()
     database = open_database(settings.storage.db)
     bar = ProgressBar(enabled=None if not (args.json or args.no_progress) else False)
@@ -95,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         bar.update(0, len(targets.inputs()), "checking the reference hosts")
         writer = AsyncWriter(database)
         try:
-            started.append(Sweep(settings, targets, writer, progress, fingerprints))
+            started.append(Sweep(settings, targets, writer, progress, fingerprints, geoip))
             return await started[0].run()
         finally:
             await asyncio.shield(writer.close())
@@ -114,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"probe: the sweep failed: {exc}; {_failed_tail(started)}", file=sys.stderr)
         return EXIT_FAILED
     bar.close()
+    if (line := hint(result.location)) is not None:
+        print(line, file=sys.stderr)  # once, and never in the JSON on stdout
     if args.json:
         print_json("run", _as_json(result, database.label))
     else:
@@ -140,6 +154,7 @@ def _as_json(result: SweepResult, db: str) -> dict[str, Any]:
         "duration_s": round(result.duration_s, 3),
         "inputs_total": result.total,
         "vantage_ok": result.vantage.ok,
+        "location": location_json(result.location),
         "services": [vars_of(s) for s in summarize_services(result.records)],
         "measurements": [
             {

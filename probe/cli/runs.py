@@ -9,7 +9,7 @@ from typing import Any
 from probe.classify.service import ServiceSummary, scope_text, summarize_rows
 from probe.cli.errors import UsageError
 from probe.cli.options import settings_from
-from probe.cli.render import print_json, table
+from probe.cli.render import location_json, print_json, table
 from probe.store.database import Database, open_database
 from probe.store.export import format_utc
 from probe.store.models import MeasurementRow
@@ -74,6 +74,7 @@ def _run_json(r: Any) -> dict[str, Any]:
             "name": r.vantage.name, "network_type": r.vantage.network_type,
             "asn": r.vantage.asn, "country": r.vantage.country,
         },
+        "location": location_json(r.location),
         "measurements": r.measurements,
         "verdicts": dict(r.verdicts),
     }  # fmt: skip

@@ -7,6 +7,7 @@ name (``PROBE_HELPER_LISTEN``). List values in the environment are comma-separat
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
@@ -167,6 +168,32 @@ def _file(v: Any) -> str:
     return s
 
 
+def _geoip_files(v: Any) -> list[str]:
+    files = _list(_file)(v)
+    if not 1 <= len(files) <= 2:
+        raise ValueError("expected one or two .mmdb files (an ASN one and a country one)")
+    return files
+
+
+def _metered(v: Any) -> bool | str:
+    if isinstance(v, str) and v.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _bool(v)
+    except ValueError:
+        raise ValueError(f"expected auto, true or false, got {quoted(v)}") from None
+
+
+def _share(v: Any) -> float:
+    try:
+        x = math.nan if isinstance(v, bool) else float(v)
+    except (TypeError, ValueError):
+        x = math.nan
+    if not 0 < x <= 1:  # NaN fails it too
+        raise ValueError(f"expected a share of the link, above 0 and at most 1, got {quoted(v)}")
+    return x
+
+
 TOKEN_MAX = 256
 
 
@@ -226,9 +253,12 @@ KEYS: tuple[Key, ...] = (
     Key("vantage", "network_type", _str, None, "home, mobile, datacenter, ..."),
     Key("vantage", "asn", _positive_int, None, "the network's AS number, if you want it recorded"),
     Key("vantage", "country", _country, None, "two-letter country code"),
+    # Declared asn/country win; else the helper's whoami, then these files (probe.engine.location)
+    Key("vantage", "geoip_db", _geoip_files, [], ".mmdb file(s) placing the vantage's own address"),
     Key("network", "resolver", _resolver, None, "DNS resolver under test (default: the system's)"),
     Key("network", "ca_bundle", _file, None, "PEM trust anchors (default: the system's)"),
     Key("network", "routable", _list(_cidr), [], "reserved ranges to treat as public (labs)"),
+    Key("network", "metered", _metered, "auto", "no timed tests if metered: auto, true, false"),
     Key("control", "doh", _list(_url(("https",))), DEFAULT_DOH, "DNS-over-HTTPS control URLs"),
     Key(
         "control",
@@ -264,6 +294,7 @@ KEYS: tuple[Key, ...] = (
     Key("throughput", "max_seconds_per_test", _positive_seconds, 30.0, "seconds per test"),
     Key("throughput", "max_bytes_per_sweep", _positive_int, 10 << 20, "throughput bytes per sweep"),
     Key("throughput", "max_bytes_per_day", _positive_int, 50 << 20, "throughput bytes per 24 h"),
+    Key("throughput", "max_link_share", _share, 0.5, "share of time timed transfers hold the line"),
     Key("throughput", "trials", _trials, 3, "trials of each kind per test", "throughput-trials"),
     Key("throughput", "sample_interval", _sample_interval, 0.1, "seconds between rate samples"),
     Key(
@@ -334,6 +365,8 @@ HELPER_KEYS: tuple[Key, ...] = (
         "the port probes are told to replay to, when a forward (443 to an unprivileged "
         "replay_listen port, say) puts the listener elsewhere; default: replay_listen's",
     ),
+    _helper("asn_db", _file, None, ".mmdb file whoami reads ASNs from (GeoLite2-ASN, ...)"),
+    _helper("country_db", _file, None, ".mmdb file whoami reads countries from (may be asn_db)"),
     _helper(
         "per_client_connections",
         _positive_int,
@@ -344,7 +377,9 @@ HELPER_KEYS: tuple[Key, ...] = (
 ALL_KEYS: tuple[Key, ...] = KEYS + HELPER_KEYS
 BY_DOTTED = {k.dotted: k for k in ALL_KEYS}
 # Settings that name a file: what a run stores of them is the file name (see stored_value).
-FILE_KEYS: frozenset[str] = frozenset(k.dotted for k in ALL_KEYS if k.parse in (_file, _token_file))
+FILE_KEYS: frozenset[str] = frozenset(
+    k.dotted for k in ALL_KEYS if k.parse in (_file, _token_file, _geoip_files)
+)
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(k.section for k in ALL_KEYS))
 
 
@@ -354,4 +389,6 @@ def stored_value(dotted: str, value: Any) -> Any:
         # The directory is often the volunteer's home ("/home/<user>/..."): it names them.
         # PureWindowsPath splits on "/" and "\\" alike, whichever system wrote the setting.
         return PureWindowsPath(value).name
+    if dotted in FILE_KEYS and isinstance(value, list):
+        return [stored_value(dotted, v) for v in value]
     return value

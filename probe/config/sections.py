@@ -23,6 +23,7 @@ class VantageSettings:
     network_type: str | None = None
     asn: int | None = None
     country: str | None = None
+    geoip_db: tuple[str, ...] = ()  # .mmdb files to place the vantage's own address in
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class NetworkSettings:
     resolver: str | None = None  # None: the system's
     ca_bundle: str | None = None  # None: the system's
     routable: tuple[Network, ...] = ()
+    metered: bool | str = "auto"  # "auto": NetworkManager says (probe.engine.linkbudget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class ThroughputSettings:
     max_seconds_per_test: float = 30.0
     max_bytes_per_sweep: int = 10 << 20
     max_bytes_per_day: int = 50 << 20
+    max_link_share: float = 0.5  # of the time timed transfers may hold the link
     trials: int = 3
     sample_interval: float = 0.1
     reference: tuple[str, ...] = ()  # empty: control.reference
@@ -103,5 +106,7 @@ class HelperServeSettings:
     read_timeout: float = 5.0
     replay_listen: str | None = None  # None: no SNI replay listener
     replay_public_port: int | None = None  # None: replay_listen's port
+    asn_db: str | None = None  # .mmdb files GET /v1/whoami reads
+    country_db: str | None = None
     per_client_connections: int = 32
     token: str | None = field(default=None, repr=False)  # read from token_file

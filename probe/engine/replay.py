@@ -108,6 +108,8 @@ class ReplayTester:
     async def run(self, job: Input, col: Collector) -> str | None:
         """Replay the input's name into ``col``; or say why it was not."""
         host = job.host
+        if self.tester.metered is not None:
+            return self.tester.metered
         if host in self.replayed:
             return f"{host} was replayed with {self.replayed[host]}"
         if self.share is not None and host not in self.share:
@@ -164,10 +166,11 @@ class ReplayTester:
         )  # fmt: skip
         # A policed name's handshake queues behind what the last transfer left in the
         # policer's queue (seconds of it at 128 kbit/s): give it a transfer's time more.
-        obs = await replay(
-            ip, port, sni, request, pin_sha256=pin,
-            connect_timeout=self.measurer.limits.connect_timeout + s.replay_seconds,
-        )  # fmt: skip
+        async with self.tester.link.transfer():  # the line's share, with the throughput tests
+            obs = await replay(
+                ip, port, sni, request, pin_sha256=pin,
+                connect_timeout=self.measurer.limits.connect_timeout + s.replay_seconds,
+            )  # fmt: skip
         self.tester.spent += obs.bytes
         return obs
 

@@ -1,4 +1,5 @@
-"""One sweep: check the vantage, measure every input, classify, store each as it finishes."""
+"""One sweep: check the vantage, find where it is, measure every input, classify, store each
+as it finishes."""
 
 from __future__ import annotations
 
@@ -16,14 +17,17 @@ from importlib import metadata
 from typing import Any
 
 from measurements.failures import describe
+from measurements.geoip import GeoIP, GeoIPError, open_geoip
 from measurements.observations import Observation, to_jsonable
 from probe.classify import classify
 from probe.classify.common import inconclusive
 from probe.classify.control_status import ControlSetup, ThroughputRun, as_json, control_status
 from probe.classify.evidence import Controls, InputEvidence
 from probe.classify.fingerprints import Fingerprints, load_bundled
-from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
+from probe.classify.verdict import Location, MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.config import Settings
+from probe.engine import location
+from probe.engine.linkbudget import metered_reason
 from probe.engine.replay import ReplayTester
 from probe.engine.scheduler import Limits, Scheduler
 from probe.engine.steps import Collector, Measurer
@@ -52,6 +56,7 @@ class SweepResult:
     total: int
     vantage: VantageCheck
     duration_s: float
+    location: Location = dataclasses.field(default_factory=Location)
 
 
 @cache
@@ -84,8 +89,12 @@ class Sweep:
         writer: AsyncWriter,
         progress: Progress | None = None,
         fingerprints: Fingerprints | None = None,
+        geoip: GeoIP | None = None,
     ) -> None:
+        """``geoip``: vantage.geoip_db opened before the loop (else the sweep opens it)."""
         self.settings = settings
+        self.geoip = geoip
+        self._opened: GeoIP | None = None  # the geoip the sweep opened itself, to close
         self.targets = targets
         self.writer = writer
         self.progress = progress or (lambda done, total, rec: None)
@@ -107,6 +116,7 @@ class Sweep:
             settings.throughput, self.references(), self.measurer, throughput_urls(targets)
         )
         self.replay = ReplayTester(self.throughput)
+        self.location = Location.declared(settings.vantage.asn, settings.vantage.country)
 
     def references(self) -> tuple[str, ...]:
         """Reference URLs: the configured ones, else the target list's."""
@@ -146,6 +156,7 @@ class Sweep:
             len(jobs),
             self.vantage,
             time.monotonic() - started,
+            self.location,
         )
 
     async def _sweep(self, info: RunInfo, jobs: tuple[Input, ...]) -> str:
@@ -167,11 +178,14 @@ class Sweep:
         )
         self.vantage = await check_vantage(self.measurer, self.references())
         self.throughput.reference_pages = self.vantage.pages()
+        await self._locate()
         if not self.vantage.ok:
             # Rule 2: a dead or captive link contacts no target and claims nothing.
             for job in jobs:
                 await self._store(job, self._offline_record(job, self.vantage))
             return "offline"
+        if self.throughput.settings.enabled:
+            self.throughput.metered = await metered_reason(self.settings.network.metered)
         lim = self.settings.limits
         scheduler: Scheduler[Input, MeasurementRecord] = Scheduler(
             self._work,
@@ -181,9 +195,41 @@ class Sweep:
         )
         return (await scheduler.run(jobs)).status
 
+    async def _locate(self) -> None:
+        """Find where the vantage is, once, after the vantage check; record it with the run."""
+        v, declared = self.settings.vantage, self.location
+        if declared.asn is not None and declared.country is not None:
+            return
+        if not self.vantage.ok:
+            self.location = location.choose(declared, [], ["not detected: the vantage is offline"])
+        else:
+            geoip, problem = await self._geoip()
+            self.location = await location.detect(
+                v, self.measurer.helper, geoip, self.vantage.first_address(),
+                self.settings.network.routable, self.settings.limits.http_timeout,
+            )  # fmt: skip
+            if problem is not None and self.location.problems:
+                self.location = dataclasses.replace(
+                    self.location, problems=(*self.location.problems, problem)
+                )
+        await self.writer.set_location(self.run_id, self.location)
+
+    async def _geoip(self) -> tuple[GeoIP | None, str | None]:
+        """vantage.geoip_db, open (the one given, else opened now in a thread), or why not."""
+        files = self.settings.vantage.geoip_db
+        if self.geoip is not None or not files:
+            return self.geoip, None
+        try:
+            self.geoip = self._opened = await asyncio.to_thread(open_geoip, files)
+        except GeoIPError as exc:
+            return None, f"vantage.geoip_db: {exc}"
+        return self.geoip, None
+
     async def _finish(self, status: str, *, failing: bool) -> None:
         """Close the measurer and record the run's end; shielded, so a stopped sweep says so."""
         await asyncio.shield(self.measurer.aclose())
+        if self._opened is not None:
+            self._opened.close()
         counts: dict[str, int] = dict(Counter(r.verdict.verdict for r in self.records))
         try:
             await asyncio.shield(self.writer.finish_run(self.run_id, status, counts))

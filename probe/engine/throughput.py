@@ -26,7 +26,9 @@ starts) come along as history.
 
 Throughput tests never run at once (they would measure each other): one lock per sweep
 serialises them, every transfer of every test, controls included. A test starts only when
-its whole byte budget fits in what is left of the sweep's and of the last 24 hours'.
+its whole byte budget fits in what is left of the sweep's and of the last 24 hours'; none
+runs on a metered network, and the transfers hold the line at most ``max_link_share`` of
+the time (probe.engine.linkbudget).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from probe.classify.evidence import PastRate
 from probe.classify.trials import far_slower_than_references
 from probe.classify.verdict import Verdict
 from probe.config import ThroughputSettings
+from probe.engine.linkbudget import LinkShare
 from probe.engine.steps import Collector, Measurer, dns_failed
 from targets.model import Input, TargetList
 
@@ -87,6 +90,8 @@ class ThroughputTester:
         self.lock = asyncio.Lock()  # the sweep's one turn for timed transfers
         self._reference: asyncio.Future[tuple[str, str] | None] | None = None
         self.reference_pages: tuple[HTTPHop, ...] = ()  # what the vantage check fetched
+        self.metered: str | None = None  # why no transfer runs here (a metered network)
+        self.link = LinkShare(settings.max_link_share)  # shared with the SNI replays
 
     @property
     def transfers(self) -> int:
@@ -133,6 +138,8 @@ class ThroughputTester:
         s = self.settings
         if not s.enabled:
             return "throughput tests are off (throughput.enabled, --no-throughput)"
+        if self.metered is not None:
+            return self.metered
         page = _slow_resource(col) if slow else _resource(col)
         if page is None or page.ip is None:
             return "the throughput URL did not answer 2xx"
@@ -188,7 +195,8 @@ class ThroughputTester:
             for round_ in range(s.trials):
                 shift = round_ % len(KINDS)
                 for kind in KINDS[shift:] + KINDS[:shift]:
-                    obs = await get(kind)
+                    async with self.link.transfer():
+                        obs = await get(kind)
                     self.spent += obs.bytes
                     sinks[kind](obs)
             if helper_task is not None:

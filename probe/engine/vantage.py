@@ -20,6 +20,7 @@ class ReferenceResult:
     url: str
     dns: DNSObservation | None
     http: HTTPObservation | None
+    address: str | None = None  # the address fetched (kept in memory only: the location's)
 
     @property
     def ok(self) -> bool:
@@ -41,6 +42,10 @@ class VantageCheck:
     def ok(self) -> bool:
         """True when at least one reference host answered."""
         return any(r.ok for r in self.results)
+
+    def first_address(self) -> str | None:
+        """The address of the first reference that answered (where the location looks)."""
+        return next((r.address for r in self.results if r.ok), None)
 
     def pages(self) -> tuple[HTTPHop, ...]:
         """What each reference that answered served (its final hop)."""
@@ -81,7 +86,7 @@ async def _one(measurer: Measurer, url: str) -> ReferenceResult:
         http_failed,
         [],
     )  # fmt: skip
-    return ReferenceResult(url, obs, page)
+    return ReferenceResult(url, obs, page, address)
 
 
 async def check_vantage(measurer: Measurer, references: tuple[str, ...]) -> VantageCheck:

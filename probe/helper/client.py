@@ -3,7 +3,8 @@
 The helper is another machine: what it answers is read through probe.helper.protocol's
 validator before any of it reaches the evidence. An unreachable helper, a refusal or an
 answer that is not the protocol's is no answer (a missing control, never an exception that
-reaches the sweep); ``ask_check``, ``ask_throughput`` and ``ask_health`` also say why.
+reaches the sweep); ``ask_check``, ``ask_throughput``, ``ask_health`` and ``ask_whoami``
+also say why.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from probe.helper.protocol import (
     ProtocolError,
     ThroughputReport,
     ThroughputRequest,
+    Whoami,
     transfer_time_limit,
 )
 
@@ -105,6 +107,16 @@ class HelperClient:
             return None, problem
         try:
             return Health.from_json(data), None
+        except ProtocolError as exc:
+            return None, str(exc)
+
+    async def ask_whoami(self, seconds: float | None = None) -> tuple[Whoami | None, str | None]:
+        """Where the helper places this probe (ASN, network, country), or why it does not."""
+        data, problem = await self._ask(Whoami.PATH, None, seconds or self._timeout)
+        if problem is not None:
+            return None, problem
+        try:
+            return Whoami.from_json(data), None
         except ProtocolError as exc:
             return None, str(exc)
 

@@ -6,6 +6,9 @@ writes requests and reads answers with it, so the two cannot drift apart.
     POST /v1/check        CheckRequest       -> CheckReport       (or ErrorBody)
     POST /v1/throughput   ThroughputRequest  -> ThroughputReport  (or ErrorBody)
     GET  /v1/health                          -> Health (and where the SNI replay listens)
+    GET  /v1/whoami                          -> Whoami: the asker's ASN and country, never
+                                                its address (or ErrorBody, 501, without a
+                                                database)
 
 Each message is a frozen dataclass with ``to_json()`` (plain JSON types) and a classmethod
 ``from_json(data)`` that returns the message or raises ``ProtocolError`` naming the first
@@ -23,16 +26,22 @@ A field that may be null may also be absent.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from measurements.addresses import is_ip
 from measurements.failures import Failure
 from measurements.observations import ThroughputObservation
 from probe.classify.evidence import HelperReport
+from probe.helper import fields
+from probe.helper.fields import ProtocolError as ProtocolError
+from probe.helper.fields import Reader
 from targets.model import Endpoint, url_problem
+
+# The readers by the names the schemas below use (probe.helper.fields holds them).
+_text, _boolean, _ip = fields.text, fields.boolean, fields.ip_address
+_integer, _number, _one_of = fields.integer, fields.number, fields.one_of
+_Optional, _list = fields.Optional, fields.list_of
 
 VERSION = 1
 MAX_REQUEST_BYTES = 4096  # a request is one short JSON object
@@ -49,98 +58,6 @@ def transfer_time_limit(trials: int, max_seconds: float) -> float:
     """How long the helper may take over a throughput request: its transfers, one after the
     other, and as long again waiting for another probe's test to finish."""
     return 2 * trials * max_seconds + 10.0
-
-
-class ProtocolError(ValueError):
-    """A message that is not what the protocol says; the text names the field first."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-
-
-# ------------------------------------------------------------------ field readers
-
-# A reader takes a JSON value and the field's path and returns the field's Python value,
-# or raises ProtocolError.
-Reader = Callable[[Any, str], Any]
-
-
-def _text(value: Any, path: str) -> str:
-    if not isinstance(value, str):
-        raise ProtocolError(path, "expected a string")
-    return value
-
-
-def _boolean(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ProtocolError(path, "expected true or false")
-    return value
-
-
-def _integer(low: int, high: int | None = None) -> Reader:
-    expected = f"an integer {low}-{high}" if high is not None else f"an integer >= {low}"
-
-    def read(value: Any, path: str) -> int:
-        # bool is an int to Python, not to JSON; a float is not a count even when whole.
-        if type(value) is not int or value < low or (high is not None and value > high):
-            raise ProtocolError(path, f"expected {expected}")
-        return value
-
-    return read
-
-
-def _number(low: float, high: float | None = None) -> Reader:
-    expected = f"a number {low:g}-{high:g}" if high is not None else f"a number >= {low:g}"
-
-    def read(value: Any, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ProtocolError(path, f"expected {expected}")
-        try:
-            number = float(value)  # a 3,000-digit integer overflows here
-        except OverflowError:
-            number = math.inf
-        if not math.isfinite(number) or number < low or (high is not None and number > high):
-            raise ProtocolError(path, f"expected {expected}")
-        return number
-
-    return read
-
-
-def _ip(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not is_ip(value):
-        raise ProtocolError(path, "expected an IP address")
-    return value
-
-
-def _one_of(choices: tuple[str, ...], expected: str | None = None) -> Reader:
-    expected = expected or f"one of {', '.join(choices)}"
-
-    def read(value: Any, path: str) -> str:
-        if not isinstance(value, str) or value not in choices:
-            raise ProtocolError(path, f"expected {expected}")
-        return value
-
-    return read
-
-
-@dataclass(frozen=True, slots=True)
-class _Optional:
-    """A field that may be null (or absent)."""
-
-    reader: Reader
-
-    def __call__(self, value: Any, path: str) -> Any:
-        return None if value is None else self.reader(value, path)
-
-
-def _list(reader: Reader) -> Reader:
-    def read(value: Any, path: str) -> tuple[Any, ...]:
-        if not isinstance(value, list):
-            raise ProtocolError(path, "expected a list")
-        return tuple(reader(item, f"{path}[{i}]") for i, item in enumerate(value))
-
-    return read
 
 
 def _input(value: Any, path: str) -> str:
@@ -384,6 +301,35 @@ class Health(_Message):
         return body if self.replay_port is not None else {"version": VERSION, "ok": self.ok}
 
 
+def _country(value: Any, path: str) -> str:
+    text = _text(value, path)
+    if len(text) != 2 or not text.isascii() or not text.isupper():
+        raise ProtocolError(path, "expected a two-letter country code")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Whoami(_Message):
+    """Where the helper places the asker, from its IP-to-ASN database: never the address.
+
+    A field the database does not know is null, and ``unknown`` says why.
+    """
+
+    asn: int | None = None
+    network_name: str | None = None  # the AS's organisation
+    country: str | None = None  # ISO 3166 alpha-2
+    unknown: str | None = None  # why a field is null ("not in the helper's database")
+
+    PATH: ClassVar[str] = "/v1/whoami"
+    ROOT: ClassVar[str] = "whoami"
+    SCHEMA: ClassVar[Mapping[str, Reader]] = {
+        "asn": _Optional(_integer(1, (1 << 32) - 1)),
+        "network_name": _Optional(_text),
+        "country": _Optional(_country),
+        "unknown": _Optional(_text),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorBody(_Message):
     """Why the helper refused a request (the body of every answer of 400 and over)."""
@@ -394,7 +340,9 @@ class ErrorBody(_Message):
     SCHEMA: ClassVar[Mapping[str, Reader]] = {"error": _text}
 
 
-Message = CheckRequest | CheckReport | ThroughputRequest | ThroughputReport | Health | ErrorBody
+Message = (
+    CheckRequest | CheckReport | ThroughputRequest | ThroughputReport | Health | Whoami | ErrorBody
+)
 MESSAGES: tuple[type[Message], ...] = (
-    CheckRequest, CheckReport, ThroughputRequest, ThroughputReport, Health, ErrorBody,
+    CheckRequest, CheckReport, ThroughputRequest, ThroughputReport, Health, Whoami, ErrorBody,
 )  # fmt: skip

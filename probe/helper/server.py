@@ -13,6 +13,12 @@ It answers two questions, one per request (the messages are probe.helper.protoco
   slow for everyone. One such test runs at a time on the helper (two would measure each
   other); the others wait their turn within the request's time limit.
 
+- ``GET /v1/whoami``: where is the asker? Its AS number, the AS's name and its country, from
+  an IP-to-ASN database the operator installed (``asn_db``, ``country_db``: MaxMind-format
+  files, measurements.geoip). The answer never holds the address, and the helper logs none
+  (no access log). Without a database: 501 and why. A probe asks once per sweep, to record
+  where it measured without storing (or even knowing) its public address.
+
 With ``replay_listen`` set, the helper also serves probes' SNI replay on a TLS listener of its
 own (probe.helper.replay), its bytes paid from the same hourly budget.
 
@@ -46,6 +52,7 @@ from aiohttp import web
 
 from measurements import dns, http, tcp, throughput, tls
 from measurements.addresses import Network, address_problem, canonical_address, is_ip
+from measurements.geoip import GeoIP
 from measurements.observations import DNSObservation, ThroughputObservation
 from probe.helper.limits import HelperSite, HourlyBudget
 from probe.helper.protocol import (
@@ -57,8 +64,10 @@ from probe.helper.protocol import (
     ProtocolError,
     ThroughputReport,
     ThroughputRequest,
+    Whoami,
 )
 from probe.helper.replay import ReplayListener
+from probe.helper.whoami import locate
 from targets.model import UrlTarget, parse_input
 
 
@@ -79,6 +88,7 @@ class HelperSettings:
     per_client_connections: int = 32  # connections one client address may hold at once
     replay_listen: tuple[str, int] | None = None  # the SNI replay listener's address
     replay_public_port: int | None = None  # the port announced, when a forward moves it
+    geoip: GeoIP | None = None  # the IP-to-ASN/country database(s) whoami reads, opened
 
 
 class BadRequest(ValueError):
@@ -320,6 +330,15 @@ class _Helper:
             self.budget.settle(asked, sum(t.bytes for t in transfers))
         return transfers
 
+    async def whoami(self, request: web.Request) -> web.Response:
+        """GET /v1/whoami."""
+        if self.settings.geoip is None:
+            return _error(
+                "this helper has no IP-to-ASN database (helper.asn_db, helper.country_db)", 501
+            )
+        answer = locate(request.remote, self.settings.geoip, self.settings.routable)
+        return web.json_response(answer.to_json())
+
     async def health(self, _: web.Request) -> web.Response:
         """GET /v1/health."""
         replay = self.replay
@@ -338,6 +357,7 @@ def make_app(settings: HelperSettings) -> web.Application:
     app.router.add_post(CheckRequest.PATH, helper.handle_check)
     app.router.add_post(ThroughputRequest.PATH, helper.handle_throughput)
     app.router.add_get(Health.PATH, helper.health)
+    app.router.add_get(Whoami.PATH, helper.whoami)
     app[REPLAY] = helper.replay
     return app
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from measurements.observations import to_jsonable
-from probe.classify.verdict import MeasurementRecord, RunInfo
+from probe.classify.verdict import Location, MeasurementRecord, RunInfo
 from probe.store import queries
 from probe.store.errors import StoreError, reason
 from probe.store.models import (
@@ -35,6 +35,7 @@ from probe.store.models import (
     Run,
     RunSummary,
     evidence_data,
+    location_values,
     measurement_from_record,
     run_from_info,
 )
@@ -343,6 +344,10 @@ class Database:
             if self._lock is None or not self._lock.free_reserve():
                 raise
             self._update_run(run_id, values)
+
+    def set_location(self, run_id: str, location: Location) -> None:
+        """Record where the sweep measured, found after it began (probe.engine.location)."""
+        self._update_run(run_id, location_values(location))
 
     def _update_run(self, run_id: str, values: Mapping[str, Any]) -> None:
         with self.session("finish_run") as session, session.begin():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -40,7 +40,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from measurements.observations import to_jsonable
-from probe.classify.verdict import VERDICTS, MeasurementRecord, RunInfo, Vantage
+from probe.classify.verdict import VERDICTS, Location, MeasurementRecord, RunInfo, Vantage
 
 # meta.schema_version at the head revision (migrations/__init__.py): 2 added runs.status
 # "failed" and "aborted"; 3 (revision 0002) the throughput columns of measurements.
@@ -127,6 +127,12 @@ class Run(Base):
     country: Mapped[str | None] = mapped_column(String(2))
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType)
     counts: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Where asn and country came from (declared, helper, geoip_db; NULL: unknown), the AS's
+    # name, and why a value is unknown (revision 0003l). Never the vantage's address.
+    network_name: Mapped[str | None] = mapped_column(String(256))
+    asn_source: Mapped[str | None] = mapped_column(String(16))
+    country_source: Mapped[str | None] = mapped_column(String(16))
+    location_note: Mapped[str | None] = mapped_column(Text)
 
 
 class Measurement(Base):
@@ -182,6 +188,7 @@ class RunSummary:
     counts: Mapping[str, Any] | None  # what the sweep itself reported when it finished
     measurements: int
     verdicts: Mapping[str, int]  # verdict -> number of measurements; absent verdicts are 0
+    location: Location = field(default_factory=Location)  # asn, country, and their sources
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,11 +255,28 @@ def run_from_info(info: RunInfo) -> Run:
         probe_version=info.probe_version,
         vantage_name=info.vantage.name,
         network_type=info.vantage.network_type,
-        asn=info.vantage.asn,
-        country=info.vantage.country,
         settings=to_jsonable(dict(info.settings)),
         counts=None,
+        **location_values(Location.declared(info.vantage.asn, info.vantage.country)),
     )
+
+
+def location_of(r: Mapping[Any, Any]) -> Location:
+    """A run's location from its row's columns (by name)."""
+    note = r["location_note"]
+    return Location(
+        r["asn"], r["country"], r["network_name"], r["asn_source"], r["country_source"],
+        (note,) if note else (),
+    )  # fmt: skip
+
+
+def location_values(location: Location) -> dict[str, Any]:
+    """The run's location columns."""
+    return {
+        "asn": location.asn, "country": location.country, "network_name": location.network_name,
+        "asn_source": location.asn_source, "country_source": location.country_source,
+        "location_note": location.note,
+    }  # fmt: skip
 
 
 def measurement_from_record(rec: MeasurementRecord) -> Measurement:
@@ -285,8 +309,15 @@ def evidence_data(rec: MeasurementRecord) -> dict[str, Any]:
     }
 
 
-def run_summary(r: Run, verdicts: Mapping[str, int]) -> RunSummary:
-    """A detached summary of a run, given its count of measurements per verdict."""
+# Revision 0003l's columns of runs: a read-only open of an older database has none of them.
+LOCATION_COLUMNS = ("network_name", "asn_source", "country_source", "location_note")
+
+
+def run_summary(
+    r: Run, verdicts: Mapping[str, int], location: Location | None = None
+) -> RunSummary:
+    """A detached summary of a run, given its count of measurements per verdict, and its
+    location (None: as a run before revision 0003l recorded it, declared)."""
     return RunSummary(
         run_id=r.run_id,
         started_at=r.started_at,
@@ -298,4 +329,5 @@ def run_summary(r: Run, verdicts: Mapping[str, int]) -> RunSummary:
         counts=r.counts,
         measurements=sum(verdicts.values()),
         verdicts=dict(verdicts),
+        location=location or Location.declared(r.asn, r.country),
     )

@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, inspect, select
+from sqlalchemy.orm import Session, load_only
 
+from probe.classify.verdict import Location
 from probe.store.errors import StoreError
 from probe.store.models import (
+    LOCATION_COLUMNS,
     Evidence,
     ExportRow,
     Measurement,
@@ -27,6 +29,7 @@ from probe.store.models import (
     MeasurementRow,
     Run,
     RunSummary,
+    location_of,
     run_summary,
 )
 
@@ -70,9 +73,30 @@ _EXPORT = (
 )  # fmt: skip
 
 
+# A run's columns but revision 0003l's, which _locations reads where the database has them.
+_RUN_COLUMNS = load_only(
+    *(getattr(Run, c.key) for c in Run.__table__.columns if c.key not in LOCATION_COLUMNS)
+)
+
+
+def _locations(session: Session, ids: list[str]) -> dict[str, Location]:
+    """Each run's location, where the database has revision 0003l's columns (else none)."""
+    names = {c["name"] for c in inspect(session.connection()).get_columns(Run.__tablename__)}
+    if not ids or not set(LOCATION_COLUMNS) <= names:
+        return {}
+    columns = [Run.run_id, Run.asn, Run.country, *(getattr(Run, n) for n in LOCATION_COLUMNS)]
+    rows = session.execute(select(*columns).where(Run.run_id.in_(ids))).mappings()
+    return {r["run_id"]: location_of(r) for r in rows}
+
+
 def list_runs(db: Database, limit: int = 20) -> list[RunSummary]:
     """The most recent runs, newest first, with their measurement counts."""
-    stmt = select(Run).order_by(Run.started_at.desc(), Run.run_id.desc()).limit(limit)
+    stmt = (
+        select(Run)
+        .options(_RUN_COLUMNS)
+        .order_by(Run.started_at.desc(), Run.run_id.desc())
+        .limit(limit)
+    )
     with db.session("list_runs") as session:
         runs = list(session.scalars(stmt))
         return _summaries(db, session, runs)
@@ -85,7 +109,13 @@ def get_run(db: Database, run_id_or_prefix: str) -> RunSummary | None:
         raise StoreError(f"run id prefix {prefix!r} is shorter than {MIN_PREFIX} characters")
     if not set(prefix) <= _HEX:  # run ids are hex; this also keeps LIKE wildcards out
         return None
-    stmt = select(Run).where(Run.run_id.startswith(prefix)).order_by(Run.run_id).limit(2)
+    stmt = (
+        select(Run)
+        .options(_RUN_COLUMNS)
+        .where(Run.run_id.startswith(prefix))
+        .order_by(Run.run_id)
+        .limit(2)
+    )
     with db.session("get_run") as session:
         runs = list(session.scalars(stmt))
         if len(runs) > 1:
@@ -105,7 +135,8 @@ def _summaries(db: Database, session: Session, runs: list[Run]) -> list[RunSumma
         )
         for run_id, verdict, n in session.execute(stmt):
             per_run[run_id][verdict] = n
-    summaries = [run_summary(r, per_run[r.run_id]) for r in runs]
+    located = _locations(session, ids)
+    summaries = [run_summary(r, per_run[r.run_id], located.get(r.run_id)) for r in runs]
     if db.abandoned:
         # What the next writer will record; a reader may not write it.
         summaries = [

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from probe.classify.evidence import PastRate
-from probe.classify.verdict import MeasurementRecord, RunInfo
+from probe.classify.verdict import Location, MeasurementRecord, RunInfo
 from probe.store import budgets
 from probe.store.database import Database
 
@@ -61,6 +61,10 @@ class AsyncWriter:
     async def begin_run(self, info: RunInfo) -> None:
         """Record that a sweep started."""
         await self._call(self._db.begin_run, info)
+
+    async def set_location(self, run_id: str, location: Location) -> None:
+        """Record where the sweep measured (found after the run began)."""
+        await self._call(self._db.set_location, run_id, location)
 
     async def record(self, rec: MeasurementRecord) -> int:
         """Store one measurement and its evidence; return its id."""

@@ -35,6 +35,7 @@ from probe.helper.protocol import (
     ProtocolError,
     ThroughputReport,
     ThroughputRequest,
+    Whoami,
     transfer_time_limit,
 )
 from probe.helper.server import HelperSettings
@@ -66,6 +67,8 @@ VALID: list[Message] = [
     ThroughputReport((TRANSFER, FAILED)),
     Health(),
     Health(ok=False),
+    Whoami(unknown="your address is not in the helper's database"),
+    Whoami(64500, "Test Net", "KZ"),
     ErrorBody("this helper times no transfers"),
 ]
 
@@ -138,6 +141,12 @@ INVALID: list[tuple[type[Message], str, Any, str]] = [
     (ThroughputReport, "transfers", [None], _T),
     (ThroughputReport, "version", 2, "throughput_report.version"),
     (Health, "ok", "true", "health.ok"),
+    (Whoami, "asn", 0, "whoami.asn"),
+    (Whoami, "asn", "AS64500", "whoami.asn"),
+    (Whoami, "asn", 1 << 32, "whoami.asn"),
+    (Whoami, "country", "kz", "whoami.country"),
+    (Whoami, "country", "KAZ", "whoami.country"),
+    (Whoami, "network_name", 5, "whoami.network_name"),
     (Health, "version", 0, "health.version"),
     (ErrorBody, "error", None, "error_body.error"),
     (ErrorBody, "error", {"why": "x"}, "error_body.error"),
@@ -195,6 +204,7 @@ REQUIRED: dict[type[Message], set[str]] = {
     ThroughputRequest: {"url", "address", "max_bytes", "max_seconds", "trials"},
     ThroughputReport: {"transfers"},
     Health: {"ok"},
+    Whoami: set(),
     ErrorBody: {"error"},
 }
 

@@ -28,6 +28,7 @@ from probe.store import (
     default_database_path,
     open_database,
 )
+from probe.store.migrations import HEAD
 from tests.mounts import tmpfs
 
 T0 = dt.datetime(2026, 11, 29, 1, 2, 3, 456000, tzinfo=dt.UTC)
@@ -491,7 +492,9 @@ def _make_version_1(db_path: Path) -> str:
         raw.execute("DROP INDEX ix_runs_started_at")
         raw.execute(V1_RUNS)
         raw.execute("CREATE INDEX ix_runs_started_at ON runs (started_at)")
-        raw.execute("INSERT INTO runs SELECT * FROM runs_new")
+        columns = "run_id, started_at, finished_at, status, probe_version, vantage_name, " \
+            "network_type, asn, country, settings, counts"  # fmt: skip
+        raw.execute(f"INSERT INTO runs SELECT {columns} FROM runs_new")
         raw.execute("DROP TABLE runs_new")
         # Schema 1 had neither Alembic nor the columns revision 0002 adds.
         raw.execute("DROP TABLE alembic_version")
@@ -533,7 +536,7 @@ def test_schema_1_is_read_as_it_is_and_migrated_by_a_writer(db_path: Path) -> No
         (ddl,) = raw.execute(sql).fetchone()
         assert "REFERENCES runs (run_id)" in ddl
     # The writer kept a copy of schema 1 beside it before upgrading.
-    backup = db_path.with_name(f"{db_path.name}.pre-upgrade-0002.bak")
+    backup = db_path.with_name(f"{db_path.name}.pre-upgrade-{HEAD}.bak")
     with contextlib.closing(sqlite3.connect(backup)) as raw:
         assert raw.execute("SELECT value FROM meta").fetchall() == [("1",)]
         assert raw.execute("SELECT run_id, status FROM runs").fetchall() == [(run_id, "completed")]
