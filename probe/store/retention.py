@@ -175,8 +175,8 @@ def _incremental_vacuum(db: Database) -> None:
             free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
             if free == 0:
                 return
-            # The pragma returns a row per step: reading them all is what runs it to the end.
-            conn.exec_driver_sql(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})").fetchall()
+            # No result columns: executing it once runs it to the end (up to the step).
+            conn.exec_driver_sql(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})")
 
 
 def _vacuum_if_nobody_sweeps(db: Database, file: Path) -> str:
