@@ -198,9 +198,10 @@ def _add_sqlite_pragmas(engine: Engine, *, read_only: bool = False) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if not read_only:  # setting the journal mode writes to the file
-                # A new file only (SQLite ignores it once tables exist): pages freed by
-                # probe prune can then be given back in short steps (retention.py).
-                cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                # A new, empty file only (on others setting it writes the header): pages
+                # freed by probe prune can then be given back in short steps (retention.py).
+                if cursor.execute("PRAGMA page_count").fetchone()[0] == 0:
+                    cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 # WAL lets a reader (probe list, export) run while a sweep writes.
                 cursor.execute("PRAGMA journal_mode = WAL")
         finally:
