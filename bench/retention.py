@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ def _padded(data: str, size: int) -> str:
 
 def _day(
     kinds: dict[str, list[tuple[dict[str, Any], str]]],
-    inputs: list[Any],
+    inputs: Sequence[Any],
     day: int,
     next_id: int,
     throughput_per_sweep: int,
@@ -168,11 +169,11 @@ def _breakdown(path: Path) -> dict[str, int]:
     return parts
 
 
-def simulate(args: argparse.Namespace, tmp: Path, kinds: dict[str, Any]) -> None:
+def simulate(args: argparse.Namespace, path: Path, kinds: dict[str, Any]) -> dict[str, Any]:
+    """The days of hourly sweeps, each day's rows in one batch, pruned after each day."""
     inputs = load_default().inputs()
     window = StorageSettings().retention_window
     assert window is not None
-    path = tmp / "year.sqlite"
     db = open_database(str(path))
     rng = random.Random(1)
     next_id, rows, sizes, daily, prune_s = 1, 0, [], [], 0.0
@@ -198,38 +199,37 @@ def simulate(args: argparse.Namespace, tmp: Path, kinds: dict[str, Any]) -> None
                       f"{time.monotonic() - started:.0f} s", file=sys.stderr)  # fmt: skip
     finally:
         db.close()
-    final = _size(path)
-    parts = _breakdown(path)
-    per_sweep = len(inputs)
-    print(f"inputs per sweep: {per_sweep} (targets/default.toml), hourly; throughput tests per "
+    wall = time.monotonic() - started
+    return {"inputs": len(inputs), "rows": rows, "sizes": sizes, "daily": daily,
+            "prune_s": prune_s, "wall": wall, "window_days": window.days}  # fmt: skip
+
+
+def report(args: argparse.Namespace, path: Path, kinds: dict[str, Any], r: dict[str, Any]) -> None:
+    """What was simulated, where the bytes are, and the last line."""
+    final, parts, days = _size(path), _breakdown(path), args.days
+    print(f"inputs per sweep: {r['inputs']} (targets/default.toml), hourly; throughput tests per "
           f"sweep: {args.throughput_per_sweep}; verdict mix {MIX}")  # fmt: skip
     loopback = {k: sum(len(d) for _, d in v) // len(v) for k, v in kinds.items()}
-    mean = sum(sizes) / len(sizes)
-    print(
-        f"evidence per input: loopback {loopback} bytes; stored mean {mean:.0f} bytes "
-        "(the loopback's, padded to 1-3 KB and 19 KB a throughput test where smaller)"
-    )
-    print(f"retention {StorageSettings().retention}, pruned daily: {prune_s:.1f} s of pruning "
-          f"over {args.days} days; wall {time.monotonic() - started:.0f} s")  # fmt: skip
+    mean = sum(r["sizes"]) / len(r["sizes"])
+    print(f"evidence per input: loopback {loopback} bytes; stored mean {mean:.0f} bytes "
+          "(the loopback's, padded to 1-3 KB, 19 KB a throughput test, where smaller)")  # fmt: skip
+    print(f"retention {StorageSettings().retention}, pruned daily: {r['prune_s']:.1f} s of "
+          f"pruning over {days} days; wall {r['wall']:.0f} s")  # fmt: skip
     verdict_mb = sum(v for k, v in parts.items() if k != "evidence") / 1e6
-    print(
-        f"where the bytes are after {args.days} days: "
-        + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in parts.items())
-        + f"; verdict rows and their indexes for a year: {verdict_mb * 365 / args.days:.0f} MB"
-    )
-    year_rows = per_sweep * 24 * 365
-    if args.days >= 365:
-        print(f"retention: year db {final / 1e6:.0f} MB (goal {GOAL_MB} MB), {rows} verdict rows")
+    where = ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in parts.items())
+    print(f"where the bytes are after {days} days: {where}; verdict rows and their indexes "
+          f"for a year: {verdict_mb * 365 / days:.0f} MB")  # fmt: skip
+    if days >= 365:
+        print(f"retention: year db {final / 1e6:.0f} MB (goal {GOAL_MB} MB), "
+              f"{r['rows']} verdict rows")  # fmt: skip
         return
-    full = window.days
-    if args.days < full + 10:
-        raise SystemExit(f"--days must be at least {full + 10} to extrapolate past the window")
-    growth = (daily[-1] - daily[full + 4]) / (args.days - 1 - (full + 4))
-    year = final + growth * (365 - args.days)
-    print(f"simulated {args.days} days ({final / 1e6:.0f} MB, {rows} rows); past the window "
+    daily, since = r["daily"], r["window_days"] + 4  # a few days past the window
+    growth = (daily[-1] - daily[since]) / (days - 1 - since)
+    year = final + growth * (365 - days)
+    print(f"simulated {days} days ({final / 1e6:.0f} MB, {r['rows']} rows); past the window "
           f"the file grows {growth / 1e6:.2f} MB a day (verdict rows only)")  # fmt: skip
-    print(f"retention: year db {year / 1e6:.0f} MB (goal {GOAL_MB} MB), {year_rows} verdict rows"
-          f" (extrapolated from {args.days} days)")  # fmt: skip
+    print(f"retention: year db {year / 1e6:.0f} MB (goal {GOAL_MB} MB), "
+          f"{r['inputs'] * 24 * 365} verdict rows (extrapolated from {days} days)")  # fmt: skip
 
 
 def main() -> int:
@@ -241,10 +241,14 @@ def main() -> int:
                         help="throughput tests per hourly sweep (default 2: about what the "
                         "50 MB daily budget allows)")  # fmt: skip
     args = parser.parse_args()
+    window = StorageSettings().retention_window
+    if window is not None and args.days < 365 and args.days < window.days + 10:
+        parser.error(f"--days: at least {window.days + 10} (past the window) or 365")
     with tempfile.TemporaryDirectory(prefix="probe-retention-") as tmpdir:
         tmp = Path(tmpdir)
         kinds = sample_rows(tmp)
-        simulate(args, tmp, kinds)
+        path = tmp / "year.sqlite"
+        report(args, path, kinds, simulate(args, path, kinds))
     return 0
 
 

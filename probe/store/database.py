@@ -239,15 +239,8 @@ def _initialise(
     if not keep_connection:
         # Drop the connection made on the opener's thread: the writer thread makes its own.
         engine.dispose()
-    return Database(
-        engine,
-        label,
-        sweep=sweep,
-        abandoned=abandoned,
-        upgrade=upgrade,
-        file=file,
-        read_only=read_only,
-    )
+    flags = {"abandoned": abandoned, "read_only": read_only}
+    return Database(engine, label, sweep=sweep, upgrade=upgrade, file=file, **flags)
 
 
 def _mark_abandoned(engine: Engine) -> None:
