@@ -101,11 +101,23 @@ def _opened(store_or_url: Database | str | None, dry_run: bool) -> Iterator[Data
     file = database_file(store_or_url)
     if file is not None and not file.is_file():  # a prune must not create one
         raise StoreError(f"no database at {file} (a sweep creates it: probe run)")
-    db = open_database(store_or_url, read_only=dry_run)
+    try:
+        db = open_database(store_or_url, read_only=dry_run)
+    except StoreError as exc:
+        if file is not None and _disk_full(file):  # SQLite says only "disk I/O error"
+            raise StoreError(f"{exc}; the disk is full: free some space, then prune") from exc
+        raise
     try:
         yield db
     finally:
         db.close()
+
+
+def _disk_full(file: Path) -> bool:
+    try:
+        return os.statvfs(file.parent).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _old_ids(cutoff: dt.datetime, limit: int | None = None) -> Select[int]:

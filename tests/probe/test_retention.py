@@ -17,6 +17,7 @@ from probe.cli import main
 from probe.store import open_database
 from probe.store.owner import SweepLock
 from probe.store.retention import prune
+from tests.mounts import tmpfs
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 OLD, RECENT = 300, 100  # measurements 100 days old, and 1 day old
@@ -174,3 +175,32 @@ def test_prune_creates_no_database(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["prune", "--older-than", "90d", "--db", str(path)]) == 2
     assert "no database at" in capsys.readouterr().err
     assert not path.parent.exists()
+
+
+def test_a_prune_on_a_full_disk_fails_cleanly_and_works_once_there_is_room(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real full disk (a tmpfs): one message, the database whole; with room, it prunes."""
+    with tmpfs(tmp_path / "small", "16m") as small:
+        path = small / "r.sqlite"
+        _fill(path)
+        filler = small / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            with contextlib.suppress(OSError):
+                while True:  # every block the file system has left
+                    os.write(fd, b"\0" * 4096)
+        finally:
+            os.close(fd)
+        days = (dt.datetime.now(dt.UTC) - NOW).days + 90
+        code = main(["prune", "--older-than", f"{days}d", "--db", str(path)])
+        err = capsys.readouterr().err
+        if code != 0:  # the deletions found no room in the WAL
+            assert code == 2 and len(err.splitlines()) == 1, err
+            assert "the disk is full" in err or "database or disk is full" in err, err
+            filler.unlink()  # (even opening to check needs room for the -shm)
+            _check_integrity(path)
+            assert _counts(path) == (OLD + RECENT, OLD + RECENT, 2)  # nothing half-done
+            assert main(["prune", "--older-than", f"{days}d", "--db", str(path)]) == 0
+        assert _counts(path) == (OLD + RECENT, RECENT, 2)
+        _check_integrity(path)
