@@ -14,6 +14,7 @@ import pytest
 
 from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.cli import main
+from probe.config import ConfigError, load_settings
 from probe.store import open_database
 from probe.store.owner import SweepLock
 from probe.store.retention import prune
@@ -204,3 +205,29 @@ def test_a_prune_on_a_full_disk_fails_cleanly_and_works_once_there_is_room(
             assert main(["prune", "--older-than", f"{days}d", "--db", str(path)]) == 0
         assert _counts(path) == (OLD + RECENT, RECENT, 2)
         _check_integrity(path)
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical", "days"),
+    [('"90d"', "90d", 90), ('"2w"', "2w", 14), ('"36h"', "36h", 1.5), ("30", "30d", 30),
+     ('"never"', "never", None), ("0", "never", None)],
+)  # fmt: skip
+def test_the_retention_setting(
+    tmp_path: Path, given: str, canonical: str, days: float | None
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[storage]\nretention = {given}\n")
+    storage = load_settings({}, str(path), environ={}).storage
+    assert storage.retention == canonical
+    window = storage.retention_window
+    assert (None if window is None else window / dt.timedelta(days=1)) == days
+
+
+def test_a_bad_retention_setting_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[storage]\ndb = "x.sqlite"\nretention = "3 months"\n')
+    with pytest.raises(ConfigError, match=r"c.toml:3: storage.retention: expected a duration"):
+        load_settings({}, str(path), environ={})
+    (tmp_path / "empty.toml").write_text("")
+    default = load_settings({}, str(tmp_path / "empty.toml"), environ={}).storage
+    assert default.retention_window == dt.timedelta(days=90)
