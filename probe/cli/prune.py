@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from probe.cli.errors import UsageError
+from probe.cli.options import settings_from
 from probe.cli.render import ProgressBar, print_json
 from probe.config import parse_duration
 from probe.config.sections import duration_seconds
@@ -18,11 +19,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser("prune", help="delete evidence older than a window; verdicts are kept")
     p.add_argument(
         "--older-than",
-        required=True,
         metavar="AGE",
-        help="delete the evidence of measurements older than this: 90d, 36h, 2w",
+        help="delete the evidence of measurements older than this: 90d, 36h, 2w "
+        "(default: storage.retention)",
     )
-    p.add_argument("--db", metavar="PATH|URL", help="database (default: the user data dir's)")
+    p.add_argument("--db", dest="setting:storage.db", metavar="PATH|URL", help="database")
+    p.add_argument("--config", metavar="FILE", help="config file (TOML)")
     p.add_argument("--dry-run", action="store_true", help="count what would go; change nothing")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -42,10 +44,17 @@ def window(text: str) -> dt.timedelta:
 
 def run(args: argparse.Namespace) -> int:
     """Prune, with a progress bar on a terminal, then one summary."""
-    older_than = window(args.older_than)
+    settings = settings_from(args)
+    if args.older_than is not None:
+        older_than = window(args.older_than)
+    elif settings.storage.retention_window is not None:
+        older_than = settings.storage.retention_window
+    else:
+        print("probe: storage.retention is never: nothing to prune (or give --older-than)")
+        return 0
     bar = ProgressBar(enabled=None if not (args.json or args.no_progress) else False)
     result = prune(
-        args.db,
+        settings.storage.db,
         older_than,
         dry_run=args.dry_run,
         progress=lambda done, total: bar.update(done, total, "deleting old evidence"),

@@ -231,3 +231,19 @@ def test_a_bad_retention_setting_names_the_file_and_line(tmp_path: Path) -> None
     (tmp_path / "empty.toml").write_text("")
     default = load_settings({}, str(tmp_path / "empty.toml"), environ={}).storage
     assert default.retention_window == dt.timedelta(days=90)
+
+
+def test_prune_without_an_age_applies_storage_retention(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "r.sqlite"
+    _fill(path)
+    days = (dt.datetime.now(dt.UTC) - NOW).days + 90
+    config = tmp_path / "c.toml"
+    config.write_text(f'[storage]\ndb = "{path}"\nretention = "{days}d"\n')
+    assert main(["prune", "--config", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["evidence_deleted"] == OLD
+    config.write_text(f'[storage]\ndb = "{path}"\nretention = "never"\n')
+    assert main(["prune", "--config", str(config)]) == 0
+    assert "nothing to prune" in capsys.readouterr().out
+    assert _counts(path) == (OLD + RECENT, RECENT, 2)
