@@ -1,11 +1,19 @@
-"""Fixtures shared by every test package: the test certificate authority."""
+"""Fixtures shared by every test package: the test certificate authority; and the tests'
+consent to sweep."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import trustme
+
+# The tests' explicit acceptance of what a sweep does (probe consent): every sweep they start
+# measures only their own servers on 127.0.0.1 or the lab's namespaces. Set for the whole
+# session, so subprocesses (probe run, the lab's probes) inherit it; a test of the refusal
+# removes it for itself (tests/probe/test_safety.py).
+os.environ["PROBE_VANTAGE_CONSENT"] = "true"
 
 
 @pytest.fixture(scope="session")

@@ -46,3 +46,8 @@ def tmpfs(directory: Path, size: str) -> Iterator[Path]:
 def remount_read_only(directory: Path) -> None:
     """Make a mounted tmpfs read-only (the kernel refuses every write after this)."""
     subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
+
+
+def resize(directory: Path, size: str) -> None:
+    """Give a mounted tmpfs a new size (room made on a full disk)."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(directory)], check=True)

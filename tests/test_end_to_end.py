@@ -26,6 +26,7 @@ from probe.config import load_settings
 from probe.engine.sweep import Sweep
 from probe.helper.server import HelperSettings
 from probe.store.database import open_database
+from probe.store.owner import sweep_lock
 from probe.store.writer import AsyncWriter
 from targets.load import load_many
 from tests.mounts import tmpfs
@@ -341,7 +342,8 @@ def test_kill_9_leaves_a_run_that_the_next_open_calls_aborted(
     assert run["status"] == "aborted" and run["measurements"] == 6
     with contextlib.closing(sqlite3.connect(db)) as raw:
         assert raw.execute("SELECT status FROM runs").fetchall() == [("running",)]
-    open_database(str(db)).close()  # the next writer (a sweep) records it
+    with sweep_lock(str(db), "probe run") as lock:  # the next sweep records it
+        open_database(str(db), sweep=lock).close()
     with contextlib.closing(sqlite3.connect(db)) as raw:
         assert raw.execute("SELECT status FROM runs").fetchall() == [("aborted",)]
 

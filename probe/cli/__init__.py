@@ -6,6 +6,8 @@ Exit codes (README, "Exit codes"):
     2   bad usage or bad input: a flag, the config file, a target file, the database
     3   the sweep stopped early: it ran past --sweep-timeout (what finished is kept)
     4   the sweep failed: the store failed during it, e.g. a full disk (what finished is kept)
+    5   another sweep (probe run or probe daemon) holds the database: nothing was done
+    6   no consent yet: the text was printed, nothing was measured (probe consent --accept)
     130 interrupted by Ctrl-C (what finished is kept)
     143 terminated by SIGTERM (what finished is kept)
 """
@@ -16,14 +18,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from probe.cli import config_cmd, export, helper_cmd, runs, targets_cmd
+from probe.cli import config_cmd, consent_cmd, export, helper_cmd, prune, runs, targets_cmd
 from probe.cli import run as run_cmd
 from probe.cli.errors import UsageError
-from probe.config import ConfigError
+from probe.config import ConfigError, ConsentRequired
 from probe.store.database import StoreError
+from probe.store.owner import SweepBusy
 from targets.model import TargetErrors
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BUSY, EXIT_NO_CONSENT = 5, 6
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,10 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure whether social networks and messaging services are accessible, "
         "blocked or throttled from this network.",
         epilog="Exit codes: 0 done, 1 internal error, 2 bad usage or input, 3 sweep timed out, "
-        "4 sweep failed (storage), 130 interrupted, 143 terminated.",
+        "4 sweep failed (storage), 5 another sweep holds the database, 6 no consent yet "
+        "(probe consent), 130 interrupted, 143 terminated.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for module in (run_cmd, export, runs, targets_cmd, config_cmd, helper_cmd):
+    modules = (run_cmd, consent_cmd, prune, export, runs, targets_cmd, config_cmd, helper_cmd)
+    for module in modules:
         module.register(sub)
     return parser
 
@@ -55,6 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
+    except SweepBusy as exc:  # before StoreError, which it is
+        print(f"probe: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except ConsentRequired as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_NO_CONSENT
     except (ConfigError, StoreError, TargetErrors, UsageError) as exc:
         print(f"probe: {exc}", file=sys.stderr)
         return EXIT_USAGE

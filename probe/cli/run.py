@@ -17,10 +17,11 @@ from probe.classify.verdict import MeasurementRecord
 from probe.cli.errors import UsageError
 from probe.cli.options import add_setting_flags, settings_from
 from probe.cli.render import ProgressBar, location_json, print_json, table
-from probe.config import ConfigError, Settings
+from probe.config import ConfigError, Settings, require_consent
 from probe.engine.location import hint
 from probe.engine.sweep import Sweep, SweepResult
-from probe.store.database import StoreError, open_database
+from probe.store.database import Database, StoreError, open_database
+from probe.store.owner import sweep_lock
 from probe.store.writer import AsyncWriter
 from targets.citizenlab import parse_codes
 from targets.load import load_default, load_many
@@ -75,13 +76,31 @@ def open_geoip_db(settings: Settings) -> GeoIP | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate everything, then sweep; nothing is written if any input is bad."""
+    """Validate everything, then sweep; nothing is written if any input is bad, if the
+    volunteer has not consented (ConsentRequired), or if another sweep holds the database
+    (SweepBusy)."""
     settings = settings_from(args)
     targets = load_target_list(args.targets, args.category)
     _preload(settings)
     geoip = open_geoip_db(settings)
+    require_consent(settings)  # after the checks: bad input is exit 2 whether or not consented
+    with sweep_lock(settings.storage.db, "probe run") as lock:
+        database = open_database(settings.storage.db, sweep=lock)
+        try:
+            return _sweep(args, settings, targets, database, geoip)
+        finally:
+            database.close()  # the writer closed it already; this is for an early error
+
+
+def _sweep(
+    args: argparse.Namespace,
+    settings: Settings,
+    targets: TargetList,
+    database: Database,
+    geoip: GeoIP | None,
+) -> int:
+    """The sweep itself, its signals and its output; the lock is held throughout."""
     fingerprints = load_bundled()
-    database = open_database(settings.storage.db)
     bar = ProgressBar(enabled=None if not (args.json or args.no_progress) else False)
 
     def progress(done: int, total: int, rec: MeasurementRecord | None) -> None:

@@ -150,6 +150,9 @@ def _show_measurement(db: Database, measurement_id: int, as_json: bool) -> int:
     if m.throughput_kbps is not None:
         baseline = "-" if m.baseline_kbps is None else f"{m.baseline_kbps:.0f} kbit/s"
         print(f"  throughput: {m.throughput_kbps:.0f} kbit/s  baseline: {baseline}")
+    if not detail.evidence:
+        print("  evidence: pruned (older than the retention window: storage.retention)")
+        return 0
     if controls is None:
         print("  controls: not recorded (measured by an older probe: see the evidence)")
     else:

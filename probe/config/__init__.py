@@ -5,6 +5,15 @@ typed sections the rest of the probe reads; ``settings`` the loader. Nothing out
 package reads a setting by its dotted name.
 """
 
+from probe.config.consent import (
+    CONSENT_TEXT,
+    CONSENT_VERSION,
+    ConsentRequired,
+    ConsentState,
+    consent_path,
+    current_state,
+    require_consent,
+)
 from probe.config.keys import (
     ALL_KEYS,
     BY_DOTTED,
@@ -12,6 +21,7 @@ from probe.config.keys import (
     KEYS,
     TOKEN_MAX,
     Key,
+    parse_duration,
     read_token_file,
     stored_value,
 )
@@ -38,11 +48,15 @@ from probe.config.settings import (
 __all__ = [
     "ALL_KEYS",
     "BY_DOTTED",
+    "CONSENT_TEXT",
+    "CONSENT_VERSION",
     "DEFAULT_DOH",
     "HELPER_KEYS",
     "KEYS",
     "TOKEN_MAX",
     "ConfigError",
+    "ConsentRequired",
+    "ConsentState",
     "ControlSettings",
     "HelperConfig",
     "HelperServeSettings",
@@ -54,9 +68,13 @@ __all__ = [
     "StorageSettings",
     "ThroughputSettings",
     "VantageSettings",
+    "consent_path",
+    "current_state",
     "default_config_path",
     "load_helper_settings",
     "load_settings",
+    "parse_duration",
     "read_token_file",
+    "require_consent",
     "stored_value",
 ]

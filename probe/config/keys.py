@@ -161,6 +161,20 @@ def _cidr(v: Any) -> str:
     return s
 
 
+def parse_duration(v: Any) -> str:
+    """A retention window in its canonical spelling: "90d", "36h" or "2w" (a bare number is
+    days); "never" for 0 or "never": keep everything. No "m": months or minutes?"""
+    if isinstance(v, bool):
+        raise ValueError("expected a duration such as 90d, 36h or 2w, or never")
+    text = str(v).strip().lower()
+    m = re.fullmatch(rf"(\d{{1,6}})\s*([{''.join(sections.DURATION_UNITS)}]?)", text)
+    if text == "never" or (m is not None and int(m.group(1)) == 0):
+        return "never"
+    if m is None:
+        raise ValueError(f"expected a duration such as 90d, 36h or 2w, or never; got {quoted(v)}")
+    return f"{int(m.group(1))}{m.group(2) or 'd'}"
+
+
 def _file(v: Any) -> str:
     s = _str(v)
     if not os.path.isfile(s) or not os.access(s, os.R_OK):
@@ -255,6 +269,14 @@ KEYS: tuple[Key, ...] = (
     Key("vantage", "country", _country, None, "two-letter country code"),
     # Declared asn/country win; else the helper's whoami, then these files (probe.engine.location)
     Key("vantage", "geoip_db", _geoip_files, [], ".mmdb file(s) placing the vantage's own address"),
+    Key(
+        "vantage",
+        "consent",
+        _bool,
+        False,
+        "the operator accepts what a sweep does, for unattended machines (probe consent)",
+        env_name="PROBE_VANTAGE_CONSENT",
+    ),
     Key("network", "resolver", _resolver, None, "DNS resolver under test (default: the system's)"),
     Key("network", "ca_bundle", _file, None, "PEM trust anchors (default: the system's)"),
     Key("network", "routable", _list(_cidr), [], "reserved ranges to treat as public (labs)"),
@@ -277,6 +299,13 @@ KEYS: tuple[Key, ...] = (
     Key("control", "reference", _list(_url(("https", "http"))), [], "reference URLs"),
     Key("control", "innocuous_name", _str, "www.example.com", "SNI/Host for same-address controls"),
     Key("storage", "db", _str, None, "database path or SQLAlchemy URL (default: user data dir)"),
+    Key(
+        "storage",
+        "retention",
+        parse_duration,
+        "90d",
+        "keep evidence this long (90d, 36h, 2w; never: keep all); verdicts are always kept",
+    ),
     Key("limits", "concurrency", _positive_int, 128, "inputs measured at once"),
     Key("limits", "per_host", _positive_int, 2, "measurements in flight per host"),
     Key("limits", "target_timeout", _seconds, 60.0, "deadline per input, seconds"),

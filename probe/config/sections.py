@@ -8,9 +8,20 @@ so a key added to one place and not the other fails a test, not a volunteer's sw
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from measurements.addresses import Network
+
+DURATION_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration_seconds(canonical: str) -> int | None:
+    """The seconds of a canonical duration ("90d", keys.parse_duration's); None for "never"."""
+    if canonical == "never":
+        return None
+    return int(canonical[:-1]) * DURATION_UNITS[canonical[-1]]
+
 
 DEFAULT_DOH = ("https://cloudflare-dns.com/dns-query", "https://dns.google/dns-query")
 
@@ -24,6 +35,7 @@ class VantageSettings:
     asn: int | None = None
     country: str | None = None
     geoip_db: tuple[str, ...] = ()  # .mmdb files to place the vantage's own address in
+    consent: bool = False  # the operator's acceptance (probe.config.consent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +66,13 @@ class StorageSettings:
     """Where results are kept."""
 
     db: str | None = None  # None: the user data directory's SQLite file
+    retention: str = "90d"  # canonical (keys.parse_duration); "never": keep all evidence
+
+    @property
+    def retention_window(self) -> dt.timedelta | None:
+        """How long evidence is kept; None: for ever."""
+        seconds = duration_seconds(self.retention)
+        return None if seconds is None else dt.timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True, slots=True)

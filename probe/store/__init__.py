@@ -9,6 +9,7 @@ from probe.store.models import (
     MeasurementRow,
     RunSummary,
 )
+from probe.store.owner import Holder, SweepBusy, SweepLock, sweep_lock
 from probe.store.schema import Upgrade
 from probe.store.writer import AsyncWriter
 
@@ -18,11 +19,15 @@ __all__ = [
     "AsyncWriter",
     "Database",
     "ExportRow",
+    "Holder",
     "MeasurementDetail",
     "MeasurementRow",
     "RunSummary",
     "StoreError",
+    "SweepBusy",
+    "SweepLock",
     "Upgrade",
     "default_database_path",
     "open_database",
+    "sweep_lock",
 ]

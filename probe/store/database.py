@@ -16,7 +16,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from sqlalchemy import URL, Engine, create_engine, event, make_url, update
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -39,33 +38,35 @@ from probe.store.models import (
     measurement_from_record,
     run_from_info,
 )
-from probe.store.owner import WriterLock, writer_alive
+from probe.store.owner import SweepLock, sweep_alive
+from probe.store.paths import APP_NAME, database_file, default_database_path
 from probe.store.schema import Upgrade, bring_to_head, check_readable
 
-__all__ = ["Database", "StoreError", "default_database_path", "open_database"]
+__all__ = ["APP_NAME", "Database", "StoreError", "default_database_path", "open_database"]
 
-APP_NAME = "blocking-probe"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
-_SIDE_FILES = ("", "-wal", "-shm", "-journal", "-lock")
+# The lock file is not here: it belongs to sweep_lock(), which removes it itself.
+_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 
 
-def default_database_path() -> Path:
-    """Where the embedded database lives when none is given: the user's data directory."""
-    return platformdirs.user_data_path(APP_NAME) / "results.sqlite"
-
-
-def open_database(target: str | None = None, *, read_only: bool = False) -> Database:
+def open_database(
+    target: str | None = None, *, read_only: bool = False, sweep: SweepLock | None = None
+) -> Database:
     """Open the database at a path or SQLAlchemy URL (None: the default file).
 
-    To write (a sweep), a new database and its directory are created, and runs that an
-    earlier writer abandoned are marked "aborted". Read-only, nothing is ever created or
-    changed: a missing database is a StoreError.
+    To write, a new database and its directory are created. A sweep passes the lock it
+    holds (owner.sweep_lock() of the same target): runs that an earlier sweep abandoned are
+    then marked "aborted", and the lock's reserve serves finish_run on a full disk. Other
+    writers (prune) pass none. Read-only, nothing is ever created or changed: a missing
+    database is a StoreError.
     """
+    if sweep is not None and (read_only or sweep.database != database_file(target)):
+        raise ValueError(f"the sweep lock of {sweep.database} does not fit this open")
     if target is None:
-        return _open_file(default_database_path(), read_only)
+        return _open_file(default_database_path(), read_only, sweep)
     if "://" not in target:
-        return _open_file(Path(target).expanduser(), read_only)
+        return _open_file(Path(target).expanduser(), read_only, sweep)
     try:
         url = make_url(target)
     except ArgumentError as exc:
@@ -73,7 +74,7 @@ def open_database(target: str | None = None, *, read_only: bool = False) -> Data
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            return _open_file(Path(database).expanduser(), read_only)
+            return _open_file(Path(database).expanduser(), read_only, sweep)
         # One shared connection: every new connection to ":memory:" is a new, empty database.
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
         _add_sqlite_pragmas(engine, read_only=read_only)
@@ -86,8 +87,8 @@ def open_database(target: str | None = None, *, read_only: bool = False) -> Data
     return _initialise(engine, url.render_as_string(hide_password=True), read_only=read_only)
 
 
-def _open_file(path: Path, read_only: bool) -> Database:
-    return _open_sqlite_read_only(path) if read_only else _open_sqlite_file(path)
+def _open_file(path: Path, read_only: bool, sweep: SweepLock | None) -> Database:
+    return _open_sqlite_read_only(path) if read_only else _open_sqlite_file(path, sweep)
 
 
 def _open_sqlite_read_only(path: Path) -> Database:
@@ -125,7 +126,7 @@ def _open_sqlite_read_only(path: Path) -> Database:
     return _initialise(engine, label, read_only=True, file=path)
 
 
-def _open_sqlite_file(path: Path) -> Database:
+def _open_sqlite_file(path: Path, sweep: SweepLock | None) -> Database:
     """Check the path before SQLite touches it, then open; on failure leave nothing new behind."""
     path = path.absolute()
     label = str(path)
@@ -139,7 +140,7 @@ def _open_sqlite_file(path: Path) -> Database:
             _check_sqlite_path(path, existed)
             engine = create_engine(URL.create("sqlite", database=label))
             _add_sqlite_pragmas(engine)
-            return _initialise(engine, label, file=path)
+            return _initialise(engine, label, file=path, sweep=sweep)
         except OSError as exc:
             raise StoreError(f"cannot open database {label}: {exc}") from exc
     except BaseException:
@@ -198,6 +199,10 @@ def _add_sqlite_pragmas(engine: Engine, *, read_only: bool = False) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if not read_only:  # setting the journal mode writes to the file
+                # A new, empty file only (on others setting it writes the header): pages
+                # freed by probe prune can then be given back in short steps (retention.py).
+                if cursor.execute("PRAGMA page_count").fetchone()[0] == 0:
+                    cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 # WAL lets a reader (probe list, export) run while a sweep writes.
                 cursor.execute("PRAGMA journal_mode = WAL")
         finally:
@@ -211,44 +216,36 @@ def _initialise(
     keep_connection: bool = False,
     read_only: bool = False,
     file: Path | None = None,
+    sweep: SweepLock | None = None,
 ) -> Database:
-    """Create, check or upgrade the schema; a writer then takes the lock of a file."""
-    lock: WriterLock | None = None
+    """Create, check or upgrade the schema; a sweep then marks the runs abandoned before it."""
     abandoned = False
     upgrade: Upgrade | None = None
     try:
         if read_only:
             check_readable(engine, label)
             # Nothing may be written, so abandoned runs are only shown as "aborted".
-            abandoned = file is not None and not writer_alive(file)
+            abandoned = file is not None and not sweep_alive(file)
         else:
             upgrade = bring_to_head(engine, label, file)
-            if file is not None:
-                try:
-                    lock = WriterLock.acquire(file)
-                except OSError as exc:
-                    raise StoreError(f"cannot lock database {label}: {exc}") from exc
-                if lock.sole:
-                    _mark_abandoned(engine)
-                lock.share()
+            if sweep is not None:
+                # The lock is ours and our run has not begun: every "running" run is dead.
+                _mark_abandoned(engine)
     except StoreError:
-        if lock is not None:
-            lock.release()
         engine.dispose()
         raise
     except SQLAlchemyError as exc:
-        if lock is not None:
-            lock.release()
         engine.dispose()
         raise StoreError(f"cannot open database {label}: {reason(exc)}") from exc
     if not keep_connection:
         # Drop the connection made on the opener's thread: the writer thread makes its own.
         engine.dispose()
-    return Database(engine, label, lock=lock, abandoned=abandoned, upgrade=upgrade)
+    flags = {"abandoned": abandoned, "read_only": read_only}
+    return Database(engine, label, sweep=sweep, upgrade=upgrade, file=file, **flags)
 
 
 def _mark_abandoned(engine: Engine) -> None:
-    """Runs still "running" when no writer is alive were abandoned (kill -9, power loss)."""
+    """Runs still "running" when no sweep is alive were abandoned (kill -9, power loss)."""
     with engine.begin() as conn:
         conn.execute(update(Run).where(Run.status == "running").values(status="aborted"))
 
@@ -261,14 +258,18 @@ class Database:
         engine: Engine,
         label: str,
         *,
-        lock: WriterLock | None = None,
+        sweep: SweepLock | None = None,
         abandoned: bool = False,
         upgrade: Upgrade | None = None,
+        file: Path | None = None,
+        read_only: bool = False,
     ) -> None:
         self._engine = engine
+        self._file = file
+        self._read_only = read_only
         self._label = label
         self._closed = False
-        self._lock = lock  # held while open: says to later opens that this writer is alive
+        self._sweep = sweep  # the caller's: its reserve serves finish_run; never released here
         self._abandoned = abandoned
         self._upgrade = upgrade
 
@@ -283,8 +284,18 @@ class Database:
         return self._label
 
     @property
+    def file(self) -> Path | None:
+        """The SQLite file, or None (a URL other than a file)."""
+        return self._file
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this open may write."""
+        return self._read_only
+
+    @property
     def abandoned(self) -> bool:
-        """Read-only: no writer is alive, so a "running" run is shown as "aborted"."""
+        """Read-only: no sweep is alive, so a "running" run is shown as "aborted"."""
         return self._abandoned
 
     @property
@@ -341,7 +352,7 @@ class Database:
         except StoreError:
             # Perhaps the disk is full: give back the lock file's reserve, and try once more
             # so the run says how it ended rather than being found "aborted" later.
-            if self._lock is None or not self._lock.free_reserve():
+            if self._sweep is None or not self._sweep.free_reserve():
                 raise
             self._update_run(run_id, values)
 
@@ -384,8 +395,4 @@ class Database:
         """Close every pooled connection; later calls raise StoreError."""
         if not self._closed:
             self._closed = True
-            try:
-                self._engine.dispose()
-            finally:
-                if self._lock is not None:
-                    self._lock.release()
+            self._engine.dispose()

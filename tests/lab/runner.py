@@ -160,6 +160,7 @@ def write_config(
         'network_type = "lab"',
         'country = "KZ"',
         "asn = 64500",
+        "consent = true",  # the lab accepts what a sweep does (see tests/conftest.py)
         "[network]",
         f'resolver = "{plan.ISP_RESOLVER}"',
         f'ca_bundle = "{lab.ca_bundle}"',

@@ -29,6 +29,7 @@ from probe.store import (
     open_database,
 )
 from probe.store.migrations import HEAD
+from probe.store.owner import sweep_lock
 from tests.mounts import tmpfs
 
 T0 = dt.datetime(2026, 11, 29, 1, 2, 3, 456000, tzinfo=dt.UTC)
@@ -425,31 +426,34 @@ async def test_a_cancelled_caller_does_not_drop_its_write(tmp_path: Path) -> Non
 # --- Who owns a "running" run; schema 1 -------------------------------------------------
 
 
-def test_a_run_abandoned_by_its_writer_is_aborted_on_the_next_open(db_path: Path) -> None:
-    """The lock of a closed (or dead) writer is gone: the next writer marks its run aborted."""
-    first = open_database(str(db_path))
-    run_id = uuid.uuid4().hex
-    first.begin_run(run_info(run_id))
-    second = open_database(str(db_path))  # a second writer alive at once: nothing is marked
-    assert second.get_run(run_id).status == "running"  # type: ignore[union-attr]
-    second.close()
-    reader = open_database(str(db_path), read_only=True)
-    assert reader.get_run(run_id).status == "running"  # type: ignore[union-attr]
-    reader.close()
-    first.close()  # the writer goes without finishing its run, as kill -9 would leave it
+def test_a_run_abandoned_by_its_sweep_is_aborted_by_the_next_sweep(db_path: Path) -> None:
+    """The lock of a closed (or dead) sweep is gone: the next sweep marks its run aborted."""
+    with sweep_lock(str(db_path), "probe run") as lock:
+        first = open_database(str(db_path), sweep=lock)
+        run_id = uuid.uuid4().hex
+        first.begin_run(run_info(run_id))
+        other = open_database(str(db_path))  # a writer that is no sweep (prune) marks nothing
+        assert other.get_run(run_id).status == "running"  # type: ignore[union-attr]
+        other.close()
+        reader = open_database(str(db_path), read_only=True)
+        assert reader.get_run(run_id).status == "running"  # type: ignore[union-attr]
+        reader.close()
+        first.close()  # the sweep goes without finishing its run, as kill -9 would leave it
     reader = open_database(str(db_path), read_only=True)
     try:  # a reader says what happened, and writes nothing
         assert reader.get_run(run_id).status == "aborted"  # type: ignore[union-attr]
         assert reader.list_runs()[0].status == "aborted"
     finally:
         reader.close()
+    open_database(str(db_path)).close()  # nor does a writer that holds no sweep lock
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("SELECT status FROM runs").fetchall() == [("running",)]
-    writer = open_database(str(db_path))
-    try:
-        assert writer.get_run(run_id).status == "aborted"  # type: ignore[union-attr]
-    finally:
-        writer.close()
+    with sweep_lock(str(db_path), "probe run") as lock:
+        writer = open_database(str(db_path), sweep=lock)
+        try:
+            assert writer.get_run(run_id).status == "aborted"  # type: ignore[union-attr]
+        finally:
+            writer.close()
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("SELECT status FROM runs").fetchall() == [("aborted",)]
 
@@ -556,8 +560,8 @@ def test_read_only_open_of_a_file_that_is_not_a_database(tmp_path: Path) -> None
 
 def test_the_lock_file_reserve_lets_a_full_disk_record_how_a_run_ended(tmp_path: Path) -> None:
     """On a real full disk a write fails, yet finish_run gets the reserve's room and succeeds."""
-    with tmpfs(tmp_path / "small", "256k") as small:
-        db = open_database(str(small / "r.sqlite"))
+    with tmpfs(tmp_path / "small", "256k") as small, sweep_lock(str(small / "r.sqlite"), "t") as lk:
+        db = open_database(str(small / "r.sqlite"), sweep=lk)
         try:
             lock = small / "r.sqlite-lock"
             assert lock.stat().st_blocks * 512 >= 64 * 1024  # allocated, not sparse
@@ -575,6 +579,7 @@ def test_the_lock_file_reserve_lets_a_full_disk_record_how_a_run_ended(tmp_path:
                 db.record(record(info.run_id, BLOCKED))
             db.finish_run(info.run_id, "failed", {})
             assert db.get_run(info.run_id).status == "failed"  # type: ignore[union-attr]
-            assert lock.stat().st_size == 0  # the reserve was spent on it
+            # The reserve was spent on it; the holder's line stays.
+            assert lock.stat().st_size < 512 and lock.read_bytes().startswith(b'{"pid":')
         finally:
             db.close()

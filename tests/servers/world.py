@@ -101,6 +101,7 @@ class World:
             'name = "loopback-test"',
             'country = "KZ"',
             "asn = 64500",
+            "consent = true",  # the tests accept what a sweep does (see tests/conftest.py)
             "[network]",
             f'resolver = "{self.resolver.address}"',
             f'ca_bundle = "{self.ca_bundle}"',

@@ -1,0 +1,227 @@
+"""Retention: evidence past a window is deleted, verdict rows are kept, space is given back.
+
+A measurement row (its verdict, layer, detail, rule, reason, timings and rates) is about a
+tenth of its evidence, and it is what every query, export and report reads: it is kept for
+ever. The evidence (every observation, what each control saw) is what a reader re-checks a
+recent verdict with; past the window (storage.retention, 90 days by default) it is deleted
+outright rather than summarised, because the measurement row already is its summary.
+
+Space, on SQLite: the probe creates files with ``auto_vacuum = INCREMENTAL``, so the pages
+freed here go back to the file system in short steps (``PRAGMA incremental_vacuum``, a few
+MB per transaction) that a running sweep's writes interleave with, within the busy timeout.
+A file created before (``auto_vacuum = NONE``) is converted once by a full VACUUM, which
+rewrites the whole file and holds the write lock throughout: it is done only when nobody
+sweeps (the caller holds the sweep lock, or can take it for the duration, so that no sweep
+starts and then times out on the lock) and when the disk has room for a second copy;
+otherwise it is skipped with the reason, and the freed pages are reused by later sweeps, so
+the file stops growing anyway. PostgreSQL's autovacuum reuses the space of deleted rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Select, delete, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from probe.store.database import Database, open_database
+from probe.store.errors import StoreError, reason
+from probe.store.models import Evidence, Measurement, Run
+from probe.store.owner import SweepBusy, SweepLock, sweep_alive
+from probe.store.paths import database_file
+
+BATCH = 2000  # evidence rows per delete: a sweep's write waits at most one batch
+VACUUM_STEP_PAGES = 1024  # pages given back per transaction (4 MiB at 4 KiB pages)
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What a prune did (or, dry, would do)."""
+
+    database: str
+    cutoff: dt.datetime  # evidence of measurements before this was deleted
+    evidence_deleted: int  # dry run: how many would be
+    measurements_kept: int  # every verdict row, old and new
+    runs_kept: int
+    bytes_before: int | None  # the file and its -wal; None for a URL other than a file
+    bytes_after: int | None
+    reclaimed: str  # how space went back: "incremental vacuum", "vacuum", or why not
+    dry_run: bool
+
+
+def prune(
+    store_or_url: Database | str | None,
+    older_than: dt.timedelta,
+    *,
+    dry_run: bool = False,
+    exclusive: bool = False,
+    now: dt.datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PruneResult:
+    """Delete the evidence of measurements older than ``older_than``; give the space back.
+
+    ``store_or_url``: an open Database (the daemon's), or a path/URL to open and close here
+    (None: the default file). ``exclusive``: the caller holds the sweep lock and sweeps
+    nothing meanwhile (the daemon between sweeps), so a full VACUUM may run if one is needed.
+    ``progress(done, total)`` is called after each batch.
+    """
+    if older_than <= dt.timedelta(0):
+        raise ValueError("older_than must be positive")
+    cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
+    with _opened(store_or_url, dry_run) as db:
+        before = _size(db.file)
+        try:
+            total = _count_old(db, cutoff)
+            if dry_run:
+                deleted, how = total, "nothing (dry run)"
+            else:
+                deleted = _delete_old(db, cutoff, total, progress)
+                how = _reclaim(db, exclusive)
+            kept, runs = _kept(db)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"prune failed on database {db.label}: {reason(exc)}") from exc
+        return PruneResult(
+            db.label, cutoff, deleted, kept, runs, before, _size(db.file), how, dry_run
+        )
+
+
+@contextlib.contextmanager
+def _opened(store_or_url: Database | str | None, dry_run: bool) -> Iterator[Database]:
+    if isinstance(store_or_url, Database):
+        if store_or_url.read_only and not dry_run:
+            raise StoreError(f"database {store_or_url.label} is open read-only: cannot prune")
+        yield store_or_url
+        return
+    file = database_file(store_or_url)
+    if file is not None and not file.is_file():  # a prune must not create one
+        raise StoreError(f"no database at {file} (a sweep creates it: probe run)")
+    try:
+        db = open_database(store_or_url, read_only=dry_run)
+    except StoreError as exc:
+        if file is not None and _disk_full(file):  # SQLite says only "disk I/O error"
+            raise StoreError(f"{exc}; the disk is full: free some space, then prune") from exc
+        raise
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _disk_full(file: Path) -> bool:
+    try:
+        return os.statvfs(file.parent).f_bavail == 0
+    except OSError:
+        return False
+
+
+def _old_ids(cutoff: dt.datetime, limit: int | None = None) -> Select[int]:
+    query = (
+        select(Evidence.measurement_id)
+        .join(Measurement, Measurement.id == Evidence.measurement_id)
+        .where(Measurement.measured_at < cutoff)
+    )
+    return query.order_by(Evidence.measurement_id).limit(limit) if limit else query
+
+
+def _count_old(db: Database, cutoff: dt.datetime) -> int:
+    with db.engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(_old_ids(cutoff).subquery())) or 0)
+
+
+def _delete_old(
+    db: Database, cutoff: dt.datetime, total: int, progress: Callable[[int, int], None] | None
+) -> int:
+    """Delete in batches, each its own transaction, so a sweep's writes are not held up."""
+    deleted = 0
+    while deleted < total:
+        with db.engine.begin() as conn:
+            ids = list(conn.scalars(_old_ids(cutoff, BATCH)))
+            if not ids:
+                break
+            conn.execute(delete(Evidence).where(Evidence.measurement_id.in_(ids)))
+        deleted += len(ids)
+        if progress is not None:
+            progress(deleted, total)
+    return deleted
+
+
+def _kept(db: Database) -> tuple[int, int]:
+    with db.engine.connect() as conn:
+        measurements = conn.scalar(select(func.count()).select_from(Measurement))
+        runs = conn.scalar(select(func.count()).select_from(Run))
+    return int(measurements or 0), int(runs or 0)
+
+
+def _size(file: Path | None) -> int | None:
+    if file is None:
+        return None
+    return sum(p.stat().st_size for p in (file, Path(f"{file}-wal")) if p.exists())
+
+
+def _reclaim(db: Database, exclusive: bool) -> str:
+    """Give freed pages back to the file system; say how, or why not."""
+    if db.engine.dialect.name != "sqlite" or db.file is None:
+        return "by the database itself (PostgreSQL's autovacuum reuses the space)"
+    with db.engine.connect() as conn:
+        mode = int(conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() or 0)
+    if mode == 2:
+        _incremental_vacuum(db)
+        how = "incremental vacuum"
+    elif exclusive:
+        how = _full_vacuum(db)
+    else:
+        how = _vacuum_if_nobody_sweeps(db, db.file)
+    _checkpoint(db)
+    return how
+
+
+def _incremental_vacuum(db: Database) -> None:
+    while True:
+        with db.engine.begin() as conn:
+            free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+            if free == 0:
+                return
+            # No result columns: executing it once runs it to the end (up to the step).
+            conn.exec_driver_sql(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})")
+
+
+def _vacuum_if_nobody_sweeps(db: Database, file: Path) -> str:
+    if sweep_alive(file):
+        return "not yet: a sweep is running (freed pages are reused; prune again later)"
+    try:
+        lock = SweepLock.acquire(file, "probe prune")  # no sweep may start mid-VACUUM
+    except SweepBusy:
+        return "not yet: a sweep started (freed pages are reused; prune again later)"
+    except OSError as exc:
+        return f"not done: cannot lock the database ({exc})"
+    try:
+        return _full_vacuum(db)
+    finally:
+        lock.release()
+
+
+def _full_vacuum(db: Database) -> str:
+    """Rewrite the file with auto_vacuum = INCREMENTAL, if the disk has room for a copy."""
+    assert db.file is not None
+    size = db.file.stat().st_size
+    for where in (db.file.parent, Path(tempfile.gettempdir())):
+        st = os.statvfs(where)
+        if st.f_bavail * st.f_frsize < size * 11 // 10:
+            need = f"about {size / 1e6:.0f} MB free in {where}"
+            return f"not done: VACUUM needs {need} (freed pages are reused)"
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA auto_vacuum = INCREMENTAL")
+        conn.exec_driver_sql("VACUUM")  # pysqlite opens no transaction for it
+    return "vacuum (the file now gives space back in steps at each prune)"
+
+
+def _checkpoint(db: Database) -> None:
+    """Copy the WAL into the file and empty it; a reader holding a snapshot may prevent it."""
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
