@@ -8,6 +8,7 @@ package reads a setting by its dotted name.
 from probe.config.keys import (
     ALL_KEYS,
     BY_DOTTED,
+    DAEMON_KEYS,
     HELPER_KEYS,
     KEYS,
     TOKEN_MAX,
@@ -17,7 +18,10 @@ from probe.config.keys import (
 )
 from probe.config.sections import (
     DEFAULT_DOH,
+    DEFAULT_GROUPS,
     ControlSettings,
+    DaemonGroup,
+    DaemonSettings,
     HelperServeSettings,
     LimitSettings,
     NetworkSettings,
@@ -27,10 +31,12 @@ from probe.config.sections import (
 )
 from probe.config.settings import (
     ConfigError,
+    DaemonConfig,
     HelperConfig,
     Provenance,
     Settings,
     default_config_path,
+    load_daemon_settings,
     load_helper_settings,
     load_settings,
 )
@@ -38,12 +44,17 @@ from probe.config.settings import (
 __all__ = [
     "ALL_KEYS",
     "BY_DOTTED",
+    "DAEMON_KEYS",
     "DEFAULT_DOH",
+    "DEFAULT_GROUPS",
     "HELPER_KEYS",
     "KEYS",
     "TOKEN_MAX",
     "ConfigError",
     "ControlSettings",
+    "DaemonConfig",
+    "DaemonGroup",
+    "DaemonSettings",
     "HelperConfig",
     "HelperServeSettings",
     "Key",
@@ -55,6 +66,7 @@ __all__ = [
     "ThroughputSettings",
     "VantageSettings",
     "default_config_path",
+    "load_daemon_settings",
     "load_helper_settings",
     "load_settings",
     "read_token_file",

@@ -16,6 +16,7 @@ from typing import Any
 
 from measurements.addresses import canonical_address, parse_networks, split_host_port
 from probe.config import sections
+from probe.config.daemon_values import parse_duration, parse_groups, parse_share
 from targets.model import quoted
 
 APP = "blocking-probe"
@@ -341,7 +342,29 @@ HELPER_KEYS: tuple[Key, ...] = (
         "connections one client address may hold at once; more are answered 429 and closed",
     ),
 )
-ALL_KEYS: tuple[Key, ...] = KEYS + HELPER_KEYS
+
+
+def _daemon(name: str, parse: Callable[[Any], Any], default: Any, help: str) -> Key:
+    return Key("daemon", name, parse, default, help, env_name=f"PROBE_DAEMON_{name.upper()}")
+
+
+# ``probe daemon``: which groups of services are swept how often (probe/daemon/schedule.py).
+DAEMON_KEYS: tuple[Key, ...] = (
+    _daemon(
+        "group",
+        parse_groups,
+        [],
+        "a group of services and its interval: [[daemon.group]] name, categories, services, "
+        "every (flag: NAME=CATEGORY+CATEGORY@EVERY, repeatable); default: messaging every 30m, "
+        "the rest every 60m",
+    ),
+    _daemon("throughput_every", parse_duration, 6 * 3600.0, "throughput tests at most this often"),
+    _daemon("jitter", parse_share, 0.1, "random delay of each sweep, as a share of its interval"),
+    _daemon("jitter_max", _seconds, 300.0, "the random delay's cap, seconds"),
+    _daemon("stop_deadline", _seconds, 10.0, "on SIGTERM, seconds left to inputs in flight"),
+    _daemon("network_poll", _positive_seconds, 30.0, "seconds between checks for a new network"),
+)
+ALL_KEYS: tuple[Key, ...] = KEYS + HELPER_KEYS + DAEMON_KEYS
 BY_DOTTED = {k.dotted: k for k in ALL_KEYS}
 # Settings that name a file: what a run stores of them is the file name (see stored_value).
 FILE_KEYS: frozenset[str] = frozenset(k.dotted for k in ALL_KEYS if k.parse in (_file, _token_file))

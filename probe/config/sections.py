@@ -105,3 +105,43 @@ class HelperServeSettings:
     replay_public_port: int | None = None  # None: replay_listen's port
     per_client_connections: int = 32
     token: str | None = field(default=None, repr=False)  # read from token_file
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonGroup:
+    """A group of services swept on its own interval (no categories nor services: the rest)."""
+
+    name: str
+    categories: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    every: float = 3600.0  # seconds
+    throughput_every: float | None = None  # None: daemon.throughput_every
+
+    @property
+    def takes_rest(self) -> bool:
+        """Whether it takes every service no other group names."""
+        return not self.categories and not self.services
+
+
+# The schedule when none is configured: messaging (the apps blocked first) twice an hour.
+DEFAULT_GROUPS = (
+    DaemonGroup("messaging", categories=("messaging",), every=1800.0),
+    DaemonGroup("rest", every=3600.0),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """``probe daemon``: its groups and intervals, jitter, and how it stops and watches."""
+
+    group: tuple[DaemonGroup, ...] = ()  # empty: DEFAULT_GROUPS
+    throughput_every: float = 6 * 3600.0
+    jitter: float = 0.1
+    jitter_max: float = 300.0
+    stop_deadline: float = 10.0
+    network_poll: float = 30.0
+
+    @property
+    def groups(self) -> tuple[DaemonGroup, ...]:
+        """The configured groups, or the default schedule."""
+        return self.group or DEFAULT_GROUPS

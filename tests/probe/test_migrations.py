@@ -119,12 +119,12 @@ def test_a_schema_2_database_is_upgraded_in_place_after_a_backup(
         db = open_database(str(old))
     try:
         upgrade = db.upgrade
-        backup = backup_path(old, "0002")
+        backup = backup_path(old, HEAD)
         assert upgrade is not None
         assert (upgrade.found, upgrade.revision, upgrade.backup) == (
-            "schema version 2", "0002", backup,
+            "schema version 2", HEAD, backup,
         )  # fmt: skip
-        assert backup.name == "results.sqlite.pre-upgrade-0002.bak"
+        assert backup.name == f"results.sqlite.pre-upgrade-{HEAD}.bak"
         assert str(backup) in caplog.text and "upgraded database" in caplog.text
         assert sorted(r.run_id for r in db.list_runs()) == [str(n) * 32 for n in (1, 2, 3, 4)]
         assert db.get_run("2" * 32).verdicts == {  # type: ignore[union-attr]
@@ -163,13 +163,13 @@ def test_the_upgrade_is_told_on_stderr_where_nothing_configures_logging(old: Pat
     done = subprocess.run(
         [sys.executable, "-c", code, str(old)], capture_output=True, text=True, check=True
     )
-    assert f"upgraded database {old} from schema version 2 to revision 0002" in done.stderr
-    assert str(backup_path(old, "0002")) in done.stderr
+    assert f"upgraded database {old} from schema version 2 to revision {HEAD}" in done.stderr
+    assert str(backup_path(old, HEAD)) in done.stderr
 
 
 def test_an_upgraded_database_is_not_upgraded_again(old: Path) -> None:
     open_database(str(old)).close()
-    backup = backup_path(old, "0002")
+    backup = backup_path(old, HEAD)
     copied = backup.read_bytes()
     again = open_database(str(old))
     try:
@@ -209,13 +209,13 @@ def test_a_read_only_open_reads_an_old_database_as_it_is(old: Path) -> None:
 def test_a_failed_backup_leaves_the_database_as_it_was(old: Path) -> None:
     before = contents(old)
     # Something in the way of the copy: SQLite cannot make a file where a directory is.
-    in_the_way = backup_path(old, "0002").with_suffix(".bak.partial")
+    in_the_way = backup_path(old, HEAD).with_suffix(".bak.partial")
     in_the_way.mkdir()
     with pytest.raises(StoreError, match=r"cannot back up database .*nothing was changed"):
         open_database(str(old))
     assert contents(old) == before
     assert "alembic_version" not in tables(old)
-    assert not backup_path(old, "0002").exists()
+    assert not backup_path(old, HEAD).exists()
 
 
 def test_two_writers_opening_at_once_upgrade_once(old: Path) -> None:
@@ -250,7 +250,7 @@ def test_a_newer_revision_is_refused(tmp_path: Path, read_only: bool) -> None:
     assert str(path) in message
     assert "schema revision 0099" in message and "upgrade the probe" in message
     assert path.read_bytes() == before
-    assert not backup_path(path, "0002").exists()
+    assert not backup_path(path, HEAD).exists()
 
 
 def test_a_new_database_is_at_head_and_matches_the_models(tmp_path: Path) -> None:
