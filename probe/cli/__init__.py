@@ -16,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from probe.cli import config_cmd, export, helper_cmd, runs, targets_cmd
+from probe.cli import config_cmd, daemon_cmd, export, helper_cmd, runs, status, targets_cmd
 from probe.cli import run as run_cmd
 from probe.cli.errors import UsageError
 from probe.config import ConfigError
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "4 sweep failed (storage), 130 interrupted, 143 terminated.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for module in (run_cmd, export, runs, targets_cmd, config_cmd, helper_cmd):
+    for module in (run_cmd, daemon_cmd, status, export, runs, targets_cmd, config_cmd, helper_cmd):
         module.register(sub)
     return parser
 

@@ -54,7 +54,7 @@ def load_target_list(paths: list[str] | None, category: str | None) -> TargetLis
     return load_many(paths, codes) if paths else load_default()
 
 
-def _preload(settings: Settings) -> None:
+def preload_trust(settings: Settings) -> None:
     """Read the trust anchors before the event loop starts (file I/O would stall it)."""
     bundle = settings.network.ca_bundle
     try:
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     """Validate everything, then sweep; nothing is written if any input is bad."""
     settings = settings_from(args)
     targets = load_target_list(args.targets, args.category)
-    _preload(settings)
+    preload_trust(settings)
     fingerprints = load_bundled()
     database = open_database(settings.storage.db)
     bar = ProgressBar(enabled=None if not (args.json or args.no_progress) else False)

@@ -88,7 +88,9 @@ def _entry(index: int, raw: Any) -> dict[str, Any]:
             raise EntryError(index, name, f"unknown field (known: {known})")
     name = raw.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
-        raise EntryError(index, "name", f"expected a short name (letters, digits, -_.), got {quoted(name)}")
+        raise EntryError(
+            index, "name", f"expected a short name (letters, digits, -_.), got {quoted(name)}"
+        )
     if "every" not in raw:
         raise EntryError(index, "every", "missing: how often the group is swept, e.g. 30m")
     out: dict[str, Any] = {"name": name}

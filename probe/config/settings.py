@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import platformdirs
 
 from measurements.addresses import parse_networks
+from probe.config.daemon_values import EntryError
 from probe.config.keys import (
     ALL_KEYS,
     APP,
@@ -31,7 +32,6 @@ from probe.config.keys import (
     read_token_file,
     stored_value,
 )
-from probe.config.daemon_values import EntryError
 from probe.config.sections import (
     ControlSettings,
     DaemonGroup,

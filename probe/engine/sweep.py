@@ -47,7 +47,9 @@ class SweepResult:
     """What a finished (or stopped) sweep did."""
 
     run_id: str
-    status: str  # completed, timed_out or offline (interrupted and failed sweeps raise)
+    # completed, timed_out or offline; interrupted after stop_new_inputs() (a cancelled or
+    # failed sweep raises)
+    status: str
     records: tuple[MeasurementRecord, ...]
     total: int
     vantage: VantageCheck
@@ -107,6 +109,14 @@ class Sweep:
             settings.throughput, self.references(), self.measurer, throughput_urls(targets)
         )
         self.replay = ReplayTester(self.throughput)
+        self.stopping = False  # stop_new_inputs() was called
+        self._scheduler: Scheduler[Input, MeasurementRecord] | None = None
+
+    def stop_new_inputs(self) -> None:
+        """Start no more inputs; those in flight finish and the run ends "interrupted"."""
+        self.stopping = True
+        if self._scheduler is not None:
+            self._scheduler.stop_new()
 
     def references(self) -> tuple[str, ...]:
         """Reference URLs: the configured ones, else the target list's."""
@@ -172,14 +182,16 @@ class Sweep:
             for job in jobs:
                 await self._store(job, self._offline_record(job, self.vantage))
             return "offline"
+        if self.stopping:
+            return "interrupted"
         lim = self.settings.limits
-        scheduler: Scheduler[Input, MeasurementRecord] = Scheduler(
+        self._scheduler = Scheduler(
             self._work,
             host_of,
             self._store,
             Limits(lim.concurrency, lim.per_host, lim.sweep_timeout),
         )
-        return (await scheduler.run(jobs)).status
+        return (await self._scheduler.run(jobs)).status
 
     async def _finish(self, status: str, *, failing: bool) -> None:
         """Close the measurer and record the run's end; shielded, so a stopped sweep says so."""
