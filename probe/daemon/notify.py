@@ -5,8 +5,8 @@ an abstract-namespace name written with a leading "@". Each message is one datag
 newline-separated ``KEY=VALUE`` lines: ``READY=1``, ``STATUS=...``, ``WATCHDOG=1``,
 ``RELOADING=1``, ``STOPPING=1``. ``$WATCHDOG_USEC`` (for ``$WATCHDOG_PID``, when set) asks for
 ``WATCHDOG=1`` at least that often; we send at half of it, as the manual advises.
-Without ``$NOTIFY_SOCKET`` every call does nothing. A send never raises: systemd gone must
-not stop measurements.
+Without ``$NOTIFY_SOCKET`` every call does nothing. A send never raises nor waits: systemd
+gone, or slow to read, must not stop measurements (the message is dropped).
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ class Notifier:
         text = "\n".join(f"{k.upper()}={_one_line(v)}" for k, v in fields.items())
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never wait: a reader that stopped reading (its queue full) must not stall
+                # the event loop, and so every measurement in flight.
+                sock.setblocking(False)
                 sock.sendto(text.encode("utf-8"), self.address)
         except OSError:
             return False

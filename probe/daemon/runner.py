@@ -135,11 +135,12 @@ class Daemon:
         draws = {name: self.rand() for name in self.config.plans}
         self.states = schedule.start(self.config.plans.values(), self.mono(), draws)
         self.network = await asyncio.to_thread(self._read_network)
-        helpers = [asyncio.create_task(self._watch()), asyncio.create_task(self._watchdog())]
+        helpers: list[asyncio.Task[None]] = []
         code = 0
         try:
             await self._save()
             self.notifier.ready(self._status_line())
+            helpers += [asyncio.create_task(self._watch()), asyncio.create_task(self._watchdog())]
             log(f"started (pid {os.getpid()}): {self._plan_line()}")
             while not self.stopping:
                 if self.reload_asked:
