@@ -40,7 +40,12 @@ def _targets(w: World, tmp: Path, extra: list[str] = ()) -> Path:  # type: ignor
     url = f"https://ok.test:{w.web.https_port}/"
     lines = []
     for name, category in (("chat", "messaging"), ("chat2", "messaging"), ("feed", "social")):
-        lines += ["[[service]]", f'name = "{name}"', f'category = "{category}"', f'urls = ["{url}"]']
+        lines += [
+            "[[service]]",
+            f'name = "{name}"',
+            f'category = "{category}"',
+            f'urls = ["{url}"]',
+        ]
     lines += list(extra)
     path = tmp / "targets.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -93,7 +98,9 @@ def daemon(
             proc.wait(timeout=10)
 
 
-def until(what: Callable[[], object], timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> object:
+def until(
+    what: Callable[[], object], timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None
+) -> object:
     """Poll ``what`` until it is truthy (or fail after ``timeout``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -118,7 +125,7 @@ def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 SWEEPS = (
-    "SELECT s.\"group\", s.started_at, r.finished_at, r.status FROM daemon_sweeps s"
+    'SELECT s."group", s.started_at, r.finished_at, r.status FROM daemon_sweeps s'
     " JOIN runs r USING (run_id) ORDER BY s.started_at"
 )
 
@@ -188,7 +195,12 @@ def test_two_groups_on_their_own_intervals_never_stacked_notify_and_status(
 
 def test_sigterm_mid_sweep_keeps_what_finished_and_exits_0(world: World, tmp_path: Path) -> None:
     world.name("hang.test", resolver=Silent())
-    hang = ["[[service]]", 'name = "hang"', 'category = "messaging"', 'urls = ["https://hang.test/"]']
+    hang = [
+        "[[service]]",
+        'name = "hang"',
+        'category = "messaging"',
+        'urls = ["https://hang.test/"]',
+    ]
     db = tmp_path / "r.sqlite"
     config = _config(world, tmp_path, TWO_GROUPS.replace('every = "6s"', 'every = "1h"'))
     # A DNS timeout far past the stop deadline: only the deadline can end that input.
@@ -212,7 +224,9 @@ def test_sighup_keeps_the_old_config_when_the_new_is_bad_and_takes_a_good_one(
     world: World, tmp_path: Path
 ) -> None:
     db = tmp_path / "r.sqlite"
-    slow = TWO_GROUPS.replace('every = "2s"', 'every = "1h"').replace('every = "6s"', 'every = "1h"')
+    slow = TWO_GROUPS.replace('every = "2s"', 'every = "1h"').replace(
+        'every = "6s"', 'every = "1h"'
+    )
     config = _config(world, tmp_path, slow)
     good = config.read_text()
     with daemon(config, _targets(world, tmp_path), db) as (proc, log):
