@@ -8,6 +8,7 @@ Intervals are seconds, and every wait is bounded by a deadline several times wha
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -36,7 +37,7 @@ def world(ca: trustme.CA, ca_bundle: str) -> Iterator[World]:
         yield w
 
 
-def _targets(w: World, tmp: Path, extra: list[str] = ()) -> Path:  # type: ignore[assignment]
+def _targets(w: World, tmp: Path, extra: tuple[str, ...] = ()) -> Path:
     url = f"https://ok.test:{w.web.https_port}/"
     lines = []
     for name, category in (("chat", "messaging"), ("chat2", "messaging"), ("feed", "social")):
@@ -184,10 +185,10 @@ def test_two_groups_on_their_own_intervals_never_stacked_notify_and_status(
     assert len(by["messaging"]) > len(by["social"]) >= 2
     for group, every in (("messaging", 2.0), ("social", 6.0)):
         starts = [_seconds(r[1]) for r in by[group]]
-        assert all(b - a >= every * 0.9 for a, b in zip(starts, starts[1:])), (group, starts)
+        assert all(b - a >= every * 0.9 for a, b in itertools.pairwise(starts)), (group, starts)
     # Never stacked: each sweep starts after the one before it ended.
     ended = [(_seconds(r[1]), _seconds(r[2])) for r in sweeps if r[2]]
-    assert all(start >= prev_end - 0.01 for (_, prev_end), (start, _) in zip(ended, ended[1:]))
+    assert all(start >= prev_end - 0.01 for (_, prev_end), (start, _) in itertools.pairwise(ended))
     text = "\n".join(messages)
     assert messages[0].startswith("READY=1"), messages[:3]
     assert "WATCHDOG=1" in text and "STOPPING=1" in text and "STATUS=" in text
@@ -195,12 +196,12 @@ def test_two_groups_on_their_own_intervals_never_stacked_notify_and_status(
 
 def test_sigterm_mid_sweep_keeps_what_finished_and_exits_0(world: World, tmp_path: Path) -> None:
     world.name("hang.test", resolver=Silent())
-    hang = [
+    hang = (
         "[[service]]",
         'name = "hang"',
         'category = "messaging"',
         'urls = ["https://hang.test/"]',
-    ]
+    )
     db = tmp_path / "r.sqlite"
     config = _config(world, tmp_path, TWO_GROUPS.replace('every = "6s"', 'every = "1h"'))
     # A DNS timeout far past the stop deadline: only the deadline can end that input.
