@@ -206,11 +206,11 @@ class Daemon:
             self.states[name] = schedule.finished(plan, self.states[name], self.mono(), self.rand())
             return
         settings = self.config.loaded.settings
+        started_at = dt.datetime.now(dt.UTC)
         sweep = Sweep(
             settings if throughput else without_throughput(settings), targets, self.writer,
             None, self.fingerprints,
         )  # fmt: skip
-        started_at = dt.datetime.now(dt.UTC)
         planned_at = self.wall_of(state.due)
         self.last[name] = LastSweep(started_at, None, sweep.run_id, "running")
         await self._save()
