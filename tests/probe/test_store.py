@@ -28,6 +28,7 @@ from probe.store import (
     default_database_path,
     open_database,
 )
+from probe.store.migrations import HEAD
 from tests.mounts import tmpfs
 
 T0 = dt.datetime(2026, 11, 29, 1, 2, 3, 456000, tzinfo=dt.UTC)
@@ -497,6 +498,8 @@ def _make_version_1(db_path: Path) -> str:
         raw.execute("DROP TABLE alembic_version")
         raw.execute("ALTER TABLE measurements DROP COLUMN throughput_bytes")
         raw.execute("ALTER TABLE measurements DROP COLUMN throughput_address")
+        for table in ("daemon_groups", "daemon_sweeps", "outages"):  # revision 0003d's
+            raw.execute(f"DROP TABLE {table}")
         raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
         raw.execute("COMMIT")
         with pytest.raises(sqlite3.IntegrityError):  # schema 1 cannot say "failed"
@@ -533,7 +536,7 @@ def test_schema_1_is_read_as_it_is_and_migrated_by_a_writer(db_path: Path) -> No
         (ddl,) = raw.execute(sql).fetchone()
         assert "REFERENCES runs (run_id)" in ddl
     # The writer kept a copy of schema 1 beside it before upgrading.
-    backup = db_path.with_name(f"{db_path.name}.pre-upgrade-0002.bak")
+    backup = db_path.with_name(f"{db_path.name}.pre-upgrade-{HEAD}.bak")
     with contextlib.closing(sqlite3.connect(backup)) as raw:
         assert raw.execute("SELECT value FROM meta").fetchall() == [("1",)]
         assert raw.execute("SELECT run_id, status FROM runs").fetchall() == [(run_id, "completed")]
@@ -553,7 +556,7 @@ def test_read_only_open_of_a_file_that_is_not_a_database(tmp_path: Path) -> None
 
 def test_the_lock_file_reserve_lets_a_full_disk_record_how_a_run_ended(tmp_path: Path) -> None:
     """On a real full disk a write fails, yet finish_run gets the reserve's room and succeeds."""
-    with tmpfs(tmp_path / "small", "256k") as small:
+    with tmpfs(tmp_path / "small", "384k") as small:
         db = open_database(str(small / "r.sqlite"))
         try:
             lock = small / "r.sqlite-lock"
