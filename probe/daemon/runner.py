@@ -177,6 +177,10 @@ class Daemon:
         self.stopping = True
         self.wake.set()
         self.notifier.stopping("stopping: finishing the inputs in flight")
+        self._stop_sweep()
+
+    def _stop_sweep(self) -> None:
+        """The sweep in progress starts no new input, and is cancelled after the deadline."""
         if self.sweep is not None and self.sweep_task is not None:
             self.sweep.stop_new_inputs()
             task = self.sweep_task
@@ -216,8 +220,8 @@ class Daemon:
         await self._save()
         self.notifier.status(f"sweeping {name} ({len(targets.inputs())} inputs)")
         self.sweep, self.sweep_task = sweep, asyncio.create_task(sweep.run())
-        if self.stopping:  # a signal between the check and here
-            self.stop()
+        if self.stopping:  # a signal between the loop's check and here
+            self._stop_sweep()
         status = "interrupted"
         try:
             result = await self.sweep_task
