@@ -349,7 +349,7 @@ def test_kill_9_leaves_a_run_that_the_next_open_calls_aborted(
 
 
 def test_a_full_disk_fails_the_sweep_with_one_message(world: World, tmp_path: Path) -> None:
-    """A real full disk (a 256 KiB tmpfs): exit 4, one line, no traceback, the run `failed`."""
+    """A real full disk (a 384 KiB tmpfs): exit 4, one line, no traceback, the run `failed`."""
     lines = []
     for i in range(80):  # 80 hosts: many writes are queued when the disk fills
         world.name(f"disk{i}.test")
@@ -358,7 +358,7 @@ def test_a_full_disk_fails_the_sweep_with_one_message(world: World, tmp_path: Pa
     targets = tmp_path / "t.toml"
     targets.write_text("\n".join(lines) + "\n")
     config = world.write_config(tmp_path / "p.toml", f"https://ref.test:{world.web.https_port}/")
-    with tmpfs(tmp_path / "small", "256k") as small:
+    with tmpfs(tmp_path / "small", "384k") as small:
         db = small / "r.sqlite"
         proc = subprocess.run(
             [sys.executable, "-m", "probe", "run", "--config", str(config),

@@ -18,7 +18,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from probe.cli import config_cmd, consent_cmd, export, helper_cmd, prune, runs, targets_cmd
+from probe.cli import (
+    config_cmd,
+    consent_cmd,
+    daemon_cmd,
+    export,
+    helper_cmd,
+    prune,
+    runs,
+    status,
+    targets_cmd,
+)
 from probe.cli import run as run_cmd
 from probe.cli.errors import UsageError
 from probe.config import ConfigError, ConsentRequired
@@ -49,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(probe consent), 130 interrupted, 143 terminated.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    modules = (run_cmd, consent_cmd, prune, export, runs, targets_cmd, config_cmd, helper_cmd)
+    modules = (
+        run_cmd, daemon_cmd, status, consent_cmd, prune, export, runs, targets_cmd,
+        config_cmd, helper_cmd,
+    )  # fmt: skip
     for module in modules:
         module.register(sub)
     return parser

@@ -7,7 +7,14 @@ from typing import Any
 
 from probe.cli.options import add_setting_flags, settings_from
 from probe.cli.render import print_json, table
-from probe.config import HELPER_KEYS, KEYS, default_config_path, load_helper_settings
+from probe.config import (
+    DAEMON_KEYS,
+    HELPER_KEYS,
+    KEYS,
+    default_config_path,
+    load_daemon_settings,
+    load_helper_settings,
+)
 
 
 def register(sub: Any) -> None:
@@ -25,7 +32,8 @@ def show(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     # The helper's own section (``probe helper serve``), read from the same file and variables.
     helper = load_helper_settings({}, args.config).provenance
-    shown = settings.provenance.rows(KEYS) + helper.rows(HELPER_KEYS)
+    daemon = load_daemon_settings({}, args.config).provenance  # ``probe daemon``'s section
+    shown = settings.provenance.rows(KEYS) + helper.rows(HELPER_KEYS) + daemon.rows(DAEMON_KEYS)
     if args.json:
         print_json(
             "config",
@@ -49,5 +57,12 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
-        return ", ".join(value) if value else "[]"
+        return ", ".join(map(_fmt_item, value)) if value else "[]"
     return str(value)
+
+
+def _fmt_item(item: Any) -> str:
+    if isinstance(item, dict):  # a [[daemon.group]] entry
+        names = "+".join([*item.get("categories", []), *item.get("services", [])]) or "*"
+        return f"{item.get('name')}={names}@{item.get('every'):g}s"
+    return str(item)

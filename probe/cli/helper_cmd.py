@@ -15,7 +15,6 @@ from measurements.geoip import GeoIP, GeoIPError, open_geoip
 from probe.cli.errors import UsageError
 from probe.cli.options import add_setting_flags, setting_flags
 from probe.config import HELPER_KEYS, ConfigError, load_helper_settings
-from probe.helper.server import HelperSettings, serve
 
 
 def register(sub: Any) -> None:
@@ -51,6 +50,10 @@ def _geoip(asn_db: str | None, country_db: str | None) -> GeoIP | None:
 
 def serve_helper(args: argparse.Namespace) -> int:
     """Validate, then serve until interrupted."""
+    # Imported here: aiohttp (about 10 MB) is the helper's alone, and every other command,
+    # the volunteer's long-running daemon most, would carry it otherwise.
+    from probe.helper.server import HelperSettings, serve
+
     config = load_helper_settings(setting_flags(args), args.config).helper
     host, port = split_host_port(config.listen)
     host = host or "127.0.0.1"

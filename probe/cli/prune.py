@@ -9,7 +9,7 @@ from typing import Any
 from probe.cli.errors import UsageError
 from probe.cli.options import settings_from
 from probe.cli.render import ProgressBar, print_json
-from probe.config import parse_duration
+from probe.config import parse_retention
 from probe.config.sections import duration_seconds
 from probe.store.retention import PruneResult, prune
 
@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
 def window(text: str) -> dt.timedelta:
     """--older-than as a timedelta; "never" makes no sense for a prune."""
     try:
-        seconds = duration_seconds(parse_duration(text))
+        seconds = duration_seconds(parse_retention(text))
     except ValueError as exc:
         raise UsageError(f"--older-than: {exc}") from None
     if seconds is None:

@@ -57,7 +57,7 @@ def load_target_list(paths: list[str] | None, category: str | None) -> TargetLis
     return load_many(paths, codes) if paths else load_default()
 
 
-def _preload(settings: Settings) -> None:
+def preload_trust(settings: Settings) -> None:
     """Read the trust anchors before the event loop starts (file I/O would stall it)."""
     bundle = settings.network.ca_bundle
     try:
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     (SweepBusy)."""
     settings = settings_from(args)
     targets = load_target_list(args.targets, args.category)
-    _preload(settings)
+    preload_trust(settings)
     geoip = open_geoip_db(settings)
     require_consent(settings)  # after the checks: bad input is exit 2 whether or not consented
     with sweep_lock(settings.storage.db, "probe run") as lock:

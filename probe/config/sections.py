@@ -17,7 +17,7 @@ DURATION_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def duration_seconds(canonical: str) -> int | None:
-    """The seconds of a canonical duration ("90d", keys.parse_duration's); None for "never"."""
+    """The seconds of a canonical duration ("90d", keys.parse_retention's); None for "never"."""
     if canonical == "never":
         return None
     return int(canonical[:-1]) * DURATION_UNITS[canonical[-1]]
@@ -66,7 +66,7 @@ class StorageSettings:
     """Where results are kept."""
 
     db: str | None = None  # None: the user data directory's SQLite file
-    retention: str = "90d"  # canonical (keys.parse_duration); "never": keep all evidence
+    retention: str = "90d"  # canonical (keys.parse_retention); "never": keep all evidence
 
     @property
     def retention_window(self) -> dt.timedelta | None:
@@ -129,3 +129,43 @@ class HelperServeSettings:
     country_db: str | None = None
     per_client_connections: int = 32
     token: str | None = field(default=None, repr=False)  # read from token_file
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonGroup:
+    """A group of services swept on its own interval (no categories nor services: the rest)."""
+
+    name: str
+    categories: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    every: float = 3600.0  # seconds
+    throughput_every: float | None = None  # None: daemon.throughput_every
+
+    @property
+    def takes_rest(self) -> bool:
+        """Whether it takes every service no other group names."""
+        return not self.categories and not self.services
+
+
+# The schedule when none is configured: messaging (the apps blocked first) twice an hour.
+DEFAULT_GROUPS = (
+    DaemonGroup("messaging", categories=("messaging",), every=1800.0),
+    DaemonGroup("rest", every=3600.0),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """``probe daemon``: its groups and intervals, jitter, and how it stops and watches."""
+
+    group: tuple[DaemonGroup, ...] = ()  # empty: DEFAULT_GROUPS
+    throughput_every: float = 6 * 3600.0
+    jitter: float = 0.1
+    jitter_max: float = 300.0
+    stop_deadline: float = 10.0
+    network_poll: float = 30.0
+
+    @property
+    def groups(self) -> tuple[DaemonGroup, ...]:
+        """The configured groups, or the default schedule."""
+        return self.group or DEFAULT_GROUPS

@@ -19,19 +19,22 @@ from typing import Any, TypeVar
 import platformdirs
 
 from measurements.addresses import parse_networks
+from probe.config.daemon_values import EntryError
 from probe.config.keys import (
     ALL_KEYS,
     APP,
     BY_DOTTED,
+    DAEMON_KEYS,
     HELPER_KEYS,
     KEYS,
     SECTIONS,
     Key,
-    read_token_file,
     stored_value,
 )
 from probe.config.sections import (
     ControlSettings,
+    DaemonGroup,
+    DaemonSettings,
     HelperServeSettings,
     LimitSettings,
     NetworkSettings,
@@ -39,6 +42,7 @@ from probe.config.sections import (
     ThroughputSettings,
     VantageSettings,
 )
+from probe.config.values import read_token_file
 
 S = TypeVar("S")
 
@@ -97,6 +101,14 @@ class Settings:
 
 
 @dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """``probe daemon``'s own settings (the ``[daemon]`` section) and their provenance."""
+
+    daemon: DaemonSettings
+    provenance: Provenance
+
+
+@dataclass(frozen=True, slots=True)
 class HelperConfig:
     """``probe helper serve``'s effective settings and their provenance."""
 
@@ -109,24 +121,47 @@ def default_config_path() -> Path:
     return platformdirs.user_config_path(APP) / "config.toml"
 
 
+# ``[section]``, and ``[[section.name]]`` (an entry of an array of tables, [[daemon.group]]).
+_HEADER = re.compile(r"^\[\[?\s*([^\]]+?)\s*\]\]?")
+
+
 def _line_of(text: str, section: str, name: str | None) -> int:
     """The line of ``[section]`` or of ``name =`` inside it (tomllib keeps no positions)."""
     current, header_line = None, 0
     for no, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
-        m = re.match(r"^\[([^\]]+)\]", line)
+        m = _HEADER.match(line)
         if m:
-            current = m.group(1).strip()
+            current = m.group(1)
             if current == section and name is None:
                 return no
+            if name is not None and current == f"{section}.{name}":
+                return no  # the first entry of an array of tables
             header_line = no if current == section else header_line
         elif current == section and name and re.match(rf"^{re.escape(name)}\s*=", line):
             return no
     return header_line or 1
 
 
-def _read_file(path: str) -> dict[str, tuple[Any, int]]:
-    """Values of a config file keyed by dotted name, each with its line."""
+def _entry_line(text: str, dotted: str, index: int, field: str | None) -> int:
+    """The line of ``field`` in the index-th ``[[dotted]]`` entry, else of the entry itself."""
+    count, current, header = -1, None, 0
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        m = _HEADER.match(line)
+        if m:
+            current = m.group(1)
+            if current == dotted and line.startswith("[["):
+                count += 1
+                header = no if count == index else header
+        elif current == dotted and count == index and field:
+            if re.match(rf"^{re.escape(field)}\s*=", line):
+                return no
+    return header or _line_of(text, *dotted.split(".", 1))
+
+
+def _read_file(path: str) -> tuple[dict[str, tuple[Any, int]], str]:
+    """Values of a config file keyed by dotted name, each with its line; and the text."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -153,14 +188,14 @@ def _read_file(path: str) -> dict[str, tuple[Any, int]]:
                 known = ", ".join(k.name for k in ALL_KEYS if k.section == section)
                 raise ConfigError(f"{path}:{line}: {section}.{name}: unknown key (known: {known})")
             out[f"{section}.{name}"] = (value, line)
-    return out
+    return out, text
 
 
 def _merge(
     keys: tuple[Key, ...], flags: Mapping[str, Any], path: str | None, environ: Mapping[str, str]
 ) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """Values, sources and "where" (for errors) of ``keys`` from the four sources."""
-    from_file = _read_file(path) if path else {}
+    from_file, text = _read_file(path) if path else ({}, "")
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     wheres: dict[str, str] = {}
@@ -177,6 +212,13 @@ def _merge(
             continue
         try:
             values[key.dotted] = key.parse(raw)
+        except EntryError as exc:
+            if source.startswith("file:"):
+                line = _entry_line(text, key.dotted, exc.index, exc.field)
+                field = f".{exc.field}" if exc.field else ""
+                where = f"{path}:{line}: {key.dotted}[{exc.index + 1}]{field}"
+                raise ConfigError(f"{where}: {exc.args[0]}") from None
+            raise ConfigError(f"{where}: {exc}") from None
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         sources[key.dotted], wheres[key.dotted] = source, where
@@ -193,10 +235,19 @@ def _section(cls: type[S], section: str, values: Mapping[str, Any]) -> S:
         value = values[dotted]
         if f.name == "routable":
             value = parse_networks(value)
+        elif f.name == "group":  # [[daemon.group]]: checked dicts (daemon_values.parse_groups)
+            value = tuple(_group(g) for g in value)
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def _group(g: Mapping[str, Any]) -> DaemonGroup:
+    return DaemonGroup(
+        name=g["name"], categories=tuple(g["categories"]), services=tuple(g["services"]),
+        every=g["every"], throughput_every=g["throughput_every"],
+    )  # fmt: skip
 
 
 def _token(dotted: str, values: Mapping[str, Any], wheres: Mapping[str, str]) -> str | None:
@@ -260,6 +311,16 @@ def load_helper_settings(
     token = _token("helper.token_file", values, wheres)
     helper = replace(_section(HelperServeSettings, "helper", values), token=token)
     return HelperConfig(helper, provenance)
+
+
+def load_daemon_settings(
+    flags: Mapping[str, Any],
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> DaemonConfig:
+    """``probe daemon``'s own settings (the ``[daemon]`` section), the same way."""
+    values, provenance, _ = _read(DAEMON_KEYS, flags, config_file, environ)
+    return DaemonConfig(_section(DaemonSettings, "daemon", values), provenance)
 
 
 __all__ = ["ALL_KEYS", "APP", "ConfigError", "Settings"]

@@ -51,12 +51,20 @@ class Scheduler(Generic[J, R]):
         self._global = asyncio.Semaphore(limits.concurrency)
         self._hosts: dict[Hashable, asyncio.Semaphore] = {}
         self.done = 0
+        # Set by stop_new(): jobs not yet started are skipped, those in flight go on.
+        self.stopping = False
+
+    def stop_new(self) -> None:
+        """Start no more jobs (the daemon's SIGTERM); the run then ends "interrupted"."""
+        self.stopping = True
 
     async def _one(self, job: J) -> None:
         host = self._hosts.setdefault(self._key(job), asyncio.Semaphore(self._limits.per_host))
         # The host slot first: a job waiting for its host must not hold a global slot that
         # a job for another host could use.
         async with host, self._global:
+            if self.stopping:
+                return
             result = await self._worker(job)
         await self._on_done(job, result)
         self.done += 1
@@ -69,6 +77,8 @@ class Scheduler(Generic[J, R]):
             async with asyncio.timeout(self._limits.sweep_timeout):
                 for task in asyncio.as_completed(tasks):
                     await task
+            if self.stopping:
+                status = "interrupted"
         except TimeoutError:
             status = "timed_out"
         except asyncio.CancelledError:

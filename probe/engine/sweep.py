@@ -51,7 +51,9 @@ class SweepResult:
     """What a finished (or stopped) sweep did."""
 
     run_id: str
-    status: str  # completed, timed_out or offline (interrupted and failed sweeps raise)
+    # completed, timed_out or offline; interrupted after stop_new_inputs() (a cancelled or
+    # failed sweep raises)
+    status: str
     records: tuple[MeasurementRecord, ...]
     total: int
     vantage: VantageCheck
@@ -117,6 +119,14 @@ class Sweep:
         )
         self.replay = ReplayTester(self.throughput)
         self.location = Location.declared(settings.vantage.asn, settings.vantage.country)
+        self.stopping = False  # stop_new_inputs() was called
+        self._scheduler: Scheduler[Input, MeasurementRecord] | None = None
+
+    def stop_new_inputs(self) -> None:
+        """Start no more inputs; those in flight finish and the run ends "interrupted"."""
+        self.stopping = True
+        if self._scheduler is not None:
+            self._scheduler.stop_new()
 
     def references(self) -> tuple[str, ...]:
         """Reference URLs: the configured ones, else the target list's."""
@@ -186,14 +196,16 @@ class Sweep:
             return "offline"
         if self.throughput.settings.enabled:
             self.throughput.metered = await metered_reason(self.settings.network.metered)
+        if self.stopping:
+            return "interrupted"
         lim = self.settings.limits
-        scheduler: Scheduler[Input, MeasurementRecord] = Scheduler(
+        self._scheduler = Scheduler(
             self._work,
             host_of,
             self._store,
             Limits(lim.concurrency, lim.per_host, lim.sweep_timeout),
         )
-        return (await scheduler.run(jobs)).status
+        return (await self._scheduler.run(jobs)).status
 
     async def _locate(self) -> None:
         """Find where the vantage is, once, after the vantage check; record it with the run."""

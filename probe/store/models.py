@@ -6,6 +6,9 @@ Tables (portable to PostgreSQL; SQLite is the embedded default):
     runs          one sweep: when, from which declared vantage, with which settings
     measurements  one input per run: its verdict, without the evidence
     evidence      measurement_id -> JSON {"verdict_evidence": ..., "observations": [...]}
+    daemon_groups the daemon's schedule, one row per group (what ``probe status`` reads)
+    daemon_sweeps which group, plan and network each of the daemon's runs was
+    outages       when a vantage lost connectivity and got it back (ended_at NULL: still out)
 
 Evidence lives in its own table so listing and exporting never read the bulky JSON, and
 nothing queries into it: what a query reads is a column. These classes are the head of the
@@ -26,6 +29,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -169,6 +173,50 @@ class Evidence(Base):
         IdType, ForeignKey("measurements.id", ondelete="CASCADE"), primary_key=True
     )
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class DaemonGroupState(Base):
+    """One group of the daemon's schedule: its last sweep and its next (revision 0003d)."""
+
+    __tablename__ = "daemon_groups"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer())  # the daemon's; status checks it is alive
+    daemon_started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    every_s: Mapped[float] = mapped_column(Float)
+    last_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # No foreign key: pruning may drop old runs while the schedule still names one.
+    last_run_id: Mapped[str | None] = mapped_column(String(32))
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    next_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class DaemonSweep(Base):
+    """A run the daemon started: its group, when it was planned, the network it measured."""
+
+    __tablename__ = "daemon_sweeps"
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    group: Mapped[str] = mapped_column(String(64))
+    planned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    network: Mapped[str | None] = mapped_column(String(16))  # NetworkState.digest()
+    throughput: Mapped[bool] = mapped_column(Boolean())
+
+
+class Outage(Base):
+    """A window in which a vantage could reach no reference host."""
+
+    __tablename__ = "outages"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    vantage_name: Mapped[str | None] = mapped_column(String(128))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    detected_by: Mapped[str] = mapped_column(String(16))  # "sweep": a sweep found it offline
+    network: Mapped[str | None] = mapped_column(String(16))
 
 
 # --- What the store hands out: detached, frozen copies ------------------------------------

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from probe.classify.evidence import PastRate
 from probe.classify.verdict import Location, MeasurementRecord, RunInfo
-from probe.store import budgets
+from probe.store import budgets, daemon_state
 from probe.store.database import Database
 
 T = TypeVar("T")
@@ -85,6 +85,26 @@ class AsyncWriter:
     ) -> None:
         """Record how the sweep ended."""
         await self._call(self._db.finish_run, run_id, status, counts)
+
+    async def save_groups(self, rows: list[daemon_state.GroupRow]) -> None:
+        """The daemon's schedule as it stands (probe status reads it)."""
+        await self._call(daemon_state.save_groups, self._db, rows)
+
+    async def record_sweep(self, row: daemon_state.SweepRow) -> None:
+        """A daemon sweep's group, plan and network."""
+        await self._call(daemon_state.record_sweep, self._db, row)
+
+    async def open_outage(
+        self, vantage: str | None, at: dt.datetime, detected_by: str, network: str | None
+    ) -> bool:
+        """Connectivity lost at ``at`` (unless an outage is open already)."""
+        return await self._call(
+            daemon_state.open_outage, self._db, vantage, at, detected_by, network
+        )
+
+    async def close_outages(self, vantage: str | None, at: dt.datetime) -> int:
+        """Connectivity back at ``at``: end the vantage's open outages."""
+        return await self._call(daemon_state.close_outages, self._db, vantage, at)
 
     async def close(self) -> None:
         """Wait for queued writes, close the database on its thread, and stop the thread."""

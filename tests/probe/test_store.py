@@ -504,6 +504,8 @@ def _make_version_1(db_path: Path) -> str:
         raw.execute("DROP TABLE alembic_version")
         raw.execute("ALTER TABLE measurements DROP COLUMN throughput_bytes")
         raw.execute("ALTER TABLE measurements DROP COLUMN throughput_address")
+        for table in ("daemon_groups", "daemon_sweeps", "outages"):  # revision 0003d's
+            raw.execute(f"DROP TABLE {table}")
         raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
         raw.execute("COMMIT")
         with pytest.raises(sqlite3.IntegrityError):  # schema 1 cannot say "failed"
@@ -560,7 +562,7 @@ def test_read_only_open_of_a_file_that_is_not_a_database(tmp_path: Path) -> None
 
 def test_the_lock_file_reserve_lets_a_full_disk_record_how_a_run_ended(tmp_path: Path) -> None:
     """On a real full disk a write fails, yet finish_run gets the reserve's room and succeeds."""
-    with tmpfs(tmp_path / "small", "256k") as small, sweep_lock(str(small / "r.sqlite"), "t") as lk:
+    with tmpfs(tmp_path / "small", "384k") as small, sweep_lock(str(small / "r.sqlite"), "t") as lk:
         db = open_database(str(small / "r.sqlite"), sweep=lk)
         try:
             lock = small / "r.sqlite-lock"

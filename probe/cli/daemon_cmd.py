@@ -1,0 +1,88 @@
+"""``probe daemon``: sweep groups of services on their own intervals until stopped.
+
+Exit codes: 0 stopped by SIGTERM/SIGINT (what finished is kept), 2 bad config, targets or
+database at start, 4 the store failed while running (a full disk), 5 another sweep holds
+the database, 6 no consent yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from probe.classify.fingerprints import Fingerprints, load_bundled
+from probe.cli.options import add_setting_flags, setting_flags, settings_from
+from probe.cli.run import load_target_list, preload_trust
+from probe.config import DAEMON_KEYS, KEYS, load_daemon_settings, require_consent
+from probe.daemon.notify import Notifier
+from probe.daemon.runner import Daemon, Loaded
+from probe.engine.sweep import probe_version
+from probe.store.database import Database, open_database
+from probe.store.owner import sweep_lock
+from probe.store.retention import prune
+from probe.store.writer import AsyncWriter
+
+
+def register(sub: Any) -> None:
+    """Add the command to the parser."""
+    p = sub.add_parser(
+        "daemon", help="sweep groups of services on their own intervals until stopped"
+    )
+    p.add_argument(
+        "--targets",
+        action="append",
+        metavar="FILE",
+        help="target list (TOML, or a Citizen Lab .csv); repeatable; default: the bundled list",
+    )
+    p.add_argument(
+        "--category", metavar="CODES", help="for .csv lists: category codes to keep, e.g. GRP,COMT"
+    )
+    add_setting_flags(p, keys=KEYS + DAEMON_KEYS)
+    p.set_defaults(handler=run)
+
+
+def load(args: argparse.Namespace) -> Loaded:
+    """Config, daemon settings and targets, all checked (again at each SIGHUP)."""
+    settings = settings_from(args)
+    daemon = load_daemon_settings(setting_flags(args), args.config).daemon
+    targets = load_target_list(args.targets, args.category)
+    preload_trust(settings)
+    return Loaded(settings, daemon, targets)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate everything, open the database (held for the daemon's life), then loop."""
+    loaded = load(args)
+    fingerprints = load_bundled()
+    probe_version()  # reads package metadata: before the loop
+    require_consent(loaded.settings)  # after the checks: bad input is exit 2 regardless
+    db = loaded.settings.storage.db
+    # The sweep lock for the daemon's whole life: a `probe run` meanwhile exits 5 naming it.
+    with sweep_lock(db, "probe daemon") as lock:
+        database = open_database(db, sweep=lock)
+        try:
+            return asyncio.run(_loop(args, loaded, database, fingerprints))
+        finally:
+            database.close()
+
+
+async def _loop(
+    args: argparse.Namespace, loaded: Loaded, database: Database, fingerprints: Fingerprints
+) -> int:
+    window = loaded.settings.storage.retention_window
+    writer = AsyncWriter(database)
+
+    def pruner() -> str:
+        assert window is not None
+        result = prune(database, window, exclusive=True)
+        return f"{result.evidence_deleted} evidence records older than {window.days} days"
+
+    try:
+        daemon = Daemon(
+            loaded, lambda: load(args), writer, fingerprints, Notifier(),
+            pruner=pruner if window is not None else None,
+        )  # fmt: skip
+        return await daemon.run()
+    finally:
+        await asyncio.shield(writer.close())
