@@ -159,7 +159,7 @@ def test_after_a_full_disk_the_database_is_whole_and_the_next_sweep_runs(
     targets = tmp_path / "t.toml"
     targets.write_text("\n".join(lines) + "\n")
     config = _config(world, tmp_path)
-    with tmpfs(tmp_path / "small", "256k") as small:
+    with tmpfs(tmp_path / "small", "384k") as small:
         db = small / "r.sqlite"
         full = subprocess.run(_command(config, targets, db), capture_output=True, timeout=120)
         assert full.returncode == 4, full.stderr
