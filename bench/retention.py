@@ -11,7 +11,7 @@
    (loopback chains, answers and pages are smaller than real ones). Rows go in day by day,
    in batches, through the real store (its engine, its tables, a file it created, so with
    its pragmas); after each day the store is pruned as the daemon would: retention.prune()
-   with the default window (storage.retention, 90 days).
+   with the default window (storage.retention, 30 days).
 3. Prints the file's size (database and WAL) at the end. By default 120 days are simulated
    (about 3 minutes) and the size is extrapolated to 365 from the growth per day once the
    window is full (from then on only verdict rows accumulate), and the line says so;
@@ -47,6 +47,7 @@ from sqlalchemy import insert
 from probe.cli import main as probe_main
 from probe.config.sections import StorageSettings
 from probe.store import open_database
+from probe.store.compressed_json import unpack
 from probe.store.models import Evidence, Measurement, Run
 from probe.store.retention import prune
 from targets.load import load_default
@@ -107,7 +108,8 @@ def sample_rows(tmp: Path) -> dict[str, list[tuple[dict[str, Any], str]]]:
         for row in conn.execute(query):
             columns = {k: row[k] for k in row.keys() if k not in ("id", "run_id", "data")}
             kind = "throughput" if row["throughput_kbps"] is not None else row["verdict"]
-            kinds.setdefault(kind, []).append((columns, row["data"]))
+            text = json.dumps(unpack(row["data"]))  # a BLOB: compressed at rest
+            kinds.setdefault(kind, []).append((columns, text))
     return kinds
 
 

@@ -45,7 +45,7 @@ each service and each sweep, the verdict (accessible, blocked, throttled or inco
 the evidence behind it (what each lookup, connection and page returned, and what the controls
 saw), and the sweep's settings. Your IP address is not stored. Nothing that identifies you or
 this place is stored unless you declare it yourself (vantage.name, network_type, asn,
-country). Evidence older than the retention window (storage.retention, 90 days by default)
+country). Evidence older than the retention window (storage.retention, 30 days by default)
 is deleted; verdicts are kept. Nothing leaves this machine unless you export or upload it.
 
 To accept:        probe consent --accept

@@ -66,7 +66,10 @@ class StorageSettings:
     """Where results are kept."""
 
     db: str | None = None  # None: the user data directory's SQLite file
-    retention: str = "90d"  # canonical (keys.parse_retention); "never": keep all evidence
+    # Canonical (keys.parse_retention); "never": keep all evidence. 30 days: long enough to
+    # re-check what a volunteer noticed this month; evidence kept longer belongs in a central
+    # collection (export or upload it), not on a volunteer's disk (README "Retention").
+    retention: str = "30d"
 
     @property
     def retention_window(self) -> dt.timedelta | None:

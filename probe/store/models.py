@@ -45,6 +45,7 @@ from sqlalchemy.types import TypeDecorator
 
 from measurements.observations import to_jsonable
 from probe.classify.verdict import VERDICTS, Location, MeasurementRecord, RunInfo, Vantage
+from probe.store.compressed_json import CompressedJSON
 
 # meta.schema_version at the head revision (migrations/__init__.py): 2 added runs.status
 # "failed" and "aborted"; 3 (revision 0002) the throughput columns of measurements.
@@ -172,7 +173,8 @@ class Evidence(Base):
     measurement_id: Mapped[int] = mapped_column(
         IdType, ForeignKey("measurements.id", ondelete="CASCADE"), primary_key=True
     )
-    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # zlib-compressed on SQLite, where evidence is most of the file (compressed_json.py).
+    data: Mapped[dict[str, Any]] = mapped_column(CompressedJSON)
 
 
 class DaemonGroupState(Base):

@@ -3,8 +3,9 @@
 A measurement row (its verdict, layer, detail, rule, reason, timings and rates) is about a
 tenth of its evidence, and it is what every query, export and report reads: it is kept for
 ever. The evidence (every observation, what each control saw) is what a reader re-checks a
-recent verdict with; past the window (storage.retention, 90 days by default) it is deleted
-outright rather than summarised, because the measurement row already is its summary.
+recent verdict with; past the window (storage.retention, 30 days by default) it is deleted
+outright rather than summarised, because the measurement row already is its summary; and
+that row's reason, a sentence written from the evidence, becomes PRUNED (_compact).
 
 Space, on SQLite: the probe creates files with ``auto_vacuum = INCREMENTAL``, so the pages
 freed here go back to the file system in short steps (``PRAGMA incremental_vacuum``, a few
@@ -27,15 +28,24 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Connection, Integer, Select, cast, delete, func, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from probe.store.database import Database, open_database
 from probe.store.errors import StoreError, reason
-from probe.store.models import Evidence, Measurement, Run
+from probe.store.models import Evidence, Measurement, Meta, Run
 from probe.store.owner import SweepBusy, SweepLock, sweep_alive
 from probe.store.paths import database_file
 
+# What a row past the window keeps of its reason (see _compact).
+PRUNED = "(pruned)"
+# meta key: bytes of reasons shortened since the file was last rewritten (SQLite only).
+COMPACTED_KEY = "compacted_bytes"
+# A full VACUUM once the shortened rows hold back 1/REWRITE_SHARE of the file: rarely, as it
+# rewrites the whole file. Hourly sweeps of the bundled list shorten about 0.17 MB of reasons
+# a day while the file grows about 1 MB: the first rewrite comes after about 5 months.
+REWRITE_SHARE = 16
 BATCH = 2000  # evidence rows per delete: a sweep's write waits at most one batch
 VACUUM_STEP_PAGES = 1024  # pages given back per transaction (4 MiB at 4 KiB pages)
 
@@ -145,10 +155,44 @@ def _delete_old(
             if not ids:
                 break
             conn.execute(delete(Evidence).where(Evidence.measurement_id.in_(ids)))
+            _compact(conn, ids)
         deleted += len(ids)
         if progress is not None:
             progress(deleted, total)
     return deleted
+
+
+def _compact(conn: Connection, ids: list[int]) -> None:
+    """Shorten the verdict rows whose evidence just went: their reason becomes PRUNED.
+
+    The reason is a sentence written from the evidence (addresses, byte counts, what each
+    control saw), the longest text of a row and a quarter of it; with the evidence gone it
+    can no longer be checked, and rule, detail, layer and verdict say what it said in
+    closed vocabularies. Everything else of the row stays. On SQLite an update shortens rows
+    inside their pages, which only a rewrite of the file (VACUUM) gives back: the bytes
+    dropped are counted in meta (COMPACTED_KEY) until one is worth it (see _reclaim).
+    """
+    short = (Measurement.id.in_(ids)) & (Measurement.reason != PRUNED)
+    dropped = conn.scalar(
+        select(func.coalesce(func.sum(func.length(Measurement.reason) - len(PRUNED)), 0)).where(
+            short
+        )
+    )
+    conn.execute(update(Measurement).where(short).values(reason=PRUNED))
+    if conn.dialect.name == "sqlite" and dropped:
+        conn.execute(
+            sqlite_insert(Meta)
+            .values(key=COMPACTED_KEY, value=str(dropped))
+            .on_conflict_do_update(
+                index_elements=[Meta.key], set_={"value": cast(Meta.value, Integer) + dropped}
+            )
+        )
+
+
+def _compacted(conn: Connection) -> int:
+    """Bytes of reasons dropped since the file was last rewritten."""
+    value = conn.scalar(select(Meta.value).where(Meta.key == COMPACTED_KEY))
+    return int(value or 0)
 
 
 def _kept(db: Database) -> tuple[int, int]:
@@ -165,18 +209,25 @@ def _size(file: Path | None) -> int | None:
 
 
 def _reclaim(db: Database, exclusive: bool) -> str:
-    """Give freed pages back to the file system; say how, or why not."""
+    """Give freed pages back to the file system; say how, or why not.
+
+    A full VACUUM when the file cannot give pages back in steps (auto_vacuum NONE), or when
+    shortened rows hold back enough of it (_compact); else, or if that cannot run now, the
+    incremental one.
+    """
     if db.engine.dialect.name != "sqlite" or db.file is None:
         return "by the database itself (PostgreSQL's autovacuum reuses the space)"
     with db.engine.connect() as conn:
         mode = int(conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() or 0)
-    if mode == 2:
-        _incremental_vacuum(db)
-        how = "incremental vacuum"
-    elif exclusive:
-        how = _full_vacuum(db)
+        packed = _compacted(conn) * REWRITE_SHARE >= db.file.stat().st_size
+    how = "incremental vacuum"
+    if mode != 2 or packed:
+        how = _full_vacuum(db) if exclusive else _vacuum_if_nobody_sweeps(db, db.file)
+        if mode == 2 and not how.startswith("vacuum"):  # packing waits; pages go back now
+            _incremental_vacuum(db)
+            how = f"incremental vacuum; packing the shortened rows (VACUUM) {how}"
     else:
-        how = _vacuum_if_nobody_sweeps(db, db.file)
+        _incremental_vacuum(db)
     _checkpoint(db)
     return how
 
@@ -218,7 +269,9 @@ def _full_vacuum(db: Database) -> str:
     with db.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA auto_vacuum = INCREMENTAL")
         conn.exec_driver_sql("VACUUM")  # pysqlite opens no transaction for it
-    return "vacuum (the file now gives space back in steps at each prune)"
+    with db.engine.begin() as conn:  # the rewrite packed the shortened rows
+        conn.execute(delete(Meta).where(Meta.key == COMPACTED_KEY))
+    return "vacuum (rewrote the file: it gives space back in steps at each prune)"
 
 
 def _checkpoint(db: Database) -> None:

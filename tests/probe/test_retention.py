@@ -230,7 +230,7 @@ def test_a_bad_retention_setting_names_the_file_and_line(tmp_path: Path) -> None
         load_settings({}, str(path), environ={})
     (tmp_path / "empty.toml").write_text("")
     default = load_settings({}, str(tmp_path / "empty.toml"), environ={}).storage
-    assert default.retention_window == dt.timedelta(days=90)
+    assert default.retention_window == dt.timedelta(days=30)
 
 
 def test_prune_without_an_age_applies_storage_retention(

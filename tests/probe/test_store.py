@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import errno
+import json
 import os
 import sqlite3
 import subprocess
@@ -28,6 +29,7 @@ from probe.store import (
     default_database_path,
     open_database,
 )
+from probe.store.compressed_json import unpack
 from probe.store.migrations import HEAD
 from probe.store.owner import sweep_lock
 from tests.mounts import tmpfs
@@ -507,6 +509,10 @@ def _make_version_1(db_path: Path) -> str:
         for table in ("daemon_groups", "daemon_sweeps", "outages"):  # revision 0003d's
             raw.execute(f"DROP TABLE {table}")
         raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        # Schema 1 kept evidence as TEXT JSON (compression at rest came later).
+        for mid, data in raw.execute("SELECT measurement_id, data FROM evidence").fetchall():
+            text = json.dumps(unpack(data))
+            raw.execute("UPDATE evidence SET data = ? WHERE measurement_id = ?", (text, mid))
         raw.execute("COMMIT")
         with pytest.raises(sqlite3.IntegrityError):  # schema 1 cannot say "failed"
             raw.execute("UPDATE runs SET status = 'failed'")

@@ -38,6 +38,8 @@ def upgrade() -> None:
     with op.batch_alter_table("measurements") as batch:
         batch.add_column(sa.Column("throughput_bytes", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("throughput_address", sa.String(45), nullable=True))
+    # json_extract reads TEXT: every row of a database at 0001 predates the BLOBs of
+    # compressed evidence (compressed_json.py), which only a probe at this head writes.
     spent = _evidence.c.data[("verdict_evidence", "throughput_bytes")].as_integer()
     address = _evidence.c.data[("verdict_evidence", "throughput", "address")].as_string()
     op.execute(
