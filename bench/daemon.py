@@ -12,8 +12,12 @@ Prints:
                     plus the jitter; a group due while another sweeps waits for it: one
                     sweep at a time is the rule, and this figure shows what it costs)
 
-Last line: ``daemon: rss N MB, idle cpu N.N%, schedule p95 N.N s``.
-Run from the repository root:  python bench/daemon.py [--scale 20]
+    year db         then bench/retention.py: the database after a simulated year of hourly
+                    sweeps of the bundled list, pruned daily with the default retention
+                    (goal: <= 200 MB; --no-year skips it)
+
+Last line: ``daemon: rss N MB, idle cpu N.N%, schedule p95 N.N s, year db N MB``.
+Run from the repository root:  python bench/daemon.py [--scale 20] [--no-year]
 Traffic stays on 127.0.0.1.
 """
 
@@ -23,6 +27,7 @@ import argparse
 import datetime as dt
 import itertools
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -113,6 +118,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=float, default=20.0, help="an hour in 3600/SCALE s")
     parser.add_argument("--concurrency", type=int, default=128, help="limits.concurrency")
+    parser.add_argument("--no-year", action="store_true", help="skip bench/retention.py")
     args = parser.parse_args()
     names = {f"{g}-{i:03d}.test": g for g, n, _ in GROUPS for i in range(n)}
     ca = trustme.CA(organization_name="Bench Root")
@@ -167,8 +173,24 @@ def main() -> int:
           f"max {late[-1]:.2f} s (waits behind another group's sweep included)")  # fmt: skip
     print(f"start minus max(plan, end of the sweep before): p95 {p95:.2f} s, max {own[-1]:.2f} s; "
           f"peak RSS goal 80 MB, idle CPU goal 0.5 %, schedule goal 2 s")  # fmt: skip
-    print(f"daemon: rss {rss:.0f} MB, idle cpu {idle:.1f}%, schedule p95 {p95:.1f} s")
+    line = f"daemon: rss {rss:.0f} MB, idle cpu {idle:.1f}%, schedule p95 {p95:.1f} s"
+    if not args.no_year:
+        line += f", year db {_year_db_mb()} MB"
+    print(line)
     return 0 if code == 0 else 1
+
+
+def _year_db_mb() -> str:
+    """bench/retention.py's year figure (its own output goes by, for the breakdown)."""
+    script = Path(__file__).resolve().parent / "retention.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    sys.stdout.write(done.stdout)
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    m = re.match(r"retention: year db (\d+) MB", last)
+    if done.returncode != 0 or m is None:
+        sys.stderr.write(done.stderr)
+        return "unknown (bench/retention.py failed)"
+    return m.group(1)
 
 
 if __name__ == "__main__":
