@@ -43,9 +43,11 @@ your address and the names asked.
 What is stored: a database on this machine (by default in your data directory) holds, for
 each service and each sweep, the verdict (accessible, blocked, throttled or inconclusive),
 the evidence behind it (what each lookup, connection and page returned, and what the controls
-saw), and the sweep's settings. Your IP address is not stored. Nothing that identifies you or
-this place is stored unless you declare it yourself (vantage.name, network_type, asn,
-country). Evidence older than the retention window (storage.retention, 30 days by default)
+saw), and the sweep's settings. Your IP address is not stored. Your network's AS number,
+name and country are: the ones you declare (vantage.asn, country), else those the control
+helper or a local database (vantage.geoip_db) finds for your address. Nothing else that
+identifies you or this place is stored unless you declare it (vantage.name, network_type).
+Evidence older than the retention window (storage.retention, 30 days by default)
 is deleted; verdicts are kept. Nothing leaves this machine unless you export or upload it.
 
 To accept:        probe consent --accept
