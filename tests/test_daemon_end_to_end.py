@@ -8,6 +8,7 @@ Intervals are seconds, and every wait is bounded by a deadline several times wha
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import itertools
 import json
 import os
@@ -24,7 +25,9 @@ from pathlib import Path
 import pytest
 import trustme
 
+from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.cli import main
+from probe.store.database import open_database
 from tests.servers.dns_server import Answer, Silent
 from tests.servers.world import LOOPBACK, World, running_world
 
@@ -137,8 +140,6 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
 
 
 def _seconds(text: object) -> float:
-    import datetime as dt
-
     return dt.datetime.fromisoformat(str(text)).timestamp()
 
 
@@ -270,3 +271,40 @@ def test_an_offline_vantage_opens_an_outage_and_an_online_sweep_closes_it(
     assert main(["status", "--db", str(db)]) == 0
     human = capsys.readouterr().out
     assert "daemon: not running" in human and "outage began" in human
+
+
+def test_the_daemon_holds_the_sweep_lock_and_applies_the_retention_window(
+    world: World, tmp_path: Path
+) -> None:
+    db = tmp_path / "r.sqlite"
+    # A run 100 days old, with its evidence, from before the daemon.
+    old = open_database(str(db))
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(days=100)
+    info = RunInfo("0" * 32, started, Vantage(), "0.1.0", {})
+    old.begin_run(info)
+    verdict = Verdict("accessible", None, "ok", "all.ok", "Every step succeeded.", {"x": 1})
+    old.record(
+        MeasurementRecord(info.run_id, "s", "social", "https://s.test/", verdict, started, 1)
+    )
+    old.finish_run(info.run_id, "completed", {}, finished_at=started)
+    old.close()
+    config = _config(world, tmp_path, TWO_GROUPS + '[storage]\nretention = "30d"\n')
+    targets = _targets(world, tmp_path)
+    with daemon(config, targets, db) as (proc, log):
+        # After its first sweep the daemon prunes: the old run's evidence goes, its row stays.
+        until(lambda: "pruned:" in log.read_text(), proc=proc)
+        evidence = rows(
+            db, "SELECT count(*) FROM evidence e JOIN measurements m ON m.id = e.measurement_id"
+            f" WHERE m.run_id = '{info.run_id}'",
+        )  # fmt: skip
+        kept = rows(db, f"SELECT count(*) FROM measurements WHERE run_id = '{info.run_id}'")
+        assert evidence == [(0,)] and kept == [(1,)]
+        # A sweep started meanwhile exits 5 at once, naming the daemon.
+        other = subprocess.run(
+            [sys.executable, "-m", "probe", "run", "--config", str(config), "--targets",
+             str(targets), "--db", str(db), "--no-progress"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert other.returncode == 5, other.stderr
+        assert "probe daemon" in other.stderr and str(proc.pid) in other.stderr
+        assert stop(proc) == 0, log.read_text()
