@@ -12,7 +12,7 @@ import asyncio
 from typing import Any
 
 from probe.classify.fingerprints import Fingerprints, load_bundled
-from probe.cli.options import add_setting_flags, setting_flags, settings_from
+from probe.cli.options import add_setting_flags, add_target_flags, setting_flags, settings_from
 from probe.cli.run import load_target_list, preload_trust
 from probe.config import DAEMON_KEYS, KEYS, load_daemon_settings, require_consent
 from probe.daemon.notify import Notifier
@@ -29,15 +29,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "daemon", help="sweep groups of services on their own intervals until stopped"
     )
-    p.add_argument(
-        "--targets",
-        action="append",
-        metavar="FILE",
-        help="target list (TOML, or a Citizen Lab .csv); repeatable; default: the bundled list",
-    )
-    p.add_argument(
-        "--category", metavar="CODES", help="for .csv lists: category codes to keep, e.g. GRP,COMT"
-    )
+    add_target_flags(p)
     add_setting_flags(p, keys=KEYS + DAEMON_KEYS)
     p.set_defaults(handler=run)
 

@@ -8,6 +8,19 @@ from typing import Any
 from probe.config import KEYS, Key, Settings, load_settings
 
 
+def add_target_flags(p: argparse.ArgumentParser) -> None:
+    """--targets and --category, as every command that sweeps takes them."""
+    p.add_argument(
+        "--targets",
+        action="append",
+        metavar="FILE",
+        help="target list (TOML, or a Citizen Lab .csv); repeatable; default: the bundled list",
+    )
+    p.add_argument(
+        "--category", metavar="CODES", help="for .csv lists: category codes to keep, e.g. GRP,COMT"
+    )
+
+
 def add_setting_flags(
     parser: argparse.ArgumentParser, sections: tuple[str, ...] = (), keys: tuple[Key, ...] = KEYS
 ) -> None:

@@ -15,7 +15,7 @@ from probe.classify.fingerprints import load_bundled
 from probe.classify.service import scope_text, summarize_services
 from probe.classify.verdict import MeasurementRecord
 from probe.cli.errors import UsageError
-from probe.cli.options import add_setting_flags, settings_from
+from probe.cli.options import add_setting_flags, add_target_flags, settings_from
 from probe.cli.render import ProgressBar, location_json, print_json, table
 from probe.config import ConfigError, Settings, require_consent
 from probe.engine.location import hint
@@ -34,15 +34,7 @@ EXIT_FOR_STATUS = {"completed": 0, "offline": 0, "timed_out": 3}
 def register(sub: Any) -> None:
     """Add the command to the parser."""
     p = sub.add_parser("run", help="run one sweep and store the results")
-    p.add_argument(
-        "--targets",
-        action="append",
-        metavar="FILE",
-        help="target list (TOML, or a Citizen Lab .csv); repeatable; default: the bundled list",
-    )
-    p.add_argument(
-        "--category", metavar="CODES", help="for .csv lists: category codes to keep, e.g. GRP,COMT"
-    )
+    add_target_flags(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_setting_flags(p)
