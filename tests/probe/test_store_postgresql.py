@@ -1,0 +1,59 @@
+"""The store on a real PostgreSQL server (tests/servers/postgres.py): what a sweep writes
+reads back as on SQLite, and the migrations give the models' schema there too."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
+
+from probe.store import open_database
+from probe.store.migrations import HEAD
+from probe.store.models import Base
+from probe.store.schema import alembic_config
+from tests.probe.test_store import BLOCKED, OBS, THROTTLED, at, record, run_info
+from tests.servers.postgres import PostgresServer
+
+
+def test_a_run_round_trips_through_postgresql(postgres_url: str) -> None:
+    db = open_database(postgres_url)
+    info = run_info()
+    try:
+        db.begin_run(info)
+        blocked = db.record(record(info.run_id, BLOCKED, observations=OBS))
+        db.record(record(info.run_id, THROTTLED, measured_at=at(2)))
+        db.finish_run(info.run_id, "completed", {"inputs": 2}, finished_at=at(60))
+    finally:
+        db.close()
+    reopened = open_database(postgres_url, read_only=True)
+    try:
+        run = reopened.get_run(info.run_id)
+        assert run is not None and run.status == "completed"
+        detail = reopened.get_measurement(blocked)
+        assert detail is not None
+        assert detail.row.verdict == "blocked" and detail.row.detail == "dns.bogon"
+        assert detail.row.measured_at == at(0) and detail.row.measured_at.tzinfo is not None
+        rows = list(reopened.iter_export_rows())
+        assert [(r.verdict, r.asn, r.country) for r in rows] == [
+            ("blocked", 9198, "KZ"),
+            ("throttled", 9198, "KZ"),
+        ]
+    finally:
+        reopened.close()
+
+
+def test_the_migrations_give_the_models_schema_on_postgresql(
+    postgres_server: PostgresServer,
+) -> None:
+    url = postgres_server.create_database("migrated")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert version == HEAD
+    finally:
+        engine.dispose()
