@@ -27,7 +27,9 @@ import trustme
 
 from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.cli import main
+from probe.daemon.network import read_network
 from probe.store.database import open_database
+from tests.geoip_files import asn_db
 from tests.servers.dns_server import Answer, Silent
 from tests.servers.world import LOOPBACK, World, running_world
 
@@ -308,3 +310,28 @@ def test_the_daemon_holds_the_sweep_lock_and_applies_the_retention_window(
         assert other.returncode == 5, other.stderr
         assert "probe daemon" in other.stderr and str(proc.pid) in other.stderr
         assert stop(proc) == 0, log.read_text()
+
+
+def test_a_detected_asn_is_part_of_the_network_the_sweeps_are_attributed_to(
+    world: World, tmp_path: Path
+) -> None:
+    mmdb = asn_db(tmp_path / "asn.mmdb", asn=64511)
+    config = _config(world, tmp_path, TWO_GROUPS)
+    text = config.read_text(encoding="utf-8").replace("asn = 64500", f'geoip_db = ["{mmdb}"]')
+    config.write_text(text, encoding="utf-8")
+    db = tmp_path / "r.sqlite"
+    networks = (
+        "SELECT s.network, r.asn, r.asn_source FROM daemon_sweeps s JOIN runs r USING (run_id)"
+    )
+    with daemon(config, _targets(world, tmp_path), db) as (proc, log):
+        until(lambda: len(rows(db, networks)) >= 2, proc=proc)
+        assert stop(proc) == 0, log.read_text()
+    resolver = world.resolver.address
+    detected, undetected = (read_network(resolver, a).digest() for a in (64511, None))
+    assert detected != undetected
+    found = rows(db, networks)
+    # Every sweep measured from AS 64511 (found in the file), and each is attributed to the
+    # network with that AS: the first too, whose network was read before it detected it.
+    assert {(n, a, s) for n, a, s in found} == {(detected, 64511, "geoip_db")}, found
+    # Noticing the AS did not count as a change of network: no extra prompt.
+    assert "the network changed" not in log.read_text()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import random
@@ -114,6 +115,9 @@ class Daemon:
         self.states: dict[str, schedule.GroupState] = {}
         self.last: dict[str, LastSweep] = {}
         self.network: NetworkState | None = None
+        # The AS number the last sweep detected (helper whoami, geoip_db), when none is
+        # declared: part of the network, so a new ASN behind the same route is a new network.
+        self.detected_asn: int | None = None
         self.outage_open = False
         self.stopping = False
         self.reload_asked = False
@@ -251,6 +255,7 @@ class Daemon:
                 raise
         finally:
             self.sweep = self.sweep_task = None
+        self._note_detected_asn(sweep.location.asn)
         network = self.network.digest() if self.network else None
         await self.writer.record_sweep(
             SweepRow(sweep.run_id, name, planned_at, started_at, network, throughput)
@@ -312,9 +317,19 @@ class Daemon:
 
     # --- watching --------------------------------------------------------------------------
 
+    def _note_detected_asn(self, asn: int | None) -> None:
+        """A sweep found the AS it measured from: the network it is attributed to says so.
+
+        No prompt: that sweep already measured on it. A declared vantage.asn wins."""
+        if self.config.loaded.settings.vantage.asn is not None or asn is None:
+            return
+        self.detected_asn = asn
+        if self.network is not None and self.network.asn != asn:
+            self.network = dataclasses.replace(self.network, asn=asn)
+
     def _read_network(self) -> NetworkState:
         s = self.config.loaded.settings
-        return read_network(s.network.resolver, s.vantage.asn)
+        return read_network(s.network.resolver, s.vantage.asn or self.detected_asn)
 
     async def _watch(self) -> None:
         """Every network_poll seconds: sleep, clock jumps, a new network, the link back."""
@@ -332,6 +347,11 @@ class Daemon:
                 self.network = network
                 self.prompt(f"resumed after {asleep:.0f} s asleep")
             elif network != self.network:
+                if self.network is not None and _moved(self.network, network):
+                    # A new route or resolver: the detected ASN may be another's now.
+                    self.detected_asn = None
+                    declared = self.config.loaded.settings.vantage.asn
+                    network = dataclasses.replace(network, asn=declared)
                 self.network = network
                 self.prompt("the network changed")
             elif self.outage_open and self.sweep is None and await self._references_answer():
@@ -369,3 +389,8 @@ class Daemon:
             return "idle"
         nxt = min(self.states, key=lambda n: self.states[n].due)
         return f"next: {nxt} in {max(0.0, when - self.mono()):.0f} s"
+
+
+def _moved(old: NetworkState, new: NetworkState) -> bool:
+    """Whether the route or the resolver changed (not only the AS number)."""
+    return (old.route4, old.route6, old.resolver) != (new.route4, new.route6, new.resolver)
