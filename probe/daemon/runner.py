@@ -343,6 +343,9 @@ class Daemon:
             if jump:
                 log(f"the wall clock was set {jump:+.0f} s; the schedule goes on")
             network = await asyncio.to_thread(self._read_network)
+            was_online = self.network is None or self.network.online
+            if was_online and not network.online and not self.outage_open:
+                await self._route_lost(network)
             if asleep:
                 self.network = network
                 self.prompt(f"resumed after {asleep:.0f} s asleep")
@@ -356,6 +359,17 @@ class Daemon:
                 self.prompt("the network changed")
             elif self.outage_open and self.sweep is None and await self._references_answer():
                 self.prompt("the reference hosts answer again")
+
+    async def _route_lost(self, network: NetworkState) -> None:
+        """The last default route went away: an outage began now, before a sweep can tell.
+
+        Only at that change: a sweep that reaches the references after it ends the outage,
+        and no route is a new one until a route has come back first."""
+        vantage = self.config.loaded.settings.vantage.name
+        at = dt.datetime.now(dt.UTC)
+        if await self.writer.open_outage(vantage, at, "route", network.digest()):
+            log("no default route: an outage began")
+        self.outage_open = True
 
     async def _references_answer(self) -> bool:
         settings = self.config.loaded.settings

@@ -217,7 +217,7 @@ class Outage(Base):
     vantage_name: Mapped[str | None] = mapped_column(String(128))
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    detected_by: Mapped[str] = mapped_column(String(16))  # "sweep": a sweep found it offline
+    detected_by: Mapped[str] = mapped_column(String(16))  # "sweep" found it offline; "route" gone
     network: Mapped[str | None] = mapped_column(String(16))
 
 
