@@ -39,7 +39,7 @@ from probe.store.models import (
     run_from_info,
 )
 from probe.store.owner import SweepLock, sweep_alive
-from probe.store.paths import APP_NAME, database_file, default_database_path
+from probe.store.paths import APP_NAME, database_file, default_database_path, url_lock_file
 from probe.store.schema import Upgrade, bring_to_head, check_readable
 
 __all__ = ["APP_NAME", "Database", "StoreError", "default_database_path", "open_database"]
@@ -61,7 +61,7 @@ def open_database(
     writers (prune) pass none. Read-only, nothing is ever created or changed: a missing
     database is a StoreError.
     """
-    if sweep is not None and (read_only or sweep.database != database_file(target)):
+    if sweep is not None and (read_only or sweep.database != _lock_base(target)):
         raise ValueError(f"the sweep lock of {sweep.database} does not fit this open")
     if target is None:
         return _open_file(default_database_path(), read_only, sweep)
@@ -85,6 +85,15 @@ def open_database(
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"cannot use database {url.render_as_string()}: {exc}") from exc
     return _initialise(engine, url.render_as_string(hide_password=True), read_only=read_only)
+
+
+def _lock_base(target: str | None) -> Path | None:
+    """What sweep_lock() locks for ``target`` (a URL's lock serves only to keep this
+    machine's sweeps apart: the opener does not use it)."""
+    file = database_file(target)
+    if file is None and target is not None:
+        return url_lock_file(target)
+    return file
 
 
 def _open_file(path: Path, read_only: bool, sweep: SweepLock | None) -> Database:

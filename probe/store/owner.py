@@ -19,8 +19,12 @@ may hold paths under their home), then zeros up to RESERVE_BYTES. That space, al
 not sparse, is a reserve: given back when a write fails, so that on a full disk the run can
 still be marked "failed" (ballast, as databases keep for the same reason).
 
-Limits: flock is local to one machine (not NFS-safe); a database given as a URL other than
-a file has no lock (PostgreSQL would use advisory locks).
+A database given as a URL (PostgreSQL) is locked the same way, by a file in the user's data
+directory named by a hash of the URL (paths.url_lock_file): it keeps this machine's sweeps
+apart, which is what the lock is for; sweeps of other machines into the same server are other
+vantages, and their "running" runs are not this lock's to abort (the opener marks none).
+
+Limits: flock is local to one machine (not NFS-safe).
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import make_url
+
 from probe.store.errors import StoreError
-from probe.store.paths import database_file
+from probe.store.paths import database_file, url_lock_file
 
 RESERVE_BYTES = 64 * 1024  # enough WAL frames to record how a run ended
 # A reader's probe of the lock (sweep_alive) holds it for microseconds; a sweep that finds it
@@ -69,11 +75,11 @@ class Holder:
 class SweepBusy(StoreError):
     """Another sweep holds this database's lock."""
 
-    def __init__(self, database: Path, holder: Holder) -> None:
+    def __init__(self, database: Path, holder: Holder, label: str | None = None) -> None:
         self.database = database
         self.holder = holder
         super().__init__(
-            f"database {database} is in use by another sweep: {holder.describe()}; "
+            f"database {label or database} is in use by another sweep: {holder.describe()}; "
             "two sweeps at once would measure each other's traffic, so this one did not start "
             f"(wait for that one to end, or stop it; the lock is {lock_path(database)})"
         )
@@ -100,19 +106,20 @@ class SweepLock:
     """The exclusive lock one sweep holds; get it from sweep_lock()."""
 
     def __init__(self, database: Path, fd: int, holder: Holder, header_len: int) -> None:
-        self.database = database
+        self.database = database  # the file (or, for a URL, the lock's own base name)
         self.holder = holder
         self._fd: int | None = fd
         self._header_len = header_len
 
     @classmethod
-    def acquire(cls, database: Path, command: str) -> SweepLock:
-        """Take the lock of ``database`` (creating the file) or raise SweepBusy."""
+    def acquire(cls, database: Path, command: str, label: str | None = None) -> SweepLock:
+        """Take the lock of ``database`` (creating the file) or raise SweepBusy (naming the
+        database as ``label`` when given: a URL without its password)."""
         path = lock_path(database)
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
-                _lock_patiently(fd, database)
+                _lock_patiently(fd, database, label)
                 if _same_file(fd, path):
                     break
             except BaseException:
@@ -151,7 +158,7 @@ class SweepLock:
             os.close(fd)
 
 
-def _lock_patiently(fd: int, database: Path) -> None:
+def _lock_patiently(fd: int, database: Path, label: str | None) -> None:
     deadline = time.monotonic() + PATIENCE_S
     while True:
         try:
@@ -159,7 +166,8 @@ def _lock_patiently(fd: int, database: Path) -> None:
             return
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise SweepBusy(database, _parse_header(os.pread(fd, _HEADER_MAX, 0))) from None
+                holder = _parse_header(os.pread(fd, _HEADER_MAX, 0))
+                raise SweepBusy(database, holder, label) from None
             time.sleep(0.02)
 
 
@@ -176,13 +184,15 @@ def sweep_lock(database: str | None, command: str) -> Iterator[SweepLock | None]
 
     ``command`` names the holder in the file and in a refused sweep's message ("probe run",
     "probe daemon"). Raises SweepBusy when another sweep holds it, StoreError when the lock
-    cannot be made. Yields None for a database that is no file (a URL other than SQLite's):
-    nothing to lock. Missing directories are created (the database will be created there);
-    if the database still does not exist on leaving, the lock file and those directories go.
+    cannot be made. A URL other than SQLite's is locked by a file of its own
+    (paths.url_lock_file); an in-memory database yields None: nothing to lock. Missing
+    directories are created (the database will be created there); if the database still
+    does not exist on leaving, the lock file and those directories go.
     """
     file = database_file(database)
     if file is None:
-        yield None
+        with _url_lock(database, command) as url_lock:
+            yield url_lock
         return
     created = [p for p in reversed(file.parents) if not p.exists()]
     try:
@@ -202,6 +212,24 @@ def sweep_lock(database: str | None, command: str) -> Iterator[SweepLock | None]
                 lock_path(file).unlink()
             lock.release()
             _remove(created)
+        lock.release()
+
+
+@contextlib.contextmanager
+def _url_lock(database: str | None, command: str) -> Iterator[SweepLock | None]:
+    key = url_lock_file(database) if database is not None else None
+    if key is None or database is None:
+        yield None
+        return
+    label = make_url(database).render_as_string(hide_password=True)
+    try:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        lock = SweepLock.acquire(key, command, label)
+    except OSError as exc:
+        raise StoreError(f"cannot lock database {label} (in {key.parent}): {exc}") from exc
+    try:
+        yield lock
+    finally:
         lock.release()
 
 

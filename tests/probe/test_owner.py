@@ -97,11 +97,50 @@ def test_a_failed_open_leaves_no_lock_file_and_no_new_directory(tmp_path: Path) 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_no_lock_for_a_database_that_is_no_file(tmp_path: Path) -> None:
+def test_no_lock_for_an_in_memory_database() -> None:
     with sweep_lock("sqlite://", "probe run") as lock:
         assert lock is None
-    with sweep_lock("postgresql+psycopg://u@127.0.0.1/db", "probe run") as lock:
-        assert lock is None
+
+
+def test_a_postgresql_database_is_locked_per_machine_naming_it_without_password(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    secret = postgres_url.replace("postgres@", "postgres:s3cret@")
+    with sweep_lock(postgres_url, "probe daemon") as lock:
+        assert lock is not None and lock.held
+        assert lock.database.parent == tmp_path / "data" / "blocking-probe" / "locks"
+        # The same database with its password given: the same lock, and no password shown.
+        with pytest.raises(SweepBusy) as refused:
+            with sweep_lock(secret, "probe run"):
+                pass
+        message = str(refused.value)
+        assert "s3cret" not in message and "probe daemon" in message
+        assert postgres_url.split("@")[1] in message
+        with sweep_lock(postgres_url + "_other", "probe run") as other:  # another database
+            assert other is not None and other.database != lock.database
+        # The sweep opens its database with the lock it holds (and marks no one's runs).
+        db = open_database(postgres_url, sweep=lock)
+        db.close()
+    with sweep_lock(postgres_url, "probe run") as again:  # released: free
+        assert again is not None
+
+
+def test_probe_run_into_a_locked_postgresql_database_exits_5(
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from probe.cli import main
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    targets = tmp_path / "t.toml"
+    targets.write_text('[[service]]\nname = "s"\ncategory = "social"\nurls = ["https://s.test/"]\n')
+    with sweep_lock(postgres_url, "probe daemon"):
+        code = main(["run", "--db", postgres_url, "--targets", str(targets), "--no-progress"])
+    assert code == 5
+    assert "in use by another sweep" in capsys.readouterr().err
 
 
 def test_a_lock_opens_only_its_own_database(tmp_path: Path) -> None:
