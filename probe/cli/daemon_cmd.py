@@ -15,8 +15,9 @@ from probe.classify.fingerprints import Fingerprints, load_bundled
 from probe.cli.options import add_setting_flags, add_target_flags, setting_flags, settings_from
 from probe.cli.run import load_target_list, preload_trust
 from probe.config import DAEMON_KEYS, KEYS, load_daemon_settings, require_consent
+from probe.daemon.groups import Loaded
 from probe.daemon.notify import Notifier
-from probe.daemon.runner import Daemon, Loaded
+from probe.daemon.runner import Daemon
 from probe.engine.sweep import probe_version
 from probe.store.database import Database, open_database
 from probe.store.owner import sweep_lock

@@ -1,13 +1,42 @@
-"""Which services each group of the daemon sweeps (pure)."""
+"""What the daemon runs: a loaded config, and which services each of its groups sweeps
+(pure)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from probe.config import Settings
-from probe.config.sections import DaemonGroup
+from probe.config.sections import DaemonGroup, DaemonSettings
+from probe.daemon import schedule
 from targets.model import TargetList
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What a (re)load of the config and the target lists gives."""
+
+    settings: Settings
+    daemon: DaemonSettings
+    targets: TargetList
+
+
+Loader = Callable[[], Loaded]  # raises ConfigError or TargetErrors on bad input
+
+
+@dataclass
+class GroupsConfig:
+    """A loaded config with each group's plan and share of the targets."""
+
+    loaded: Loaded
+    plans: dict[str, schedule.Plan] = field(default_factory=dict)
+    targets: dict[str, TargetList] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        groups = self.loaded.daemon.groups
+        self.plans = {p.name: p for p in (schedule.plan_of(g, self.loaded.daemon) for g in groups)}
+        self.targets = targets_of(groups, self.loaded.targets)
 
 
 def targets_of(groups: Iterable[DaemonGroup], targets: TargetList) -> dict[str, TargetList]:

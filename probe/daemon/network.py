@@ -30,6 +30,10 @@ class NetworkState:
         """Whether there is any default route at all."""
         return self.route4 is not None or self.route6 is not None
 
+    def moved_from(self, old: NetworkState) -> bool:
+        """Whether the route or the resolver changed (not only the AS number)."""
+        return (old.route4, old.route6, old.resolver) != (self.route4, self.route6, self.resolver)
+
     def digest(self) -> str:
         """A stable short name of this network that reveals none of its addresses."""
         text = f"{self.route4}|{self.route6}|{self.resolver}|{self.asn}"

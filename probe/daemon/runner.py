@@ -23,13 +23,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from probe.classify.fingerprints import Fingerprints
-from probe.config import ConfigError, Settings
-from probe.config.sections import DaemonSettings
+from probe.config import ConfigError
 from probe.daemon import schedule
-from probe.daemon.groups import targets_of, without_throughput
+from probe.daemon.groups import GroupsConfig, Loaded, Loader, without_throughput
 from probe.daemon.network import NetworkState, read_network
 from probe.daemon.notify import Notifier
 from probe.engine.steps import Measurer
@@ -38,19 +37,7 @@ from probe.engine.vantage import check_vantage
 from probe.store.daemon_state import GroupRow, SweepRow
 from probe.store.database import StoreError
 from probe.store.writer import AsyncWriter
-from targets.model import TargetErrors, TargetList
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    """What a (re)load of the config and the target lists gives."""
-
-    settings: Settings
-    daemon: DaemonSettings
-    targets: TargetList
-
-
-Loader = Callable[[], Loaded]  # raises ConfigError or TargetErrors on bad input
+from targets.model import TargetErrors
 
 
 @dataclass(slots=True)
@@ -73,18 +60,6 @@ def boottime() -> float:
     return time.clock_gettime(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
 
 
-@dataclass
-class _Config:
-    loaded: Loaded
-    plans: dict[str, schedule.Plan] = field(default_factory=dict)
-    targets: dict[str, TargetList] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        groups = self.loaded.daemon.groups
-        self.plans = {p.name: p for p in (schedule.plan_of(g, self.loaded.daemon) for g in groups)}
-        self.targets = targets_of(groups, self.loaded.targets)
-
-
 PRUNE_EVERY = 24 * 3600.0  # seconds between two applications of storage.retention
 
 
@@ -101,7 +76,7 @@ class Daemon:
         rand: Callable[[], float] = random.random,
         pruner: Callable[[], object] | None = None,
     ) -> None:
-        self.config = _Config(loaded)
+        self.config = GroupsConfig(loaded)
         # storage.retention, applied between sweeps at most once a day (the first time
         # after the first sweep): a daemon left running for months stays within its window.
         self.pruner = pruner
@@ -306,7 +281,7 @@ class Daemon:
         old_db = self.config.loaded.settings.storage.db
         if loaded.settings.storage.db != old_db:
             log("storage.db changed: the daemon keeps the database it opened (restart it)")
-        self.config = _Config(loaded)
+        self.config = GroupsConfig(loaded)
         draws = {name: self.rand() for name in self.config.plans}
         self.states = schedule.reconcile(
             self.states, self.config.plans.values(), self.mono(), draws
@@ -350,7 +325,7 @@ class Daemon:
                 self.network = network
                 self.prompt(f"resumed after {asleep:.0f} s asleep")
             elif network != self.network:
-                if self.network is not None and _moved(self.network, network):
+                if self.network is not None and network.moved_from(self.network):
                     # A new route or resolver: the detected ASN may be another's now.
                     self.detected_asn = None
                     declared = self.config.loaded.settings.vantage.asn
@@ -403,8 +378,3 @@ class Daemon:
             return "idle"
         nxt = min(self.states, key=lambda n: self.states[n].due)
         return f"next: {nxt} in {max(0.0, when - self.mono()):.0f} s"
-
-
-def _moved(old: NetworkState, new: NetworkState) -> bool:
-    """Whether the route or the resolver changed (not only the AS number)."""
-    return (old.route4, old.route6, old.resolver) != (new.route4, new.route6, new.resolver)
