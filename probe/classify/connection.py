@@ -97,7 +97,7 @@ def classify_tls(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict 
         return _tls_handshake_failure(last, failure, ctl, facts)
     known = fp.interception_match(ok.chain)
     if known is not None:  # rule 5: by itself, and whatever the trust store said
-        return _known_interception(ok, known)
+        return _known_interception(ok, known, ctl)
     if ok.cert_valid is False:
         return _invalid_certificate(ev, ok, ctl)
     return None
@@ -106,8 +106,9 @@ def classify_tls(ev: InputEvidence, ctl: Controls, fp: Fingerprints) -> Verdict 
 _PLACES = {"certificate": "is", "key": "has the key of", "subject": "is", "issuer": "was issued by"}
 
 
-def _known_interception(ok: TLSObservation, known: InterceptionMatch) -> Verdict:
-    """A presented chain that shows a known interception CA: tls.mitm, no control needed."""
+def _known_interception(ok: TLSObservation, known: InterceptionMatch, ctl: Controls) -> Verdict:
+    """A presented chain that shows a known interception CA: tls.mitm, no control needed,
+    unless a commercial CA's interception is local to the vantage (on every host)."""
     place = "the leaf" if known.position == 0 else f"certificate {known.position} (0: the leaf)"
     accepted = (
         " The local trust store accepted the chain: its root was installed here, which does "
@@ -115,30 +116,73 @@ def _known_interception(ok: TLSObservation, known: InterceptionMatch) -> Verdict
         if ok.cert_valid
         else ""
     )
+    seen = [r.url for r in ctl.reference_tls if r.interception == known.fingerprint]
+    compared = [r for r in ctl.reference_tls if r.issuer is not None]
+    shown = (
+        f"The presented chain shows the known {known.kind} interception CA "
+        f"{known.fingerprint}: {place} ({known.certificate.subject}) {_PLACES[known.how]} it."
+    )
+    facts = _interception_facts(ok, known, seen)
+    if known.kind == "commercial" and (seen or not compared):
+        # Antivirus or a company's proxy forges every site's chain: a censor's aim cannot
+        # be told from it unless a reference host in the same sweep was spared.
+        where = (
+            f"the vantage check's reference hosts ({', '.join(seen)}) were intercepted by it "
+            "too: the interception is local to this machine or network (antivirus or a "
+            "company's proxy)"
+            if seen
+            else "no reference host presented a chain in the vantage check, so interception "
+            "local to this machine or network (antivirus or a company's proxy) cannot be "
+            "ruled out"
+        )
+        return inconclusive(
+            "control.failed",
+            "tls.mitm_local" if seen else "tls.mitm_unreferenced",
+            f"{shown} It is a product's CA, and {where}; it cannot tell censorship.{accepted}",
+            **facts,
+        )
+    everywhere = (
+        f" It was seen on the reference hosts too ({', '.join(seen)}): every host is "
+        "intercepted here, which makes a state's interception no less a censor's."
+        if seen
+        else ""
+    )
+    spared = (
+        " The vantage check's reference hosts were not intercepted by it: it was aimed at "
+        "this name."
+        if known.kind == "commercial"
+        else ""
+    )
     return verdict(
-        "blocked",
-        "tls",
-        "tls.mitm",
-        "tls.mitm_fingerprint",
-        f"The presented chain shows the known interception CA {known.fingerprint}: {place} "
-        f"({known.certificate.subject}) {_PLACES[known.how]} it.{accepted}",
-        fingerprint=known.fingerprint,
-        source=known.source,
-        position=known.position,
-        matched_by=known.how,
-        certificate={
+        "blocked", "tls", "tls.mitm", "tls.mitm_fingerprint",
+        f"{shown}{spared}{everywhere}{accepted}", **facts,
+    )  # fmt: skip
+
+
+def _interception_facts(
+    ok: TLSObservation, known: InterceptionMatch, seen: list[str]
+) -> dict[str, Any]:
+    """The evidence of a known interception CA: which, where in the chain, and the chain."""
+    return {
+        "fingerprint": known.fingerprint,
+        "kind": known.kind,
+        "source": known.source,
+        "position": known.position,
+        "matched_by": known.how,
+        "certificate": {
             "subject": known.certificate.subject,
             "issuer": known.certificate.issuer,
             "sha256": known.certificate.sha256,
             "spki_sha256": known.certificate.spki_sha256,
         },
-        address=ok.ip,
-        cert_valid=ok.cert_valid,
-        cert_failure=ok.cert_failure,
-        issuer=ok.chain[0].issuer if ok.chain else None,
-        leaf_sha256=ok.chain[0].sha256 if ok.chain else None,
-        chain_pem=chain_pem(ok),
-    )
+        "seen_at_references": seen,
+        "address": ok.ip,
+        "cert_valid": ok.cert_valid,
+        "cert_failure": ok.cert_failure,
+        "issuer": ok.chain[0].issuer if ok.chain else None,
+        "leaf_sha256": ok.chain[0].sha256 if ok.chain else None,
+        "chain_pem": chain_pem(ok),
+    }
 
 
 def chain_pem(ok: TLSObservation) -> list[str]:

@@ -45,6 +45,19 @@ class PastRate:
 
 
 @dataclass(frozen=True, slots=True)
+class ReferenceTLS:
+    """What one HTTPS reference host presented in the sweep's vantage check (rule 2).
+
+    A commercial interceptor (antivirus, a company's proxy) forges every site's chain, the
+    references' too; one seen on the target alone was aimed at it (rule 5).
+    """
+
+    url: str
+    issuer: str | None  # the leaf's issuer; None when no chain was presented
+    interception: str | None = None  # the known interception CA its chain shows (its name)
+
+
+@dataclass(frozen=True, slots=True)
 class InputEvidence:
     """Every observation made for one input, every attempt kept (retries included)."""
 
@@ -82,6 +95,9 @@ class Controls:
     # a resolver that answers every missing name is not singling one out.
     dns_nonexistent: tuple[DNSObservation, ...] = ()
     helper: HelperReport | None = None
+    # The chains the vantage check's HTTPS reference hosts presented in this sweep: whether
+    # an interception CA seen here is on every host (local to the machine or network).
+    reference_tls: tuple[ReferenceTLS, ...] = ()
     # Why the helper gave no report when it was asked (refused, unreachable, a bad answer):
     # a control that was missing is evidence too.
     helper_problem: str | None = None

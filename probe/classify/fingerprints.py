@@ -14,6 +14,9 @@ from measurements.observations import Certificate, HTTPHop
 
 _MATCHES = ("contains", "prefix", "full", "regexp")
 _CONFIDENCES = ("high", "low")
+# Whose interception a CA is: a state's ("national": a censor's, wherever it is seen), or a
+# product's ("commercial": antivirus, a company's proxy; a censor's only where it is aimed).
+INTERCEPTION_KINDS = ("national", "commercial")
 # A notice page is short: a phrase counts only in a page read whole and no longer than this.
 # A news article that quotes a notice ("the page said: access restricted") is tens of KiB.
 NOTICE_MAX_BYTES = 32 * 1024
@@ -91,6 +94,7 @@ class InterceptionCA:
     sha256: frozenset[str] = frozenset()  # certificates of it, DER SHA-256
     spki_sha256: frozenset[str] = frozenset()  # its keys, SubjectPublicKeyInfo SHA-256
     source: str = ""
+    kind: str = "national"  # one of INTERCEPTION_KINDS
 
     def _named(self, dn: str) -> bool:
         attrs = dn_attributes(dn)
@@ -122,6 +126,7 @@ class InterceptionMatch:
     how: str  # certificate, key, subject or issuer
     certificate: Certificate
     source: str
+    kind: str = "national"  # the CA's: national or commercial
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +182,7 @@ class Fingerprints:
             for ca in self.interception:
                 how = ca.how(cert)
                 if how is not None:
-                    return InterceptionMatch(ca.name, position, how, cert, ca.source)
+                    return InterceptionMatch(ca.name, position, how, cert, ca.source, ca.kind)
         return None
 
 
@@ -242,10 +247,15 @@ def _interception(entry: dict[str, Any]) -> InterceptionCA:
         raise ValueError(f"fingerprint {entry['name']}: names, sha256 or spki_sha256 needed")
     if not entry.get("source"):
         raise ValueError(f"fingerprint {entry['name']}: every interception CA cites a source")
+    kind = entry.get("kind", "national")
+    if kind not in INTERCEPTION_KINDS:
+        raise ValueError(
+            f"fingerprint {entry['name']}: kind {kind!r} is not one of {INTERCEPTION_KINDS}"
+        )
     return InterceptionCA(
         entry["name"], tuple(entry.get("names", ())), entry.get("country"),
         frozenset(entry.get("sha256", ())), frozenset(entry.get("spki_sha256", ())),
-        entry["source"],
+        entry["source"], kind,
     )  # fmt: skip
 
 

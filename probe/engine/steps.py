@@ -31,6 +31,7 @@ from probe.classify.evidence import (
     HopEvidence,
     InputEvidence,
     PastRate,
+    ReferenceTLS,
 )
 from probe.config import LimitSettings, Settings
 from probe.engine.doh import DoHCache
@@ -81,6 +82,8 @@ class Collector:
     replay_problem: str | None = None
     replay_screened: bool = False
     hops: list[MeasuredHop] = field(default_factory=list)  # later hops, in chain order
+    # The sweep's, from the vantage check (the same for every input and hop of the sweep).
+    reference_tls: tuple[ReferenceTLS, ...] = ()
 
     def evidence(self, job: Input, deadline_exceeded: bool = False) -> InputEvidence:
         """The frozen evidence for the classifier (a deadline cut the last hop, if any)."""
@@ -119,6 +122,7 @@ class Collector:
             http_at_control_addresses=tuple(self.http_at_control),
             dns_nonexistent=tuple(self.dns_nonexistent),
             helper=self.helper,
+            reference_tls=self.reference_tls,
             helper_problem=self.helper_problem,
             throughput_innocuous=tuple(self.throughput_innocuous),
             throughput_reference=tuple(self.throughput_reference),
@@ -252,7 +256,10 @@ class Measurer:
             at = later_hop(source_col.evidence(source), frozenset(measured), before)
             if at is None:
                 return
-            hop = MeasuredHop(at, Input(job.service, job.category, "url", at.url))
+            hop = MeasuredHop(
+                at, Input(job.service, job.category, "url", at.url),
+                Collector(reference_tls=col.reference_tls),
+            )  # fmt: skip
             col.hops.append(hop)
             measured.add(origin(at.url))
             await self._input(hop.job, hop.col, fetch)  # every address checked by refusal

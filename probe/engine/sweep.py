@@ -291,7 +291,7 @@ class Sweep:
 
     async def _work(self, job: Input) -> MeasurementRecord:
         """One input's record; an unexpected error in it is its row, never the sweep's end."""
-        col = Collector()
+        col = Collector(reference_tls=self.vantage.tls_seen(self.fingerprints))
         measured_at = dt.datetime.now(dt.UTC)
         t0 = time.monotonic()
         try:

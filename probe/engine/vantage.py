@@ -6,10 +6,18 @@ import asyncio
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from measurements import http
+from measurements import http, tls
 from measurements.addresses import canonical_address, is_ip
-from measurements.observations import DNSObservation, HTTPHop, HTTPObservation, to_jsonable
+from measurements.observations import (
+    DNSObservation,
+    HTTPHop,
+    HTTPObservation,
+    TLSObservation,
+    to_jsonable,
+)
 from probe.classify.controls import http_failed
+from probe.classify.evidence import ReferenceTLS
+from probe.classify.fingerprints import Fingerprints
 from probe.engine.steps import Measurer, attempts, dns_failed
 
 
@@ -21,6 +29,9 @@ class ReferenceResult:
     dns: DNSObservation | None
     http: HTTPObservation | None
     address: str | None = None  # the address fetched (kept in memory only: the location's)
+    # An HTTPS reference's handshake, its chain kept even when it does not validate: an
+    # interceptor that forges every site's chain shows here too (ReferenceTLS).
+    tls: TLSObservation | None = None
 
     @property
     def ok(self) -> bool:
@@ -51,6 +62,19 @@ class VantageCheck:
         """What each reference that answered served (its final hop)."""
         return tuple(r.http.final for r in self.results if r.ok and r.http is not None)
 
+    def tls_seen(self, fingerprints: Fingerprints) -> tuple[ReferenceTLS, ...]:
+        """Each HTTPS reference's presented chain: its leaf's issuer and the known
+        interception CA it shows, if any (what rule 5 holds a target's chain against)."""
+        out = []
+        for r in self.results:
+            if r.tls is None:
+                continue
+            chain = r.tls.chain
+            known = fingerprints.interception_match(chain) if chain else None
+            issuer = chain[0].issuer if chain else None
+            out.append(ReferenceTLS(r.url, issuer, known.fingerprint if known else None))
+        return tuple(out)
+
     def summary(self) -> list[dict[str, object]]:
         """A JSON-ready summary for the run record and for offline rows' evidence."""
         return [
@@ -76,7 +100,7 @@ async def _one(measurer: Measurer, url: str) -> ReferenceResult:
         if dns_failed(obs):
             return ReferenceResult(url, obs, None)
         address = obs.addresses[0]
-    page = await attempts(
+    fetched = attempts(
         lim,
         lambda: http.fetch(
             url, address, timeout=lim.http_timeout, ca_bundle=ca_bundle,
@@ -86,7 +110,27 @@ async def _one(measurer: Measurer, url: str) -> ReferenceResult:
         http_failed,
         [],
     )  # fmt: skip
-    return ReferenceResult(url, obs, page, address)
+    # Alongside the page, not after it: a dead reference costs the check no extra timeout.
+    page, shown = await asyncio.gather(fetched, _handshake(measurer, url, address))
+    return ReferenceResult(url, obs, page, address, shown)
+
+
+async def _handshake(measurer: Measurer, url: str, address: str) -> TLSObservation | None:
+    """An HTTPS reference's chain as presented (validated against the probe's trust store,
+    kept whatever the result); None for plain HTTP or a name the safety rule refuses."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or measurer.refusal(address) is not None:
+        return None
+    host, lim = parts.hostname or "", measurer.limits
+    return await attempts(
+        lim,
+        lambda: tls.handshake(
+            address, parts.port or 443, None if is_ip(host) else host,
+            timeout=lim.connect_timeout, ca_bundle=measurer.network.ca_bundle,
+        ),
+        lambda o: o.failure is not None,
+        [],
+    )  # fmt: skip
 
 
 async def check_vantage(measurer: Measurer, references: tuple[str, ...]) -> VantageCheck:

@@ -6,7 +6,7 @@ import pytest
 
 from measurements.observations import Certificate, TLSObservation
 from probe.classify import classify
-from probe.classify.evidence import Controls, HelperReport
+from probe.classify.evidence import Controls, HelperReport, ReferenceTLS
 from probe.classify.fingerprints import dn_attributes, load_bundled, parse
 from tests.probe.test_classify import HOST, PUBLIC, dns, doh, url
 
@@ -92,6 +92,11 @@ def test_a_helper_is_not_needed_and_cannot_overrule() -> None:
         ({"name": "x", "names": ["A"]}, "every interception CA cites a source"),
         ({"name": "x", "source": "s"}, "names, sha256 or spki_sha256 needed"),
         ({"name": "x", "source": "s", "sha256": ["zz"]}, "is not SHA-256 hex"),
+        ({"name": "x", "names": ["A"], "kind": "commercial"}, "every interception CA cites"),
+        (
+            {"name": "x.av", "names": ["A"], "source": "s", "kind": "antivirus"},
+            r"fingerprint x.av: kind 'antivirus' is not one of \('national', 'commercial'\)",
+        ),
     ],
 )
 def test_a_bad_entry_fails_loudly(entry: dict[str, object], message: str) -> None:
@@ -102,3 +107,72 @@ def test_a_bad_entry_fails_loudly(entry: dict[str, object], message: str) -> Non
 def test_distinguished_names_are_read_whole() -> None:
     attrs = dn_attributes(r"CN=Security Certificate,O=A\, B+OU=C,C=KZ")
     assert attrs == {"CN": {"security certificate"}, "O": {"a, b"}, "OU": {"c"}, "C": {"kz"}}
+
+
+# A commercial interceptor forges every site's chain on the volunteer's machine or network:
+# a censor's only where the references of the same sweep were spared.
+ESET_LEAF = cert(f"CN={HOST}", "C=SK,O=ESET spol. s r.o.,CN=ESET SSL Filter CA")
+REF = "https://ref.test/"
+AT_REFS = (ReferenceTLS(REF, "CN=ESET SSL Filter CA", "eset.ssl-filter"),)
+SPARED = (ReferenceTLS(REF, "CN=R11,O=Let's Encrypt,C=US", None),)
+KZ_AT_REFS = (ReferenceTLS(REF, "CN=Security Certificate,C=KZ", "kz.security-certificate-2019"),)
+
+KINDS = [
+    # (name, chain, references' chains, trust store accepted, verdict, rule, reason words)
+    ("national, not at the references", (LEAF_2019, MIDDLE_2019), SPARED, False,
+     "blocked", "tls.mitm_fingerprint", "national interception CA"),
+    ("national, not at the references, trusted", (LEAF_2019, MIDDLE_2019), SPARED, True,
+     "blocked", "tls.mitm_fingerprint", "trust store accepted"),
+    ("national at the references too: still a censor's", (LEAF_2019, MIDDLE_2019), KZ_AT_REFS,
+     False, "blocked", "tls.mitm_fingerprint", "every host is intercepted"),
+    ("national at the references too, trusted", (LEAF_2019, MIDDLE_2019), KZ_AT_REFS, True,
+     "blocked", "tls.mitm_fingerprint", "every host is intercepted"),
+    ("commercial, references spared: aimed at this name", (ESET_LEAF,), SPARED, False,
+     "blocked", "tls.mitm_fingerprint", "aimed at this name"),
+    ("commercial, references spared, trusted", (ESET_LEAF,), SPARED, True,
+     "blocked", "tls.mitm_fingerprint", "aimed at this name"),
+    ("commercial at the references too: local", (ESET_LEAF,), AT_REFS, False,
+     "inconclusive", "tls.mitm_local", "local to this machine or network"),
+    ("commercial at the references too, trusted (the antivirus installed its root)",
+     (ESET_LEAF,), AT_REFS, True, "inconclusive", "tls.mitm_local", "antivirus"),
+    ("commercial, no reference presented a chain", (ESET_LEAF,), (), True,
+     "inconclusive", "tls.mitm_unreferenced", "cannot be ruled out"),
+    ("commercial, another product at the references", (ESET_LEAF,),
+     (ReferenceTLS(REF, "CN=Zscaler Root CA", "zscaler.root"),), False,
+     "blocked", "tls.mitm_fingerprint", "aimed at this name"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("row", KINDS, ids=[r[0] for r in KINDS])
+def test_a_commercial_ca_is_a_censor_s_only_where_the_references_were_spared(
+    row: tuple[object, ...],
+) -> None:
+    _, chain, refs, valid, name, rule, words = row
+    assert isinstance(chain, tuple) and isinstance(refs, tuple) and isinstance(words, str)
+    ctl = Controls(doh=(doh(PUBLIC),), reference_tls=refs)
+    got = classify(url(dns=(dns(PUBLIC),), tls=(handshake(*chain, valid=bool(valid)),)), ctl, FP)
+    assert (got.verdict, got.rule) == (name, rule), got.reason
+    assert got.detail == ("tls.mitm" if name == "blocked" else "control.failed")
+    assert words in got.reason, got.reason
+    facts = got.evidence
+    assert facts["seen_at_references"] == [r.url for r in refs if r.interception is not None
+                                           and r.interception == facts["fingerprint"]]  # fmt: skip
+    assert facts["chain_pem"] == ["" for _ in chain]  # the test certificates carry no PEM
+    if name == "inconclusive":  # the reason names the CA, and the product's kind
+        assert facts["kind"] == "commercial" and "eset.ssl-filter" in got.reason
+
+
+def test_every_bundled_interception_ca_has_a_kind_and_a_source() -> None:
+    kinds = {ca.name: ca.kind for ca in FP.interception}
+    assert {k for k, v in kinds.items() if v == "national"} == {
+        "kz.qaznet-2019", "kz.security-certificate-2019", "kz.isca-2020",
+    }  # fmt: skip
+    assert {"eset.ssl-filter", "fortinet.fortigate-ca", "zscaler.root"} <= set(kinds)
+    assert all(ca.source for ca in FP.interception)
+    # A vendor's own website must not look like its interceptor (names are matched whole).
+    assert FP.interception_match((cert("CN=www.eset.com,O=ESET spol. s r.o.", "CN=R11"),)) is None
+
+
+def test_a_kind_defaults_to_national() -> None:
+    fp = parse({"interception": [{"name": "x", "names": ["A"], "source": "s"}]})
+    assert fp.interception[0].kind == "national"

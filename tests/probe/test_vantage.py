@@ -5,10 +5,12 @@ from __future__ import annotations
 import trustme
 
 from measurements.addresses import parse_networks
+from probe.classify.fingerprints import load_bundled
 from probe.config import ControlSettings, LimitSettings, NetworkSettings, Settings
 from probe.engine.steps import Measurer
 from probe.engine.vantage import check_vantage
 from tests.servers.http_server import WebServer
+from tests.servers.tcp_servers import TLSServer
 
 
 async def test_a_reference_written_as_a_legacy_ipv4_literal_is_not_resolved(
@@ -31,3 +33,30 @@ async def test_a_reference_written_as_a_legacy_ipv4_literal_is_not_resolved(
     (result,) = check.results
     assert check.ok and result.dns is None
     assert result.http is not None and result.http.final.ip == "127.0.0.1"
+
+
+async def test_an_https_reference_s_chain_is_kept_and_matched(
+    ca: trustme.CA, ca_bundle: str
+) -> None:
+    # The reference is an IP literal (no name to resolve); its chain, as the server presents
+    # it without SNI, is kept beside the page, and a plain-HTTP reference has none.
+    measurer = Measurer(
+        Settings(
+            network=NetworkSettings(ca_bundle=ca_bundle, routable=parse_networks(["127.0.0.0/8"])),
+            control=ControlSettings(doh=()),
+            limits=LimitSettings(retry_delay=0.0),
+        )
+    )
+    interceptor = trustme.CA(organization_name="Zscaler Root CA")
+    try:
+        async with WebServer(ca, ["ref.test"]) as web, TLSServer(interceptor, ["x.test"]) as av:
+            refs = (f"http://127.0.0.1:{web.http_port}/", f"https://127.0.0.1:{av.port}/")
+            check = await check_vantage(measurer, refs)
+    finally:
+        await measurer.aclose()
+    plain, forged = check.results
+    assert plain.tls is None and forged.tls is not None and forged.tls.chain
+    assert forged.tls.cert_valid is False  # not in the trust store: kept all the same
+    seen = check.tls_seen(load_bundled())
+    assert [(r.url, r.interception) for r in seen] == [(refs[1], "zscaler.root")]
+    assert seen[0].issuer is not None and "Zscaler Root CA" in seen[0].issuer
