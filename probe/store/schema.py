@@ -3,8 +3,8 @@
 What an open finds, and what it does (migrations/ holds the revisions):
 
     no probe tables                      a writer creates it at the head: the models' tables,
-                                         the views (views.py) and the head's stamp (tests hold this equal to
-                                         every revision applied in order)
+                                         the views (views.py) and the head's stamp (tests
+                                         hold this equal to every revision applied in order)
     alembic_version at the head          used as it is
     alembic_version at an older one      a writer backs the file up, then upgrades in place
     meta.schema_version 2, no Alembic    (made before Alembic) the same, from revision 0001
