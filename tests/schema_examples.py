@@ -33,9 +33,16 @@ from probe.classify.evidence import Controls, HelperReport, InputEvidence, PastR
 from probe.classify.fingerprints import load_bundled
 from probe.classify.verdict import MeasurementRecord
 from probe.store.models import evidence_data
-from tests.probe.test_throttle import FAST, SLOW, accessible_evidence, delayed, flat
+from tests.probe.test_throttle import (
+    FAST,
+    SLOW,
+    accessible_evidence,
+    delayed,
+    flat,
+    transfer,
+    trials,
+)
 from tests.probe.test_throttle import innocuous as innocuous_trials
-from tests.probe.test_throttle import trials, transfer
 
 HOST = "www.example.test"
 IP = "93.184.215.14"
