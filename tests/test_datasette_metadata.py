@@ -68,9 +68,8 @@ def test_every_table_view_and_column_it_describes_exists(tmp_path: Path) -> None
     path = tmp_path / "results.sqlite"
     open_database(str(path)).close()
     with contextlib.closing(sqlite3.connect(path)) as raw:
-        names = {
-            n for (n,) in raw.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
-        }  # fmt: skip
+        found = raw.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+        names = {n for (n,) in found}
         described = metadata()["tables"]
         # Every table and view is described, and nothing that does not exist.
         assert set(described) == names
