@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import OperationalError
 
 from probe.store.retention import PRUNED, prune
+from probe.store.schema import alembic_config
 from probe.store.views import COLUMNS, NAMES, V0004V, create_views, drop_views
 from tests.probe.results_data import API, CDN, RUNS, WEB, at, fill
 from tests.probe.test_store import BOGON
@@ -66,7 +68,7 @@ def iso(value: Any) -> Any:
 
 def t(hours: float, seconds: float = 0) -> str:
     """A moment of the data as the views spell it."""
-    return iso(at(hours, seconds))
+    return str(iso(at(hours, seconds)))
 
 
 def rows(url: str, view: str, order: str) -> list[tuple[Any, ...]]:
@@ -211,3 +213,21 @@ def test_a_sqlite_table_rebuild_needs_the_views_dropped_first(tmp_path: Path) ->
 def test_revision_0004v_sql_is_never_edited() -> None:
     text = json.dumps(V0004V, sort_keys=True)
     assert hashlib.sha256(text.encode()).hexdigest() == V0004V_SHA256
+
+
+def test_revision_0004v_downgrades_to_the_tables_alone_and_upgrades_again(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite"
+    fill(str(path))
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0003d")
+        with engine.connect() as conn:
+            assert sa.inspect(conn).get_view_names() == []
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM measurements").scalar() == 9
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+        with engine.connect() as conn:
+            assert sorted(sa.inspect(conn).get_view_names()) == sorted(NAMES)
+    finally:
+        engine.dispose()
