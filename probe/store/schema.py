@@ -2,9 +2,9 @@
 
 What an open finds, and what it does (migrations/ holds the revisions):
 
-    no probe tables                      a writer creates it at the head: the models' tables
-                                         and the head's stamp (tests hold this equal to
-                                         every revision applied in order)
+    no probe tables                      a writer creates it at the head: the models' tables,
+                                         the views (views.py) and the head's stamp (tests
+                                         hold this equal to every revision applied in order)
     alembic_version at the head          used as it is
     alembic_version at an older one      a writer backs the file up, then upgrades in place
     meta.schema_version 2, no Alembic    (made before Alembic) the same, from revision 0001
@@ -48,6 +48,7 @@ from sqlalchemy import (
 from probe.store.errors import StoreError
 from probe.store.migrations import HEAD, REVISIONS
 from probe.store.models import SCHEMA_VERSION, Base, Meta
+from probe.store.views import create_views
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -222,8 +223,10 @@ def _upgrade(conn: Connection, label: str, file: Path | None) -> Upgrade | None:
 
 
 def _create_at_head(conn: Connection) -> None:
-    """A new database: the models' tables, the schema version, the head's stamp."""
+    """A new database: the models' tables and the views, the schema version, the head's
+    stamp."""
     Base.metadata.create_all(conn)
+    create_views(conn)  # as revision 0004v creates them (views.py: one definition)
     conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
     _ALEMBIC_VERSION.create(conn)
     conn.execute(insert(_ALEMBIC_VERSION).values(version_num=HEAD))

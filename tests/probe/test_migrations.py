@@ -29,6 +29,7 @@ from probe.store.budgets import bytes_since, past_rates
 from probe.store.migrations import HEAD, REVISIONS
 from probe.store.models import Base
 from probe.store.schema import MIGRATIONS, alembic_config, backup_path, head
+from probe.store.views import NAMES as VIEW_NAMES
 
 DUMP = Path(__file__).with_name("data") / "schema-v2.sql"
 T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)  # as in data/make_schema_v2.py
@@ -188,6 +189,10 @@ def test_an_upgraded_database_has_the_schema_of_a_new_one(old: Path, tmp_path: P
     new = tmp_path / "new.sqlite"
     open_database(str(new)).close()
     assert schema_of(old) == schema_of(new)
+    views = {n for t, n, _ in schema_of(old) if t == "view"}
+    assert views == set(VIEW_NAMES)
+    # The views read the upgraded rows (the fixture holds blocked and throttled inputs).
+    assert query(old, "SELECT COUNT(DISTINCT run_id) FROM blocked_inputs")[0][0] >= 1
 
 
 def test_a_read_only_open_reads_an_old_database_as_it_is(old: Path) -> None:
@@ -278,7 +283,9 @@ def test_a_new_database_is_at_head_and_matches_the_models(tmp_path: Path) -> Non
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     finally:
         engine.dispose()
+    # Tables, indexes and views alike: revision 0004v and schema.py create the same views.
     assert schema_of(migrated) == schema_of(path)
+    assert {n for t, n, _ in schema_of(path) if t == "view"} == set(VIEW_NAMES)
     stamp = "SELECT sql FROM sqlite_master WHERE name LIKE 'alembic%' ORDER BY name"
     assert [" ".join(r[0].split()) for r in query(migrated, stamp)] == [
         " ".join(r[0].split()) for r in query(path, stamp)

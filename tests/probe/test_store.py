@@ -32,6 +32,7 @@ from probe.store import (
 from probe.store.compressed_json import unpack
 from probe.store.migrations import HEAD
 from probe.store.owner import sweep_lock
+from probe.store.views import NAMES as VIEW_NAMES
 from tests.mounts import tmpfs
 
 T0 = dt.datetime(2026, 11, 29, 1, 2, 3, 456000, tzinfo=dt.UTC)
@@ -494,6 +495,8 @@ def _make_version_1(db_path: Path) -> str:
         raw.execute("PRAGMA foreign_keys = OFF")
         raw.execute("PRAGMA legacy_alter_table = ON")
         raw.execute("BEGIN")
+        for view in VIEW_NAMES:  # revision 0004v's: schema 1 had none
+            raw.execute(f"DROP VIEW {view}")
         raw.execute("ALTER TABLE runs RENAME TO runs_new")
         raw.execute("DROP INDEX ix_runs_started_at")
         raw.execute(V1_RUNS)

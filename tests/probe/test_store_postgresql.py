@@ -12,6 +12,7 @@ from probe.store import open_database
 from probe.store.migrations import HEAD
 from probe.store.models import Base
 from probe.store.schema import alembic_config
+from probe.store.views import NAMES as VIEW_NAMES
 from tests.probe.test_store import BLOCKED, OBS, THROTTLED, at, record, run_info
 from tests.servers.postgres import PostgresServer
 
@@ -55,5 +56,23 @@ def test_the_migrations_give_the_models_schema_on_postgresql(
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         assert version == HEAD
+        # The views too: as schema.py creates them in a new database, from the same SQL.
+        new = postgres_server.create_database("new")
+        open_database(new).close()
+        assert views_of(url) == views_of(new)
+        assert set(views_of(url)) == set(VIEW_NAMES)
+    finally:
+        engine.dispose()
+
+
+def views_of(url: str) -> dict[str, str]:
+    """Each view's definition as PostgreSQL gives it back (normalised by the server)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT viewname, definition FROM pg_views WHERE schemaname = 'public'")
+            )
+            return {name: definition for name, definition in rows}
     finally:
         engine.dispose()
