@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 import measurements.observations as observations
 from probe.classify.control_status import ControlStatus
-from probe.classify.evidence import Controls, HelperReport, PastRate
+from probe.classify.evidence import Controls, HelperReport, PastRate, ReferenceTLS
 from probe.store import open_database
 from probe.store.models import Base
 from probe.store.schema import _ALEMBIC_VERSION
@@ -107,7 +107,7 @@ def stored_kinds() -> list[type[Any]]:
         c for _, c in inspect.getmembers(observations, inspect.isclass)
         if dataclasses.is_dataclass(c) and c.__module__ == observations.__name__
     ]  # fmt: skip
-    return [*found, Controls, HelperReport, PastRate, ControlStatus]
+    return [*found, Controls, HelperReport, PastRate, ReferenceTLS, ControlStatus]
 
 
 @pytest.mark.parametrize("kind", stored_kinds(), ids=lambda k: k.__name__)
