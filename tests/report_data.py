@@ -49,17 +49,31 @@ def _verdict(service: str, vantage: PlantedVantage, at: dt.datetime) -> dict[str
     if service == "youtube" and vantage is KZ_HOME:
         if THROTTLE_FIRST <= at <= THROTTLE_LAST and at.hour >= 18:
             kbps = 30.0 + 10 * (at.day % 3)
-            return {"verdict": "throttled", "layer": "tls", "detail": "throttle.sni",
-                    "rule": "throttle.sni", "throughput_kbps": kbps, "baseline_kbps": 8000.0}
+            return {
+                "verdict": "throttled",
+                "layer": "tls",
+                "detail": "throttle.sni",
+                "rule": "throttle.sni",
+                "throughput_kbps": kbps,
+                "baseline_kbps": 8000.0,
+            }
         return {**ok, "throughput_kbps": 7000.0, "baseline_kbps": 8000.0}
     if service == "telegram" and vantage is KZ_MOBILE and BLOCK_FIRST <= at <= BLOCK_LAST:
         if at == NXDOMAIN_AT:
-            return {"verdict": "blocked", "layer": "dns", "detail": "dns.nxdomain",
-                    "rule": "dns.nxdomain"}
+            return {
+                "verdict": "blocked",
+                "layer": "dns",
+                "detail": "dns.nxdomain",
+                "rule": "dns.nxdomain",
+            }
         return {"verdict": "blocked", "layer": "tls", "detail": "tls.reset", "rule": "tls.sni"}
     if service == "x" and vantage is DE_LAB and at.hour == 3 and at.day % 2 == 0:
-        return {"verdict": "inconclusive", "layer": None, "detail": "site.down",
-                "rule": "site.down"}
+        return {
+            "verdict": "inconclusive",
+            "layer": None,
+            "detail": "site.down",
+            "rule": "site.down",
+        }
     return ok
 
 
@@ -95,7 +109,8 @@ def fill(target: str) -> None:
             conn.execute(insert(Run), runs)
             conn.execute(insert(Measurement), measurements)
             conn.execute(insert(Outage), [{
-                "vantage_name": KZ_HOME.name, "started_at": dt.datetime(2026, 3, 15, 2, tzinfo=dt.UTC),
+                "vantage_name": KZ_HOME.name,
+                "started_at": dt.datetime(2026, 3, 15, 2, tzinfo=dt.UTC),
                 "ended_at": dt.datetime(2026, 3, 15, 4, tzinfo=dt.UTC), "detected_by": "sweep",
                 "network": None,
             }])  # fmt: skip

@@ -72,7 +72,9 @@ def filters_from(args: argparse.Namespace) -> Filters:
     if args.asn is not None:
         match = _ASN.fullmatch(args.asn.strip())
         if not match or not 0 < int(match[1]) <= MAX_ASN:
-            raise UsageError(f"--asn: expected an AS number (e.g. 9198 or AS9198), got {args.asn!r}")
+            raise UsageError(
+                f"--asn: expected an AS number (e.g. 9198 or AS9198), got {args.asn!r}"
+            )
         asn = int(match[1])
     services = tuple(args.service or ())
     for name in services:
@@ -134,6 +136,9 @@ def _write_atomically(path: str, write: Callable[[TextIO], None]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             write(out)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would make it, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

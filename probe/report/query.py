@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar, Unpack
 
 from sqlalchemy import (
     ColumnElement,
@@ -41,17 +41,16 @@ from probe.report.model import (
     Filters,
     GroupReport,
     OutageSpan,
-    PlotData,
     Report,
-    ThroughputPoint,
     ThrottleRates,
-    TimelineCell,
     VantageKey,
 )
 from probe.store.database import Database
 from probe.store.models import Measurement, Outage, Run
 
 Key = tuple[str, VantageKey]
+_S = TypeVar("_S", bound="AnySelect")
+AnySelect = Select[Unpack[tuple[Any, ...]]]  # noqa: UP044 (a runtime alias)
 _KEY_COLUMNS = (Measurement.service, Run.vantage_name, Run.asn, Run.country)
 
 
@@ -84,7 +83,7 @@ def count_of(verdict: str) -> ColumnElement[int]:
     return func.sum(case((Measurement.verdict == verdict, 1), else_=0))
 
 
-def scoped(query: Select[Any], filters: Filters) -> Select[Any]:
+def scoped(query: _S, filters: Filters) -> _S:
     """The query over measurements joined with their runs, limited to the report's scope."""
     query = query.select_from(Measurement).join(Run, Run.run_id == Measurement.run_id)
     conditions: list[ColumnElement[bool]] = []
@@ -127,7 +126,7 @@ def _order(key: Key) -> tuple[str, str, int, str]:
     return service, v.name or "", v.asn or 0, v.country or ""
 
 
-def _days_query(filters: Filters, dialect: str) -> Select[Any]:
+def _days_query(filters: Filters, dialect: str) -> AnySelect:
     day = day_of(Measurement.measured_at, dialect).label("day")
     counts = [count_of(v) for v in VERDICTS]
     query = select(*_KEY_COLUMNS, day, *counts).group_by(*_KEY_COLUMNS, day)
@@ -142,7 +141,7 @@ def _days(rows: Iterable[Any]) -> dict[Key, list[DayCounts]]:
     return out
 
 
-def _hours_query(filters: Filters, dialect: str) -> Select[Any]:
+def _hours_query(filters: Filters, dialect: str) -> AnySelect:
     hour = hour_of(Measurement.measured_at, dialect).label("hour")
     counts = [count_of(v) for v in INTERFERENCE]
     query = select(*_KEY_COLUMNS, hour, *counts, func.count()).group_by(*_KEY_COLUMNS, hour)
@@ -152,16 +151,14 @@ def _hours_query(filters: Filters, dialect: str) -> Select[Any]:
 def _hours(rows: Iterable[Any]) -> dict[Key, dict[str, list[int]]]:
     out: dict[Key, dict[str, list[int]]] = {}
     for row in rows:
-        profile = out.setdefault(
-            _key(row), {name: [0] * HOURS for name in (*INTERFERENCE, "all")}
-        )
+        profile = out.setdefault(_key(row), {name: [0] * HOURS for name in (*INTERFERENCE, "all")})
         hour = int(row[4])
         for i, name in enumerate((*INTERFERENCE, "all")):
             profile[name][hour] = int(row[5 + i])
     return out
 
 
-def _episodes_query(filters: Filters) -> Select[Any]:
+def _episodes_query(filters: Filters) -> AnySelect:
     m = Measurement
     query = select(
         *_KEY_COLUMNS, m.verdict, m.detail, func.count(), func.min(m.measured_at),
@@ -177,7 +174,8 @@ def _episodes(
     episodes: dict[tuple[Key, str], Episode] = {}
     details: dict[Key, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
-        key, verdict, detail, count, first, last = _key(row), row[4], row[5], int(row[6]), *row[7:]
+        key, verdict, detail, count = _key(row), row[4], row[5], int(row[6])
+        first, last = row[7], row[8]
         known = episodes.get((key, verdict), Episode())
         episodes[key, verdict] = Episode(
             known.count + count,
@@ -188,7 +186,7 @@ def _episodes(
     return episodes, details
 
 
-def _rates_query(filters: Filters) -> Select[Any]:
+def _rates_query(filters: Filters) -> AnySelect:
     """Per key: count, min, and the medians of the throttled rates (window functions: the
     row numbers of the middle one or two values, which SQLite and PostgreSQL both have)."""
     m = Measurement
@@ -234,7 +232,7 @@ def _outages(session: Any, filters: Filters) -> tuple[OutageSpan, ...]:
         return ()  # a database from before revision 0003d
     o = Outage
     vantages = scoped(select(Run.vantage_name).distinct(), _runs_only(filters))
-    conditions = [o.vantage_name.in_(vantages.scalar_subquery())]
+    conditions: list[ColumnElement[bool]] = [o.vantage_name.in_(vantages.scalar_subquery())]
     if filters.since is not None:
         conditions.append(or_(o.ended_at.is_(None), o.ended_at >= filters.since))
     if filters.until is not None:

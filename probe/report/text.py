@@ -24,10 +24,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
     """Aligned columns: numbers to the right, text to the left, a rule under the header."""
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    numeric = [bool(rows) and all(_NUMBER.fullmatch(r[i]) for r in cells[1:]) for i in range(len(headers))]
+    numeric = [
+        bool(rows) and all(_NUMBER.fullmatch(r[i]) for r in cells[1:]) for i in range(len(headers))
+    ]
 
     def line(row: Sequence[str]) -> str:
-        parts = (c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric, strict=True))
+        parts = (
+            c.rjust(w) if num else c.ljust(w)
+            for c, w, num in zip(row, widths, numeric, strict=True)
+        )
         return "  ".join(parts).rstrip()
 
     return [line(cells[0]), "  ".join("-" * w for w in widths), *(line(r) for r in cells[1:])]
@@ -129,9 +134,8 @@ def _hours(groups: Sequence[GroupReport]) -> list[str]:
         label = f"{g.service} at {g.vantage.label()}"
         for verdict in INTERFERENCE:
             if sum(g.hours[verdict]):
-                lines.append(
-                    f"{label:{label_width}}  {verdict:9}  |{strip(g.hours[verdict], g.hours['all'])}|"
-                )
+                shades = strip(g.hours[verdict], g.hours["all"])
+                lines.append(f"{label:{label_width}}  {verdict:9}  |{shades}|")
                 label = ""
     return lines
 
