@@ -11,10 +11,14 @@ report. The rule, for one verdict's 24 hourly counts against all results' 24 cou
 3. Only if that window's share of the verdict is at least LIFT times its share of all the
    results: a probe that measures only in the evening sees evening blocking, and that proves
    nothing about the hour.
+4. Only if so many results in that window would be unlikely by chance: the binomial tail
+   P(X >= held | n, the window's share of all results) below ALPHA (a few sweeps in a short
+   episode land in a few hours by chance; a month of evenings does not).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from probe.report.model import HOURS, Concentration
@@ -23,6 +27,14 @@ MIN_RESULTS = 10
 SHARE = 0.75
 MAX_HOURS = 12
 LIFT = 2.0  # the window's share of the verdict over its share of all results
+ALPHA = 1e-6  # small: 24 x 12 windows are tried, and a false "every evening" misleads
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    if p >= 1.0:
+        return 1.0
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
 
 
 def _held(counts: Sequence[int], start: int, width: int) -> int:
@@ -46,6 +58,8 @@ def find_concentration(
                 continue
             measured = _held(totals, start, width) / all_results
             if share < LIFT * measured:
+                continue
+            if binomial_tail(_held(counts, start, width), n, measured) >= ALPHA:
                 continue
             if best is None or share - measured > best.share - best.measurement_share:
                 best = Concentration(verdict, start, width, share, measured)
