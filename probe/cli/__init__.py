@@ -25,6 +25,7 @@ from probe.cli import (
     export,
     helper_cmd,
     prune,
+    report_cmd,
     runs,
     status,
     targets_cmd,
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     modules = (
-        run_cmd, daemon_cmd, status, consent_cmd, prune, export, runs, targets_cmd,
+        run_cmd, daemon_cmd, status, consent_cmd, prune, export, report_cmd, runs, targets_cmd,
         config_cmd, helper_cmd,
     )  # fmt: skip
     for module in modules:
