@@ -11,7 +11,8 @@ Each stored observation (evidence ``observations``: measurements/observations.py
     TLSObservation        -> tcp_connect and a "connect" event for its connect, then
                              tls_handshakes (tlshandshake) once it connected
     HTTPObservation       -> requests (httpt), one transaction per hop, the last hop first
-                             as OONI's web_connectivity orders them
+                             as OONI's web_connectivity orders them; a hop the address rule
+                             refused was never sent: x_not_contacted (its URL and why)
     ThroughputObservation -> x_throughput (ours), and its samples as
                              "bytes_received_cumulative" network events (netevents)
 
@@ -83,7 +84,8 @@ def endpoint(ip: str, port: int) -> str:
 def empty_test_keys() -> dict[str, Any]:
     """Test keys with every list present and empty."""
     keys: dict[str, Any] = {name: [] for name in LIST_KEYS}
-    keys.update(agent="redirect", socksproxy=None, x_dns_duplicate_responses=[], x_throughput=[])
+    keys.update(agent="redirect", socksproxy=None, x_dns_duplicate_responses=[], x_throughput=[],
+                x_not_contacted=[])  # fmt: skip
     return keys
 
 
@@ -126,8 +128,15 @@ def _add(
     elif kind == "TLSObservation":
         _tls(obs, ders, keys, tags)
     elif kind == "HTTPObservation":
-        hops = [_transaction(h, tags) for h in obs.get("hops", [])]
-        keys["requests"].extend(reversed(hops))
+        hops = list(obs.get("hops") or [])
+        # A hop the address rule refused was never sent: it is no transaction.
+        sent = [_transaction(h, tags) for h in hops if not h.get("refused")]
+        keys["requests"].extend(reversed(sent))
+        keys["x_not_contacted"].extend(
+            {"url": h.get("url"), "refused": h.get("refused"), "tags": tags}
+            for h in hops
+            if h.get("refused")
+        )
     elif kind == "ThroughputObservation":
         keys["x_throughput"].append({**_throughput(obs), "tags": tags})
         keys["network_events"].extend(_samples(obs, tags))
@@ -304,7 +313,6 @@ def _transaction(hop: Mapping[str, Any], tags: list[str]) -> dict[str, Any]:
         },
         "tags": tags,
         "x_operation": hop.get("operation"),
-        "x_refused": hop.get("refused"),
         "x_malformed": bool(hop.get("malformed")),
     }  # fmt: skip
 

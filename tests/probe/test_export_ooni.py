@@ -20,9 +20,15 @@ from typing import Any
 import pytest
 import trustme
 
-from measurements.failures import Failure
+from measurements.observations import (
+    DNSObservation,
+    DNSResponse,
+    TLSObservation,
+)
+from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.cli import main
-from probe.store.ooni_keys import FAILURES, build_test_keys
+from probe.store import open_database, queries
+from probe.store.ooni import ooni_measurement
 from probe.store.retention import prune
 from tests.servers.dns_server import Inject, NXDomain
 from tests.servers.sweeps import run_sweep, service_lines
@@ -310,23 +316,34 @@ def test_filters_and_atomic_file_output(
     assert "8 rows written" in capsys.readouterr().err
 
 
-def test_our_failure_vocabulary_maps_onto_ooni_s() -> None:
-    assert set(FAILURES) == {f.value for f in Failure}
-    assert set(FAILURES.values()) <= OONI_FAILURES
-
-
-def test_throughput_samples_become_cumulative_byte_events() -> None:
-    observation = {
-        "kind": "ThroughputObservation", "url": "https://cdn.example/big", "ip": "2001:db8::1",
-        "sni": "cdn.example", "verified": True, "failure": None, "operation": None,
-        "status": 200, "connect_ms": 1.0, "tls_ms": 2.0, "first_byte_ms": 3.0,
-        "samples": [[100.0, 1000], [200.0, 5000]], "bytes": 5000, "duration_ms": 200.0,
-        "goodput_kbps": 200.0,
-    }  # fmt: skip
-    keys = build_test_keys([observation], [])
-    check_test_keys(keys, "throughput")
-    events = keys["network_events"]
-    assert [(e["num_bytes"], e["t"], e["address"]) for e in events] == [
-        (1000, 0.1, "[2001:db8::1]:443"), (5000, 0.2, "[2001:db8::1]:443"),
-    ]  # fmt: skip
-    assert keys["x_throughput"][0]["goodput_kbps"] == 200.0
+def test_the_same_export_from_postgresql(postgres_url: str) -> None:
+    """On PostgreSQL the evidence is JSONB, not compressed: the export reads it the same."""
+    t0 = dt.datetime(2026, 11, 29, 1, 2, 3, tzinfo=dt.UTC)
+    run = "dddddddd" + "4" * 24
+    observations = (
+        DNSObservation("x.example", "A", "udp", "192.0.2.53:53", None, "NOERROR",
+                       ("198.51.100.7",), (DNSResponse("NOERROR", ("198.51.100.7",), (), 60, 2.0),),
+                       3.0),
+        TLSObservation("198.51.100.7", 443, "x.example", "connection_reset", "tls_handshake",
+                       20.0, None, None, None, (), None, None, 40.0),
+    )  # fmt: skip
+    reset = Verdict("blocked", "tls", "tls.reset", "tls.sni_filter", "Reset with its SNI.")
+    db = open_database(postgres_url)
+    try:
+        db.begin_run(RunInfo(run, t0, Vantage(), "0.1.0", {}))
+        db.record(MeasurementRecord(run, "x", "social", "https://x.example/", reset, t0, 80.0,
+                                    observations))  # fmt: skip
+        (m,) = [ooni_measurement(s) for s in queries.export_sources(db)]
+    finally:
+        db.close()
+    check(m, BASE_KEYS, "postgresql")
+    check_test_keys(m["test_keys"], "postgresql")
+    assert (m["probe_asn"], m["probe_cc"], m["measurement_start_time"]) == (
+        "AS0", "ZZ", "2026-11-29 01:02:03",
+    )  # fmt: skip
+    assert m["test_keys"]["queries"][0]["answers"] == [
+        {"answer_type": "A", "ipv4": "198.51.100.7", "ttl": 60}
+    ]
+    assert m["test_keys"]["tcp_connect"][0]["status"] == {"success": True, "failure": None}
+    assert m["test_keys"]["tls_handshakes"][0]["failure"] == "connection_reset"
+    assert m["test_keys"]["blocking_probe"]["reason"] == "Reset with its SNI."
