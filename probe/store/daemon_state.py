@@ -4,7 +4,7 @@ reads back. Synchronous (the daemon calls these through AsyncWriter's worker thr
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, delete, func, inspect, select, update
@@ -162,6 +162,21 @@ def status(db: Database, now: dt.datetime | None = None) -> StatusData:
         if last is not None:
             session.expunge(last)
     return StatusData(groups, outages, verdicts, since, last, network, has)
+
+
+def iter_outages(db: Database, since: dt.datetime | None = None) -> Iterator[OutageRow]:
+    """Every outage window, oldest first; with ``since``, those still open or ended after it.
+
+    A database from before revision 0003d has no outages table, so it has no outages.
+    """
+    if "outages" not in inspect(db.engine).get_table_names():
+        return
+    stmt = select(Outage).order_by(Outage.started_at, Outage.id)
+    if since is not None:
+        stmt = stmt.where(Outage.ended_at.is_(None) | (Outage.ended_at >= since))
+    with db.session("outages") as session:
+        for o in session.scalars(stmt.execution_options(yield_per=500)):
+            yield _outage(o)
 
 
 def vantage_of_run(run: Run) -> Vantage:

@@ -19,6 +19,13 @@ One row per input per run, in this fixed column order (the interface other progr
     network_type     "home" | "mobile" | ..., or null
     asn              integer or null
     country          ISO 3166 alpha-2 or null
+    reason           the sentence the verdict was written with, from the evidence (text);
+                     "(pruned)" once retention deleted that evidence (storage.retention)
+
+``reason`` came after the other columns were published: it is the last column, not next to
+``rule``, so a program that reads the first 17 columns by position reads them as before (a
+CSV reader by header name never noticed). A reason is free text from the classifier and may
+quote what a network answered, so in CSV it gets the same formula guard as every text cell.
 
 JSONL: one object per line, keys in that order, null for missing values.
 CSV: a header row, then one row per measurement; an empty cell is null; lines end in "\\n".
@@ -26,7 +33,9 @@ A text cell that starts with "=", "+", "-", "@", a tab or a carriage return gets
 as spreadsheets expect, so opening an export never runs a formula that a target list (or a
 network's answer) put there; numbers are written as they are.
 The volunteer's IP address is not a column: the database never holds it. Evidence and
-observations are not exported here (they are per-measurement detail: `probe show`).
+observations are not in these columns (they are per-measurement detail: `probe show`, or
+``--format ooni``, ooni.py, which maps them to OONI's data format). ``--format parquet``
+writes the same columns typed (parquet.py).
 
 ``--services`` exports one row per service per run instead, computed from those same rows by
 the service rule (probe.classify.service; services are not stored, so the rule an export
@@ -41,6 +50,15 @@ applies is always the probe's current one), in SERVICE_COLUMNS order:
     accessible, blocked, throttled, inconclusive   inputs with each verdict
     first_measured_at  when the run measured the service's first input (ISO-8601 UTC, "Z")
     vantage_name, network_type, asn, country
+
+``--outages`` exports the outage windows instead (the daemon's ``outages`` table: a vantage
+that could reach no reference host), in OUTAGE_COLUMNS order:
+
+    vantage_name     as declared, or null
+    started_at       ISO-8601 UTC, "Z": when a sweep found the vantage offline
+    ended_at         when a later sweep found it online again; null while it is still out
+    detected_by      "sweep"
+    network          the network's digest when it went out (daemon_sweeps.network), or null
 """
 
 from __future__ import annotations
@@ -49,11 +67,14 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Iterable
-from typing import Any, TextIO
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TextIO
 
 from probe.classify.service import ServiceTally
 from probe.store.models import ExportRow
+
+if TYPE_CHECKING:
+    from probe.store.daemon_state import OutageRow
 
 EXPORT_COLUMNS: tuple[str, ...] = (
     "measurement_id",
@@ -73,6 +94,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "network_type",
     "asn",
     "country",
+    "reason",
 )
 
 
@@ -80,6 +102,10 @@ SERVICE_COLUMNS: tuple[str, ...] = (
     "run_id", "service", "category", "verdict", "layer", "detail", "scope", "affected",
     "conclusive", "inputs", "accessible", "blocked", "throttled", "inconclusive",
     "first_measured_at", "vantage_name", "network_type", "asn", "country",
+)  # fmt: skip
+# ``--outages``: one row per window in which a vantage could reach no reference host.
+OUTAGE_COLUMNS: tuple[str, ...] = (
+    "vantage_name", "started_at", "ended_at", "detected_by", "network",
 )  # fmt: skip
 _VERDICTS = ("accessible", "blocked", "throttled", "inconclusive")
 
@@ -121,6 +147,18 @@ def service_records(rows: Iterable[ExportRow]) -> list[dict[str, Any]]:
             "asn": first.asn, "country": first.country,
         })  # fmt: skip
     return out
+
+
+def outage_records(outages: Iterable[OutageRow]) -> Iterator[dict[str, Any]]:
+    """Outage windows as plain dicts in OUTAGE_COLUMNS order (ended_at None: still open)."""
+    for o in outages:
+        yield {
+            "vantage_name": o.vantage_name,
+            "started_at": format_utc(o.started_at),
+            "ended_at": format_utc(o.ended_at) if o.ended_at is not None else None,
+            "detected_by": o.detected_by,
+            "network": o.network,
+        }
 
 
 def write_jsonl(rows: Iterable[ExportRow], out: TextIO) -> int:

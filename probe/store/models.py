@@ -290,6 +290,7 @@ class ExportRow:
     network_type: str | None
     asn: int | None
     country: str | None
+    reason: str  # the sentence the verdict was written with; "(pruned)" past retention
 
 
 # --- Between the probe's records, the tables and the detached rows ---------------------------

@@ -32,6 +32,7 @@ from probe.store.models import (
     location_of,
     run_summary,
 )
+from probe.store.ooni import OONISource
 
 
 class Database(Protocol):
@@ -53,6 +54,8 @@ class Database(Protocol):
 
 MIN_PREFIX = 6  # of a run id; shorter prefixes collide too easily to be meant
 EXPORT_BATCH = 500
+# Rows with their evidence (tens of KB each, decompressed): fewer per batch keeps memory flat.
+EVIDENCE_BATCH = 50
 _HEX = frozenset("0123456789abcdef")
 
 # What a MeasurementRow holds, by name: the row is built from exactly these columns.
@@ -70,6 +73,7 @@ _EXPORT = (
     Run.network_type,
     Run.asn,
     Run.country,
+    Measurement.reason,
 )  # fmt: skip
 
 
@@ -200,3 +204,21 @@ def export_rows(
     with db.session("export") as session:
         for r in session.execute(stmt.execution_options(yield_per=EXPORT_BATCH)):
             yield ExportRow(**r._asdict())
+
+
+def export_sources(
+    db: Database,
+    since: dt.datetime | None = None,
+    service: str | None = None,
+    run_id: str | None = None,
+) -> Iterator[OONISource]:
+    """Stream export_statement's rows with their run's start and version and their evidence
+    (None where retention deleted it): what an OONI-format export needs."""
+    base = export_statement(since, service, run_id)
+    stmt = base.add_columns(
+        Run.started_at.label("run_started_at"), Run.probe_version, Evidence.data
+    ).outerjoin(Evidence, Evidence.measurement_id == Measurement.id)
+    with db.session("export") as session:
+        for r in session.execute(stmt.execution_options(yield_per=EVIDENCE_BATCH)):
+            *row, started, version, evidence = r
+            yield OONISource(ExportRow(*row), started, version, evidence)

@@ -121,7 +121,7 @@ def test_columns_are_fixed() -> None:
     assert EXPORT_COLUMNS == (
         "measurement_id", "run_id", "service", "category", "input", "verdict", "layer",
         "detail", "rule", "measured_at", "duration_ms", "throughput_kbps", "baseline_kbps",
-        "vantage_name", "network_type", "asn", "country",
+        "vantage_name", "network_type", "asn", "country", "reason",
     )  # fmt: skip
     assert set(EXPORT_COLUMNS) == {f.name for f in dataclasses.fields(ExportRow)}
     assert not any("ip" in c.split("_") or "address" in c for c in EXPORT_COLUMNS)
@@ -162,6 +162,7 @@ def test_jsonl_exact(db: Database) -> None:
         "network_type": "home",
         "asn": 9198,
         "country": "KZ",
+        "reason": "Every step succeeded.",
     }
     assert objects[1]["verdict"] == "blocked"
     assert objects[1]["layer"] == "tls"
@@ -178,7 +179,8 @@ def test_csv_exact(db: Database) -> None:
     first_id = next(db.iter_export_rows(run_id=RUN_B)).measurement_id
     assert lines[1] == (
         f"{first_id},{RUN_B},telegram,messaging,https://telegram.example/,throttled,tls,"
-        "throttle.sni,throttle.sni,2026-11-29T01:07:03.456Z,250.0,12.5,8000.0,,,,"
+        "throttle.sni,throttle.sni,2026-11-29T01:07:03.456Z,250.0,12.5,8000.0,,,,,"
+        "A small fraction of the baseline."
     )
     assert lines[3] == "" and len(lines) == 4  # every line ends in "\n", no "\r"
     parsed = list(csv.DictReader(io.StringIO(text)))
