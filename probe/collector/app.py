@@ -166,6 +166,9 @@ async def serve(db: Database, host: str, port: int, settings: ServeSettings) -> 
         access_log=None,  # an access log would name every uploader's address
         keepalive_timeout=settings.read_timeout,
         lingering_time=0,  # after a 413 or 408, close at once rather than read the rest
+        # The body is inflated here (wire.decode), bounded: client_max_size then bounds the
+        # bytes as sent, and a small body that inflates to gigabytes is a 413.
+        auto_decompress=False,
     )
     await runner.setup()
     try:
