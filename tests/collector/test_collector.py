@@ -194,7 +194,8 @@ def test_a_revoked_token_is_refused_and_probe_upload_exits_2(
 ) -> None:
     token = new_token(postgres_url, "probe-a")
     revoke = subprocess.run(
-        [sys.executable, "-m", "probe", "collector", "token", "revoke", "probe-a", "--db", postgres_url],
+        [sys.executable, "-m", "probe", "collector", "token", "revoke", "probe-a",
+         "--db", postgres_url],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
     )  # fmt: skip
     assert revoke.returncode == 0, revoke.stderr
