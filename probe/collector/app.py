@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from probe.store.errors import StoreError
 
 T = TypeVar("T")
 HEALTH_PATH = "/v1/health"
+TOKEN_TTL = 5.0  # seconds a checked token is trusted before it is checked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,7 @@ class _Collector:
         self.settings = settings
         self.rate = TokenRate(settings.rate, settings.burst)
         self.in_flight = InFlight(settings.concurrency)
+        self.known: dict[str, tuple[str, float]] = {}  # token -> (holder, when checked)
         # The store is synchronous (SQLAlchemy): its calls leave the event loop.
         self.pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="collector-db")
 
@@ -97,9 +100,23 @@ class _Collector:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _Refusal(401, "an Authorization: Bearer TOKEN header is required")
-        name = await self.call(tokens.holder, self.db, token.strip())
+        name = await self._lookup(token.strip())
         if name is None:
             raise _Refusal(401, "unknown or revoked token")
+        return name
+
+    async def _lookup(self, token: str) -> str | None:
+        """The token's holder, remembered for TOKEN_TTL seconds (a database round trip per
+        upload otherwise); so a revocation takes effect within that long."""
+        now = time.monotonic()
+        cached = self.known.get(token)
+        if cached is not None and now - cached[1] < TOKEN_TTL:
+            return cached[0]
+        name = await self.call(tokens.holder, self.db, token)
+        if len(self.known) > 10_000:
+            self.known.clear()  # bounded: only live tokens are remembered anyway
+        if name is not None:
+            self.known[token] = (name, now)
         return name
 
     async def upload(self, request: web.Request, name: str) -> web.Response:

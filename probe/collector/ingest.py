@@ -15,14 +15,16 @@ after ``store`` returned, that is after the commit.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, insert, select
+from sqlalchemy import Connection, Table, delete, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -99,6 +101,8 @@ def _write(
         conn.execute(stmt, runs)
     if not rows:
         return 0
+    if conn.dialect.name == "postgresql":
+        return _write_postgresql(conn, rows, evidence)
     stmt = _insert(conn, Measurement.__table__)  # type: ignore[arg-type]
     stmt = stmt.on_conflict_do_nothing(index_elements=["uid"]).returning(
         Measurement.__table__.c.id, Measurement.__table__.c.uid
@@ -112,6 +116,44 @@ def _write(
     if proofs:
         conn.execute(insert(Evidence), proofs)
     return len(new)
+
+
+# The measurements' columns as jsonb_to_recordset reads them (the models' types).
+_PG_COLUMNS = (
+    "uid varchar, run_id varchar, service varchar, category varchar, input text, "
+    "verdict varchar, layer varchar, detail varchar, rule varchar, reason text, "
+    "measured_at timestamptz, duration_ms float8, throughput_kbps float8, "
+    "baseline_kbps float8, throughput_bytes bigint, throughput_address varchar"
+)
+_PG_NAMES = ", ".join(c.split()[0] for c in _PG_COLUMNS.split(", "))
+# One statement, one parameter, one round trip: the batch as a JSON array, the new rows'
+# evidence inserted from the RETURNING of the measurements' insert. The executemany it
+# replaces spent most of its time building and splitting a long VALUES list in the driver.
+_PG_INSERT = text(
+    f"WITH batch AS (SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+    f"AS x({_PG_COLUMNS}, evidence jsonb)), "
+    f"new AS (INSERT INTO measurements ({_PG_NAMES}) SELECT {_PG_NAMES} FROM batch "
+    "ON CONFLICT (uid) DO NOTHING RETURNING id, uid), "
+    "proof AS (INSERT INTO evidence (measurement_id, data) SELECT new.id, batch.evidence "
+    "FROM new JOIN batch ON batch.uid = new.uid WHERE batch.evidence IS NOT NULL) "
+    "SELECT count(*) FROM new"
+)
+
+
+def _write_postgresql(
+    conn: Connection,
+    rows: list[dict[str, Any]],
+    evidence: Mapping[str, Mapping[str, Any] | None],
+) -> int:
+    batch = [{**r, "evidence": evidence[r["uid"]]} for r in rows]
+    payload = json.dumps(batch, default=_iso, separators=(",", ":"))
+    return int(conn.execute(_PG_INSERT, {"rows": payload}).scalar_one())
+
+
+def _iso(v: Any) -> str:
+    if isinstance(v, dt.datetime):
+        return v.isoformat()
+    raise TypeError(f"{type(v).__name__} is not JSON")
 
 
 def delete_mine(db: Database, token_name: str) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import math
 import re
 import zlib
 from collections.abc import Callable, Mapping
@@ -102,6 +103,8 @@ def _number(*, optional: bool = False, integer: bool = False) -> Callable[[Any],
             raise ValueError("expected an integer" if integer else "expected a number")
         if integer and not 0 <= v < 1 << 63:
             raise ValueError("out of range")
+        if not math.isfinite(v):  # Python's JSON reads NaN and Infinity; PostgreSQL does not
+            raise ValueError("expected a finite number")
         return v
 
     return check
