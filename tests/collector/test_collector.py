@@ -361,3 +361,33 @@ def test_refused_for_good_is_not_retried(
     finally:
         uploader.close()
         db.close()
+
+
+def test_two_collectors_share_one_database_under_the_same_uploads(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The same batches sent to two instances at once, each several times: stored once."""
+    one, two = start_collector(postgres_url), start_collector(postgres_url)
+    try:
+        token = new_token(postgres_url, "probe-a")
+        db = probe_db(tmp_path / "p.sqlite", 40)
+        bodies = [body_of(db, 40)]
+        db.close()
+        answers: list[dict[str, int]] = []
+
+        def send(c: Collector) -> None:
+            for _ in range(3):
+                answers.append(post(c, token, bodies[0]).json())
+
+        workers = [threading.Thread(target=send, args=(c,)) for c in (one, two, one, two)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=120)
+        assert len(answers) == 12
+        assert sum(a["stored"] for a in answers) == 40
+        assert sum(a["duplicates"] for a in answers) == 11 * 40
+        assert counts(postgres_url) == (40, 40, 40)
+    finally:
+        stop(one)
+        stop(two)
