@@ -8,6 +8,7 @@ Exit codes (README, "Exit codes"):
     4   the sweep failed: the store failed during it, e.g. a full disk (what finished is kept)
     5   another sweep (probe run or probe daemon) holds the database: nothing was done
     6   no consent yet: the text was printed, nothing was measured (probe consent --accept)
+    7   probe upload: the collector could not be reached or kept failing through every retry
     130 interrupted by Ctrl-C (what finished is kept)
     143 terminated by SIGTERM (what finished is kept)
 """
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from probe.cli import (
+    collector_cmd,
     config_cmd,
     consent_cmd,
     daemon_cmd,
@@ -29,6 +31,7 @@ from probe.cli import (
     runs,
     status,
     targets_cmd,
+    upload_cmd,
 )
 from probe.cli import run as run_cmd
 from probe.cli.errors import UsageError
@@ -57,12 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         "blocked or throttled from this network.",
         epilog="Exit codes: 0 done, 1 internal error, 2 bad usage or input, 3 sweep timed out, "
         "4 sweep failed (storage), 5 another sweep holds the database, 6 no consent yet "
-        "(probe consent), 130 interrupted, 143 terminated.",
+        "(probe consent), 7 collector unavailable (probe upload), 130 interrupted, 143 terminated.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     modules = (
         run_cmd, daemon_cmd, status, consent_cmd, prune, export, report_cmd, runs, targets_cmd,
-        config_cmd, helper_cmd,
+        config_cmd, helper_cmd, upload_cmd, collector_cmd,
     )  # fmt: skip
     for module in modules:
         module.register(sub)

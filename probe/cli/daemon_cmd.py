@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from probe.classify.fingerprints import Fingerprints, load_bundled
 from probe.cli.options import add_setting_flags, add_target_flags, setting_flags, settings_from
 from probe.cli.run import load_target_list, preload_trust
-from probe.config import DAEMON_KEYS, KEYS, load_daemon_settings, require_consent
+from probe.config import (
+    COLLECTOR_KEYS,
+    DAEMON_KEYS,
+    KEYS,
+    CollectorSettings,
+    ConfigError,
+    load_collector_settings,
+    load_daemon_settings,
+    require_consent,
+)
 from probe.daemon.groups import Loaded
 from probe.daemon.notify import Notifier
 from probe.daemon.runner import Daemon
@@ -31,7 +41,7 @@ def register(sub: Any) -> None:
         "daemon", help="sweep groups of services on their own intervals until stopped"
     )
     add_target_flags(p)
-    add_setting_flags(p, keys=KEYS + DAEMON_KEYS)
+    add_setting_flags(p, keys=KEYS + DAEMON_KEYS + COLLECTOR_KEYS)
     p.set_defaults(handler=run)
 
 
@@ -44,9 +54,47 @@ def load(args: argparse.Namespace) -> Loaded:
     return Loaded(settings, daemon, targets)
 
 
+def _collector(args: argparse.Namespace) -> CollectorSettings | None:
+    """[collector], when collector.url is set (then a token is required: exit 2 without)."""
+    settings = load_collector_settings(setting_flags(args), args.config)
+    if settings.url is None:
+        return None
+    if settings.token is None:
+        raise ConfigError(
+            "collector.url is set but there is no upload token: collector.token_file "
+            "(--token-file) or PROBE_COLLECTOR_TOKEN"
+        )
+    return settings
+
+
+def _upload_every(args: argparse.Namespace) -> float:
+    return load_collector_settings(setting_flags(args), args.config).upload_every
+
+
+def _uploader(args: argparse.Namespace, database: Database) -> Callable[[], str] | None:
+    """What the daemon calls after a sweep to send the outbox (None: no collector)."""
+    settings = _collector(args)
+    if settings is None:
+        return None
+    from probe.collector.client import Retry, Uploader
+
+    def upload() -> str:
+        assert settings.url is not None and settings.token is not None
+        uploader = Uploader(settings.url, settings.token, batch_size=settings.batch_size,
+                            retry=Retry(attempts=4))  # fmt: skip
+        try:
+            r = uploader.send(database)
+        finally:
+            uploader.close()
+        return f"{r.sent} measurements to {settings.url} ({r.duplicates} it had already)"
+
+    return upload
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate everything, open the database (held for the daemon's life), then loop."""
     loaded = load(args)
+    _collector(args)  # checked with the rest: a URL without a token is exit 2 at start
     fingerprints = load_bundled()
     probe_version()  # reads package metadata: before the loop
     require_consent(loaded.settings)  # after the checks: bad input is exit 2 regardless
@@ -75,6 +123,7 @@ async def _loop(
         daemon = Daemon(
             loaded, lambda: load(args), writer, fingerprints, Notifier(),
             pruner=pruner if window is not None else None,
+            uploader=_uploader(args, database), upload_every=_upload_every(args),
         )  # fmt: skip
         return await daemon.run()
     finally:

@@ -17,6 +17,7 @@ from probe.config.consent import (
 from probe.config.keys import (
     ALL_KEYS,
     BY_DOTTED,
+    COLLECTOR_KEYS,
     DAEMON_KEYS,
     HELPER_KEYS,
     KEYS,
@@ -26,6 +27,7 @@ from probe.config.keys import (
 from probe.config.sections import (
     DEFAULT_DOH,
     DEFAULT_GROUPS,
+    CollectorSettings,
     ControlSettings,
     DaemonGroup,
     DaemonSettings,
@@ -43,6 +45,7 @@ from probe.config.settings import (
     Provenance,
     Settings,
     default_config_path,
+    load_collector_settings,
     load_daemon_settings,
     load_helper_settings,
     load_settings,
@@ -52,6 +55,7 @@ from probe.config.values import TOKEN_MAX, parse_retention, read_token_file
 __all__ = [
     "ALL_KEYS",
     "BY_DOTTED",
+    "COLLECTOR_KEYS",
     "CONSENT_TEXT",
     "CONSENT_VERSION",
     "DAEMON_KEYS",
@@ -60,6 +64,7 @@ __all__ = [
     "HELPER_KEYS",
     "KEYS",
     "TOKEN_MAX",
+    "CollectorSettings",
     "ConfigError",
     "ConsentRequired",
     "ConsentState",
@@ -80,6 +85,7 @@ __all__ = [
     "consent_path",
     "current_state",
     "default_config_path",
+    "load_collector_settings",
     "load_daemon_settings",
     "load_helper_settings",
     "load_settings",

@@ -237,7 +237,26 @@ DAEMON_KEYS: tuple[Key, ...] = (
     _daemon("stop_deadline", _seconds, 10.0, "on SIGTERM, seconds left to inputs in flight"),
     _daemon("network_poll", _positive_seconds, 30.0, "seconds between checks for a new network"),
 )
-ALL_KEYS: tuple[Key, ...] = KEYS + HELPER_KEYS + DAEMON_KEYS
+
+
+def _collector(name: str, parse: Callable[[Any], Any], default: Any, help: str) -> Key:
+    flag = "collector" if name == "url" else None
+    return Key("collector", name, parse, default, help, flag, f"PROBE_COLLECTOR_{name.upper()}")
+
+
+# ``probe upload`` and the daemon's uploads to a central collector (probe/collector/). The
+# token itself may also come from PROBE_COLLECTOR_TOKEN (a secret, so never a flag).
+COLLECTOR_KEYS: tuple[Key, ...] = (
+    _collector("url", _url(("https", "http")), None, "the central collector's URL"),
+    _collector(
+        "token_file", _token_file, None, "file whose first line is this probe's upload token"
+    ),
+    _collector("batch_size", _positive_int, 500, "measurements per upload at most"),
+    _collector(
+        "upload_every", parse_duration, 300.0, "the daemon uploads after a sweep at most this often"
+    ),
+)
+ALL_KEYS: tuple[Key, ...] = KEYS + HELPER_KEYS + DAEMON_KEYS + COLLECTOR_KEYS
 BY_DOTTED = {k.dotted: k for k in ALL_KEYS}
 # Settings that name a file: what a run stores of them is the file name (see stored_value).
 FILE_KEYS: frozenset[str] = frozenset(

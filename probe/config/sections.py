@@ -172,3 +172,15 @@ class DaemonSettings:
     def groups(self) -> tuple[DaemonGroup, ...]:
         """The configured groups, or the default schedule."""
         return self.group or DEFAULT_GROUPS
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorSettings:
+    """``probe upload`` and the daemon's uploads: where to, with which token, how much."""
+
+    url: str | None = None  # None: no central collection
+    token_file: str | None = None
+    batch_size: int = 500
+    upload_every: float = 300.0  # seconds
+    # From token_file, else PROBE_COLLECTOR_TOKEN; kept out of every repr.
+    token: str | None = field(default=None, repr=False)

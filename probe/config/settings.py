@@ -24,6 +24,7 @@ from probe.config.keys import (
     ALL_KEYS,
     APP,
     BY_DOTTED,
+    COLLECTOR_KEYS,
     DAEMON_KEYS,
     HELPER_KEYS,
     KEYS,
@@ -32,6 +33,7 @@ from probe.config.keys import (
     stored_value,
 )
 from probe.config.sections import (
+    CollectorSettings,
     ControlSettings,
     DaemonGroup,
     DaemonSettings,
@@ -321,6 +323,18 @@ def load_daemon_settings(
     """``probe daemon``'s own settings (the ``[daemon]`` section), the same way."""
     values, provenance, _ = _read(DAEMON_KEYS, flags, config_file, environ)
     return DaemonConfig(_section(DaemonSettings, "daemon", values), provenance)
+
+
+def load_collector_settings(
+    flags: Mapping[str, Any],
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> CollectorSettings:
+    """The ``[collector]`` section; the token from its file, else PROBE_COLLECTOR_TOKEN."""
+    environ = os.environ if environ is None else environ
+    values, _, wheres = _read(COLLECTOR_KEYS, flags, config_file, environ)
+    token = _token("collector.token_file", values, wheres) or environ.get("PROBE_COLLECTOR_TOKEN")
+    return replace(_section(CollectorSettings, "collector", values), token=token or None)
 
 
 __all__ = ["ALL_KEYS", "APP", "ConfigError", "Settings"]

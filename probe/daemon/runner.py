@@ -75,12 +75,19 @@ class Daemon:
         notifier: Notifier | None = None,
         rand: Callable[[], float] = random.random,
         pruner: Callable[[], object] | None = None,
+        uploader: Callable[[], object] | None = None,
+        upload_every: float = 300.0,
     ) -> None:
         self.config = GroupsConfig(loaded)
         # storage.retention, applied between sweeps at most once a day (the first time
         # after the first sweep): a daemon left running for months stays within its window.
         self.pruner = pruner
         self.pruned_at: float | None = None
+        # collector.url: the outbox sent after a sweep, at most every upload_every seconds. A
+        # failed upload is logged and tried again after a later sweep (the outbox keeps it).
+        self.uploader = uploader
+        self.upload_every = upload_every
+        self.uploaded_at: float | None = None
         self.loader = loader
         self.writer = writer
         self.fingerprints = fingerprints
@@ -138,6 +145,7 @@ class Daemon:
                 else:
                     await self._sweep(name)
                     await self._prune()
+                    await self._upload()
         except StoreError as exc:
             log(f"the store failed: {exc}; stopping")
             code = 4
@@ -195,6 +203,20 @@ class Daemon:
         self.pruned_at = self.mono()
         self.notifier.status("pruning evidence past storage.retention")
         log(f"pruned: {await asyncio.to_thread(self.pruner)}")
+        self.notifier.status(self._status_line())
+
+    async def _upload(self) -> None:
+        """Send the outbox to the collector, off the event loop, if upload_every has passed."""
+        if self.uploader is None or self.stopping:
+            return
+        if self.uploaded_at is not None and self.mono() - self.uploaded_at < self.upload_every:
+            return
+        self.uploaded_at = self.mono()
+        self.notifier.status("uploading to the collector")
+        try:
+            log(f"uploaded: {await asyncio.to_thread(self.uploader)}")
+        except Exception as exc:  # the collector's trouble must not stop the measuring
+            log(f"upload failed (kept for the next one): {exc}")
         self.notifier.status(self._status_line())
 
     # --- one sweep -------------------------------------------------------------------------

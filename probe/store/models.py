@@ -9,6 +9,7 @@ Tables (portable to PostgreSQL; SQLite is the embedded default):
     daemon_groups the daemon's schedule, one row per group (what ``probe status`` reads)
     daemon_sweeps which group, plan and network each of the daemon's runs was
     outages       when a vantage lost connectivity and got it back (ended_at NULL: still out)
+    collector_tokens  the central collector's upload tokens, hashed (probe/collector/tokens.py)
 
 Evidence lives in its own table so listing and exporting never read the bulky JSON, and
 nothing queries into it: what a query reads is a column. These classes are the head of the
@@ -22,6 +23,7 @@ probe's records to rows and rows to those copies.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,8 +50,9 @@ from probe.classify.verdict import VERDICTS, Location, MeasurementRecord, RunInf
 from probe.store.compressed_json import CompressedJSON
 
 # meta.schema_version at the head revision (migrations/__init__.py): 2 added runs.status
-# "failed" and "aborted"; 3 (revision 0002) the throughput columns of measurements.
-SCHEMA_VERSION = 3
+# "failed" and "aborted"; 3 (revision 0002) the throughput columns of measurements; 4
+# (revision 0004c) measurements.uid, NOT NULL, which older probes would not write.
+SCHEMA_VERSION = 4
 
 RUN_STATUSES: tuple[str, ...] = (
     "running",  # a sweep owns it now, or died without a word (a later open says "aborted")
@@ -138,6 +141,9 @@ class Run(Base):
     asn_source: Mapped[str | None] = mapped_column(String(16))
     country_source: Mapped[str | None] = mapped_column(String(16))
     location_note: Mapped[str | None] = mapped_column(Text)
+    # On a central collector: the name of the token that uploaded the run (revision 0004c);
+    # NULL on a probe's own database.
+    uploaded_by: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class Measurement(Base):
@@ -163,6 +169,11 @@ class Measurement(Base):
     # What the daily budget and the past-rates history read (budgets.py); revision 0002.
     throughput_bytes: Mapped[int | None] = mapped_column(BigInteger())
     throughput_address: Mapped[str | None] = mapped_column(String(45))  # an IP address
+    # Made by the probe when it records the measurement (uuid4 hex): what makes an upload
+    # idempotent on the collector (revision 0004c). ``id`` is only this database's.
+    uid: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    # When a collector acknowledged it (probe upload); NULL: not yet sent or not acknowledged.
+    uploaded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
 
 
 class Evidence(Base):
@@ -175,6 +186,18 @@ class Evidence(Base):
     )
     # zlib-compressed on SQLite, where evidence is most of the file (compressed_json.py).
     data: Mapped[dict[str, Any]] = mapped_column(CompressedJSON)
+
+
+class CollectorToken(Base):
+    """A probe's upload token on a central collector: only its SHA-256 is kept."""
+
+    __tablename__ = "collector_tokens"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class DaemonGroupState(Base):
@@ -331,9 +354,10 @@ def location_values(location: Location) -> dict[str, Any]:
 
 
 def measurement_from_record(rec: MeasurementRecord) -> Measurement:
-    """The measurement row of a record (its evidence goes to evidence_data)."""
+    """The measurement row of a record (its evidence goes to evidence_data), with a new uid."""
     v = rec.verdict
     return Measurement(
+        uid=uuid.uuid4().hex,
         run_id=rec.run_id,
         service=rec.service,
         category=rec.category,

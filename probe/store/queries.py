@@ -77,9 +77,14 @@ _EXPORT = (
 )  # fmt: skip
 
 
-# A run's columns but revision 0003l's, which _locations reads where the database has them.
+# A run's columns but revision 0003l's, which _locations reads where the database has them,
+# and 0004c's uploaded_by, which only the collector writes.
 _RUN_COLUMNS = load_only(
-    *(getattr(Run, c.key) for c in Run.__table__.columns if c.key not in LOCATION_COLUMNS)
+    *(
+        getattr(Run, c.key)
+        for c in Run.__table__.columns
+        if c.key not in (*LOCATION_COLUMNS, "uploaded_by")
+    )
 )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import re
 import sqlite3
 import subprocess
 import sys
@@ -100,9 +101,17 @@ def schema_of(path: Path) -> set[tuple[str, str, str | None]]:
     """The probe's tables and indexes as SQLite keeps them (Alembic's own table aside), their
     SQL with its whitespace normalised (SQLite keeps an added column's text as it was sent)."""
     rows = query(path, "SELECT type, name, sql FROM sqlite_master")
-    return {
-        (t, n, " ".join(sql.split()) if sql else sql) for t, n, sql in rows if "alembic" not in n
-    }
+    return {(t, n, _normalised(sql)) for t, n, sql in rows if "alembic" not in n}
+
+
+def _normalised(sql: str | None) -> str | None:
+    """SQL with its whitespace collapsed, and a table's name unquoted: a table that Alembic's
+    batch mode rebuilt (to make a column NOT NULL) is named ``CREATE TABLE "measurements"``,
+    which SQLite reads as the same name."""
+    if sql is None:
+        return None
+    text = " ".join(sql.split())
+    return re.sub(r'^CREATE TABLE "(\w+)"', r"CREATE TABLE \1", text)
 
 
 def tables(path: Path) -> set[str]:
@@ -340,3 +349,13 @@ def test_opening_a_database_at_the_head_imports_no_alembic(tmp_path: Path) -> No
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_revision_0004c_gives_every_older_measurement_its_own_uid(old: Path) -> None:
+    open_database(str(old)).close()
+    uids = [r[0] for r in query(old, "SELECT uid FROM measurements")]
+    assert len(uids) == len(BACKFILLED) == len(set(uids))
+    assert all(len(u) == 32 and int(u, 16) >= 0 for u in uids)
+    assert query(old, "SELECT count(*) FROM measurements WHERE uploaded_at IS NOT NULL") == [(0,)]
+    with contextlib.closing(sqlite3.connect(old)) as raw, pytest.raises(sqlite3.IntegrityError):
+        raw.execute("UPDATE measurements SET uid = NULL WHERE id = 1")

@@ -155,6 +155,25 @@ def running_postgres(directory: Path) -> Iterator[PostgresServer]:
         _stop(bin_dir, data, env, owner)
 
 
+def restart_postgres(server: PostgresServer) -> None:
+    """Restart the server in place (pg_ctl restart -m fast: clients are cut off, committed
+    data stays); returns once it accepts connections again."""
+    bin_dir = server_binaries()
+    owner = "postgres" if os.geteuid() == 0 else None
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LC_ALL": "C.UTF-8", "TZ": "UTC"}
+    log_file = server.data_dir.parent / "server.log"
+    subprocess.run(
+        [bin_dir / "pg_ctl", "-D", server.data_dir, "-l", log_file, "-m", "fast", "-w",
+         "-t", str(int(START_TIMEOUT_S)), "restart"],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=START_TIMEOUT_S + 10,
+        **_as_owner(owner),  # type: ignore[call-overload]
+    )  # fmt: skip
+    _wait_ready(server)
+
+
 def _wait_ready(server: PostgresServer) -> None:
     import psycopg
 

@@ -8,6 +8,8 @@ transaction that also made the backup). ``versions/`` holds one file per revisio
     0002  the throughput facts the budget and the history read become columns (version 3)
     0003l where a run measured: runs.network_name, asn_source, country_source, location_note
     0003d the daemon's tables: daemon_groups, daemon_sweeps, outages (version unchanged)
+    0004c central collection: measurements.uid and uploaded_at, runs.uploaded_by,
+          collector_tokens (version 4: older probes would write rows without a uid)
     0004v the researchers' views (views.py): latest_verdicts, hourly_verdicts,
           blocked_inputs, throughput_history (version unchanged)
 
@@ -24,5 +26,5 @@ changed without a revision, or a revision that does not match the models, fails 
 # The revisions in ``versions/``, oldest first, and so the head. Known without importing
 # Alembic (about 7 MB a Raspberry Pi would pay at every open): it is imported only to
 # upgrade. tests/probe/test_migrations.py holds these equal to what Alembic finds there.
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003l", "0003d", "0004v")
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003l", "0003d", "0004c", "0004v")
 HEAD = REVISIONS[-1]

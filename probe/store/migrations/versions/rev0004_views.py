@@ -1,9 +1,9 @@
 """The researchers' views: latest_verdicts, hourly_verdicts, blocked_inputs, throughput_history.
 
 Revision ID: 0004v
-Revises: 0003d
+Revises: 0004c
 
-Views only, so meta.schema_version stays: probes that know version 3 write the same tables,
+Views only, so meta.schema_version stays (4): probes that know it write the same tables,
 and the views read them. The SQL is probe/store/views.py's ``V0004V``, fixed text that is
 never edited (tests/probe/test_views.py pins its digest), which schema.py also executes for a
 new database: one definition, and no dependency on the models.
@@ -16,7 +16,7 @@ from alembic import op
 from probe.store.views import NAMES, V0004V, create_views, drop_views
 
 revision = "0004v"
-down_revision: str | None = "0003d"
+down_revision: str | None = "0004c"
 branch_labels: str | None = None
 depends_on: str | None = None
 
