@@ -3,14 +3,16 @@ in gzip batches to ``probe collector serve`` on a throwaway PostgreSQL, all on 1
 
 The rows are a real probe's: a SQLite store filled by Database.record, read back through
 the outbox exactly as ``probe upload`` sends them; each simulated probe has its own token,
-its own run and fresh uids. Each probe offers --per-probe measurements a second (batches of
---batch), so the collector is measured below saturation, as a deployment should run.
+its own run and its own ids (the probe's (run_id, id) pairs). Each probe offers --per-probe
+measurements a second (batches of --batch), so the collector is measured below saturation,
+as a deployment should run.
 
 Phase 1 (--seconds): steady; prints the measurements stored per second and the p99 latency
 of an upload (request sent to 2xx answer). Phase 2 (--seconds again): the collector is
 killed with SIGKILL at its start and restarted on the same port; the probes retry with
-backoff and jitter. Then every uid a 2xx acknowledged is looked up: ``lost`` counts those
-missing, ``duplicated`` the rows beyond one per (token, uid).
+backoff and jitter. Then every measurement a 2xx acknowledged is looked up by the key the
+collector derives (token, run_id, id): ``lost`` counts those missing, ``duplicated`` the
+rows beyond one per key.
 
 The bench raises the collector's per-token rate (--rate 1000): the default of 5 uploads a
 second is a deployment's guard, not the thing measured.
@@ -41,7 +43,7 @@ import aiohttp
 from sqlalchemy import create_engine, text
 
 from probe.collector import outbox, tokens, wire
-from probe.collector.ingest import stored_id
+from probe.collector.ingest import stored_uid
 from probe.store import open_database
 from tests.probe.test_store import BLOCKED, OBS, THROTTLED, at, record, run_info
 from tests.servers.postgres import running_postgres
@@ -92,9 +94,10 @@ class Probe:
         self.name, self.token = name, token
         self.run = {**run, "run_id": uuid.uuid4().hex}
         self.rows = rows
-        self.acked: list[str] = []
+        self.acked: list[int] = []
+        self.next_id = 1
         self.latencies: list[tuple[float, float]] = []  # (sent at, seconds)
-        self.bodies: list[tuple[list[str], bytes]] = []
+        self.bodies: list[tuple[list[int], bytes]] = []
 
     def prepare(self, args: Any, seconds: float) -> None:
         """Every body this probe will send in a phase, made before the clock starts (the
@@ -102,12 +105,11 @@ class Probe:
         n = int(seconds * args.per_probe / args.batch) + 2
         self.bodies = [self.body(args.batch) for _ in range(n)]
 
-    def body(self, batch: int) -> tuple[list[str], bytes]:
-        ms = [
-            {**random.choice(self.rows), "uid": uuid.uuid4().hex, "run_id": self.run["run_id"]}
-            for _ in range(batch)
-        ]
-        return [m["uid"] for m in ms], wire.encode([self.run], ms)
+    def body(self, batch: int) -> tuple[list[int], bytes]:
+        ids = list(range(self.next_id, self.next_id + batch))
+        self.next_id += batch
+        ms = [{**random.choice(self.rows), "id": i, "run_id": self.run["run_id"]} for i in ids]
+        return ids, wire.encode([self.run], ms)
 
     async def loop(self, session: aiohttp.ClientSession, url: str, args: Any, until: float) -> None:
         interval = args.batch / args.per_probe
@@ -116,7 +118,7 @@ class Probe:
         while next_at < until:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             next_at += interval
-            uids, body = self.bodies.pop() if self.bodies else self.body(args.batch)
+            ids, body = self.bodies.pop() if self.bodies else self.body(args.batch)
             for attempt in range(12):
                 sent = time.monotonic()
                 try:
@@ -124,7 +126,7 @@ class Probe:
                         await r.read()
                         if r.status == 200:
                             self.latencies.append((sent, time.monotonic() - sent))
-                            self.acked += uids
+                            self.acked += ids
                             break
                 except (aiohttp.ClientError, TimeoutError):
                     pass
@@ -191,11 +193,12 @@ def main() -> None:
 
 
 def check(db_url: str, probes: list[Probe]) -> tuple[int, int, int]:
-    """Acknowledged uids missing from the database; rows beyond one per (token, uid)."""
+    """Acknowledged measurements missing from the database; rows beyond one per key."""
     engine = create_engine(db_url)
     with engine.begin() as conn:
         conn.execute(text("CREATE TEMPORARY TABLE acked (uid VARCHAR(32) PRIMARY KEY)"))
-        wanted = [{"u": stored_id(p.name, u)} for p in probes for u in p.acked]
+        run = {p.name: p.run["run_id"] for p in probes}
+        wanted = [{"u": stored_uid(p.name, run[p.name], i)} for p in probes for i in p.acked]
         conn.execute(text("INSERT INTO acked VALUES (:u)"), wanted)
         lost = conn.execute(text(
             "SELECT count(*) FROM acked a LEFT JOIN measurements m ON m.uid = a.uid "

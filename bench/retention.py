@@ -147,8 +147,7 @@ def _day(
             size = 19_000 if kind == "throughput" else rng.randint(1_000, 3_000)
             text = _padded(data, size)
             sizes.append(len(text))
-            measurements.append({**columns, "id": next_id, "uid": uuid.uuid4().hex,
-                                 "run_id": run_id,
+            measurements.append({**columns, "id": next_id, "run_id": run_id,
                                  "service": target.service, "category": target.category,
                                  "input": target.value,
                                  "measured_at": started + dt.timedelta(seconds=i)})  # fmt: skip

@@ -1,9 +1,10 @@
-"""``probe upload``: send the measurements no collector has acknowledged yet.
+"""``probe upload``: send the measurements the collector has not acknowledged yet (those
+above its mark in ``meta``: probe/collector/outbox.py).
 
 Exit codes: 0 everything pending was acknowledged (or ``--delete-mine`` done), 2 bad usage,
 a bad setting, or the collector refused for good (a revoked token, a field it rejects: the
 message names it), 7 the collector could not be reached or kept failing through every
-retry (what was acknowledged is marked; the rest stays in the outbox for the next upload).
+retry (the mark covers what was acknowledged; the rest stays pending for the next upload).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """``probe upload``'s loop: send the outbox in batches, retry what may succeed later.
 
-Each batch is one gzip POST. A 2xx marks its measurements acknowledged; a 429, 503, any
-5xx, a timeout or a dropped connection is retried with exponential backoff and full jitter
-(honouring Retry-After), at most ``attempts`` times; a 413 halves the batch. Any other 4xx
+Each batch is one gzip POST, in id order. A 2xx moves the outbox's mark for this collector
+past the batch (outbox.py), and only a 2xx: the collector answers it after its commit. A
+429, 503, any 5xx, a timeout or a dropped connection is retried with exponential backoff and
+full jitter (honouring Retry-After), at most ``attempts`` times; a 413 halves the batch (a
+413 for a single measurement is refused for good, unmarked). Any other 4xx
 will not change by retrying: it stops the upload and says why (the field the collector
 named). What was acknowledged stays marked whatever happens later.
 """
@@ -85,7 +87,8 @@ class Uploader:
         say: Callable[[str], None] = lambda _: None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.endpoint = url.rstrip("/") + wire.PATH
+        self.url = outbox.collector_url(url)  # whose mark the outbox keeps
+        self.endpoint = self.url + wire.PATH
         self.headers = {"Authorization": f"Bearer {token}", "Content-Encoding": "gzip",
                         "Content-Type": "application/json"}  # fmt: skip
         self.batch_size, self.retry, self.say, self.sleep = batch_size, retry, say, sleep
@@ -98,25 +101,27 @@ class Uploader:
     def send(self, db: Database) -> UploadResult:
         """Upload every pending measurement; raises UploadRefused or CollectorUnavailable."""
         sent = stored = duplicates = batches = 0
-        size, after = self.batch_size, 0
+        size, after = self.batch_size, outbox.mark(db, self.url)
         while (batch := outbox.next_batch(db, size, after)).ids:
             body = wire.encode(batch.runs, batch.measurements)
             if len(body) > MAX_BODY and size > 1:
                 size = max(1, size // 2)
                 continue
             response = self._post(self.headers, body)
-            if response.status_code == 413 and size > 1:
+            if response.status_code == 413:
+                if size == 1:  # never marked: the next upload tries it again
+                    raise UploadRefused(_refusal(response))
                 size = max(1, size // 2)
                 continue
             answer = response.json()
-            outbox.mark_uploaded(db, batch.ids)
             after = batch.ids[-1]
+            outbox.advance(db, self.url, after)
             sent += len(batch.ids)
             stored += int(answer.get("stored", 0))
             duplicates += int(answer.get("duplicates", 0))
             batches += 1
             self.say(f"sent {sent} measurements ({duplicates} the collector had already)")
-        return UploadResult(sent, stored, duplicates, batches, outbox.pending_count(db))
+        return UploadResult(sent, stored, duplicates, batches, outbox.pending_count(db, self.url))
 
     def delete_mine(self) -> int:
         """Ask the collector to delete everything this token uploaded; how many went."""

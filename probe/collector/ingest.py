@@ -2,9 +2,12 @@
 
 Ids are keyed by (token, probe's id): the collector stores a run under
 ``sha256(token name, NUL, run_id)`` (32 hex digits) and a measurement under
-``sha256(token name, NUL, uid)``, so two probes that happen to send the same ids (a copied
-database, a buggy or hostile probe) never collide or overwrite each other, while one probe's
-retry finds its own rows and adds nothing. An operator finds a probe's run by the same hash.
+``sha256(token name, NUL, "<run_id>:<id>")`` in ``measurements.uid`` (the probe's id is the
+pair run_id and its own measurements.id: wire.py), so two probes that happen to send the
+same ids (a copied database, a buggy or hostile probe) never collide or overwrite each
+other, while one probe's retry finds its own rows and adds nothing. An operator finds a
+probe's run by the same hash. The probe's ``id`` is not stored: the collector's rows have
+ids of their own.
 
 Measurements go in with ``INSERT ... ON CONFLICT (uid) DO NOTHING ... RETURNING``: only the
 rows new to the database get their evidence, so a retry, or two collectors handed the same
@@ -28,6 +31,7 @@ from sqlalchemy import Connection, Table, delete, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
+from probe.collector import wire
 from probe.collector.wire import Upload
 from probe.store.database import Database
 from probe.store.errors import StoreError, reason
@@ -52,8 +56,13 @@ class Stored:
 
 
 def stored_id(token_name: str, probe_id: str) -> str:
-    """The id the collector keeps for a probe's run id or measurement uid."""
+    """The id the collector keeps for a probe's run id or measurement key (wire.key)."""
     return hashlib.sha256(f"{token_name}\0{probe_id}".encode()).hexdigest()[:32]
+
+
+def stored_uid(token_name: str, run_id: str, probe_id: int) -> str:
+    """The ``measurements.uid`` the collector keeps for a probe's measurement."""
+    return stored_id(token_name, wire.key(run_id, probe_id))
 
 
 def _insert(conn: Connection, table: Table) -> Any:
@@ -71,9 +80,9 @@ def store(db: Database, token_name: str, upload: Upload) -> Stored:
     rows: list[dict[str, Any]] = []
     evidence: dict[str, Mapping[str, Any] | None] = {}
     for m in upload.measurements:
-        uid = stored_id(token_name, m["uid"])
+        uid = stored_uid(token_name, m["run_id"], m["id"])
         evidence[uid] = m["evidence"]
-        row = {k: v for k, v in m.items() if k != "evidence"}
+        row = {k: v for k, v in m.items() if k not in ("evidence", "id")}
         rows.append({**row, "uid": uid, "run_id": stored_id(token_name, m["run_id"])})
     try:
         with db.engine.begin() as conn:

@@ -1,54 +1,111 @@
-"""The probe's outbox: measurements no collector has acknowledged yet (``uploaded_at`` NULL).
+"""The probe's outbox: the measurements a collector has not acknowledged yet.
 
-A measurement is marked only after the collector answered 2xx for the batch that held it;
-a crash between the answer and the mark sends it again, which the collector's idempotency
-turns into nothing (ingest.py). Batches go oldest first, each with the current state of
-the runs its measurements belong to.
+No column per row: a high-water mark per collector in ``meta``. Batches go in id order,
+and after the collector answered 2xx for a batch the mark becomes its highest id; pending
+is every measurement above the mark. A crash between the answer and the mark sends the
+batch again, which the collector's idempotency turns into nothing (ingest.py); a mark
+never goes down. Each batch carries the current state of the runs its measurements
+belong to.
+
+The mark is kept per collector URL (key ``uploaded_through:`` and 16 hex digits of the
+URL's SHA-256; value ``{"id": N, "url": URL}``): an operator who switches collectors sends
+the new one everything from the start, and one who switches back resumes where that one
+left off. A URL spelled differently (another host name, ``http`` for ``https``) counts as
+another collector: it is sent everything again, which the same collector stores as
+duplicates, nothing twice. Deleting the row resends everything to that collector.
+
+Why a mark is enough: the probe never deletes a measurement row (``probe prune`` deletes
+evidence), and ids are never out of order for a reader. SQLite has one writer at a time and
+gives a row the highest id plus one, so rows become visible in id order. PostgreSQL hands
+out ids from a sequence before commit, so a transaction still open may hold an id below
+one already visible: the read of a batch first takes ``LOCK TABLE measurements IN SHARE
+MODE``, which waits for the inserts in flight (each ``record`` is one short transaction)
+and holds new ones back for the length of one SELECT.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Sequence
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from probe.collector.wire import MEASUREMENT_FIELDS, RUN_FIELDS
 from probe.store.database import Database
-from probe.store.models import Evidence, Measurement, Run
+from probe.store.errors import StoreError
+from probe.store.models import Evidence, Measurement, Meta, Run
 
+MARK_PREFIX = "uploaded_through:"
 _MEASUREMENT_COLUMNS = [getattr(Measurement, n) for n in MEASUREMENT_FIELDS if n != "evidence"]
 _RUN_COLUMNS = [getattr(Run, n) for n in RUN_FIELDS]
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Some pending measurements as the wire sends them, and their local ids (to mark)."""
+    """Some pending measurements as the wire sends them, and their local ids."""
 
     ids: tuple[int, ...]
     runs: list[dict[str, Any]]
     measurements: list[dict[str, Any]]
 
 
-def pending_count(db: Database) -> int:
-    """How many measurements wait to be acknowledged."""
-    stmt = select(func.count()).select_from(Measurement).where(Measurement.uploaded_at.is_(None))
+def collector_url(url: str) -> str:
+    """A collector's URL as its mark knows it (without trailing slashes)."""
+    return url.rstrip("/")
+
+
+def mark_key(url: str) -> str:
+    """The ``meta`` key of a collector's mark (keys are at most 64 characters, URLs not)."""
+    return MARK_PREFIX + hashlib.sha256(collector_url(url).encode()).hexdigest()[:16]
+
+
+def _read_mark(session: Session, url: str, *, for_update: bool = False) -> int:
+    stmt = select(Meta.value).where(Meta.key == mark_key(url))
+    value = session.execute(stmt.with_for_update() if for_update else stmt).scalar()
+    if value is None:
+        return 0
+    try:
+        through = json.loads(value)["id"]
+        if isinstance(through, bool) or not isinstance(through, int):
+            raise TypeError
+    except (ValueError, TypeError, KeyError):
+        raise StoreError(
+            f'meta {mark_key(url)!r} is {value!r}; expected {{"id": N, "url": ...}} '
+            "(delete the row to send that collector everything again)"
+        ) from None
+    return through
+
+
+def mark(db: Database, url: str) -> int:
+    """The highest id the collector at ``url`` acknowledged (0: none yet)."""
+    with db.session("outbox mark read") as session:
+        return _read_mark(session, url)
+
+
+def pending_count(db: Database, url: str) -> int:
+    """How many measurements wait to be acknowledged by the collector at ``url``."""
     with db.session("outbox count") as session:
+        through = _read_mark(session, url)
+        stmt = select(func.count()).select_from(Measurement).where(Measurement.id > through)
         return int(session.execute(stmt).scalar_one())
 
 
 def next_batch(db: Database, limit: int, after: int = 0) -> Batch:
-    """Up to ``limit`` pending measurements with ids above ``after``, oldest first."""
+    """Up to ``limit`` measurements with ids above ``after``, in id order."""
     stmt = (
-        select(Measurement.id, *_MEASUREMENT_COLUMNS, Evidence.data)
+        select(*_MEASUREMENT_COLUMNS, Evidence.data)
         .outerjoin(Evidence, Evidence.measurement_id == Measurement.id)
-        .where(Measurement.uploaded_at.is_(None), Measurement.id > after)
+        .where(Measurement.id > after)
         .order_by(Measurement.id)
         .limit(limit)
     )
     with db.session("outbox read") as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("LOCK TABLE measurements IN SHARE MODE"))  # see above
         rows = session.execute(stmt).mappings().all()
         run_ids = sorted({r["run_id"] for r in rows})
         runs = session.execute(select(*_RUN_COLUMNS).where(Run.run_id.in_(run_ids))).mappings()
@@ -61,12 +118,19 @@ def next_batch(db: Database, limit: int, after: int = 0) -> Batch:
     return Batch(tuple(r["id"] for r in rows), run_dicts, measurements)
 
 
-def mark_uploaded(db: Database, ids: Sequence[int], at: dt.datetime | None = None) -> None:
-    """Mark measurements acknowledged by a collector."""
-    when = at or dt.datetime.now(dt.UTC)
+def advance(db: Database, url: str, through: int) -> None:
+    """Record that the collector at ``url`` acknowledged every id up to ``through``; a
+    lower ``through`` than the mark (a slower concurrent upload) leaves it as it is."""
+    key = mark_key(url)
     with db.session("outbox mark") as session, session.begin():
-        for start in range(0, len(ids), 500):  # bounded IN lists
-            chunk = list(ids[start : start + 500])
-            session.execute(
-                update(Measurement).where(Measurement.id.in_(chunk)).values(uploaded_at=when)
-            )
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        # A write first: on SQLite it takes the write lock, so no other upload's mark can
+        # come between the read and the update below (FOR UPDATE does that on PostgreSQL).
+        session.execute(
+            dialect.insert(Meta)
+            .values(key=key, value=json.dumps({"id": 0, "url": collector_url(url)}))
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        if through > _read_mark(session, url, for_update=True):
+            value = json.dumps({"id": through, "url": collector_url(url)})
+            session.execute(update(Meta).where(Meta.key == key).values(value=value))

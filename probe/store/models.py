@@ -23,7 +23,6 @@ probe's records to rows and rows to those copies.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,9 +49,10 @@ from probe.classify.verdict import VERDICTS, Location, MeasurementRecord, RunInf
 from probe.store.compressed_json import CompressedJSON
 
 # meta.schema_version at the head revision (migrations/__init__.py): 2 added runs.status
-# "failed" and "aborted"; 3 (revision 0002) the throughput columns of measurements; 4
-# (revision 0004c) measurements.uid, NOT NULL, which older probes would not write.
-SCHEMA_VERSION = 4
+# "failed" and "aborted"; 3 (revision 0002) the throughput columns of measurements. Later
+# revisions add only what older probes may leave out (nullable columns, tables, views), so
+# a probe that knows 3 still writes rows every later query reads: no bump since.
+SCHEMA_VERSION = 3
 
 RUN_STATUSES: tuple[str, ...] = (
     "running",  # a sweep owns it now, or died without a word (a later open says "aborted")
@@ -169,11 +169,11 @@ class Measurement(Base):
     # What the daily budget and the past-rates history read (budgets.py); revision 0002.
     throughput_bytes: Mapped[int | None] = mapped_column(BigInteger())
     throughput_address: Mapped[str | None] = mapped_column(String(45))  # an IP address
-    # Made by the probe when it records the measurement (uuid4 hex): what makes an upload
-    # idempotent on the collector (revision 0004c). ``id`` is only this database's.
-    uid: Mapped[str] = mapped_column(String(32), unique=True, index=True)
-    # When a collector acknowledged it (probe upload); NULL: not yet sent or not acknowledged.
-    uploaded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # On a collector: the key an upload is idempotent by, sha256(token name, NUL, the probe's
+    # "run_id:id")[:32] (probe/collector/ingest.py; revision 0004c). NULL on a probe's own
+    # rows: there (run_id, id) is the key already, and a NULL costs ~8 bytes a row (its index
+    # entry) where a uuid4 hex cost ~73 with its index (SQLite, measured with dbstat).
+    uid: Mapped[str | None] = mapped_column(String(32), unique=True, index=True)
 
 
 class Evidence(Base):
@@ -354,10 +354,9 @@ def location_values(location: Location) -> dict[str, Any]:
 
 
 def measurement_from_record(rec: MeasurementRecord) -> Measurement:
-    """The measurement row of a record (its evidence goes to evidence_data), with a new uid."""
+    """The measurement row of a record (its evidence goes to evidence_data)."""
     v = rec.verdict
     return Measurement(
-        uid=uuid.uuid4().hex,
         run_id=rec.run_id,
         service=rec.service,
         category=rec.category,

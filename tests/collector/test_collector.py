@@ -112,7 +112,7 @@ def probe_db(path: Path, n: int) -> Database:
 
 
 def counts(db_url: str) -> tuple[int, int, int]:
-    """Measurements, distinct uids, evidence rows on the collector's database."""
+    """Measurements, distinct keys (uid), evidence rows on the collector's database."""
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -169,7 +169,7 @@ def test_a_duplicate_upload_adds_nothing(
     assert counts(postgres_url) == (8, 8, 8)
 
 
-def test_two_probes_with_the_same_uids_do_not_collide(
+def test_two_probes_with_the_same_ids_do_not_collide(
     collector: Collector, postgres_url: str, tmp_path: Path
 ) -> None:
     """A copied database uploaded under two tokens: each token's rows are its own."""
@@ -298,7 +298,7 @@ def test_a_kill_between_commit_and_answer_loses_and_duplicates_nothing(
             time.sleep(0.1)
         first.process.send_signal(signal.SIGKILL)
         first.process.wait()
-        assert outbox.pending_count(db) == 20  # no answer came: nothing was marked
+        assert outbox.pending_count(db, first.url) == 20  # no answer came: nothing marked
         second = start_collector(postgres_url, port)
         try:
             worker.join(timeout=120)
@@ -310,7 +310,7 @@ def test_a_kill_between_commit_and_answer_loses_and_duplicates_nothing(
         uploader.close()
     result = outcome[0]
     assert getattr(result, "sent") == 20 and getattr(result, "duplicates") == 20  # noqa: B009
-    assert outbox.pending_count(db) == 0
+    assert outbox.pending_count(db, first.url) == 0
     db.close()
     assert counts(postgres_url) == (20, 20, 20)
 
@@ -343,7 +343,7 @@ def test_postgresql_restarted_mid_upload_loses_and_duplicates_nothing(
     finally:
         worker.join(timeout=180)
         uploader.close()
-    assert outbox.pending_count(db) == 0
+    assert outbox.pending_count(db, collector.url) == 0
     db.close()
     assert counts(postgres_url) == (300, 300, 300)
 

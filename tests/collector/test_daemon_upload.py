@@ -3,6 +3,7 @@ collector (a subprocess on a real PostgreSQL); what it marked acknowledged is al
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.collector.test_collector import counts, new_token, start_collector, stop
@@ -35,7 +36,10 @@ def test_the_daemon_uploads_after_its_sweeps(
             until(lambda: counts(postgres_url)[0] >= 3, proc=proc)
             assert stop_daemon(proc) == 0, log.read_text()
         assert "uploaded: " in log.read_text()
-        acked = rows(db, "SELECT count(*) FROM measurements WHERE uploaded_at IS NOT NULL")
+        marks = rows(db, "SELECT value FROM meta WHERE key LIKE 'uploaded_through:%'")
+        assert [json.loads(str(v))["url"] for (v,) in marks] == [collector.url]
+        through = json.loads(str(marks[0][0]))["id"]
+        acked = rows(db, f"SELECT count(*) FROM measurements WHERE id <= {int(through)}")
         assert acked[0][0] >= 3
         assert counts(postgres_url)[0] == acked[0][0]  # every acknowledged one, once
     finally:

@@ -351,11 +351,18 @@ def test_opening_a_database_at_the_head_imports_no_alembic(tmp_path: Path) -> No
     assert done.stdout.strip() == "[]"
 
 
-def test_revision_0004c_gives_every_older_measurement_its_own_uid(old: Path) -> None:
+def test_revision_0004c_costs_older_rows_nothing_and_keeps_schema_version_3(old: Path) -> None:
     open_database(str(old)).close()
-    uids = [r[0] for r in query(old, "SELECT uid FROM measurements")]
-    assert len(uids) == len(BACKFILLED) == len(set(uids))
-    assert all(len(u) == 32 and int(u, 16) >= 0 for u in uids)
-    assert query(old, "SELECT count(*) FROM measurements WHERE uploaded_at IS NOT NULL") == [(0,)]
-    with contextlib.closing(sqlite3.connect(old)) as raw, pytest.raises(sqlite3.IntegrityError):
-        raw.execute("UPDATE measurements SET uid = NULL WHERE id = 1")
+    # A probe's rows leave uid NULL: (run_id, id) is their id on the wire (collector/wire.py).
+    assert query(old, "SELECT count(*) FROM measurements WHERE uid IS NULL") == [(len(BACKFILLED),)]
+    assert query(old, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
+    with contextlib.closing(sqlite3.connect(old)) as raw:
+        # What a probe that knows only version 3 writes (no uid) is still a right row here.
+        raw.execute(
+            "INSERT INTO measurements (run_id, service, category, input, verdict, detail, rule,"
+            " reason, measured_at, duration_ms) SELECT run_id, service, category, input,"
+            " verdict, detail, rule, reason, measured_at, duration_ms FROM measurements"
+        )
+        raw.execute("UPDATE measurements SET uid = 'a' WHERE id = 1")  # as on a collector
+        with pytest.raises(sqlite3.IntegrityError):
+            raw.execute("UPDATE measurements SET uid = 'a' WHERE id = 2")

@@ -513,9 +513,8 @@ def _make_version_1(db_path: Path) -> str:
             raw.execute(f"DROP TABLE {table}")
         # Revision 0004c's (SQLite drops no indexed column: the indexes first).
         raw.execute("DROP TABLE collector_tokens")
-        for column in ("uid", "uploaded_at"):
-            raw.execute(f"DROP INDEX ix_measurements_{column}")
-            raw.execute(f"ALTER TABLE measurements DROP COLUMN {column}")
+        raw.execute("DROP INDEX ix_measurements_uid")
+        raw.execute("ALTER TABLE measurements DROP COLUMN uid")
         raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
         # Schema 1 kept evidence as TEXT JSON (compression at rest came later).
         for mid, data in raw.execute("SELECT measurement_id, data FROM evidence").fetchall():

@@ -8,8 +8,9 @@ transaction that also made the backup). ``versions/`` holds one file per revisio
     0002  the throughput facts the budget and the history read become columns (version 3)
     0003l where a run measured: runs.network_name, asn_source, country_source, location_note
     0003d the daemon's tables: daemon_groups, daemon_sweeps, outages (version unchanged)
-    0004c central collection: measurements.uid and uploaded_at, runs.uploaded_by,
-          collector_tokens (version 4: older probes would write rows without a uid)
+    0004c central collection: measurements.uid (nullable: filled on a collector only),
+          runs.uploaded_by, collector_tokens (version unchanged: older probes' rows are
+          right here too; the probe's outbox is a mark in meta, no column)
     0004v the researchers' views (views.py): latest_verdicts, hourly_verdicts,
           blocked_inputs, throughput_history (version unchanged)
 

@@ -1,23 +1,25 @@
-"""Central collection: a measurement id made on the probe, the upload mark, the tokens.
+"""Central collection: the collector's measurement key, who uploaded a run, the tokens.
 
 Revision ID: 0004c
 Revises: 0003d
 
-``measurements.uid`` (uuid4 hex, unique, NOT NULL) is made by the probe when it records a
-measurement: the collector is idempotent by it, so a retried upload never duplicates. Older
-rows get fresh uids here. ``measurements.uploaded_at`` is the probe's outbox: NULL until a
-collector acknowledged the row (a column, not an outbox table: no second row per
-measurement to keep in step, and pruning or deleting a measurement cannot leave an orphan
-behind). ``runs.uploaded_by`` names, on a collector, the token that uploaded the run;
+``measurements.uid`` (nullable, unique) is filled only on a collector: the key it is
+idempotent by, derived from the uploading token's name and the probe's (run_id, id)
+(probe/collector/ingest.py), so a retried upload never duplicates. A probe's own rows
+leave it NULL: there (run_id, id) is the measurement's id already, and neither ever
+changes. ``runs.uploaded_by`` names, on a collector, the token that uploaded the run;
 ``collector_tokens`` holds the collector's tokens, hashed.
 
-meta.schema_version becomes 4: a probe that knows only 3 would insert measurements without
-a uid, which the NOT NULL refuses, so it must refuse the database instead.
+The probe's outbox is no column at all: a high-water mark per collector in ``meta``
+(``uploaded_through:...``, probe/collector/outbox.py), so a year of hourly sweeps pays
+nothing per row for it. Older rows need nothing here: they are pending for a collector
+that has no mark yet.
+
+meta.schema_version stays 3: a probe that knows only 3 writes measurements with uid NULL,
+as this one does, and runs with uploaded_by NULL; nothing it writes is wrong here.
 """
 
 from __future__ import annotations
-
-import uuid
 
 import sqlalchemy as sa
 from alembic import op
@@ -31,20 +33,12 @@ down_revision: str | None = "0003d"
 branch_labels: str | None = None
 depends_on: str | None = None
 
-_measurements = sa.table("measurements", sa.column("id", ID), sa.column("uid", sa.String()))
-_meta = sa.table("meta", sa.column("key", sa.String()), sa.column("value", sa.String()))
-
 
 def upgrade() -> None:
-    """Add the columns (uids for every older row) and the tokens' table."""
+    """Add the columns and the tokens' table (ADD COLUMN: no table is rewritten)."""
     with op.batch_alter_table("measurements") as batch:
         batch.add_column(sa.Column("uid", sa.String(32), nullable=True))
-        batch.add_column(sa.Column("uploaded_at", TIME, nullable=True))
-    _backfill_uids()
-    with op.batch_alter_table("measurements") as batch:
-        batch.alter_column("uid", existing_type=sa.String(32), nullable=False)
         batch.create_index("ix_measurements_uid", ["uid"], unique=True)
-        batch.create_index("ix_measurements_uploaded_at", ["uploaded_at"])
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("uploaded_by", sa.String(64), nullable=True))
         batch.create_index("ix_runs_uploaded_by", ["uploaded_by"])
@@ -56,32 +50,15 @@ def upgrade() -> None:
         sa.Column("created_at", TIME, nullable=False),
         sa.Column("revoked_at", TIME, nullable=True),
     )
-    op.execute(_meta.update().where(_meta.c.key == "schema_version").values(value="4"))
-
-
-def _backfill_uids() -> None:
-    """A fresh uid for every existing measurement, in batches (a year is ~10^5 rows)."""
-    conn = op.get_bind()
-    ids = list(conn.execute(sa.select(_measurements.c.id)).scalars())
-    update = (
-        _measurements.update()
-        .where(_measurements.c.id == sa.bindparam("mid"))
-        .values(uid=sa.bindparam("new_uid"))
-    )
-    for start in range(0, len(ids), 5000):
-        rows = [{"mid": i, "new_uid": uuid.uuid4().hex} for i in ids[start : start + 5000]]
-        conn.execute(update, rows)
 
 
 def downgrade() -> None:
-    """Drop them (the uids are lost: a later upgrade makes new ones)."""
+    """Drop them. The outbox marks stay in meta: the ids they count are the same after a
+    later upgrade, so nothing is sent twice or skipped."""
     op.drop_table("collector_tokens")
     with op.batch_alter_table("runs") as batch:
         batch.drop_index("ix_runs_uploaded_by")
         batch.drop_column("uploaded_by")
     with op.batch_alter_table("measurements") as batch:
-        batch.drop_index("ix_measurements_uploaded_at")
         batch.drop_index("ix_measurements_uid")
-        batch.drop_column("uploaded_at")
         batch.drop_column("uid")
-    op.execute(_meta.update().where(_meta.c.key == "schema_version").values(value="3"))

@@ -3,7 +3,7 @@
 Revision ID: 0004v
 Revises: 0004c
 
-Views only, so meta.schema_version stays (4): probes that know it write the same tables,
+Views only, so meta.schema_version stays (3): probes that know it write the same tables,
 and the views read them. The SQL is probe/store/views.py's ``V0004V``, fixed text that is
 never edited (tests/probe/test_views.py pins its digest), which schema.py also executes for a
 new database: one definition, and no dependency on the models.
