@@ -17,11 +17,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar, Unpack
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Float,
     Integer,
     Select,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -77,6 +79,16 @@ def hour_bucket_of(column: Any, dialect: str) -> ColumnElement[str]:
     if dialect == "postgresql":
         return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
     return func.substr(column, 1, 13)
+
+
+def interference_rows() -> ColumnElement[bool]:
+    """Blocked or throttled, spelled so the database reads the partial index of those rows
+    (models.INTERFERENCE_ROWS) alone: SQLite uses a partial index only where the query's
+    WHERE implies the index's, which a bound parameter never does, so the values are literal."""
+    values: BindParameter[str] = bindparam(
+        "interference", INTERFERENCE, expanding=True, literal_execute=True
+    )
+    return Measurement.verdict.in_(values)
 
 
 def count_of(verdict: str) -> ColumnElement[int]:
@@ -163,7 +175,7 @@ def _episodes_query(filters: Filters) -> AnySelect:
     query = select(
         *_KEY_COLUMNS, m.verdict, m.detail, func.count(), func.min(m.measured_at),
         func.max(m.measured_at),
-    ).where(m.verdict.in_(INTERFERENCE)).group_by(*_KEY_COLUMNS, m.verdict, m.detail)  # fmt: skip
+    ).where(interference_rows()).group_by(*_KEY_COLUMNS, m.verdict, m.detail)  # fmt: skip
     return scoped(query, filters)
 
 
@@ -202,7 +214,8 @@ def _rates_query(filters: Filters) -> AnySelect:
             rank(m.throughput_kbps).label("r_kbps"), rank(m.baseline_kbps).label("r_base"),
             rank(ratio).label("r_ratio"), func.count().over(partition_by=keys).label("n"),
         ).where(
-            m.verdict == "throttled", m.throughput_kbps.is_not(None), m.baseline_kbps > 0
+            interference_rows(), m.verdict == "throttled",
+            m.throughput_kbps.is_not(None), m.baseline_kbps > 0,
         ),
         filters,
     ).subquery()  # fmt: skip

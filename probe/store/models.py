@@ -36,9 +36,11 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -53,6 +55,8 @@ from probe.store.compressed_json import CompressedJSON
 # revisions add only what older probes may leave out (nullable columns, tables, views), so
 # a probe that knows 3 still writes rows every later query reads: no bump since.
 SCHEMA_VERSION = 3
+# The rows the report's partial index holds (revision 0004r spells it the same).
+INTERFERENCE_ROWS = text("verdict IN ('blocked', 'throttled')")
 
 RUN_STATUSES: tuple[str, ...] = (
     "running",  # a sweep owns it now, or died without a word (a later open says "aborted")
@@ -150,7 +154,14 @@ class Measurement(Base):
     """One input measured in one run, without its evidence."""
 
     __tablename__ = "measurements"
-    __table_args__ = (CheckConstraint(_in("verdict", VERDICTS), name="ck_measurements_verdict"),)
+    __table_args__ = (
+        CheckConstraint(_in("verdict", VERDICTS), name="ck_measurements_verdict"),
+        # Only the blocked and throttled rows, which the report reads alone (revision 0004r).
+        Index(
+            "ix_measurements_interference", "verdict", "service",
+            sqlite_where=INTERFERENCE_ROWS, postgresql_where=INTERFERENCE_ROWS,
+        ),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)

@@ -13,6 +13,7 @@ transaction that also made the backup). ``versions/`` holds one file per revisio
           right here too; the probe's outbox is a mark in meta, no column)
     0004v the researchers' views (views.py): latest_verdicts, hourly_verdicts,
           blocked_inputs, throughput_history (version unchanged)
+    0004r the report's partial index of blocked and throttled rows (version unchanged)
 
 Every revision also sets ``meta.schema_version``: probes from before Alembic read only that
 row, and refuse a database whose version they do not know rather than writing rows whose
@@ -27,5 +28,5 @@ changed without a revision, or a revision that does not match the models, fails 
 # The revisions in ``versions/``, oldest first, and so the head. Known without importing
 # Alembic (about 7 MB a Raspberry Pi would pay at every open): it is imported only to
 # upgrade. tests/probe/test_migrations.py holds these equal to what Alembic finds there.
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003l", "0003d", "0004c", "0004v")
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003l", "0003d", "0004c", "0004v", "0004r")
 HEAD = REVISIONS[-1]
