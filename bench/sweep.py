@@ -82,6 +82,8 @@ def main() -> int:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
             wall = time.monotonic() - t0
             usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+            doh_queries = sum(world.truth.queries.values())
+            doh_handshakes = world.doh.handshakes
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
             return 1
@@ -106,6 +108,8 @@ def main() -> int:
           f"median target: {sorted(durations)[n // 2]:.3f} s")  # fmt: skip
     print(f"first target started {timeline[0]:.2f} s after the run began; "
           f"last finished at {timeline[1]:.2f} s (process start, exit: the rest)")  # fmt: skip
+    print(f"DoH: {doh_queries} queries, {doh_handshakes} TLS handshakes "
+          f"({len(names) + 1} names)")  # fmt: skip
     print(f"peak RSS: {usage.ru_maxrss / 1024:.1f} MB")
     print(f"CPU per target: {(usage.ru_utime + usage.ru_stime) / n * 1000:.1f} ms")
     print(f"wall / critical path: {wall / slowest:.2f}")
