@@ -8,20 +8,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from probe.cli.errors import UsageError
 from probe.cli.options import settings_from
-from probe.store.database import open_database
-from probe.store.export import (
-    SERVICE_COLUMNS,
-    service_records,
-    write_csv,
-    write_csv_records,
-    write_jsonl,
-    write_jsonl_records,
-)
-from probe.store.models import ExportRow
+
+if TYPE_CHECKING:  # the store is imported when the command runs (probe/cli/__init__.py)
+    from probe.store.models import ExportRow
 
 
 def register(sub: Any) -> None:
@@ -53,6 +46,8 @@ def parse_since(text: str) -> dt.datetime:
 
 def export(args: argparse.Namespace) -> int:
     """Stream the rows; a file output appears whole or not at all."""
+    from probe.store.database import open_database
+
     since = parse_since(args.since) if args.since else None
     settings = settings_from(args)
     db = open_database(settings.storage.db, read_only=True)  # creates nothing
@@ -77,6 +72,15 @@ def export(args: argparse.Namespace) -> int:
 
 def _writer(fmt: str, services: bool) -> Callable[[Iterable[ExportRow], TextIO], int]:
     """How rows are written: per input as stored, or per service by the service rule."""
+    from probe.store.export import (
+        SERVICE_COLUMNS,
+        service_records,
+        write_csv,
+        write_csv_records,
+        write_jsonl,
+        write_jsonl_records,
+    )
+
     if not services:
         return write_jsonl if fmt == "jsonl" else write_csv
     if fmt == "jsonl":
