@@ -136,7 +136,9 @@ def _sweep(
         bar.update(0, len(targets.inputs()), "checking the reference hosts")
         writer = AsyncWriter(database)
         try:
-            started.append(Sweep(settings, targets, writer, progress, fingerprints, geoip))
+            # The summary and the JSON need each input's verdict, not its evidence (stored).
+            sweep = Sweep(settings, targets, writer, progress, fingerprints, geoip, False)
+            started.append(sweep)
             return await started[0].run()
         finally:
             await asyncio.shield(writer.close())

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 
 from measurements import doh, trust
+from measurements.failures import Failure
 from measurements.observations import DNSObservation
+from probe.engine import lag
+
+# Connections kept to one DoH server. HTTP/1.1 carries one exchange at a time, so a few let
+# a sweep's first burst of names (one per input started, up to limits.concurrency at once)
+# go through in a few round trips, while a sweep of any size still pays a few handshakes.
+DOH_CONNECTIONS = 4
 
 
 class DoHCache:
     """DNS-over-HTTPS answers, one lookup per name per sweep however many inputs share it.
 
-    One httpx client (HTTP/1.1, keep-alive) serves every lookup. HTTP/1.1 carries one
-    exchange at a time, so the names asked of one DoH server go one after another over its
-    kept-alive connection: a sweep pays one TLS handshake per DoH server rather than one per
-    name. A server that stops answering is asked in parallel instead, so its timeouts do not
-    queue up behind each other, and so is a name that waited a whole query timeout for its
-    turn. ``aclose`` ends the client with the sweep.
+    One httpx client (HTTP/1.1, keep-alive) serves every lookup, and at most DOH_CONNECTIONS
+    exchanges are in flight to one DoH server at once, so a sweep pays that many TLS
+    handshakes per DoH server rather than one per name. A name waits for a free connection:
+    the query's timeout starts when it is sent, so the wait (however long the probe's own
+    work makes it) never counts as the server's delay. Only a server that is itself slow (its
+    last answer took half a query timeout) or stopped answering is asked beside the queue, on
+    connections of their own, so its timeouts do not queue up behind each other. ``aclose``
+    ends the client with the sweep.
     """
 
     def __init__(self, urls: tuple[str, ...], ca_bundle: str | None, timeout: float) -> None:
@@ -27,9 +37,12 @@ class DoHCache:
         self._timeout = timeout
         self._pending: dict[str, asyncio.Task[tuple[DNSObservation, ...]]] = {}
         self._client: httpx.AsyncClient | None = None
-        self._turns = {url: asyncio.Lock() for url in urls}
-        # Servers whose last answer was a DNS message: their connection is worth waiting for.
+        self._turns = {url: asyncio.Semaphore(DOH_CONNECTIONS) for url in urls}
+        # Servers whose last answer was a DNS message, promptly: a connection is worth
+        # waiting for.
         self._answering = set(urls)
+        # Servers whose last exchange took more than half a query timeout.
+        self._slow: set[str] = set()
 
     async def _shared_client(self) -> httpx.AsyncClient:
         # The configured trust anchors, or the system's; built off the loop if not preloaded.
@@ -69,28 +82,55 @@ class DoHCache:
         return tuple(out)
 
     async def _ask(self, url: str, hostname: str) -> DNSObservation:
-        """One query to one server, over its shared connection when that is worth waiting for.
+        """One query to one server, over one of its shared connections while it answers.
 
-        A query waits its turn while the server answers, but no longer than one query's
-        timeout: a queue that long (a slow server, many names) would cost more than a handshake.
+        A query waits its turn while the server answers promptly; for a slow server it
+        waits no longer than one query's timeout: a queue that long would cost more than a
+        handshake.
         """
         client = await self._shared_client()
         turn = self._turns[url]
-        if url in self._answering:
+        while url in self._answering:
             try:
                 async with asyncio.timeout(self._timeout):
                     await turn.acquire()
             except TimeoutError:
-                pass  # asked beside the queue, on a connection of its own
-            else:
-                try:
-                    if url in self._answering:  # it may have stopped while this query waited
-                        # The query's timeout starts after the wait: queueing is not the
-                        # server's delay.
-                        return self._noted(url, await self._query(client, url, hostname))
-                finally:
-                    turn.release()
-        return self._noted(url, await self._query(client, url, hostname))
+                if url in self._slow:
+                    break  # asked beside the queue, on a connection of its own
+                continue  # a prompt server behind a long queue: the wait is ours, not its
+            try:
+                if url not in self._answering:  # it stopped while this query waited
+                    break
+                # The query's timeout starts after the wait: queueing is not the server's
+                # delay.
+                return await self._timed(client, url, hostname)
+            finally:
+                turn.release()
+        return await self._timed(client, url, hostname)
+
+    async def _timed(self, client: httpx.AsyncClient, url: str, hostname: str) -> DNSObservation:
+        """The query, noting whether the server answered and whether it was slow to.
+
+        A timeout the probe caused (its event loop too late to read the answer in time,
+        probe.engine.lag) is asked again, at most lag.BUSY_RETRIES times, and says nothing of
+        the server.
+        """
+        monitor = lag.current()
+        for busy in range(lag.BUSY_RETRIES + 1):
+            start = time.monotonic()
+            obs = await self._query(client, url, hostname)
+            end = time.monotonic()
+            if monitor is not None and monitor.starved(start, end):
+                if obs.failure == Failure.GENERIC_TIMEOUT.value and busy < lag.BUSY_RETRIES:
+                    continue
+                # The probe's delay: the server was neither slow nor silent.
+                return obs if obs.rcode is None else self._noted(url, obs)
+            break
+        if end - start > self._timeout / 2:
+            self._slow.add(url)
+        else:
+            self._slow.discard(url)
+        return self._noted(url, obs)
 
     async def _query(self, client: httpx.AsyncClient, url: str, hostname: str) -> DNSObservation:
         return await doh.query_doh(hostname, url, timeout=self._timeout, client=client)

@@ -9,13 +9,16 @@ hop measured next as an input of its own, into a Collector of its own (``Collect
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from measurements import dns, http, tcp, tls
 from measurements.addresses import address_problem, is_ip
+from measurements.failures import Failure
 from measurements.observations import (
     DNSObservation,
     HTTPObservation,
@@ -33,6 +36,7 @@ from probe.classify.evidence import (
     PastRate,
 )
 from probe.config import LimitSettings, Settings
+from probe.engine import lag
 from probe.engine.doh import DoHCache
 from probe.engine.planner import (
     MAX_HOPS,
@@ -49,6 +53,12 @@ from probe.helper.client import HelperClient
 from targets.model import Input
 
 T = TypeVar("T")
+TIMEOUT = Failure.GENERIC_TIMEOUT.value  # a wait that ran out
+# The failed observations of the current input whose last attempt the probe was too busy to
+# time (see attempts): set per input by the sweep, so an input's verdict can say so.
+STARVED: contextvars.ContextVar[list[object] | None] = contextvars.ContextVar(
+    "probe_starved", default=None
+)
 
 
 @dataclass
@@ -153,15 +163,38 @@ async def attempts(
     failed: Callable[[T], bool],
     sink: list[T],
 ) -> T:
-    """Rule 3: a failure is retried, spaced, before it counts; every attempt is kept."""
-    for attempt in range(limits.retries + 1):
-        if attempt:
+    """Rule 3: a failure is retried, spaced, before it counts; every attempt is kept.
+
+    A timeout during which the probe itself was too busy to wait (probe.engine.lag) does
+    not count as an attempt: it is repeated, at most lag.BUSY_RETRIES times. One still
+    starved is noted on the sweep's monitor (``starved_failures``): the probe's fault.
+    """
+    monitor = lag.current()
+    attempt = busy = 0
+    while True:
+        if attempt or busy:
             await asyncio.sleep(limits.retry_delay)
+        start = time.monotonic()
         obs = await op()
         sink.append(obs)
         if not failed(obs):
-            break
-    return obs
+            return obs
+        starved = (
+            monitor is not None and timed_out(obs) and monitor.starved(start, time.monotonic())
+        )
+        if starved and busy < lag.BUSY_RETRIES:
+            busy += 1
+            continue
+        attempt += 1
+        if attempt > limits.retries:
+            if starved and (noted := STARVED.get()) is not None:
+                noted.append(obs)
+            return obs
+
+
+def timed_out(obs: object) -> bool:
+    """Whether an observation failed by running out of time (what starvation can cause)."""
+    return getattr(obs, "failure", None) == TIMEOUT
 
 
 def made_up_name(hostname: str) -> str:
