@@ -75,3 +75,38 @@ def stored_verdicts(db: Path) -> dict[str, int]:
     with sqlite3.connect(db) as conn:
         query = "SELECT verdict || ' ' || detail, count(*) FROM measurements GROUP BY 1"
         return dict(conn.execute(query))
+
+
+BUSY_LOOP = "while True:\n    pass\n"
+
+
+@pytest.fixture
+def busy_cores() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Another process keeping every core busy (one busy loop per core), ended by its PID."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def test_a_busy_machine_gives_no_verdict_and_keeps_the_vantage_online(
+    ca: trustme.CA, ca_bundle: str, tmp_path: Path, busy_cores: list[subprocess.Popen[bytes]]
+) -> None:
+    """1,000 healthy loopback inputs swept while both cores spin elsewhere: every one is
+    accessible, and the vantage is online (starvation is the probe's delay, not a verdict)."""
+    names = [f"busy-{i:04d}.scale.test" for i in range(1000)]
+    # One wildcard certificate, as a site shows a few names (not 1,000 in every handshake).
+    with running_world(ca, ca_bundle, ["ref.test", "*.scale.test"]) as world:
+        for name in names:
+            world.name(name)
+        assert all(proc.poll() is None for proc in busy_cores)  # still spinning
+        out = sweep(world, tmp_path, names, connect_timeout=2.0, http_timeout=4.0,
+                    dns_timeout=2.0, sweep_timeout=600.0)  # fmt: skip
+    assert all(proc.poll() is None for proc in busy_cores)
+    assert out["status"] == "completed" and out["vantage_ok"] is True
+    assert stored_verdicts(tmp_path / "results.sqlite") == {"accessible ok": len(names)}

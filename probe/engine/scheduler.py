@@ -71,6 +71,9 @@ class Scheduler(Generic[J, R]):
         self._queued: dict[Hashable, deque[J]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._active = 0  # jobs holding a working slot
+        self._fed = False  # every job of the plan started or queued
+        self._error: BaseException | None = None  # the first job that raised (a store error)
+        self._settled = asyncio.Event()  # all jobs done, or one raised
         self.done = 0
         # Set by stop_new(): jobs not yet started are skipped, those in flight go on.
         self.stopping = False
@@ -123,21 +126,35 @@ class Scheduler(Generic[J, R]):
     def _spawn(self, job: J, host: Hashable) -> None:
         task = asyncio.create_task(self._one(job, host))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        """A job ended: an error ends the run (as the first to raise), as does the last job."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._error = self._error or exc
+        if self._error is not None or (self._fed and not self._tasks):
+            self._settled.set()
 
     async def _feed(self, jobs: Sequence[J]) -> None:
         """Start the jobs in plan order, at most ``in_flight`` unfinished at once; a job
         whose host has no free slot waits in that host's queue, holding nothing."""
-        for job in jobs:
-            if self.stopping:
-                return
-            await self._room.acquire()
-            host = self._key(job)
-            if self._running.get(host, 0) < self._limits.per_host:
-                self._running[host] = self._running.get(host, 0) + 1
-                self._spawn(job, host)
-            else:
-                self._queued.setdefault(host, deque()).append(job)
+        try:
+            for job in jobs:
+                if self.stopping:
+                    break
+                await self._room.acquire()
+                host = self._key(job)
+                if self._running.get(host, 0) < self._limits.per_host:
+                    self._running[host] = self._running.get(host, 0) + 1
+                    self._spawn(job, host)
+                else:
+                    self._queued.setdefault(host, deque()).append(job)
+        except Exception as exc:  # a bug in the plan: the run's error, as a job's would be
+            self._error = self._error or exc
+        self._fed = True
+        if self._error is not None or not self._tasks:
+            self._settled.set()
 
     async def run(self, jobs: Sequence[J]) -> Outcome:
         """Run every job; returns when all finished, the sweep deadline passed, or cancelled."""
@@ -145,9 +162,9 @@ class Scheduler(Generic[J, R]):
         feeder = asyncio.ensure_future(self._feed(jobs))
         try:
             async with asyncio.timeout(self._limits.sweep_timeout):
-                await feeder
-                while self._tasks:
-                    await asyncio.wait(set(self._tasks))
+                await self._settled.wait()
+            if self._error is not None:
+                raise self._error
             if self.stopping:
                 status = "interrupted"
         except TimeoutError:
