@@ -7,15 +7,19 @@ import time
 
 import httpx
 
-from measurements import doh, trust
-from measurements.failures import Failure
+from measurements import dns, doh, trust
 from measurements.observations import DNSObservation
 from probe.engine import lag
 
 # Connections kept to one DoH server. HTTP/1.1 carries one exchange at a time, so a few let
 # a sweep's first burst of names (one per input started, up to limits.concurrency at once)
 # go through in a few round trips, while a sweep of any size still pays a few handshakes.
-DOH_CONNECTIONS = 4
+DOH_CONNECTIONS = 8
+# Queries asked beside the queue (of a slow or silent server) at once: enough that its
+# timeouts overlap, bounded so a sweep of 2,000 names does not open 2,000 connections at once.
+DOH_BESIDE = 32
+# How far a busy probe may stretch a DoH query's timeout (the lag it excludes), at most.
+LAG_ALLOWANCE = 3
 
 
 class DoHCache:
@@ -38,6 +42,7 @@ class DoHCache:
         self._pending: dict[str, asyncio.Task[tuple[DNSObservation, ...]]] = {}
         self._client: httpx.AsyncClient | None = None
         self._turns = {url: asyncio.Semaphore(DOH_CONNECTIONS) for url in urls}
+        self._beside = {url: asyncio.Semaphore(DOH_BESIDE) for url in urls}
         # Servers whose last answer was a DNS message, promptly: a connection is worth
         # waiting for.
         self._answering = set(urls)
@@ -106,34 +111,48 @@ class DoHCache:
                 return await self._timed(client, url, hostname)
             finally:
                 turn.release()
-        return await self._timed(client, url, hostname)
+        async with self._beside[url]:
+            return await self._timed(client, url, hostname)
 
     async def _timed(self, client: httpx.AsyncClient, url: str, hostname: str) -> DNSObservation:
-        """The query, noting whether the server answered and whether it was slow to.
-
-        A timeout the probe caused (its event loop too late to read the answer in time,
-        probe.engine.lag) is asked again, at most lag.BUSY_RETRIES times, and says nothing of
-        the server.
-        """
+        """The query, noting whether the server answered and whether it was slow to."""
         monitor = lag.current()
-        for busy in range(lag.BUSY_RETRIES + 1):
-            start = time.monotonic()
-            obs = await self._query(client, url, hostname)
-            end = time.monotonic()
-            if monitor is not None and monitor.starved(start, end):
-                if obs.failure == Failure.GENERIC_TIMEOUT.value and busy < lag.BUSY_RETRIES:
-                    continue
-                # The probe's delay: the server was neither slow nor silent.
-                return obs if obs.rcode is None else self._noted(url, obs)
-            break
-        if end - start > self._timeout / 2:
+        start = time.monotonic()
+        obs = await self._query(client, url, hostname)
+        took = time.monotonic() - start
+        if monitor is not None:
+            took -= monitor.lag_during(start, start + took)  # the probe's delay, not the server's
+        if took > self._timeout / 2:
             self._slow.add(url)
         else:
             self._slow.discard(url)
         return self._noted(url, obs)
 
     async def _query(self, client: httpx.AsyncClient, url: str, hostname: str) -> DNSObservation:
-        return await doh.query_doh(hostname, url, timeout=self._timeout, client=client)
+        """One exchange, whose timeout does not count the time the probe's event loop ran
+        late (probe.engine.lag): a busy probe extends the wait, up to LAG_ALLOWANCE times the
+        timeout, rather than failing the control of a server that answered."""
+        monitor = lag.current()
+        if monitor is None:
+            return await doh.query_doh(hostname, url, timeout=self._timeout, client=client)
+        start = time.monotonic()
+        task = asyncio.ensure_future(
+            doh.query_doh(hostname, url, timeout=self._timeout * LAG_ALLOWANCE, client=client)
+        )
+        try:
+            while True:
+                late = monitor.lag_during(start, time.monotonic())
+                left = start + self._timeout + late - time.monotonic()
+                if left <= 0:
+                    break
+                done, _ = await asyncio.wait({task}, timeout=left)
+                if done:
+                    return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        return dns.failed(hostname, "A", "doh", url, start, TimeoutError())
 
     def _noted(self, url: str, obs: DNSObservation) -> DNSObservation:
         """Record whether the server gave a DNS message (an rcode), then pass the answer on."""

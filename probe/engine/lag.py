@@ -8,7 +8,7 @@ fault, never the network's (rule 3), so:
 
 - ``LagMonitor`` wakes every ``INTERVAL`` seconds and records how late it woke (the loop's lag,
   whatever caused it: the probe's own callbacks, or a CPU taken by another process);
-- ``starved(start, end)`` tells whether lag ate a large part (``STARVED_SHARE``) of a wait
+- ``starved(start, end)`` tells whether lag ate half (``STARVED_SHARE``) of a wait
   that timed out; the engine then repeats that attempt without counting it (at most
   ``BUSY_RETRIES`` times), and an input whose failure stays starved is recorded
   ``inconclusive`` / ``probe.busy``, not as a network failure;
@@ -27,8 +27,10 @@ import time
 from collections import deque
 
 INTERVAL = 0.05  # seconds between wake-ups: small against every timeout, cheap (20 a second)
-# A timed-out wait of which lag took at least this share was the probe's doing, not the peer's.
-STARVED_SHARE = 0.25
+# A timed-out wait of which lag took at least this share was the probe's doing, not the peer's:
+# the peer had less than half the timeout to answer in. (A single wait loses an answer to lag
+# only if it came in the last moments; a chain of steps loses the lag between its steps.)
+STARVED_SHARE = 0.5
 # Extra attempts of a starved wait, beyond limits.retries (rule 3's own retries still apply).
 BUSY_RETRIES = 2
 # The loop is "busy" (no new input starts) while it wakes this late (seconds).
@@ -86,11 +88,11 @@ class LagMonitor:
                 total += min(late, woke - start)
         return total
 
-    def starved(self, start: float, end: float) -> bool:
-        """Whether lag took at least STARVED_SHARE of a wait from ``start`` to ``end``."""
+    def starved(self, start: float, end: float, share: float = STARVED_SHARE) -> bool:
+        """Whether lag took at least ``share`` of a wait from ``start`` to ``end``."""
         if self._task is None or end <= start:
             return False
-        return self.lag_during(start, end) >= STARVED_SHARE * (end - start)
+        return self.lag_during(start, end) >= share * (end - start)
 
 
 CURRENT: contextvars.ContextVar[LagMonitor | None] = contextvars.ContextVar(

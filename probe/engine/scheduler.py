@@ -120,8 +120,10 @@ class Scheduler(Generic[J, R]):
                 self._running[host] -= 1
 
     def _held_back(self) -> bool:
-        """Whether a job about to work waits: the loop runs late and enough jobs work."""
-        return self._busy() and self._active > MIN_WORKING and not self.stopping
+        """Whether a job about to work waits: the loop runs late and enough jobs run."""
+        # Every job in flight counts, parked or not: a parked job still works at times (a
+        # retry, a control), and parking is no reason to start more while the loop is late.
+        return self._busy() and len(self._tasks) > MIN_WORKING and not self.stopping
 
     def _spawn(self, job: J, host: Hashable) -> None:
         task = asyncio.create_task(self._one(job, host))

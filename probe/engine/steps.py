@@ -9,16 +9,13 @@ hop measured next as an input of its own, into a Collector of its own (``Collect
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import secrets
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from measurements import dns, http, tcp, tls
 from measurements.addresses import address_problem, is_ip
-from measurements.failures import Failure
 from measurements.observations import (
     DNSObservation,
     HTTPObservation,
@@ -35,8 +32,8 @@ from probe.classify.evidence import (
     InputEvidence,
     PastRate,
 )
-from probe.config import LimitSettings, Settings
-from probe.engine import lag
+from probe.config import Settings
+from probe.engine.attempts import attempts
 from probe.engine.doh import DoHCache
 from probe.engine.planner import (
     MAX_HOPS,
@@ -53,12 +50,6 @@ from probe.helper.client import HelperClient
 from targets.model import Input
 
 T = TypeVar("T")
-TIMEOUT = Failure.GENERIC_TIMEOUT.value  # a wait that ran out
-# The failed observations of the current input whose last attempt the probe was too busy to
-# time (see attempts): set per input by the sweep, so an input's verdict can say so.
-STARVED: contextvars.ContextVar[list[object] | None] = contextvars.ContextVar(
-    "probe_starved", default=None
-)
 
 
 @dataclass
@@ -155,46 +146,6 @@ class MeasuredHop:
             self.at.number, self.at.url, self.at.chain,
             self.col.evidence(self.job, deadline_exceeded), self.col.controls(vantage_ok=True),
         )  # fmt: skip
-
-
-async def attempts(
-    limits: LimitSettings,
-    op: Callable[[], Awaitable[T]],
-    failed: Callable[[T], bool],
-    sink: list[T],
-) -> T:
-    """Rule 3: a failure is retried, spaced, before it counts; every attempt is kept.
-
-    A timeout during which the probe itself was too busy to wait (probe.engine.lag) does
-    not count as an attempt: it is repeated, at most lag.BUSY_RETRIES times. One still
-    starved is noted on the sweep's monitor (``starved_failures``): the probe's fault.
-    """
-    monitor = lag.current()
-    attempt = busy = 0
-    while True:
-        if attempt or busy:
-            await asyncio.sleep(limits.retry_delay)
-        start = time.monotonic()
-        obs = await op()
-        sink.append(obs)
-        if not failed(obs):
-            return obs
-        starved = (
-            monitor is not None and timed_out(obs) and monitor.starved(start, time.monotonic())
-        )
-        if starved and busy < lag.BUSY_RETRIES:
-            busy += 1
-            continue
-        attempt += 1
-        if attempt > limits.retries:
-            if starved and (noted := STARVED.get()) is not None:
-                noted.append(obs)
-            return obs
-
-
-def timed_out(obs: object) -> bool:
-    """Whether an observation failed by running out of time (what starvation can cause)."""
-    return getattr(obs, "failure", None) == TIMEOUT
 
 
 def made_up_name(hostname: str) -> str:
@@ -298,14 +249,32 @@ class Measurer:
         )  # fmt: skip
 
     async def _steps(self, job: Input, col: Collector, fetch: _Fetch) -> None:
-        """DNS, then TCP (an endpoint) or TLS and HTTP (a URL), each retried before it counts."""
+        """DNS, then TCP (an endpoint) or TLS and HTTP (a URL), each retried before it counts.
+
+        The DoH control is asked beside them and collected after: the resolver under test
+        alone decides the address measured, so the input's own steps need not wait for the
+        control (nor for the other names queued at the DoH server before it).
+        """
+        host = job.host
+        doh_task = None
+        if self.control.doh and not is_ip(host):
+            doh_task = asyncio.ensure_future(self.doh.lookup(host))
+        try:
+            await self._own_steps(job, col, fetch)
+        except BaseException:
+            if doh_task is not None:
+                if doh_task.done() and not doh_task.cancelled() and not doh_task.exception():
+                    col.doh.extend(doh_task.result())  # what the control said by the deadline
+                doh_task.cancel()  # this input's wait only: the shared lookup goes on
+            raise
+        if doh_task is not None:
+            col.doh.extend(await doh_task)
+
+    async def _own_steps(self, job: Input, col: Collector, fetch: _Fetch) -> None:
         host, lim = job.host, self.limits
         addresses: tuple[str, ...] = (host,) if is_ip(host) else ()
         if not addresses:
-            doh_task = asyncio.ensure_future(self.doh.lookup(host)) if self.control.doh else None
             ok = await attempts(lim, lambda: self.resolve(host), dns_failed, col.dns)
-            if doh_task is not None:
-                col.doh.extend(await doh_task)
             if dns_failed(ok):
                 return
             addresses = ok.addresses

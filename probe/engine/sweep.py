@@ -25,10 +25,11 @@ from probe.classify.fingerprints import Fingerprints, load_bundled
 from probe.classify.verdict import Location, MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.config import Settings
 from probe.engine import faults, lag, location
+from probe.engine.attempts import STARVED
 from probe.engine.linkbudget import metered_reason
 from probe.engine.replay import ReplayTester
 from probe.engine.scheduler import Limits, Scheduler, in_flight_budget
-from probe.engine.steps import STARVED, Collector, Measurer
+from probe.engine.steps import Collector, Measurer
 from probe.engine.throughput import (
     THROUGHPUT_PAGE_BYTES,
     ThroughputTester,

@@ -10,7 +10,8 @@ from measurements import http
 from measurements.addresses import canonical_address, is_ip
 from measurements.observations import DNSObservation, HTTPHop, HTTPObservation, to_jsonable
 from probe.classify.controls import http_failed
-from probe.engine.steps import Measurer, attempts, dns_failed
+from probe.engine.attempts import attempts
+from probe.engine.steps import Measurer, dns_failed
 
 
 @dataclass(frozen=True, slots=True)
