@@ -146,23 +146,29 @@ def run_once(args: argparse.Namespace) -> dict[str, Any] | None:
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
             return None
-        result = json.loads(proc.stdout)
-        with sqlite3.connect(db) as conn:
-            durations = [r[0] / 1000 for r in conn.execute("SELECT duration_ms FROM measurements")]
-            timeline = conn.execute(
-                "SELECT (julianday(min(m.measured_at)) - julianday(r.started_at)) * 86400,"
-                " max((julianday(m.measured_at) - julianday(r.started_at)) * 86400"
-                " + m.duration_ms / 1000)"
-                " FROM measurements m JOIN runs r USING (run_id)"
-            ).fetchone()
-            query = "SELECT verdict || ' ' || detail, count(*) FROM measurements GROUP BY 1"
-            verdicts = dict(conn.execute(query))
+        return figures(json.loads(proc.stdout), db, wall, usage, doh_queries, doh_handshakes)
+
+
+def figures(
+    result: dict[str, Any], db: Path, wall: float, usage: Any, doh_queries: int, handshakes: int
+) -> dict[str, Any]:
+    """What one sweep's run and database show."""
+    with sqlite3.connect(db) as conn:
+        durations = [r[0] / 1000 for r in conn.execute("SELECT duration_ms FROM measurements")]
+        timeline = conn.execute(
+            "SELECT (julianday(min(m.measured_at)) - julianday(r.started_at)) * 86400,"
+            " max((julianday(m.measured_at) - julianday(r.started_at)) * 86400"
+            " + m.duration_ms / 1000)"
+            " FROM measurements m JOIN runs r USING (run_id)"
+        ).fetchone()
+        query = "SELECT verdict || ' ' || detail, count(*) FROM measurements GROUP BY 1"
+        verdicts = dict(conn.execute(query))
     n = len(durations)
     return {
         "targets": n, "status": result["status"], "verdicts": verdicts, "wall": wall,
         "slowest": max(durations), "median": sorted(durations)[n // 2],
         "first": timeline[0], "last": timeline[1], "doh_queries": doh_queries,
-        "doh_handshakes": doh_handshakes, "names": len(names) + 1,
+        "doh_handshakes": handshakes, "names": n + 1,
         "rss_mb": usage.ru_maxrss / 1024, "cpu_ms": (usage.ru_utime + usage.ru_stime) / n * 1000,
         "ratio": wall / max(durations),
     }  # fmt: skip

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from probe.cli.errors import UsageError
 from probe.cli.options import add_setting_flags, add_target_flags, settings_from
+from probe.cli.render import ProgressBar
 
 # What a sweep needs (the engine, the store, httpx, the TLS stack) is imported when the
 # command runs, not when the parser is built: `probe --version` and the other commands must
@@ -101,20 +104,15 @@ def _sweep(
 ) -> int:
     """The sweep itself, its signals and its output; the lock is held throughout."""
     import asyncio
-    import signal
 
     from probe.classify.fingerprints import load_bundled
-    from probe.cli.render import ProgressBar
-    from probe.engine.location import hint
     from probe.engine.sweep import Sweep
     from probe.store.database import StoreError
     from probe.store.writer import AsyncWriter
 
     fingerprints = load_bundled()
     bar = ProgressBar(enabled=None if not (args.json or args.no_progress) else False)
-
-    def progress(done: int, total: int, rec: MeasurementRecord | None) -> None:
-        bar.update(done, total, rec.input if rec else "")
+    progress = _progress(bar)
 
     started: list[Sweep] = []
     terminated = False
@@ -137,8 +135,7 @@ def _sweep(
         writer = AsyncWriter(database)
         try:
             # The summary and the JSON need each input's verdict, not its evidence (stored).
-            sweep = Sweep(settings, targets, writer, progress, fingerprints, geoip, False)
-            started.append(sweep)
+            started.append(Sweep(settings, targets, writer, progress, fingerprints, geoip, False))
             return await started[0].run()
         finally:
             await asyncio.shield(writer.close())
@@ -157,15 +154,28 @@ def _sweep(
         print(f"probe: the sweep failed: {exc}; {_failed_tail(started)}", file=sys.stderr)
         return EXIT_FAILED
     bar.close()
+    return _report(args, result, database.label)
+
+
+def _report(args: argparse.Namespace, result: SweepResult, db: str) -> int:
+    """The finished sweep's output (a hint on stderr, the table or the JSON) and exit code."""
+    from probe.cli.render import print_json
+    from probe.engine.location import hint
+
     if (line := hint(result.location)) is not None:
         print(line, file=sys.stderr)  # once, and never in the JSON on stdout
     if args.json:
-        from probe.cli.render import print_json
-
-        print_json("run", _as_json(result, database.label))
+        print_json("run", _as_json(result, db))
     else:
-        _print_human(result, database.label)
+        _print_human(result, db)
     return EXIT_FOR_STATUS.get(result.status, 1)
+
+
+def _progress(bar: ProgressBar) -> Callable[[int, int, MeasurementRecord | None], None]:
+    def progress(done: int, total: int, rec: MeasurementRecord | None) -> None:
+        bar.update(done, total, rec.input if rec else "")
+
+    return progress
 
 
 def _failed_tail(started: list[Sweep]) -> str:

@@ -95,8 +95,7 @@ class Sweep:
         keep_evidence: bool = True,
     ) -> None:
         """``geoip``: vantage.geoip_db opened before the loop (else the sweep opens it).
-        ``keep_evidence`` False: ``records`` keep each stored input's verdict, not its
-        evidence and observations (a long list's memory: the store has them)."""
+        ``keep_evidence`` False: ``records`` keep verdicts only (the store has the rest)."""
         self.keep_evidence = keep_evidence
         self.settings = settings
         self.geoip = geoip
@@ -384,8 +383,8 @@ class Sweep:
         if self.throughput.wants(job) or "throughput_skipped" in extra or col.throughput:
             timed = ThroughputRun(bool(col.throughput), extra.get("throughput_skipped"))
         # One line per control (configured, asked, what came of it) beside the raw answers.
-        busy_deadline = exceeded and self.lag.starved(t0, time.monotonic())
-        verdict = faults.busy_verdict(verdict, STARVED.get() or [], busy_deadline)
+        busy = exceeded and self.lag.starved(t0, time.monotonic())  # lag ate the deadline
+        verdict = faults.busy_verdict(verdict, STARVED.get() or [], busy)
         ev = col.evidence(job, exceeded)
         status = control_status(
             self.control_setup, ev, ctl, frozenset(col.asked), timed, extra.get("replay_skipped")
