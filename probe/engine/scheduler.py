@@ -74,6 +74,7 @@ class Scheduler(Generic[J, R]):
         self._fed = False  # every job of the plan started or queued
         self._error: BaseException | None = None  # the first job that raised (a store error)
         self._settled = asyncio.Event()  # all jobs done, or one raised
+        self._gate = asyncio.Lock()  # jobs pass the busy gate one at a time
         self.done = 0
         # Set by stop_new(): jobs not yet started are skipped, those in flight go on.
         self.stopping = False
@@ -97,9 +98,12 @@ class Scheduler(Generic[J, R]):
 
             self._active += 1
             try:
-                # A few jobs always work, so a machine busy for good still makes progress.
-                while self._held_back():  # noqa: ASYNC110 - polls the loop's lag
-                    await asyncio.sleep(0.01)
+                # One job at a time through the gate, so a loop that stops running late
+                # lets jobs in one by one, not all those that waited at once; a few jobs
+                # always work, so a machine busy for good still makes progress.
+                async with self._gate:
+                    while self._held_back():  # noqa: ASYNC110 - polls the loop's lag
+                        await asyncio.sleep(0.01)
                 if self.stopping:
                     return
                 timer = asyncio.get_running_loop().call_later(self._limits.park_after, park)
