@@ -19,7 +19,8 @@ prints one line per size, then ``sweep: 2000 targets, wall/critical 1.xx, rss NN
 ms/target``. The web server shows one wildcard certificate (``*.bench.test``), as a real site
 shows a few names; ``--one-san-each`` gives it one certificate naming every target instead (a
 2,001-name certificate at 2,000 targets, which every handshake then parses and every TLS
-observation stores). PYTHONPATH decides which probe runs (the bench's own checkout first).
+observation stores). The probe run is ``python -m probe`` in the current directory:
+that directory's ``probe`` package, else PYTHONPATH's, else the installed one.
 Traffic stays on 127.0.0.1.
 """
 
