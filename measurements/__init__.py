@@ -12,3 +12,10 @@ import dns._features as _dnspython_features
 
 # dnspython's documented switch for its optional features (dns._features.force).
 _dnspython_features.force("doh", False)
+
+# httpcore imports trio whenever it is installed, to offer it as a backend (0.1-0.2 s of
+# start-up, and its memory). The probe runs on asyncio alone: trio, unless something imported
+# it already, is marked absent, as httpcore's own fallback for a missing trio expects.
+import sys as _sys  # noqa: E402 - after dnspython's switch, which must come first
+
+_sys.modules.setdefault("trio", None)  # type: ignore[arg-type]

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-import httpx
-
 from measurements.addresses import is_ip, parse_address, split_host_port
 
 # A hand-written list may only use the categories of docs/architecture.md (Settings). "other"
@@ -168,6 +166,9 @@ def _client_problem(url: str) -> str | None:
     """What the measuring client (httpx) refuses in a URL: one rule for check and run."""
     # httpx applies IDNA 2008 (UTS 46) to the host and caps the length; a URL it refuses
     # here would only fail later, inside a sweep. Its message names no more than the rule.
+    # Imported here: the settings (and so `probe --version`) use this module, not httpx.
+    import httpx
+
     try:
         parsed = httpx.URL(url)
         parsed.raw_host.decode("ascii")

@@ -23,6 +23,7 @@ import trustme
 
 from probe.cli import main
 from probe.config import load_settings
+from probe.engine.doh import DOH_CONNECTIONS
 from probe.engine.sweep import Sweep
 from probe.helper.server import HelperSettings
 from probe.store.database import open_database
@@ -485,7 +486,7 @@ def test_a_bug_that_stops_a_sweep_marks_its_run_failed(world: World, tmp_path: P
 def test_a_sweep_asks_doh_once_per_name_over_one_connection(
     world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """30 inputs on 30 names, measured at once: 30 DoH queries, one TLS handshake for all."""
+    """30 inputs on 30 names, measured at once: 30 DoH queries, a few TLS handshakes for all."""
     names = [f"doh{i}.test" for i in range(30)]
     lines = []
     for i, name in enumerate(names):
@@ -502,7 +503,7 @@ def test_a_sweep_asks_doh_once_per_name_over_one_connection(
     out = json.loads(capsys.readouterr().out)
     assert [m["detail"] for m in out["measurements"]] == ["ok"] * len(names)
     assert {name: world.truth.queries[name] for name in names} == dict.fromkeys(names, 1)
-    assert world.doh.handshakes - before == 1
+    assert world.doh.handshakes - before <= DOH_CONNECTIONS
 
 
 def test_a_national_root_the_volunteer_installed_is_still_interception(

@@ -21,7 +21,8 @@ DETAILS: frozenset[str] = frozenset(
         "tls.reset", "tls.timeout", "tls.eof", "tls.mitm",
         "http.blockpage", "http.redirect", "http.reset", "http.timeout", "http.diff",
         "throttle.sni", "throttle.ip",
-        "http.malformed", "site.down", "vantage.offline", "control.failed", "probe.error", "ok",
+        "http.malformed", "site.down", "vantage.offline", "control.failed", "probe.error",
+        "probe.busy", "ok",
     }
 )  # fmt: skip
 

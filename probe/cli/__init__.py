@@ -16,32 +16,73 @@ Exit codes (README, "Exit codes"):
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from probe.cli import (
-    collector_cmd,
-    config_cmd,
-    consent_cmd,
-    daemon_cmd,
-    export,
-    helper_cmd,
-    prune,
-    report_cmd,
-    runs,
-    status,
-    targets_cmd,
-    upload_cmd,
-)
-from probe.cli import run as run_cmd
-from probe.cli.errors import UsageError
-from probe.config import ConfigError, ConsentRequired
-from probe.store.database import StoreError
-from probe.store.owner import SweepBusy
-from targets.model import TargetErrors
-
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_BUSY, EXIT_NO_CONSENT = 5, 6
+
+# One module per command, each with register(sub). Building the parser imports them all,
+# so a command module imports only what its arguments need at the top, and the rest (the
+# engine, the store, httpx, aiohttp) inside the function that runs it: `probe --version`
+# and every command then pay only for what they use (tests/probe/test_cli_imports.py).
+COMMANDS = (
+    "probe.cli.run",
+    "probe.cli.daemon_cmd",
+    "probe.cli.status",
+    "probe.cli.consent_cmd",
+    "probe.cli.prune",
+    "probe.cli.export",
+    "probe.cli.runs",
+    "probe.cli.targets_cmd",
+    "probe.cli.config_cmd",
+    "probe.cli.helper_cmd",
+    "probe.cli.report_cmd",
+    "probe.cli.upload_cmd",
+    "probe.cli.collector_cmd",
+)
+
+# The errors a command may end with, and their exit codes, most specific first (SweepBusy
+# is a StoreError). Named, not imported: an error of a module never imported was never raised.
+_EXPECTED = (
+    ("probe.store.owner", "SweepBusy", EXIT_BUSY),
+    ("probe.config.consent", "ConsentRequired", EXIT_NO_CONSENT),
+    ("probe.config.settings", "ConfigError", EXIT_USAGE),
+    ("probe.store.errors", "StoreError", EXIT_USAGE),
+    ("targets.model", "TargetErrors", EXIT_USAGE),
+    ("probe.cli.errors", "UsageError", EXIT_USAGE),
+)
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """The exit code of an expected error (printed as one line), or None for a bug."""
+    for module, name, code in _EXPECTED:
+        kind = getattr(sys.modules.get(module), name, None)
+        if isinstance(kind, type) and isinstance(exc, kind):
+            return code
+    return None
+
+
+def version() -> str:
+    """The installed package's version (read from its metadata)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("blocking-probe")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class _Version(argparse.Action):
+    """--version: reads the package metadata only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(f"probe {version()}")
+        parser.exit()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,33 +103,33 @@ def build_parser() -> argparse.ArgumentParser:
         "4 sweep failed (storage), 5 another sweep holds the database, 6 no consent yet "
         "(probe consent), 7 collector unavailable (probe upload), 130 interrupted, 143 terminated.",
     )
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    modules = (
-        run_cmd, daemon_cmd, status, consent_cmd, prune, export, report_cmd, runs, targets_cmd,
-        config_cmd, helper_cmd, upload_cmd, collector_cmd,
-    )  # fmt: skip
-    for module in modules:
-        module.register(sub)
+    for module in COMMANDS:
+        importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
+        # Without the grammar of every command (a flag per setting, ~0.1 s on a small board):
+        # the answer a packager or a bug report asks for should cost no more than Python.
+        print(f"probe {version()}")
+        return EXIT_OK
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except SweepBusy as exc:  # before StoreError, which it is
-        print(f"probe: {exc}", file=sys.stderr)
-        return EXIT_BUSY
-    except ConsentRequired as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_NO_CONSENT
-    except (ConfigError, StoreError, TargetErrors, UsageError) as exc:
-        print(f"probe: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except BrokenPipeError:  # `probe export | head`
+        return EXIT_OK
+    except Exception as exc:
+        code = _exit_code(exc)
+        if code is None:
+            raise
+        # The consent text is printed as it is; every other error as one line.
+        print(exc if code == EXIT_NO_CONSENT else f"probe: {exc}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("\nprobe: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `probe export | head`
-        return EXIT_OK

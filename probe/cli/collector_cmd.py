@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from measurements.addresses import split_host_port
 from probe.cli.errors import UsageError
 from probe.cli.render import print_json
-from probe.store.database import Database, open_database
+
+if TYPE_CHECKING:  # the store is imported when the command runs (probe/cli/__init__.py)
+    from probe.store.database import Database
 
 
 def register(sub: Any) -> None:
@@ -61,6 +63,7 @@ def serve(args: argparse.Namespace) -> int:
     """Check the flags, open (create or upgrade) the database, serve until interrupted."""
     from probe.collector.app import ServeSettings
     from probe.collector.app import serve as serve_app
+    from probe.store.database import open_database
 
     try:
         host, port = split_host_port(args.listen)
@@ -85,6 +88,7 @@ def serve(args: argparse.Namespace) -> int:
 def token(args: argparse.Namespace) -> int:
     """token add, revoke, list."""
     from probe.collector import tokens
+    from probe.store.database import open_database
 
     if args.token_command == "add":
         try:

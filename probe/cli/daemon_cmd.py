@@ -8,11 +8,9 @@ the database, 6 no consent yet.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from probe.classify.fingerprints import Fingerprints, load_bundled
 from probe.cli.options import add_setting_flags, add_target_flags, setting_flags, settings_from
 from probe.cli.run import load_target_list, preload_trust
 from probe.config import (
@@ -23,16 +21,14 @@ from probe.config import (
     ConfigError,
     load_collector_settings,
     load_daemon_settings,
-    require_consent,
 )
-from probe.daemon.groups import Loaded
-from probe.daemon.notify import Notifier
-from probe.daemon.runner import Daemon
-from probe.engine.sweep import probe_version
-from probe.store.database import Database, open_database
-from probe.store.owner import sweep_lock
-from probe.store.retention import prune
-from probe.store.writer import AsyncWriter
+
+# The daemon's machinery is imported when it runs, not when the parser is built
+# (probe/cli/__init__.py).
+if TYPE_CHECKING:
+    from probe.classify.fingerprints import Fingerprints
+    from probe.daemon.groups import Loaded
+    from probe.store.database import Database
 
 
 def register(sub: Any) -> None:
@@ -47,6 +43,8 @@ def register(sub: Any) -> None:
 
 def load(args: argparse.Namespace) -> Loaded:
     """Config, daemon settings and targets, all checked (again at each SIGHUP)."""
+    from probe.daemon.groups import Loaded
+
     settings = settings_from(args)
     daemon = load_daemon_settings(setting_flags(args), args.config).daemon
     targets = load_target_list(args.targets, args.category)
@@ -93,6 +91,14 @@ def _uploader(args: argparse.Namespace, database: Database) -> Callable[[], str]
 
 def run(args: argparse.Namespace) -> int:
     """Validate everything, open the database (held for the daemon's life), then loop."""
+    import asyncio
+
+    from probe.classify.fingerprints import load_bundled
+    from probe.config import require_consent
+    from probe.engine.sweep import probe_version
+    from probe.store.database import open_database
+    from probe.store.owner import sweep_lock
+
     loaded = load(args)
     _collector(args)  # checked with the rest: a URL without a token is exit 2 at start
     fingerprints = load_bundled()
@@ -111,6 +117,13 @@ def run(args: argparse.Namespace) -> int:
 async def _loop(
     args: argparse.Namespace, loaded: Loaded, database: Database, fingerprints: Fingerprints
 ) -> int:
+    import asyncio
+
+    from probe.daemon.notify import Notifier
+    from probe.daemon.runner import Daemon
+    from probe.store.retention import prune
+    from probe.store.writer import AsyncWriter
+
     window = loaded.settings.storage.retention_window
     writer = AsyncWriter(database)
 

@@ -11,25 +11,14 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from probe.cli.errors import UsageError
 from probe.cli.options import settings_from
-from probe.store import queries
-from probe.store.daemon_state import iter_outages
-from probe.store.database import Database, open_database
-from probe.store.export import (
-    OUTAGE_COLUMNS,
-    SERVICE_COLUMNS,
-    outage_records,
-    service_records,
-    write_csv,
-    write_csv_records,
-    write_jsonl,
-    write_jsonl_records,
-)
-from probe.store.models import ExportRow
-from probe.store.ooni import write_ooni
+
+if TYPE_CHECKING:  # the store is imported when the command runs (probe/cli/__init__.py)
+    from probe.store.database import Database
+    from probe.store.models import ExportRow
 
 FORMATS = ("jsonl", "csv", "ooni", "parquet")
 
@@ -95,6 +84,8 @@ def export(args: argparse.Namespace) -> int:
             schema()  # pyarrow is there: say so before reading anything
         except ParquetUnavailable as exc:
             raise UsageError(str(exc)) from None
+    from probe.store.database import open_database
+
     settings = settings_from(args)
     db = open_database(settings.storage.db, read_only=True)  # creates nothing
     try:
@@ -127,6 +118,16 @@ def _writer(
     db: Database, args: argparse.Namespace, since: dt.datetime | None, run_id: str | None
 ) -> Callable[[TextIO], int]:
     """What writes the chosen rows in the chosen text format to a stream."""
+    from probe.store import queries
+    from probe.store.daemon_state import iter_outages
+    from probe.store.export import (
+        OUTAGE_COLUMNS,
+        outage_records,
+        write_csv_records,
+        write_jsonl_records,
+    )
+    from probe.store.ooni import write_ooni
+
     if args.outages:
         records = outage_records(iter_outages(db, since))
         if args.format == "jsonl":
@@ -142,6 +143,15 @@ def _writer(
 
 def _row_writer(fmt: str, services: bool) -> Callable[[Iterable[ExportRow], TextIO], int]:
     """How rows are written: per input as stored, or per service by the service rule."""
+    from probe.store.export import (
+        SERVICE_COLUMNS,
+        service_records,
+        write_csv,
+        write_csv_records,
+        write_jsonl,
+        write_jsonl_records,
+    )
+
     if not services:
         return write_jsonl if fmt == "jsonl" else write_csv
     if fmt == "jsonl":

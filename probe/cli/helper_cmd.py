@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import ssl
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from measurements import trust
 from measurements.addresses import split_host_port
-from measurements.geoip import GeoIP, GeoIPError, open_geoip
 from probe.cli.errors import UsageError
 from probe.cli.options import add_setting_flags, setting_flags
 from probe.config import HELPER_KEYS, ConfigError, load_helper_settings
+
+if TYPE_CHECKING:
+    from measurements.geoip import GeoIP
 
 
 def register(sub: Any) -> None:
@@ -40,6 +40,8 @@ def _loopback(host: str) -> bool:
 
 def _geoip(asn_db: str | None, country_db: str | None) -> GeoIP | None:
     """The whoami database(s), opened and checked before serving (a bad file: exit 2)."""
+    from measurements.geoip import GeoIPError, open_geoip
+
     files = list(dict.fromkeys(f for f in (asn_db, country_db) if f))  # one combined file once
     try:
         return open_geoip(files) if files else None
@@ -52,6 +54,9 @@ def serve_helper(args: argparse.Namespace) -> int:
     """Validate, then serve until interrupted."""
     # Imported here: aiohttp (about 10 MB) is the helper's alone, and every other command,
     # the volunteer's long-running daemon most, would carry it otherwise.
+    import asyncio
+
+    from measurements import trust
     from probe.helper.server import HelperSettings, serve
 
     config = load_helper_settings(setting_flags(args), args.config).helper

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probe.cli.errors import UsageError
 from probe.cli.options import settings_from
 from probe.cli.render import ProgressBar, print_json
 from probe.config import parse_retention
 from probe.config.sections import duration_seconds
-from probe.store.retention import PruneResult, prune
+
+if TYPE_CHECKING:  # the store is imported when the command runs (probe/cli/__init__.py)
+    from probe.store.retention import PruneResult
 
 
 def register(sub: Any) -> None:
@@ -44,6 +46,8 @@ def window(text: str) -> dt.timedelta:
 
 def run(args: argparse.Namespace) -> int:
     """Prune, with a progress bar on a terminal, then one summary."""
+    from probe.store.retention import prune
+
     settings = settings_from(args)
     if args.older_than is not None:
         older_than = window(args.older_than)

@@ -6,9 +6,10 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from probe.classify.verdict import Location
+if TYPE_CHECKING:  # the classifier is not imported by commands that only print
+    from probe.classify.verdict import Location
 
 JSON_VERSION = 1
 

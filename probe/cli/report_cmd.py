@@ -14,14 +14,14 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from probe.cli.errors import UsageError
 from probe.cli.options import settings_from
-from probe.report import Filters, build_report
-from probe.report.serialize import report_json
-from probe.report.text import render
-from probe.store.database import Database, open_database
+from probe.report.model import Filters
+
+if TYPE_CHECKING:  # the store and the queries are imported when the command runs
+    from probe.store.database import Database
 
 _COUNTRY = re.compile(r"[A-Za-z]{2}")
 _ASN = re.compile(r"(?:AS)?(\d{1,10})", re.IGNORECASE)
@@ -87,6 +87,8 @@ def filters_from(args: argparse.Namespace) -> Filters:
 
 def report(args: argparse.Namespace) -> int:
     """Build the report and write it; a file output appears whole or not at all."""
+    from probe.store.database import open_database
+
     filters = filters_from(args)
     settings = settings_from(args)
     db = open_database(settings.storage.db, read_only=True)  # creates nothing
@@ -104,6 +106,10 @@ def report(args: argparse.Namespace) -> int:
 
 def _writer(fmt: str, db: Database, filters: Filters) -> Callable[[TextIO], None]:
     """Query first (so an error leaves no file), then a function that writes the output."""
+    from probe.report.query import build_report
+    from probe.report.serialize import report_json
+    from probe.report.text import render
+
     result = build_report(db, filters)
     if fmt == "json":
         payload = report_json(result)

@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
-import ssl
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from measurements import trust
-from measurements.geoip import GeoIP, GeoIPError, open_geoip
-from probe.classify.fingerprints import load_bundled
-from probe.classify.service import scope_text, summarize_services
-from probe.classify.verdict import MeasurementRecord
 from probe.cli.errors import UsageError
 from probe.cli.options import add_setting_flags, add_target_flags, settings_from
-from probe.cli.render import ProgressBar, location_json, print_json, table
-from probe.config import ConfigError, Settings, require_consent
-from probe.engine.location import hint
-from probe.engine.sweep import Sweep, SweepResult
-from probe.store.database import Database, StoreError, open_database
-from probe.store.owner import sweep_lock
-from probe.store.writer import AsyncWriter
-from targets.citizenlab import parse_codes
-from targets.load import load_default, load_many
-from targets.model import TargetList
+from probe.cli.render import ProgressBar
+
+# What a sweep needs (the engine, the store, httpx, the TLS stack) is imported when the
+# command runs, not when the parser is built: `probe --version` and the other commands must
+# not pay for it (see probe/cli/__init__.py).
+if TYPE_CHECKING:
+    from measurements.geoip import GeoIP
+    from probe.classify.verdict import MeasurementRecord
+    from probe.config import Settings
+    from probe.engine.sweep import Sweep, SweepResult
+    from probe.store.database import Database
+    from targets.model import TargetList
 
 EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 4, 130, 143  # 128 + the signal's number
 EXIT_FOR_STATUS = {"completed": 0, "offline": 0, "timed_out": 3}
@@ -43,6 +39,9 @@ def register(sub: Any) -> None:
 
 def load_target_list(paths: list[str] | None, category: str | None) -> TargetList:
     """The target lists named on the command line, or the bundled one."""
+    from targets.citizenlab import parse_codes
+    from targets.load import load_default, load_many
+
     if category and not paths:
         raise UsageError("--category applies to --targets lists; none was given")
     codes = parse_codes(category) if category else None
@@ -51,6 +50,11 @@ def load_target_list(paths: list[str] | None, category: str | None) -> TargetLis
 
 def preload_trust(settings: Settings) -> None:
     """Read the trust anchors before the event loop starts (file I/O would stall it)."""
+    import ssl
+
+    from measurements import trust
+    from probe.config import ConfigError
+
     bundle = settings.network.ca_bundle
     try:
         trust.preload(bundle)
@@ -60,6 +64,9 @@ def preload_trust(settings: Settings) -> None:
 
 def open_geoip_db(settings: Settings) -> GeoIP | None:
     """vantage.geoip_db opened and checked before the sweep (a bad file is bad usage)."""
+    from measurements.geoip import GeoIPError, open_geoip
+    from probe.config import ConfigError
+
     files = settings.vantage.geoip_db
     try:
         return open_geoip(files) if files else None
@@ -71,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
     """Validate everything, then sweep; nothing is written if any input is bad, if the
     volunteer has not consented (ConsentRequired), or if another sweep holds the database
     (SweepBusy)."""
+    from probe.config import require_consent
+    from probe.store.database import open_database
+    from probe.store.owner import sweep_lock
+
     settings = settings_from(args)
     targets = load_target_list(args.targets, args.category)
     preload_trust(settings)
@@ -92,11 +103,16 @@ def _sweep(
     geoip: GeoIP | None,
 ) -> int:
     """The sweep itself, its signals and its output; the lock is held throughout."""
+    import asyncio
+
+    from probe.classify.fingerprints import load_bundled
+    from probe.engine.sweep import Sweep
+    from probe.store.database import StoreError
+    from probe.store.writer import AsyncWriter
+
     fingerprints = load_bundled()
     bar = ProgressBar(enabled=None if not (args.json or args.no_progress) else False)
-
-    def progress(done: int, total: int, rec: MeasurementRecord | None) -> None:
-        bar.update(done, total, rec.input if rec else "")
+    progress = _progress(bar)
 
     started: list[Sweep] = []
     terminated = False
@@ -118,7 +134,8 @@ def _sweep(
         bar.update(0, len(targets.inputs()), "checking the reference hosts")
         writer = AsyncWriter(database)
         try:
-            started.append(Sweep(settings, targets, writer, progress, fingerprints, geoip))
+            # The summary and the JSON need each input's verdict, not its evidence (stored).
+            started.append(Sweep(settings, targets, writer, progress, fingerprints, geoip, False))
             return await started[0].run()
         finally:
             await asyncio.shield(writer.close())
@@ -137,13 +154,28 @@ def _sweep(
         print(f"probe: the sweep failed: {exc}; {_failed_tail(started)}", file=sys.stderr)
         return EXIT_FAILED
     bar.close()
+    return _report(args, result, database.label)
+
+
+def _report(args: argparse.Namespace, result: SweepResult, db: str) -> int:
+    """The finished sweep's output (a hint on stderr, the table or the JSON) and exit code."""
+    from probe.cli.render import print_json
+    from probe.engine.location import hint
+
     if (line := hint(result.location)) is not None:
         print(line, file=sys.stderr)  # once, and never in the JSON on stdout
     if args.json:
-        print_json("run", _as_json(result, database.label))
+        print_json("run", _as_json(result, db))
     else:
-        _print_human(result, database.label)
+        _print_human(result, db)
     return EXIT_FOR_STATUS.get(result.status, 1)
+
+
+def _progress(bar: ProgressBar) -> Callable[[int, int, MeasurementRecord | None], None]:
+    def progress(done: int, total: int, rec: MeasurementRecord | None) -> None:
+        bar.update(done, total, rec.input if rec else "")
+
+    return progress
 
 
 def _failed_tail(started: list[Sweep]) -> str:
@@ -158,6 +190,9 @@ def _failed_tail(started: list[Sweep]) -> str:
 
 
 def _as_json(result: SweepResult, db: str) -> dict[str, Any]:
+    from probe.classify.service import summarize_services
+    from probe.cli.render import location_json
+
     return {
         "run_id": result.run_id,
         "status": result.status,
@@ -188,6 +223,9 @@ def vars_of(obj: Any) -> dict[str, Any]:
 
 
 def _print_human(result: SweepResult, db: str) -> None:
+    from probe.classify.service import scope_text, summarize_services
+    from probe.cli.render import table
+
     rows = [
         (s.service, s.verdict, s.detail, scope_text(s), f"{s.agreeing}/{s.inputs}")
         for s in summarize_services(result.records)

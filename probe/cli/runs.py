@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from probe.classify.service import ServiceSummary, scope_text, summarize_rows
 from probe.cli.errors import UsageError
 from probe.cli.options import settings_from
 from probe.cli.render import location_json, print_json, table
-from probe.store.database import Database, open_database
-from probe.store.export import format_utc
-from probe.store.models import MeasurementRow
+
+# Heavy imports (the store, SQLAlchemy) wait for the command to run: building the parser
+# must stay cheap for every command (probe/cli/__init__.py).
+if TYPE_CHECKING:
+    from probe.classify.service import ServiceSummary
+    from probe.store.database import Database
+    from probe.store.models import MeasurementRow
 
 
 def register(sub: Any) -> None:
@@ -35,11 +38,15 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _open(args: argparse.Namespace) -> Database:
     """Read-only: reading never creates a database, a folder or a side file."""
+    from probe.store.database import open_database
+
     return open_database(settings_from(args).storage.db, read_only=True)
 
 
 def list_runs(args: argparse.Namespace) -> int:
     """Recent runs, newest first."""
+    from probe.store.export import format_utc
+
     db = _open(args)
     try:
         runs = db.list_runs(limit=args.limit)
@@ -64,6 +71,8 @@ def list_runs(args: argparse.Namespace) -> int:
 
 
 def _run_json(r: Any) -> dict[str, Any]:
+    from probe.store.export import format_utc
+
     return {
         "run_id": r.run_id,
         "started_at": format_utc(r.started_at),
@@ -82,6 +91,9 @@ def _run_json(r: Any) -> dict[str, Any]:
 
 def show(args: argparse.Namespace) -> int:
     """A measurement when given a number, else a run by id or prefix."""
+    from probe.classify.service import scope_text
+    from probe.store.export import format_utc
+
     db = _open(args)
     try:
         if args.what.isdigit() and len(args.what) < 6:
@@ -124,6 +136,8 @@ def show(args: argparse.Namespace) -> int:
 
 def _services(rows: list[MeasurementRow]) -> list[ServiceSummary]:
     """The run's services by the service rule, computed from its stored rows."""
+    from probe.classify.service import summarize_rows
+
     return summarize_rows((m.service, m.verdict, m.detail, m.layer) for m in rows)
 
 
@@ -132,6 +146,8 @@ def _service_json(s: ServiceSummary) -> dict[str, Any]:
 
 
 def _show_measurement(db: Database, measurement_id: int, as_json: bool) -> int:
+    from probe.store.export import format_utc
+
     detail = db.get_measurement(measurement_id)
     if detail is None:
         raise UsageError(f"no measurement {measurement_id} in {db.label}")
@@ -180,6 +196,8 @@ def _yes(flag: Any) -> str:
 
 
 def _row_json(m: Any) -> dict[str, Any]:
+    from probe.store.export import format_utc
+
     out = {name: getattr(m, name) for name in m.__slots__}
     out["measured_at"] = format_utc(m.measured_at)
     return out

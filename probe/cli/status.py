@@ -6,13 +6,16 @@ import argparse
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probe.cli.render import print_json, table
 from probe.cli.runs import _common, _open
-from probe.store.daemon_state import GroupRow, OutageRow, StatusData, status, vantage_of_run
-from probe.store.database import Database
-from probe.store.export import format_utc
+
+# Heavy imports (the store, SQLAlchemy) wait for the command to run: building the parser
+# must stay cheap for every command (probe/cli/__init__.py).
+if TYPE_CHECKING:
+    from probe.store.daemon_state import GroupRow, OutageRow, StatusData
+    from probe.store.database import Database
 
 
 def register(sub: Any) -> None:
@@ -47,6 +50,8 @@ def database_bytes(db: Database) -> int | None:
 
 
 def _t(moment: dt.datetime | None) -> str | None:
+    from probe.store.export import format_utc
+
     return format_utc(moment) if moment is not None else None
 
 
@@ -67,6 +72,8 @@ def _outage_json(o: OutageRow) -> dict[str, Any]:
 
 def as_json(data: StatusData, db: Database, size: int | None) -> dict[str, Any]:
     """The versioned JSON of ``probe status --json`` (kind "status")."""
+    from probe.store.daemon_state import vantage_of_run
+
     pid = data.groups[0].pid if data.groups else None
     running = pid is not None and alive(pid)
     last = data.last_run
@@ -97,6 +104,8 @@ def show(args: argparse.Namespace) -> int:
     """Print the status (read-only: nothing is created or changed)."""
     db = _open(args)
     try:
+        from probe.store.daemon_state import status
+
         data = status(db)
         out = as_json(data, db, database_bytes(db))
     finally:

@@ -17,7 +17,6 @@ from probe.cli.errors import UsageError
 from probe.cli.options import add_setting_flags, setting_flags
 from probe.cli.render import print_json
 from probe.config import COLLECTOR_KEYS, CollectorSettings, load_collector_settings
-from probe.store.database import open_database
 
 EXIT_UNAVAILABLE = 7
 
@@ -58,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.delete_mine:
             return _delete(uploader, args.json)
+        from probe.store.database import open_database
+
         target = args.db or settings_from(argparse.Namespace(config=args.config)).storage.db
         db = open_database(target)
         try:

@@ -234,7 +234,7 @@ class Daemon:
         started_at = dt.datetime.now(dt.UTC)
         sweep = Sweep(
             settings if throughput else without_throughput(settings), targets, self.writer,
-            None, self.fingerprints,
+            None, self.fingerprints, keep_evidence=False,  # the store keeps the evidence
         )  # fmt: skip
         planned_at = self.wall_of(state.due)
         self.last[name] = LastSweep(started_at, None, sweep.run_id, "running")

@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 
-from measurements import doh, trust
+from measurements import dns, doh, trust
 from measurements.observations import DNSObservation
+from probe.engine import lag
+
+# Connections kept to one DoH server. HTTP/1.1 carries one exchange at a time, so a few let
+# a sweep's first burst of names (one per input started, up to limits.concurrency at once)
+# go through in a few round trips, while a sweep of any size still pays a few handshakes.
+DOH_CONNECTIONS = 8
+# Queries asked beside the queue (of a slow or silent server) at once: enough that its
+# timeouts overlap, bounded so a sweep of 2,000 names does not open 2,000 connections at once.
+DOH_BESIDE = 32
+# How far a busy probe may stretch a DoH query's timeout (the lag it excludes), at most.
+LAG_ALLOWANCE = 3
 
 
 class DoHCache:
     """DNS-over-HTTPS answers, one lookup per name per sweep however many inputs share it.
 
-    One httpx client (HTTP/1.1, keep-alive) serves every lookup. HTTP/1.1 carries one
-    exchange at a time, so the names asked of one DoH server go one after another over its
-    kept-alive connection: a sweep pays one TLS handshake per DoH server rather than one per
-    name. A server that stops answering is asked in parallel instead, so its timeouts do not
-    queue up behind each other, and so is a name that waited a whole query timeout for its
-    turn. ``aclose`` ends the client with the sweep.
+    One httpx client (HTTP/1.1, keep-alive) serves every lookup, and at most DOH_CONNECTIONS
+    exchanges are in flight to one DoH server at once, so a sweep pays that many TLS
+    handshakes per DoH server rather than one per name. A name waits for a free connection:
+    the query's timeout starts when it is sent, so the wait (however long the probe's own
+    work makes it) never counts as the server's delay. Only a server that is itself slow (its
+    last answer took half a query timeout) or stopped answering is asked beside the queue, on
+    connections of their own, so its timeouts do not queue up behind each other. ``aclose``
+    ends the client with the sweep.
     """
 
     def __init__(self, urls: tuple[str, ...], ca_bundle: str | None, timeout: float) -> None:
@@ -27,9 +41,13 @@ class DoHCache:
         self._timeout = timeout
         self._pending: dict[str, asyncio.Task[tuple[DNSObservation, ...]]] = {}
         self._client: httpx.AsyncClient | None = None
-        self._turns = {url: asyncio.Lock() for url in urls}
-        # Servers whose last answer was a DNS message: their connection is worth waiting for.
+        self._turns = {url: asyncio.Semaphore(DOH_CONNECTIONS) for url in urls}
+        self._beside = {url: asyncio.Semaphore(DOH_BESIDE) for url in urls}
+        # Servers whose last answer was a DNS message, promptly: a connection is worth
+        # waiting for.
         self._answering = set(urls)
+        # Servers whose last exchange took more than half a query timeout.
+        self._slow: set[str] = set()
 
     async def _shared_client(self) -> httpx.AsyncClient:
         # The configured trust anchors, or the system's; built off the loop if not preloaded.
@@ -69,31 +87,72 @@ class DoHCache:
         return tuple(out)
 
     async def _ask(self, url: str, hostname: str) -> DNSObservation:
-        """One query to one server, over its shared connection when that is worth waiting for.
+        """One query to one server, over one of its shared connections while it answers.
 
-        A query waits its turn while the server answers, but no longer than one query's
-        timeout: a queue that long (a slow server, many names) would cost more than a handshake.
+        A query waits its turn while the server answers promptly; for a slow server it
+        waits no longer than one query's timeout: a queue that long would cost more than a
+        handshake.
         """
         client = await self._shared_client()
         turn = self._turns[url]
-        if url in self._answering:
+        while url in self._answering:
             try:
                 async with asyncio.timeout(self._timeout):
                     await turn.acquire()
             except TimeoutError:
-                pass  # asked beside the queue, on a connection of its own
-            else:
-                try:
-                    if url in self._answering:  # it may have stopped while this query waited
-                        # The query's timeout starts after the wait: queueing is not the
-                        # server's delay.
-                        return self._noted(url, await self._query(client, url, hostname))
-                finally:
-                    turn.release()
-        return self._noted(url, await self._query(client, url, hostname))
+                if url in self._slow:
+                    break  # asked beside the queue, on a connection of its own
+                continue  # a prompt server behind a long queue: the wait is ours, not its
+            try:
+                if url not in self._answering:  # it stopped while this query waited
+                    break
+                # The query's timeout starts after the wait: queueing is not the server's
+                # delay.
+                return await self._timed(client, url, hostname)
+            finally:
+                turn.release()
+        async with self._beside[url]:
+            return await self._timed(client, url, hostname)
+
+    async def _timed(self, client: httpx.AsyncClient, url: str, hostname: str) -> DNSObservation:
+        """The query, noting whether the server answered and whether it was slow to."""
+        monitor = lag.current()
+        start = time.monotonic()
+        obs = await self._query(client, url, hostname)
+        took = time.monotonic() - start
+        if monitor is not None:
+            took -= monitor.lag_during(start, start + took)  # the probe's delay, not the server's
+        if took > self._timeout / 2:
+            self._slow.add(url)
+        else:
+            self._slow.discard(url)
+        return self._noted(url, obs)
 
     async def _query(self, client: httpx.AsyncClient, url: str, hostname: str) -> DNSObservation:
-        return await doh.query_doh(hostname, url, timeout=self._timeout, client=client)
+        """One exchange, whose timeout does not count the time the probe's event loop ran
+        late (probe.engine.lag): a busy probe extends the wait, up to LAG_ALLOWANCE times the
+        timeout, rather than failing the control of a server that answered."""
+        monitor = lag.current()
+        if monitor is None:
+            return await doh.query_doh(hostname, url, timeout=self._timeout, client=client)
+        start = time.monotonic()
+        task = asyncio.ensure_future(
+            doh.query_doh(hostname, url, timeout=self._timeout * LAG_ALLOWANCE, client=client)
+        )
+        try:
+            while True:
+                late = monitor.lag_during(start, time.monotonic())
+                left = start + self._timeout + late - time.monotonic()
+                if left <= 0:
+                    break
+                done, _ = await asyncio.wait({task}, timeout=left)
+                if done:
+                    return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        return dns.failed(hostname, "A", "doh", url, start, TimeoutError())
 
     def _noted(self, url: str, obs: DNSObservation) -> DNSObservation:
         """Record whether the server gave a DNS message (an rcode), then pass the answer on."""

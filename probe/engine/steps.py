@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -33,7 +33,8 @@ from probe.classify.evidence import (
     PastRate,
     ReferenceTLS,
 )
-from probe.config import LimitSettings, Settings
+from probe.config import Settings
+from probe.engine.attempts import attempts
 from probe.engine.doh import DoHCache
 from probe.engine.planner import (
     MAX_HOPS,
@@ -151,23 +152,6 @@ class MeasuredHop:
         )  # fmt: skip
 
 
-async def attempts(
-    limits: LimitSettings,
-    op: Callable[[], Awaitable[T]],
-    failed: Callable[[T], bool],
-    sink: list[T],
-) -> T:
-    """Rule 3: a failure is retried, spaced, before it counts; every attempt is kept."""
-    for attempt in range(limits.retries + 1):
-        if attempt:
-            await asyncio.sleep(limits.retry_delay)
-        obs = await op()
-        sink.append(obs)
-        if not failed(obs):
-            break
-    return obs
-
-
 def made_up_name(hostname: str) -> str:
     """A name under the same top-level domain that exists nowhere (a random label)."""
     return f"nx-{secrets.token_hex(8)}.{hostname.rstrip('.').rsplit('.', 1)[-1]}"
@@ -272,14 +256,32 @@ class Measurer:
         )  # fmt: skip
 
     async def _steps(self, job: Input, col: Collector, fetch: _Fetch) -> None:
-        """DNS, then TCP (an endpoint) or TLS and HTTP (a URL), each retried before it counts."""
+        """DNS, then TCP (an endpoint) or TLS and HTTP (a URL), each retried before it counts.
+
+        The DoH control is asked beside them and collected after: the resolver under test
+        alone decides the address measured, so the input's own steps need not wait for the
+        control (nor for the other names queued at the DoH server before it).
+        """
+        host = job.host
+        doh_task = None
+        if self.control.doh and not is_ip(host):
+            doh_task = asyncio.ensure_future(self.doh.lookup(host))
+        try:
+            await self._own_steps(job, col, fetch)
+        except BaseException:
+            if doh_task is not None:
+                if doh_task.done() and not doh_task.cancelled() and not doh_task.exception():
+                    col.doh.extend(doh_task.result())  # what the control said by the deadline
+                doh_task.cancel()  # this input's wait only: the shared lookup goes on
+            raise
+        if doh_task is not None:
+            col.doh.extend(await doh_task)
+
+    async def _own_steps(self, job: Input, col: Collector, fetch: _Fetch) -> None:
         host, lim = job.host, self.limits
         addresses: tuple[str, ...] = (host,) if is_ip(host) else ()
         if not addresses:
-            doh_task = asyncio.ensure_future(self.doh.lookup(host)) if self.control.doh else None
             ok = await attempts(lim, lambda: self.resolve(host), dns_failed, col.dns)
-            if doh_task is not None:
-                col.doh.extend(await doh_task)
             if dns_failed(ok):
                 return
             addresses = ok.addresses

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import logging
 import time
-import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -16,20 +16,19 @@ from functools import cache
 from importlib import metadata
 from typing import Any
 
-from measurements.failures import describe
 from measurements.geoip import GeoIP, GeoIPError, open_geoip
 from measurements.observations import Observation, to_jsonable
 from probe.classify import classify
-from probe.classify.common import inconclusive
 from probe.classify.control_status import ControlSetup, ThroughputRun, as_json, control_status
 from probe.classify.evidence import Controls, InputEvidence
 from probe.classify.fingerprints import Fingerprints, load_bundled
 from probe.classify.verdict import Location, MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.config import Settings
-from probe.engine import location
+from probe.engine import faults, lag, location
+from probe.engine.attempts import STARVED
 from probe.engine.linkbudget import metered_reason
 from probe.engine.replay import ReplayTester
-from probe.engine.scheduler import Limits, Scheduler
+from probe.engine.scheduler import Limits, Scheduler, in_flight_budget
 from probe.engine.steps import Collector, Measurer
 from probe.engine.throughput import (
     THROUGHPUT_PAGE_BYTES,
@@ -44,6 +43,7 @@ from probe.store.writer import AsyncWriter
 from targets.model import Input, TargetList
 
 Progress = Callable[[int, int, MeasurementRecord | None], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +92,11 @@ class Sweep:
         progress: Progress | None = None,
         fingerprints: Fingerprints | None = None,
         geoip: GeoIP | None = None,
+        keep_evidence: bool = True,
     ) -> None:
-        """``geoip``: vantage.geoip_db opened before the loop (else the sweep opens it)."""
+        """``geoip``: vantage.geoip_db opened before the loop (else the sweep opens it).
+        ``keep_evidence`` False: ``records`` keep verdicts only (the store has the rest)."""
+        self.keep_evidence = keep_evidence
         self.settings = settings
         self.geoip = geoip
         self._opened: GeoIP | None = None  # the geoip the sweep opened itself, to close
@@ -121,6 +124,7 @@ class Sweep:
         self.location = Location.declared(settings.vantage.asn, settings.vantage.country)
         self.stopping = False  # stop_new_inputs() was called
         self._scheduler: Scheduler[Input, MeasurementRecord] | None = None
+        self.lag = lag.LagMonitor()  # the loop's lateness, so busy-ness is not a verdict
 
     def stop_new_inputs(self) -> None:
         """Start no more inputs; those in flight finish and the run ends "interrupted"."""
@@ -139,6 +143,8 @@ class Sweep:
         error, a bug) "failed"; both propagate, and every record already stored is kept.
         """
         started = time.monotonic()
+        self.lag.start()
+        lag.CURRENT.set(self.lag)  # every task of the sweep, started from here, sees it
         jobs = self.targets.inputs()
         info = RunInfo(
             run_id=self.run_id,
@@ -199,12 +205,10 @@ class Sweep:
         if self.stopping:
             return "interrupted"
         lim = self.settings.limits
-        self._scheduler = Scheduler(
-            self._work,
-            host_of,
-            self._store,
-            Limits(lim.concurrency, lim.per_host, lim.sweep_timeout),
-        )
+        in_flight, note = in_flight_budget(lim.concurrency)
+        log.info("sweep %s: %s", self.run_id[:8], note)
+        limits = Limits(lim.concurrency, lim.per_host, lim.sweep_timeout, in_flight=in_flight)
+        self._scheduler = Scheduler(self._work, host_of, self._store, limits, self.lag.busy)
         return (await self._scheduler.run(jobs)).status
 
     async def _locate(self) -> None:
@@ -240,6 +244,7 @@ class Sweep:
     async def _finish(self, status: str, *, failing: bool) -> None:
         """Close the measurer and record the run's end; shielded, so a stopped sweep says so."""
         await asyncio.shield(self.measurer.aclose())
+        await self.lag.stop()
         if self._opened is not None:
             self._opened.close()
         counts: dict[str, int] = dict(Counter(r.verdict.verdict for r in self.records))
@@ -257,7 +262,11 @@ class Sweep:
 
     async def _store(self, job: Input, record: MeasurementRecord) -> None:
         await self.writer.record(record)
-        self.records.append(record)
+        kept = record
+        if not self.keep_evidence:
+            verdict = dataclasses.replace(record.verdict, evidence={})
+            kept = dataclasses.replace(record, verdict=verdict, observations=())
+        self.records.append(kept)
         self.progress(len(self.records), self.total, record)
 
     def _offline_record(self, job: Input, vantage: VantageCheck) -> MeasurementRecord:
@@ -292,6 +301,7 @@ class Sweep:
     async def _work(self, job: Input) -> MeasurementRecord:
         """One input's record; an unexpected error in it is its row, never the sweep's end."""
         col = Collector(reference_tls=self.vantage.tls_seen(self.fingerprints))
+        STARVED.set([])  # this input's (this task's) starved failures, filled by attempts
         measured_at = dt.datetime.now(dt.UTC)
         t0 = time.monotonic()
         try:
@@ -303,17 +313,7 @@ class Sweep:
         self, job: Input, col: Collector, measured_at: dt.datetime, t0: float, exc: Exception
     ) -> MeasurementRecord:
         """The row of an input whose measurement or classification raised."""
-        where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-        verdict = inconclusive(
-            "probe.error",
-            "probe.error",
-            f"The probe failed on this input ({type(exc).__name__}): a bug, not a "
-            "measurement. Please report it.",
-            error_type=type(exc).__name__,
-            error=describe(exc),
-            at=[f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in where],
-        )
-        return self._record(job, verdict, col, measured_at, t0)
+        return self._record(job, faults.error_verdict(exc), col, measured_at, t0)
 
     def _record(
         self, job: Input, verdict: Verdict, col: Collector, measured_at: dt.datetime, t0: float
@@ -383,6 +383,8 @@ class Sweep:
         if self.throughput.wants(job) or "throughput_skipped" in extra or col.throughput:
             timed = ThroughputRun(bool(col.throughput), extra.get("throughput_skipped"))
         # One line per control (configured, asked, what came of it) beside the raw answers.
+        busy = exceeded and self.lag.starved(t0, time.monotonic())  # lag ate the deadline
+        verdict = faults.busy_verdict(verdict, STARVED.get() or [], busy)
         ev = col.evidence(job, exceeded)
         status = control_status(
             self.control_setup, ev, ctl, frozenset(col.asked), timed, extra.get("replay_skipped")

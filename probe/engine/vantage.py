@@ -18,7 +18,8 @@ from measurements.observations import (
 from probe.classify.controls import http_failed
 from probe.classify.evidence import ReferenceTLS
 from probe.classify.fingerprints import Fingerprints
-from probe.engine.steps import Measurer, attempts, dns_failed
+from probe.engine.attempts import attempts
+from probe.engine.steps import Measurer, dns_failed
 
 
 @dataclass(frozen=True, slots=True)

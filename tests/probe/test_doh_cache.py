@@ -9,7 +9,7 @@ import time
 
 import trustme
 
-from probe.engine.doh import DoHCache
+from probe.engine.doh import DOH_CONNECTIONS, DoHCache
 from tests.servers.dns_server import Answer, Delay, ServFail, Silent
 from tests.servers.doh_server import DoHServer
 
@@ -21,7 +21,7 @@ def _address(i: int) -> str:
 
 
 async def test_many_names_share_one_handshake(ca: trustme.CA, ca_bundle: str) -> None:
-    """30 names asked at once, each twice: 30 queries, and all of them over one connection."""
+    """30 names asked at once, each twice: 30 queries, over a few kept-alive connections."""
     async with DoHServer(ca) as server:
         for i, name in enumerate(NAMES):
             server.set(name, Answer(_address(i)))
@@ -30,7 +30,7 @@ async def test_many_names_share_one_handshake(ca: trustme.CA, ca_bundle: str) ->
             answers = await asyncio.gather(*(cache.lookup(n) for n in NAMES + NAMES))
         finally:
             await cache.aclose()
-        assert server.handshakes == 1
+        assert server.handshakes <= DOH_CONNECTIONS
     for i, name in enumerate(NAMES):
         assert server.script.queries[name] == 1
         (obs,) = answers[i]
@@ -42,7 +42,8 @@ async def test_many_names_share_one_handshake(ca: trustme.CA, ca_bundle: str) ->
 async def test_a_failing_server_then_the_next_each_pay_one_handshake(
     ca: trustme.CA, ca_bundle: str
 ) -> None:
-    """The first server fails every name, so each is asked of the second: one handshake each."""
+    """The first server fails every name, so each is asked of the second: a few handshakes
+    each, never one per name."""
     async with DoHServer(ca) as first, DoHServer(ca) as second:
         for i, name in enumerate(NAMES):
             first.set(name, ServFail())
@@ -52,7 +53,7 @@ async def test_a_failing_server_then_the_next_each_pay_one_handshake(
             answers = await asyncio.gather(*(cache.lookup(n) for n in NAMES))
         finally:
             await cache.aclose()
-        assert (first.handshakes, second.handshakes) == (1, 1)
+        assert first.handshakes <= DOH_CONNECTIONS and second.handshakes <= DOH_CONNECTIONS
     for i, name in enumerate(NAMES):
         assert first.script.queries[name] == second.script.queries[name] == 1
         failed, answered = answers[i]
