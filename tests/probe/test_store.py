@@ -511,6 +511,7 @@ def _make_version_1(db_path: Path) -> str:
         raw.execute("ALTER TABLE measurements DROP COLUMN throughput_address")
         for table in ("daemon_groups", "daemon_sweeps", "outages"):  # revision 0003d's
             raw.execute(f"DROP TABLE {table}")
+        raw.execute("DROP INDEX ix_measurements_interference")  # revision 0004r's
         # Revision 0004c's (SQLite drops no indexed column: the indexes first).
         raw.execute("DROP TABLE collector_tokens")
         raw.execute("DROP INDEX ix_measurements_uid")
