@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from probe.cli.options import add_setting_flags, add_target_flags, setting_flags, settings_from
 from probe.cli.run import load_target_list, preload_trust
+from probe.cli.upload_cmd import optional_collector
 from probe.config import (
     COLLECTOR_KEYS,
     DAEMON_KEYS,
     KEYS,
-    CollectorSettings,
-    ConfigError,
     load_collector_settings,
     load_daemon_settings,
 )
@@ -52,26 +51,13 @@ def load(args: argparse.Namespace) -> Loaded:
     return Loaded(settings, daemon, targets)
 
 
-def _collector(args: argparse.Namespace) -> CollectorSettings | None:
-    """[collector], when collector.url is set (then a token is required: exit 2 without)."""
-    settings = load_collector_settings(setting_flags(args), args.config)
-    if settings.url is None:
-        return None
-    if settings.token is None:
-        raise ConfigError(
-            "collector.url is set but there is no upload token: collector.token_file "
-            "(--token-file) or PROBE_COLLECTOR_TOKEN"
-        )
-    return settings
-
-
 def _upload_every(args: argparse.Namespace) -> float:
     return load_collector_settings(setting_flags(args), args.config).upload_every
 
 
 def _uploader(args: argparse.Namespace, database: Database) -> Callable[[], str] | None:
     """What the daemon calls after a sweep to send the outbox (None: no collector)."""
-    settings = _collector(args)
+    settings = optional_collector(args)
     if settings is None:
         return None
     from probe.collector.client import Retry, Uploader
@@ -100,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from probe.store.owner import sweep_lock
 
     loaded = load(args)
-    _collector(args)  # checked with the rest: a URL without a token is exit 2 at start
+    optional_collector(args)  # checked with the rest: a URL without a token is exit 2 at start
     fingerprints = load_bundled()
     probe_version()  # reads package metadata: before the loop
     require_consent(loaded.settings)  # after the checks: bad input is exit 2 regardless

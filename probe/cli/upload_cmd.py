@@ -34,13 +34,22 @@ def register(sub: Any) -> None:
 
 def collector_settings(args: argparse.Namespace) -> CollectorSettings:
     """[collector] from flags, file, environment; a URL and a token are required."""
+    settings = optional_collector(args)
+    if settings is None:
+        raise UsageError("no collector: give --collector URL (collector.url, PROBE_COLLECTOR_URL)")
+    return settings
+
+
+def optional_collector(args: argparse.Namespace) -> CollectorSettings | None:
+    """[collector] when collector.url is set (None otherwise); with a URL a token is
+    required (exit 2 without), for ``probe upload`` and the daemon alike."""
     settings = load_collector_settings(setting_flags(args), args.config)
     if settings.url is None:
-        raise UsageError("no collector: give --collector URL (collector.url, PROBE_COLLECTOR_URL)")
+        return None
     if settings.token is None:
         raise UsageError(
-            "no upload token: give --token-file FILE (collector.token_file) or set "
-            "PROBE_COLLECTOR_TOKEN"
+            "collector.url is set but there is no upload token: give --token-file FILE "
+            "(collector.token_file) or set PROBE_COLLECTOR_TOKEN"
         )
     return settings
 
