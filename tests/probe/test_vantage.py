@@ -13,18 +13,23 @@ from tests.servers.http_server import WebServer
 from tests.servers.tcp_servers import TLSServer
 
 
-async def test_a_reference_written_as_a_legacy_ipv4_literal_is_not_resolved(
-    ca: trustme.CA, ca_bundle: str
-) -> None:
-    # 2130706433 is 127.0.0.1 to every connector: the reference is an address, not a name
-    # for the resolver under test (whose answer the vantage check must not depend on).
-    measurer = Measurer(
+def loopback_measurer(ca_bundle: str) -> Measurer:
+    """A measurer for the tests' loopback servers: their CA, 127.0.0.0/8 public, no DoH."""
+    return Measurer(
         Settings(
             network=NetworkSettings(ca_bundle=ca_bundle, routable=parse_networks(["127.0.0.0/8"])),
             control=ControlSettings(doh=()),
             limits=LimitSettings(retry_delay=0.0),
         )
     )
+
+
+async def test_a_reference_written_as_a_legacy_ipv4_literal_is_not_resolved(
+    ca: trustme.CA, ca_bundle: str
+) -> None:
+    # 2130706433 is 127.0.0.1 to every connector: the reference is an address, not a name
+    # for the resolver under test (whose answer the vantage check must not depend on).
+    measurer = loopback_measurer(ca_bundle)
     try:
         async with WebServer(ca, ["ref.test"]) as web:
             check = await check_vantage(measurer, (f"http://2130706433:{web.http_port}/",))
@@ -40,13 +45,7 @@ async def test_an_https_reference_s_chain_is_kept_and_matched(
 ) -> None:
     # The reference is an IP literal (no name to resolve); its chain, as the server presents
     # it without SNI, is kept beside the page, and a plain-HTTP reference has none.
-    measurer = Measurer(
-        Settings(
-            network=NetworkSettings(ca_bundle=ca_bundle, routable=parse_networks(["127.0.0.0/8"])),
-            control=ControlSettings(doh=()),
-            limits=LimitSettings(retry_delay=0.0),
-        )
-    )
+    measurer = loopback_measurer(ca_bundle)
     interceptor = trustme.CA(organization_name="Zscaler Root CA")
     try:
         async with WebServer(ca, ["ref.test"]) as web, TLSServer(interceptor, ["x.test"]) as av:
