@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from probe.collector.client import Uploader
+from tests.collector.test_collector import counts, new_token, probe_db
 from tests.servers.systemd_boot import BootedSystemd, booted_systemd
 from tests.servers.world import LOOPBACK, World, free_port, running_world
 
@@ -74,14 +76,19 @@ def _install(b: BootedSystemd, w: World, config: str) -> None:
     for unit in sorted(UNITS.iterdir()):
         b.write(f"/etc/systemd/system/{unit.name}", unit.read_text(encoding="utf-8"))
     for name in ("probe-run", "probe-daemon"):
-        start = next(
-            line.split("=", 1)[1]
-            for line in (UNITS / f"{name}.service").read_text(encoding="utf-8").splitlines()
-            if line.startswith("ExecStart=")
-        )
+        start = _exec_start(name)
         drop_in = f"[Service]\nExecStart=\nExecStart={start} --targets {ETC}/targets.toml\n"
         b.write(f"/etc/systemd/system/{name}.service.d/targets.conf", drop_in)
     b.systemctl("daemon-reload")
+
+
+def _exec_start(name: str) -> str:
+    """The ExecStart= command line of ``name``.service as shipped."""
+    return next(
+        line.split("=", 1)[1]
+        for line in (UNITS / f"{name}.service").read_text(encoding="utf-8").splitlines()
+        if line.startswith("ExecStart=")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +232,45 @@ def test_probe_helper_service_answers_with_its_credential(
     shown = b.show("probe-helper.service", "Result")
     assert shown["Result"] == "success", (shown, b.journal("probe-helper.service"))
     _no_sandbox_refusals(b, "probe-helper.service")
+
+
+def test_probe_collector_service_stores_an_upload(
+    booted: tuple[BootedSystemd, World], postgres_url: str, tmp_path: Path
+) -> None:
+    b, _ = booted
+    port = free_port()
+    start = _exec_start("probe-collector")
+    # The test's PostgreSQL and port instead of the unit's 127.0.0.1:5432 and 8090; the
+    # password file is the credential the unit loads (the test server trusts 127.0.0.1).
+    assert "--db postgresql+psycopg://collector@127.0.0.1:5432/probe" in start, start
+    start = re.sub(r"--db \S+", f"--db {postgres_url}", start)
+    start = start.replace("--listen 127.0.0.1:8090", f"--listen {LOOPBACK}:{port}")
+    b.write("/etc/systemd/system/probe-collector.service.d/test.conf",
+            f"[Service]\nExecStart=\nExecStart={start}\n")  # fmt: skip
+    b.write(f"{ETC}/collector.pgpass", "127.0.0.1:*:*:collector:unused\n", mode="0600")
+    b.systemctl("daemon-reload")
+    b.systemctl("start", "probe-collector.service")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/v1/health", timeout=5):
+                    break
+            state = b.show("probe-collector.service", "ActiveState")["ActiveState"]
+            assert state in ("active", "activating"), b.journal("probe-collector.service")
+            time.sleep(0.2)
+        token = new_token(postgres_url, "probe-under-systemd")
+        db = probe_db(tmp_path / "p.sqlite", 12)
+        uploader = Uploader(f"http://{LOOPBACK}:{port}", token, batch_size=5)
+        try:
+            sent = uploader.send(db)
+        finally:
+            uploader.close()
+            db.close()
+        assert (sent.sent, sent.stored, sent.pending) == (12, 12, 0), sent
+        assert counts(postgres_url) == (12, 12, 12)
+    finally:
+        b.systemctl("stop", "probe-collector.service")
+    shown = b.show("probe-collector.service", "Result")
+    assert shown["Result"] == "success", (shown, b.journal("probe-collector.service"))
+    _no_sandbox_refusals(b, "probe-collector.service")
