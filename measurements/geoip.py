@@ -26,10 +26,12 @@ import re
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import maxminddb
-from maxminddb.reader import Reader
+# maxminddb (and the multiprocessing it imports, about 4 MB) is read only when a file is
+# opened: most sweeps and the daemon have no vantage.geoip_db.
+if TYPE_CHECKING:
+    from maxminddb.reader import Reader
 
 _ASN_TEXT = re.compile(r"^(?:AS)?(\d{1,10})$", re.IGNORECASE)
 
@@ -124,6 +126,8 @@ class GeoIP:
 
 def open_geoip(paths: Iterable[str]) -> GeoIP:
     """The files opened and checked (blocking: call it before the event loop)."""
+    import maxminddb
+
     readers: list[tuple[str, Reader]] = []
     try:
         for path in paths:

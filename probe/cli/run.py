@@ -49,7 +49,8 @@ def load_target_list(paths: list[str] | None, category: str | None) -> TargetLis
 
 
 def preload_trust(settings: Settings) -> None:
-    """Read the trust anchors before the event loop starts (file I/O would stall it)."""
+    """Read the trust anchors before the event loop starts (file I/O would stall it): the
+    contexts the vantage check uses; the sweep builds the others once the vantage answered."""
     import ssl
 
     from measurements import trust
@@ -57,7 +58,7 @@ def preload_trust(settings: Settings) -> None:
 
     bundle = settings.network.ca_bundle
     try:
-        trust.preload(bundle)
+        trust.preload_references(bundle)
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(f"network.ca_bundle: {bundle}: not a usable PEM bundle ({exc})") from None
 

@@ -16,6 +16,7 @@ from functools import cache
 from importlib import metadata
 from typing import Any
 
+from measurements import trust
 from measurements.geoip import GeoIP, GeoIPError, open_geoip
 from measurements.observations import Observation, to_jsonable
 from probe.classify import classify
@@ -165,14 +166,9 @@ class Sweep:
             await self._finish("failed", failing=True)
             raise
         await self._finish(status, failing=False)
+        took = time.monotonic() - started
         return SweepResult(
-            self.run_id,
-            status,
-            tuple(self.records),
-            len(jobs),
-            self.vantage,
-            time.monotonic() - started,
-            self.location,
+            self.run_id, status, tuple(self.records), len(jobs), self.vantage, took, self.location
         )
 
     async def _sweep(self, info: RunInfo, jobs: tuple[Input, ...]) -> str:
@@ -202,6 +198,9 @@ class Sweep:
             return "offline"
         if self.throughput.settings.enabled:
             self.throughput.metered = await metered_reason(self.settings.network.metered)
+        # The targets' other TLS contexts (the vantage check's were preloaded), built off
+        # the loop while nothing is in flight, so no measurement waits on the trust store.
+        await asyncio.to_thread(trust.preload, self.settings.network.ca_bundle)
         if self.stopping:
             return "interrupted"
         lim = self.settings.limits

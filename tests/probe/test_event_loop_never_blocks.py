@@ -53,7 +53,8 @@ async def test_sweep_makes_no_blocking_call(ca: trustme.CA, ca_bundle: str, tmp_
                 (),
                 "test",
             )  # fmt: skip
-            trust.preload(ca_bundle)  # what `probe run` does before its loop starts
+            # What `probe run` does before its loop starts; the sweep builds the rest.
+            trust.preload_references(ca_bundle)
             writer = AsyncWriter(open_database(str(tmp_path / "r.sqlite")))
             sweep = Sweep(settings, targets, writer)
             try:
