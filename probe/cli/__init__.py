@@ -23,25 +23,28 @@ from collections.abc import Sequence
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_BUSY, EXIT_NO_CONSENT = 5, 6
 
-# One module per command, each with register(sub). Building the parser imports them all,
-# so a command module imports only what its arguments need at the top, and the rest (the
-# engine, the store, httpx, aiohttp) inside the function that runs it: `probe --version`
-# and every command then pay only for what they use (tests/probe/test_cli_imports.py).
-COMMANDS = (
-    "probe.cli.run",
-    "probe.cli.daemon_cmd",
-    "probe.cli.status",
-    "probe.cli.consent_cmd",
-    "probe.cli.prune",
-    "probe.cli.export",
-    "probe.cli.runs",
-    "probe.cli.targets_cmd",
-    "probe.cli.config_cmd",
-    "probe.cli.helper_cmd",
-    "probe.cli.report_cmd",
-    "probe.cli.upload_cmd",
-    "probe.cli.collector_cmd",
-)
+# One module per command, each with register(sub), by the command names it registers.
+# `probe CMD ...` builds the grammar of CMD alone (importing its module only: building every
+# command's parser costs a quarter of a second on a small board, most of it modules the
+# other commands use); `probe --help` and an unknown command build all of it. A command
+# module imports only what its arguments need at the top, and the rest (the engine, the
+# store, httpx, aiohttp) inside the function that runs it (tests/probe/test_cli_imports.py).
+COMMANDS: dict[str, str] = {
+    "run": "probe.cli.run",
+    "daemon": "probe.cli.daemon_cmd",
+    "status": "probe.cli.status",
+    "consent": "probe.cli.consent_cmd",
+    "prune": "probe.cli.prune",
+    "export": "probe.cli.export",
+    "list": "probe.cli.runs",
+    "show": "probe.cli.runs",
+    "targets": "probe.cli.targets_cmd",
+    "config": "probe.cli.config_cmd",
+    "helper": "probe.cli.helper_cmd",
+    "report": "probe.cli.report_cmd",
+    "upload": "probe.cli.upload_cmd",
+    "collector": "probe.cli.collector_cmd",
+}
 
 # The errors a command may end with, and their exit codes, most specific first (SweepBusy
 # is a StoreError). Named, not imported: an error of a module never imported was never raised.
@@ -93,8 +96,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full command-line grammar."""
+def _command_of(argv: Sequence[str] | None) -> str | None:
+    """The command ``argv`` names (its first word that is not an option), if it is one."""
+    for word in sys.argv[1:] if argv is None else argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = (), /) -> argparse.ArgumentParser:
+    """The command-line grammar: of the command ``argv`` names, else of every command."""
     parser = _Parser(
         prog="probe",
         description="Measure whether social networks and messaging services are accessible, "
@@ -105,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for module in COMMANDS:
+    command = _command_of(argv)
+    modules = [COMMANDS[command]] if command else list(dict.fromkeys(COMMANDS.values()))
+    for module in modules:
         importlib.import_module(module).register(sub)
     return parser
 
@@ -117,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the answer a packager or a bug report asks for should cost no more than Python.
         print(f"probe {version()}")
         return EXIT_OK
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))

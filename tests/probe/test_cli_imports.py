@@ -74,3 +74,21 @@ def test_version_flag_in_the_grammar(capsys: object) -> None:
         assert exc.code == 0
     else:
         raise AssertionError("--version did not exit")
+
+
+def test_a_command_builds_its_own_grammar_only() -> None:
+    """`probe run` imports no other command's module (the report's, the collector's)."""
+    code = "from probe.cli import build_parser\nbuild_parser(['run', '--json'])"
+    modules = modules_after(code)
+    assert "probe.cli.run" in modules
+    others = sorted(m for m in modules if m.startswith("probe.cli.") and m.endswith("_cmd"))
+    assert others == [], others
+    assert not any(m.startswith("probe.report") for m in modules)
+
+
+def test_help_and_unknown_commands_still_list_every_command() -> None:
+    from probe.cli import COMMANDS, build_parser
+
+    for argv in ([], ["--help"], ["no-such-command"]):
+        text = build_parser(argv).format_help()
+        assert all(name in text for name in COMMANDS), (argv, text)
