@@ -16,14 +16,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, event, make_url, update
+from sqlalchemy import URL, Engine, create_engine, event, insert, make_url, update
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from measurements.observations import to_jsonable
 from probe.classify.verdict import Location, MeasurementRecord, RunInfo
-from probe.store import queries
+from probe.store import partitions, queries
 from probe.store.errors import StoreError, reason
 from probe.store.models import (
     RUN_STATUSES,
@@ -333,11 +333,19 @@ class Database:
         """Store one measurement and its evidence in one transaction; return its id."""
         measurement = measurement_from_record(rec)
         data = evidence_data(rec)
+        postgresql = self._engine.dialect.name == "postgresql"
+        if postgresql:  # the month's partitions, before the row (known months: no query)
+            with self.session("record"):  # (only for its errors: StoreError naming the db)
+                partitions.ensure(self._engine, [rec.measured_at])
         with self.session("record") as session, session.begin():
             session.add(measurement)
             session.flush()  # assigns the id the evidence row points to
             measurement_id = measurement.id
-            session.add(Evidence(measurement_id=measurement_id, data=data))
+            if postgresql:  # there evidence carries its partition key (partitions.py)
+                row = {"measurement_id": measurement_id, "measured_at": rec.measured_at}
+                session.execute(insert(partitions.evidence_table()), {**row, "data": data})
+            else:
+                session.add(Evidence(measurement_id=measurement_id, data=data))
         return measurement_id
 
     def finish_run(
