@@ -117,7 +117,16 @@ def _write(
         return 0
     if conn.dialect.name == "postgresql":
         return _write_postgresql(conn, rows, evidence)
-    # The same in SQLAlchemy's terms, for either dialect (SQLite: a trial collector).
+    return _write_portable(conn, rows, evidence)
+
+
+def _write_portable(
+    conn: Connection,
+    rows: list[dict[str, Any]],
+    evidence: Mapping[str, Mapping[str, Any] | None],
+) -> int:
+    """_write_postgresql's insert in SQLAlchemy's terms, right on either dialect (SQLite: a
+    trial collector)."""
     table = Measurement.__table__
     stmt = _insert(conn, table)  # type: ignore[arg-type]
     stmt = stmt.on_conflict_do_nothing(index_elements=_conflict_key(conn)).returning(
