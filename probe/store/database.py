@@ -404,9 +404,11 @@ class Database:
         since: dt.datetime | None = None,
         service: str | None = None,
         run_id: str | None = None,
+        until: dt.datetime | None = None,
     ) -> Iterator[ExportRow]:
-        """Stream measurements with their run's vantage, by measured_at; a naive since is UTC."""
-        return queries.export_rows(self, since, service, run_id)
+        """Stream measurements with their run's vantage, by measured_at, at or after since and
+        before until; naive times are UTC."""
+        return queries.export_rows(self, since, service, run_id, until)
 
     def close(self) -> None:
         """Close every pooled connection; later calls raise StoreError."""

@@ -6,6 +6,7 @@ included; a broken clock's rows go to DEFAULT; prune drops a whole month of evid
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -308,3 +309,36 @@ def test_sqlite_is_not_partitioned(tmp_path: Path) -> None:
         assert [c[0] for c in columns] == ["measurement_id", "data"]
     finally:
         sqlite.dispose()
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def archive_statements() -> list[str]:
+    """The README's SQL that detaches and drops a month, statement by statement."""
+    text_ = README.read_text(encoding="utf-8")
+    start = text_.index("```sql\nALTER TABLE evidence DETACH") + len("```sql\n")
+    block = re.sub(r"--.*", "", text_[start : text_.index("```", start)])
+    return [s.strip() for s in block.split(";") if s.strip()]
+
+
+def test_the_readmes_archive_steps_detach_and_drop_a_month(
+    postgres_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """README, "Growing past one PostgreSQL": export the month, detach it, drop it."""
+    db = open_database(postgres_url)
+    try:
+        info = run_info(started_at=SEP)
+        db.begin_run(info)
+        for at in (SEP, OCT):
+            db.record(record(info.run_id, BLOCKED, measured_at=at, observations=OBS))
+        first, next_first = (dt.datetime(2026, m, 1, tzinfo=dt.UTC) for m in (9, 10))
+        month = list(db.iter_export_rows(first, None, None, next_first))
+        assert [r.measured_at for r in month] == [SEP]
+    finally:
+        db.close()
+    with engine.begin() as conn:
+        for sql in archive_statements():
+            conn.exec_driver_sql(sql.replace("y2026m01", "y2026m09"))
+    assert children(engine, "measurements") == months("y2026m10")
+    assert rows(engine, "SELECT measured_at FROM measurements") == [(OCT,)]
