@@ -78,9 +78,7 @@ def check_combination(args: argparse.Namespace) -> None:
         what = "--services" if args.services else "--outages"
         raise UsageError(f"--format {args.format} exports measurements: {what} takes jsonl or csv")
     if args.outages and (args.service or args.run or args.until):
-        raise UsageError(
-            "--outages: --service, --run and --until select measurements, not outages"
-        )
+        raise UsageError("--outages: --service, --run and --until select measurements, not outages")
     if args.format == "parquet" and args.output is None:
         raise UsageError("--format parquet writes a binary file: give --output FILE")
 

@@ -36,9 +36,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from probe.collector import wire
 from probe.collector.wire import Upload
+from probe.store import partitions
 from probe.store.database import Database
 from probe.store.errors import StoreError, reason
-from probe.store import partitions
 from probe.store.models import Evidence, Measurement, Run
 
 # Test-only (tests/collector/test_collector.py): seconds the collector sleeps after the

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, event, insert, make_url, update
+from sqlalchemy import URL, Engine, create_engine, event, make_url, update
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
@@ -27,7 +27,6 @@ from probe.store import partitions, queries
 from probe.store.errors import StoreError, reason
 from probe.store.models import (
     RUN_STATUSES,
-    Evidence,
     ExportRow,
     MeasurementDetail,
     MeasurementRow,
@@ -332,20 +331,15 @@ class Database:
     def record(self, rec: MeasurementRecord) -> int:
         """Store one measurement and its evidence in one transaction; return its id."""
         measurement = measurement_from_record(rec)
-        data = evidence_data(rec)
-        postgresql = self._engine.dialect.name == "postgresql"
-        if postgresql:  # the month's partitions, before the row (known months: no query)
-            with self.session("record"):  # (only for its errors: StoreError naming the db)
-                partitions.ensure(self._engine, [rec.measured_at])
-        with self.session("record") as session, session.begin():
-            session.add(measurement)
-            session.flush()  # assigns the id the evidence row points to
-            measurement_id = measurement.id
-            if postgresql:  # there evidence carries its partition key (partitions.py)
-                row = {"measurement_id": measurement_id, "measured_at": rec.measured_at}
-                session.execute(insert(partitions.evidence_table()), {**row, "data": data})
-            else:
-                session.add(Evidence(measurement_id=measurement_id, data=data))
+        with self.session("record") as session:
+            # PostgreSQL: the month's partitions first (a month this process knows: no query).
+            partitions.ensure(self._engine, [rec.measured_at])
+            with session.begin():
+                session.add(measurement)
+                session.flush()  # assigns the id the evidence row points to
+                measurement_id = measurement.id
+                row = (measurement_id, rec.measured_at, evidence_data(rec))
+                session.execute(partitions.evidence_insert(self._engine.dialect.name, *row))
         return measurement_id
 
     def finish_run(
@@ -406,8 +400,7 @@ class Database:
         run_id: str | None = None,
         until: dt.datetime | None = None,
     ) -> Iterator[ExportRow]:
-        """Stream measurements with their run's vantage, by measured_at, at or after since and
-        before until; naive times are UTC."""
+        """Stream measurements with their run's vantage, by measured_at, in [since, until)."""
         return queries.export_rows(self, since, service, run_id, until)
 
     def close(self) -> None:

@@ -39,9 +39,11 @@ from sqlalchemy import (
     MetaData,
     PrimaryKeyConstraint,
     Table,
+    insert,
     text,
 )
 from sqlalchemy.schema import SchemaItem
+from sqlalchemy.sql.dml import Insert
 
 from probe.store.models import Base, UTCDateTime
 
@@ -114,7 +116,7 @@ def pg_metadata() -> MetaData:
         if table.name == "measurements":
             _partitioned(table, metadata, ("id", "measured_at"))
         elif table.name == "evidence":
-            at = Column("measured_at", UTCDateTime(), nullable=False)
+            at: Column[dt.datetime] = Column("measured_at", UTCDateTime(), nullable=False)
             # Its measurement's time, so a month of evidence is one partition to drop.
             to = ForeignKeyConstraint(
                 ["measurement_id", "measured_at"],
@@ -130,6 +132,17 @@ def pg_metadata() -> MetaData:
 def evidence_table() -> Table:
     """PostgreSQL's evidence table (with measured_at), for inserts there."""
     return pg_metadata().tables["evidence"]
+
+
+def evidence_insert(
+    dialect: str, measurement_id: int, measured_at: dt.datetime, data: Any
+) -> Insert:
+    """INSERT of an evidence row into the table as this dialect holds it (measured_at is a
+    column on PostgreSQL only)."""
+    values = {"measurement_id": measurement_id, "data": data}
+    if dialect == "postgresql":
+        values["measured_at"] = measured_at
+    return insert(metadata_for(dialect).tables["evidence"]).values(values)
 
 
 def _partitioned(

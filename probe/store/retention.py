@@ -35,8 +35,8 @@ from sqlalchemy import Connection, Integer, Select, cast, delete, func, select, 
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from probe.store.database import Database, open_database
 from probe.store import partitions
+from probe.store.database import Database, open_database
 from probe.store.errors import StoreError, reason
 from probe.store.models import Evidence, Measurement, Meta, Run
 from probe.store.owner import SweepBusy, SweepLock, sweep_alive

@@ -3,11 +3,11 @@ reads back as on SQLite, and the migrations give the models' schema there too.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from typing import Any
-
 from sqlalchemy import Connection, create_engine, text
 
 from probe.store import open_database
@@ -76,7 +76,9 @@ PARTITIONING = {"measurements": ("r", "measured_at"), "evidence": ("r", "measure
 def differences(conn: Connection) -> list[Any]:
     """Alembic's differences between the database and the models as PostgreSQL holds them
     (partitioned: partitions.metadata_for), the partitions themselves left out."""
-    context = MigrationContext.configure(conn, opts={"include_name": include_name, "include_object": include_object})
+    context = MigrationContext.configure(
+        conn, opts={"include_name": include_name, "include_object": include_object}
+    )
     return list(compare_metadata(context, metadata_for("postgresql")))
 
 

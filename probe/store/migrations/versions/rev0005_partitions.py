@@ -151,8 +151,7 @@ def _fill(conn: Connection, evidence: str) -> None:
     columns = "measurement_id, data" + (", measured_at" if "measured_at" in evidence else "")
     conn.exec_driver_sql(f"INSERT INTO evidence ({columns}) {evidence}")
     conn.exec_driver_sql(
-        "SELECT setval('measurements_id_seq', last_value, is_called) "
-        f"FROM measurements{OLD}_id_seq"
+        f"SELECT setval('measurements_id_seq', last_value, is_called) FROM measurements{OLD}_id_seq"
     )
     conn.exec_driver_sql(f"DROP TABLE evidence{OLD}")
     conn.exec_driver_sql(f"DROP TABLE measurements{OLD}")
