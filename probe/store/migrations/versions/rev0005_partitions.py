@@ -16,9 +16,8 @@ as copying them, with the collector stopped.
 
 SQLite is unchanged (nothing to do): the embedded store gains nothing from partitions and
 keeps its rowid ids. meta.schema_version stays 3: a probe that knows 3 writes the same
-columns of measurements; evidence rows of a probe writing straight into a partitioned
-PostgreSQL through an older release would lack measured_at and be refused, so such probes
-upgrade first (a collector's probes never write into it).
+columns of measurements, and a probe from before this revision refuses a database at a
+revision it does not know (schema.py), so none writes evidence without its measured_at.
 """
 
 from __future__ import annotations
