@@ -259,6 +259,8 @@ def _reclaim(db: Database, exclusive: bool) -> str:
     incremental one.
     """
     if db.engine.dialect.name != "sqlite" or db.file is None:
+        if db.engine.dialect.name == "postgresql":
+            return "by PostgreSQL (whole months of evidence dropped; autovacuum reuses the rest)"
         return "by the database itself (PostgreSQL's autovacuum reuses the space)"
     with db.engine.connect() as conn:
         mode = int(conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() or 0)
