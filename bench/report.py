@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from probe.store import open_database  # noqa: E402
+from probe.store import open_database, partitions  # noqa: E402
 from targets.load import load_default  # noqa: E402
 from tests.servers.postgres import running_postgres  # noqa: E402
 
@@ -134,7 +134,12 @@ def fill_sqlite(path: Path) -> int:
 def fill_postgresql(url: str, dsn: str) -> int:
     import psycopg
 
-    open_database(url).close()
+    db = open_database(url)
+    try:  # the year's monthly partitions, as its uploads would have made them
+        with db.engine.begin() as conn:
+            partitions.create_months(conn, [dt.date(2026, m, 1) for m in range(1, 13)])
+    finally:
+        db.close()
     runs, measurements = generate()
     count = 0
     with psycopg.connect(dsn) as conn:

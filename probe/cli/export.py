@@ -34,6 +34,7 @@ def register(sub: Any) -> None:
         "observations) or parquet (typed columns; needs pyarrow and --output)",
     )
     p.add_argument("--since", metavar="TIME", help="only measurements at or after an ISO-8601 time")
+    p.add_argument("--until", metavar="TIME", help="only measurements before an ISO-8601 time")
     p.add_argument("--service", metavar="NAME", help="only this service")
     p.add_argument("--run", metavar="RUN_ID", help="only this run (a unique prefix is enough)")
     what = p.add_mutually_exclusive_group()
@@ -53,13 +54,22 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=export)
 
 
-def parse_since(text: str) -> dt.datetime:
+def parse_since(text: str, flag: str = "--since") -> dt.datetime:
     """An ISO-8601 time or date; naive means UTC."""
     try:
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--since: not an ISO-8601 time: {text!r}") from None
+        raise UsageError(f"{flag}: not an ISO-8601 time: {text!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def window(args: argparse.Namespace) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """--since and --until as times; until must come after since."""
+    since = parse_since(args.since) if args.since else None
+    until = parse_since(args.until, "--until") if args.until else None
+    if since and until and since >= until:
+        raise UsageError(f"--until: {args.until!r} is not after --since {args.since!r}")
+    return since, until
 
 
 def check_combination(args: argparse.Namespace) -> None:
@@ -67,8 +77,8 @@ def check_combination(args: argparse.Namespace) -> None:
     if args.format in ("ooni", "parquet") and (args.services or args.outages):
         what = "--services" if args.services else "--outages"
         raise UsageError(f"--format {args.format} exports measurements: {what} takes jsonl or csv")
-    if args.outages and (args.service or args.run):
-        raise UsageError("--outages: --service and --run select measurements, not outages")
+    if args.outages and (args.service or args.run or args.until):
+        raise UsageError("--outages: --service, --run and --until select measurements, not outages")
     if args.format == "parquet" and args.output is None:
         raise UsageError("--format parquet writes a binary file: give --output FILE")
 
@@ -76,7 +86,7 @@ def check_combination(args: argparse.Namespace) -> None:
 def export(args: argparse.Namespace) -> int:
     """Stream the rows; a file output appears whole or not at all."""
     check_combination(args)
-    since = parse_since(args.since) if args.since else None
+    since, until = window(args)
     if args.format == "parquet":
         from probe.store.parquet import ParquetUnavailable, schema
 
@@ -91,9 +101,10 @@ def export(args: argparse.Namespace) -> int:
     try:
         run_id = _run_id(db, args.run)
         if args.format == "parquet":
-            count = _parquet(db, args.output, since, args.service, run_id)
+            rows = db.iter_export_rows(since, args.service, run_id, until)
+            count = _parquet(rows, args.output)
         else:
-            writer = _writer(db, args, since, run_id)
+            writer = _writer(db, args, (since, until), run_id)
             if args.output is None:
                 count = writer(sys.stdout)
             else:
@@ -115,7 +126,10 @@ def _run_id(db: Database, prefix: str | None) -> str | None:
 
 
 def _writer(
-    db: Database, args: argparse.Namespace, since: dt.datetime | None, run_id: str | None
+    db: Database,
+    args: argparse.Namespace,
+    times: tuple[dt.datetime | None, dt.datetime | None],
+    run_id: str | None,
 ) -> Callable[[TextIO], int]:
     """What writes the chosen rows in the chosen text format to a stream."""
     from probe.store import queries
@@ -128,15 +142,16 @@ def _writer(
     )
     from probe.store.ooni import write_ooni
 
+    since, until = times
     if args.outages:
         records = outage_records(iter_outages(db, since))
         if args.format == "jsonl":
             return lambda out: write_jsonl_records(records, out)
         return lambda out: write_csv_records(records, OUTAGE_COLUMNS, out)
     if args.format == "ooni":
-        sources = queries.export_sources(db, since=since, service=args.service, run_id=run_id)
+        sources = queries.export_sources(db, since, args.service, run_id, until)
         return lambda out: write_ooni(sources, out)
-    rows = db.iter_export_rows(since=since, service=args.service, run_id=run_id)
+    rows = db.iter_export_rows(since, args.service, run_id, until)
     write = _row_writer(args.format, args.services)
     return lambda out: write(rows, out)
 
@@ -177,15 +192,13 @@ def _write_atomically(path: str, write: Callable[[TextIO], int]) -> int:
     return count
 
 
-def _parquet(
-    db: Database, path: str, since: dt.datetime | None, service: str | None, run_id: str | None
-) -> int:
+def _parquet(rows: Iterable[ExportRow], path: str) -> int:
     from probe.store.parquet import write_parquet  # pyarrow is optional: loaded on demand
 
     fd, tmp = _temporary(path)
     os.close(fd)  # pyarrow opens the path itself
     try:
-        count = write_parquet(db.iter_export_rows(since=since, service=service, run_id=run_id), tmp)
+        count = write_parquet(rows, tmp)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -9,11 +9,14 @@ other, while one probe's retry finds its own rows and adds nothing. An operator 
 probe's run by the same hash. The probe's ``id`` is not stored: the collector's rows have
 ids of their own.
 
-Measurements go in with ``INSERT ... ON CONFLICT (uid) DO NOTHING ... RETURNING``: only the
-rows new to the database get their evidence, so a retry, or two collectors handed the same
+Measurements go in with ``INSERT ... ON CONFLICT (uid) DO NOTHING ... RETURNING`` (on
+PostgreSQL ``(uid, measured_at)``, the unique key a table partitioned by month can hold: a
+probe's row never changes its time, so a retry still conflicts): only the rows new to the
+database get their evidence, so a retry, or two collectors handed the same
 upload at once, store each measurement once. A run uploaded again takes the newer status,
 end, counts and location (the probe's own row is the truth). The caller answers 2xx only
-after ``store`` returned, that is after the commit.
+after ``store`` returned, that is after the commit. The months the batch needs have their
+partitions before the transaction begins (probe/store/partitions.py: no query once known).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from probe.collector import wire
 from probe.collector.wire import Upload
+from probe.store import partitions
 from probe.store.database import Database
 from probe.store.errors import StoreError, reason
 from probe.store.models import Evidence, Measurement, Run
@@ -85,6 +89,7 @@ def store(db: Database, token_name: str, upload: Upload) -> Stored:
         row = {k: v for k, v in m.items() if k not in ("evidence", "id")}
         rows.append({**row, "uid": uid, "run_id": stored_id(token_name, m["run_id"])})
     try:
+        partitions.ensure(db.engine, [r["measured_at"] for r in rows])
         with db.engine.begin() as conn:
             inserted = _write(conn, runs, rows, evidence)
     except SQLAlchemyError as exc:
@@ -112,19 +117,36 @@ def _write(
         return 0
     if conn.dialect.name == "postgresql":
         return _write_postgresql(conn, rows, evidence)
-    stmt = _insert(conn, Measurement.__table__)  # type: ignore[arg-type]
-    stmt = stmt.on_conflict_do_nothing(index_elements=["uid"]).returning(
-        Measurement.__table__.c.id, Measurement.__table__.c.uid
+    return _write_portable(conn, rows, evidence)
+
+
+def _write_portable(
+    conn: Connection,
+    rows: list[dict[str, Any]],
+    evidence: Mapping[str, Mapping[str, Any] | None],
+) -> int:
+    """_write_postgresql's insert in SQLAlchemy's terms, right on either dialect (SQLite: a
+    trial collector)."""
+    table = Measurement.__table__
+    stmt = _insert(conn, table)  # type: ignore[arg-type]
+    stmt = stmt.on_conflict_do_nothing(index_elements=_conflict_key(conn)).returning(
+        table.c.id, table.c.uid, table.c.measured_at
     )
     new = conn.execute(stmt, rows).all()
+    timed = conn.dialect.name == "postgresql"  # there evidence carries measured_at
     proofs = [
-        {"measurement_id": mid, "data": evidence[uid]}
-        for mid, uid in new
+        {"measurement_id": mid, "data": evidence[uid], **({"measured_at": at} if timed else {})}
+        for mid, uid, at in new
         if evidence[uid] is not None
     ]
     if proofs:
-        conn.execute(insert(Evidence), proofs)
+        conn.execute(insert(partitions.evidence_table() if timed else Evidence), proofs)
     return len(new)
+
+
+def _conflict_key(conn: Connection) -> list[str]:
+    """The unique key a measurement's uid is idempotent by (partitions.py on PostgreSQL)."""
+    return ["uid", "measured_at"] if conn.dialect.name == "postgresql" else ["uid"]
 
 
 # The measurements' columns as jsonb_to_recordset reads them (the models' types).
@@ -142,8 +164,9 @@ _PG_INSERT = text(
     f"WITH batch AS (SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
     f"AS x({_PG_COLUMNS}, evidence jsonb)), "
     f"new AS (INSERT INTO measurements ({_PG_NAMES}) SELECT {_PG_NAMES} FROM batch "
-    "ON CONFLICT (uid) DO NOTHING RETURNING id, uid), "
-    "proof AS (INSERT INTO evidence (measurement_id, data) SELECT new.id, batch.evidence "
+    "ON CONFLICT (uid, measured_at) DO NOTHING RETURNING id, uid, measured_at), "
+    "proof AS (INSERT INTO evidence (measurement_id, measured_at, data) "
+    "SELECT new.id, new.measured_at, batch.evidence "
     "FROM new JOIN batch ON batch.uid = new.uid WHERE batch.evidence IS NOT NULL) "
     "SELECT count(*) FROM new"
 )

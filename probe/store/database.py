@@ -23,11 +23,10 @@ from sqlalchemy.pool import StaticPool
 
 from measurements.observations import to_jsonable
 from probe.classify.verdict import Location, MeasurementRecord, RunInfo
-from probe.store import queries
+from probe.store import partitions, queries
 from probe.store.errors import StoreError, reason
 from probe.store.models import (
     RUN_STATUSES,
-    Evidence,
     ExportRow,
     MeasurementDetail,
     MeasurementRow,
@@ -332,12 +331,15 @@ class Database:
     def record(self, rec: MeasurementRecord) -> int:
         """Store one measurement and its evidence in one transaction; return its id."""
         measurement = measurement_from_record(rec)
-        data = evidence_data(rec)
-        with self.session("record") as session, session.begin():
-            session.add(measurement)
-            session.flush()  # assigns the id the evidence row points to
-            measurement_id = measurement.id
-            session.add(Evidence(measurement_id=measurement_id, data=data))
+        with self.session("record") as session:
+            # PostgreSQL: the month's partitions first (a month this process knows: no query).
+            partitions.ensure(self._engine, [rec.measured_at])
+            with session.begin():
+                session.add(measurement)
+                session.flush()  # assigns the id the evidence row points to
+                measurement_id = measurement.id
+                row = (measurement_id, rec.measured_at, evidence_data(rec))
+                session.execute(partitions.evidence_insert(self._engine.dialect.name, *row))
         return measurement_id
 
     def finish_run(
@@ -396,9 +398,10 @@ class Database:
         since: dt.datetime | None = None,
         service: str | None = None,
         run_id: str | None = None,
+        until: dt.datetime | None = None,
     ) -> Iterator[ExportRow]:
-        """Stream measurements with their run's vantage, by measured_at; a naive since is UTC."""
-        return queries.export_rows(self, since, service, run_id)
+        """Stream measurements with their run's vantage, by measured_at, in [since, until)."""
+        return queries.export_rows(self, since, service, run_id, until)
 
     def close(self) -> None:
         """Close every pooled connection; later calls raise StoreError."""

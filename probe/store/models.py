@@ -15,6 +15,10 @@ Evidence lives in its own table so listing and exporting never read the bulky JS
 nothing queries into it: what a query reads is a column. These classes are the head of the
 migrations in migrations/versions/ (tests/probe/test_migrations.py compares the two); a
 change here needs a new revision there.
+On PostgreSQL, measurements and evidence are partitioned by month on measured_at (revision
+0005p): partitions.py derives that shape from these classes (metadata_for), with the
+partition key in their keys (measurements (id, measured_at), UNIQUE (uid, measured_at)) and
+evidence.measured_at, a column only PostgreSQL has; SQLite holds the tables as written here.
 Callers never get ORM objects: the frozen dataclasses below the tables are detached copies,
 so nothing lazy-loads after a session has closed; the functions at the bottom convert the
 probe's records to rows and rows to those copies.

@@ -182,14 +182,18 @@ def measurements_of_run(db: Database, run_id: str) -> list[MeasurementRow]:
 
 
 def export_statement(
-    since: dt.datetime | None = None, service: str | None = None, run_id: str | None = None
+    since: dt.datetime | None = None,
+    service: str | None = None,
+    run_id: str | None = None,
+    until: dt.datetime | None = None,
 ) -> Select[tuple[object, ...]]:
-    """Measurements joined with their run's vantage, by measured_at; a naive since is UTC."""
+    """Measurements joined with their run's vantage, by measured_at, at or after since and
+    before until (a month: PostgreSQL reads only its partition); naive times are UTC."""
     stmt = select(*_EXPORT).join(Run, Run.run_id == Measurement.run_id)
     if since is not None:
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=dt.UTC)
-        stmt = stmt.where(Measurement.measured_at >= since)
+        stmt = stmt.where(Measurement.measured_at >= _aware(since))
+    if until is not None:
+        stmt = stmt.where(Measurement.measured_at < _aware(until))
     if service is not None:
         stmt = stmt.where(Measurement.service == service)
     if run_id is not None:
@@ -197,14 +201,19 @@ def export_statement(
     return stmt.order_by(Measurement.measured_at, Measurement.id)
 
 
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
 def export_rows(
     db: Database,
     since: dt.datetime | None = None,
     service: str | None = None,
     run_id: str | None = None,
+    until: dt.datetime | None = None,
 ) -> Iterator[ExportRow]:
     """Stream what export_statement selects, as ExportRows."""
-    stmt = export_statement(since, service, run_id)
+    stmt = export_statement(since, service, run_id, until)
     # Batches, not the whole table: an export may be far larger than memory.
     with db.session("export") as session:
         for r in session.execute(stmt.execution_options(yield_per=EXPORT_BATCH)):
@@ -216,10 +225,11 @@ def export_sources(
     since: dt.datetime | None = None,
     service: str | None = None,
     run_id: str | None = None,
+    until: dt.datetime | None = None,
 ) -> Iterator[OONISource]:
     """Stream export_statement's rows with their run's start and version and their evidence
     (None where retention deleted it): what an OONI-format export needs."""
-    base = export_statement(since, service, run_id)
+    base = export_statement(since, service, run_id, until)
     stmt = base.add_columns(
         Run.started_at.label("run_started_at"), Run.probe_version, Evidence.data
     ).outerjoin(Evidence, Evidence.measurement_id == Measurement.id)

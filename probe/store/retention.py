@@ -15,7 +15,10 @@ rewrites the whole file and holds the write lock throughout: it is done only whe
 sweeps (the caller holds the sweep lock, or can take it for the duration, so that no sweep
 starts and then times out on the lock) and when the disk has room for a second copy;
 otherwise it is skipped with the reason, and the freed pages are reused by later sweeps, so
-the file stops growing anyway. PostgreSQL's autovacuum reuses the space of deleted rows.
+the file stops growing anyway. On PostgreSQL evidence is partitioned by month
+(partitions.py): a month wholly before the cutoff is dropped as one table (no row deleted
+one by one, no bloat left), and only the month the cutoff falls in, and DEFAULT, are deleted
+row by row; autovacuum reuses the space of those.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Integer, Select, cast, delete, func, select, update
+from sqlalchemy import Connection, Integer, Select, cast, delete, func, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
+from probe.store import partitions
 from probe.store.database import Database, open_database
 from probe.store.errors import StoreError, reason
 from probe.store.models import Evidence, Measurement, Meta, Run
@@ -148,7 +152,7 @@ def _delete_old(
     db: Database, cutoff: dt.datetime, total: int, progress: Callable[[int, int], None] | None
 ) -> int:
     """Delete in batches, each its own transaction, so a sweep's writes are not held up."""
-    deleted = 0
+    deleted = _drop_old_months(db, cutoff, total, progress)
     while deleted < total:
         with db.engine.begin() as conn:
             ids = list(conn.scalars(_old_ids(cutoff, BATCH)))
@@ -157,6 +161,45 @@ def _delete_old(
             conn.execute(delete(Evidence).where(Evidence.measurement_id.in_(ids)))
             _compact(conn, ids)
         deleted += len(ids)
+        if progress is not None:
+            progress(deleted, total)
+    return deleted
+
+
+def _drop_old_months(
+    db: Database, cutoff: dt.datetime, total: int, progress: Callable[[int, int], None] | None
+) -> int:
+    """PostgreSQL: drop each evidence partition wholly before the cutoff, one transaction a
+    month, after compacting the reasons of the rows it held; how many evidence rows went."""
+    if db.engine.dialect.name != "postgresql":
+        return 0
+    with db.engine.connect() as conn:
+        old = [
+            (name, month)
+            for name, month in partitions.months(conn, "evidence")
+            if partitions.month_start(partitions.next_month(month)) <= cutoff
+        ]
+    deleted = 0
+    for name, month in old:
+        with db.engine.begin() as conn:
+            # Its measurements' partition only (the time range prunes the others).
+            bounds = {
+                "start": partitions.month_start(month),
+                "end": partitions.month_start(partitions.next_month(month)),
+                "pruned": PRUNED,
+            }
+            conn.execute(
+                text(
+                    f"UPDATE measurements AS m SET reason = :pruned FROM {name} AS e "
+                    "WHERE m.measured_at >= :start AND m.measured_at < :end "
+                    "AND e.measurement_id = m.id AND e.measured_at = m.measured_at "
+                    "AND m.reason <> :pruned"
+                ),
+                bounds,
+            )
+            deleted += int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
+            conn.exec_driver_sql(f"DROP TABLE {name}")
+        partitions.forget(db.engine)  # a late row of that month makes it again
         if progress is not None:
             progress(deleted, total)
     return deleted
@@ -216,6 +259,8 @@ def _reclaim(db: Database, exclusive: bool) -> str:
     incremental one.
     """
     if db.engine.dialect.name != "sqlite" or db.file is None:
+        if db.engine.dialect.name == "postgresql":
+            return "by PostgreSQL (whole months of evidence dropped; autovacuum reuses the rest)"
         return "by the database itself (PostgreSQL's autovacuum reuses the space)"
     with db.engine.connect() as conn:
         mode = int(conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() or 0)

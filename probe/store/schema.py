@@ -48,6 +48,7 @@ from sqlalchemy import (
 from probe.store.errors import StoreError
 from probe.store.migrations import HEAD, REVISIONS
 from probe.store.models import SCHEMA_VERSION, Base, Meta
+from probe.store.partitions import create_defaults, metadata_for
 from probe.store.views import create_views
 
 if TYPE_CHECKING:
@@ -223,9 +224,11 @@ def _upgrade(conn: Connection, label: str, file: Path | None) -> Upgrade | None:
 
 
 def _create_at_head(conn: Connection) -> None:
-    """A new database: the models' tables and the views, the schema version, the head's
-    stamp."""
-    Base.metadata.create_all(conn)
+    """A new database: the models' tables (partitioned by month on PostgreSQL: the shape
+    revision 0005p gives), the views, the schema version, the head's stamp."""
+    metadata_for(conn.dialect.name).create_all(conn)
+    if conn.dialect.name == "postgresql":
+        create_defaults(conn)
     create_views(conn)  # as revision 0004v creates them (views.py: one definition)
     conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
     _ALEMBIC_VERSION.create(conn)

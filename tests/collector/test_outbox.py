@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from probe.collector import outbox
 from probe.collector.client import CollectorUnavailable, Retry, Uploader, UploadRefused
-from probe.store import open_database
-from probe.store.models import Evidence, evidence_data, measurement_from_record
+from probe.store import open_database, partitions
+from probe.store.models import evidence_data, measurement_from_record
 from tests.collector.test_collector import (  # noqa: F401 (collector: a fixture)
     Collector,
     collector,
@@ -188,12 +188,20 @@ def test_on_postgresql_a_batch_waits_for_a_lower_id_still_uncommitted(postgres_u
     info = run_info()
     try:
         db.begin_run(info)
+        rec = record(info.run_id, BLOCKED, observations=OBS)
+        # The month's partitions before the open transaction, as Database.record makes them
+        # (it would wait for this very transaction to make them inside it).
+        partitions.ensure(db.engine, [rec.measured_at])
         with Session(db.engine) as open_tx:
-            low = measurement_from_record(rec := record(info.run_id, BLOCKED, observations=OBS))
+            low = measurement_from_record(rec)
             open_tx.add(low)
             open_tx.flush()  # id taken, not committed
             low_id = low.id
-            open_tx.add(Evidence(measurement_id=low_id, data=evidence_data(rec)))
+            open_tx.execute(
+                partitions.evidence_insert(
+                    "postgresql", low_id, rec.measured_at, evidence_data(rec)
+                )
+            )
             high = db.record(record(info.run_id, BLOCKED, measured_at=at(1)))
             assert high > low_id
             got: list[outbox.Batch] = []

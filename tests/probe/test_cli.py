@@ -95,6 +95,10 @@ def test_show_of_a_missing_run_is_bad_usage(
     assert main(["show", "abcdef12", "--db", db]) == 2
     assert main(["export", "--db", db, "--since", "yesterday"]) == 2
     assert "--since" in capsys.readouterr().err
+    assert main(["export", "--db", db, "--since", "2026-02-01", "--until", "2026-01-01"]) == 2
+    assert "--until" in capsys.readouterr().err
+    assert main(["export", "--db", db, "--outages", "--until", "2026-01-01"]) == 2
+    assert "--until" in capsys.readouterr().err
 
 
 def test_stored_settings_keep_file_names_not_home_paths(tmp_path: Path, ca_bundle: str) -> None:

@@ -115,6 +115,10 @@ def test_export_filters(db: Database) -> None:
         ("b", "telegram")
     ]
     assert list(db.iter_export_rows(service="whatsapp")) == []
+    # until: before it, not at it (a month is since its first day until the next's).
+    until = T0 + dt.timedelta(minutes=10)
+    assert _keys(list(db.iter_export_rows(until=until))) == [("a", "telegram"), ("b", "telegram")]
+    assert _keys(list(db.iter_export_rows(since=since, until=until))) == [("b", "telegram")]
 
 
 def test_columns_are_fixed() -> None:

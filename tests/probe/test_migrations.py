@@ -366,3 +366,18 @@ def test_revision_0004c_costs_older_rows_nothing_and_keeps_schema_version_3(old:
         raw.execute("UPDATE measurements SET uid = 'a' WHERE id = 1")  # as on a collector
         with pytest.raises(sqlite3.IntegrityError):
             raw.execute("UPDATE measurements SET uid = 'a' WHERE id = 2")
+
+
+def test_revision_0005p_changes_nothing_on_sqlite(tmp_path: Path) -> None:
+    """The monthly partitions are PostgreSQL's (tests/probe/test_partitions.py): SQLite's
+    tables, indexes and views at 0004r are those of the head."""
+    at_0004r, at_head = tmp_path / "0004r.sqlite", tmp_path / "head.sqlite"
+    for path, target in ((at_0004r, "0004r"), (at_head, "head")):
+        engine = create_engine(f"sqlite:///{path}")
+        try:
+            with engine.begin() as conn:
+                command.upgrade(alembic_config(conn), target)
+        finally:
+            engine.dispose()
+    assert schema_of(at_0004r) == schema_of(at_head)
+    assert query(at_head, "SELECT version_num FROM alembic_version") == [("0005p",)]

@@ -14,6 +14,8 @@ transaction that also made the backup). ``versions/`` holds one file per revisio
     0004v the researchers' views (views.py): latest_verdicts, hourly_verdicts,
           blocked_inputs, throughput_history (version unchanged)
     0004r the report's partial index of blocked and throttled rows (version unchanged)
+    0005p PostgreSQL only: measurements and evidence partitioned by month on measured_at
+          (partitions.py; evidence.measured_at there); SQLite unchanged (version unchanged)
 
 Every revision also sets ``meta.schema_version``: probes from before Alembic read only that
 row, and refuse a database whose version they do not know rather than writing rows whose
@@ -28,5 +30,7 @@ changed without a revision, or a revision that does not match the models, fails 
 # The revisions in ``versions/``, oldest first, and so the head. Known without importing
 # Alembic (about 7 MB a Raspberry Pi would pay at every open): it is imported only to
 # upgrade. tests/probe/test_migrations.py holds these equal to what Alembic finds there.
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003l", "0003d", "0004c", "0004v", "0004r")
+REVISIONS: tuple[str, ...] = (
+    "0001", "0002", "0003l", "0003d", "0004c", "0004v", "0004r", "0005p",
+)  # fmt: skip
 HEAD = REVISIONS[-1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from probe.store.models import Base
+from probe.store.partitions import include_name, include_object, metadata_for
 
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):
@@ -19,7 +19,10 @@ if not isinstance(connection, Connection):
     )
 context.configure(
     connection=connection,
-    target_metadata=Base.metadata,
+    # PostgreSQL's partitioned tables (partitions.py), compared without their partitions.
+    target_metadata=metadata_for(connection.dialect.name),
+    include_name=include_name,
+    include_object=include_object,
     # SQLite alters little in place; batch mode rebuilds a table where it must.
     render_as_batch=True,
 )
