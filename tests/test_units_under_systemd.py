@@ -4,7 +4,7 @@ daemon measure a loopback world, the daemon's readiness reaches systemd (Type=no
 reload and a stop end as the units promise, the timer is scheduled.
 
 The units are installed as README's "Running unattended" says: the probe in
-/opt/blocking-probe (here this interpreter, bound there, with the probe it imports), the
+/opt/blocking-probe (here this interpreter and this checkout, bound there), the
 config in /etc/blocking-probe, and a drop-in that names the test's target list, as an
 operator's `systemctl edit` would. Everything written stays in the namespace.
 """
@@ -55,16 +55,20 @@ def _python_shim() -> str:
     /opt; its libpython is found by LD_LIBRARY_PATH, as the binary's RUNPATH names the old
     place. ``exec`` keeps the PID systemd started (NotifyAccess=main)."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    lines = ["#!/bin/sh", f"export LD_LIBRARY_PATH={PREFIX}/base/lib"]
+    # The checkout under test first: the installed copy may be another (an older install).
+    paths = [f"{PREFIX}/src"]
     if sys.prefix != sys.base_prefix:
-        lines.append(f"export PYTHONPATH={PREFIX}/env/lib/{version}/site-packages")
+        paths.append(f"{PREFIX}/env/lib/{version}/site-packages")
+    lines = ["#!/bin/sh", f"export LD_LIBRARY_PATH={PREFIX}/base/lib",
+             f"export PYTHONPATH={':'.join(paths)}"]  # fmt: skip
     lines.append(f'exec {PREFIX}/base/bin/{version} -m probe "$@"')
     return "\n".join(lines) + "\n"
 
 
 def _install(b: BootedSystemd, w: World, config: str) -> None:
-    b.run("mkdir", "-p", f"{PREFIX}/base", f"{PREFIX}/env", f"{PREFIX}/bin")
+    b.run("mkdir", "-p", f"{PREFIX}/base", f"{PREFIX}/env", f"{PREFIX}/bin", f"{PREFIX}/src")
     b.run("mount", "--bind", "-o", "ro", sys.base_prefix, f"{PREFIX}/base")
+    b.run("mount", "--bind", "-o", "ro", str(ROOT), f"{PREFIX}/src")
     if sys.prefix != sys.base_prefix:
         b.run("mount", "--bind", "-o", "ro", sys.prefix, f"{PREFIX}/env")
     b.write(f"{PREFIX}/bin/probe", _python_shim(), mode="0755")
@@ -264,6 +268,8 @@ def test_probe_collector_service_stores_an_upload(
         uploader = Uploader(f"http://{LOOPBACK}:{port}", token, batch_size=5)
         try:
             sent = uploader.send(db)
+        except Exception as exc:  # the collector's side of it
+            raise AssertionError(b.journal("probe-collector.service")) from exc
         finally:
             uploader.close()
             db.close()
