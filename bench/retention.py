@@ -11,7 +11,8 @@
    (loopback chains, answers and pages are smaller than real ones). Rows go in day by day,
    in batches, through the real store (its engine, its tables, a file it created, so with
    its pragmas); after each day the store is pruned as the daemon would: retention.prune()
-   with the default window (storage.retention, 30 days).
+   with the default windows (storage.retention, 30 days; storage.retention_accessible, 7
+   days for the evidence of accessible verdicts).
 3. Prints the file's size (database and WAL) at the end. By default 120 days are simulated
    (about 3 minutes) and the size is extrapolated to 365 from the growth per day once the
    window is full (from then on only verdict rows accumulate), and the line says so;
@@ -174,7 +175,8 @@ def _breakdown(path: Path) -> dict[str, int]:
 def simulate(args: argparse.Namespace, path: Path, kinds: dict[str, Any]) -> dict[str, Any]:
     """The days of hourly sweeps, each day's rows in one batch, pruned after each day."""
     inputs = load_default().inputs()
-    window = StorageSettings().retention_window
+    storage = StorageSettings()
+    window, accessible = storage.retention_window, storage.accessible_window
     assert window is not None
     db = open_database(str(path))
     rng = random.Random(1)
@@ -193,7 +195,8 @@ def simulate(args: argparse.Namespace, path: Path, kinds: dict[str, Any]) -> dic
             rows += len(measurements)
             sizes += day_sizes
             t0 = time.monotonic()
-            prune(db, window, now=START + dt.timedelta(days=day + 1), exclusive=True)
+            prune(db, window, accessible_older_than=accessible,
+                  now=START + dt.timedelta(days=day + 1), exclusive=True)  # fmt: skip
             prune_s += time.monotonic() - t0
             daily.append(_size(path))
             if day % 30 == 29:
@@ -215,7 +218,9 @@ def report(args: argparse.Namespace, path: Path, kinds: dict[str, Any], r: dict[
     mean = sum(r["sizes"]) / len(r["sizes"])
     print(f"evidence per input: loopback {loopback} bytes; stored mean {mean:.0f} bytes "
           "(the loopback's, padded to 1-3 KB, 19 KB a throughput test, where smaller)")  # fmt: skip
-    print(f"retention {StorageSettings().retention}, pruned daily: {r['prune_s']:.1f} s of "
+    storage = StorageSettings()
+    print(f"retention {storage.retention} ({storage.retention_accessible} for accessible "
+          f"verdicts), pruned daily: {r['prune_s']:.1f} s of "
           f"pruning over {days} days; wall {r['wall']:.0f} s")  # fmt: skip
     verdict_mb = sum(v for k, v in parts.items() if k != "evidence") / 1e6
     where = ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in parts.items())

@@ -110,18 +110,21 @@ async def _loop(
     from probe.store.retention import prune
     from probe.store.writer import AsyncWriter
 
-    window = loaded.settings.storage.retention_window
+    storage = loaded.settings.storage
+    window, accessible = storage.retention_window, storage.accessible_window
     writer = AsyncWriter(database)
 
     def pruner() -> str:
-        assert window is not None
-        result = prune(database, window, exclusive=True)
-        return f"{result.evidence_deleted} evidence records older than {window.days} days"
+        result = prune(database, window, accessible_older_than=accessible, exclusive=True)
+        ages = [] if window is None else [f"older than {window.days} days"]
+        if accessible is not None and accessible != window:
+            ages.append(f"of accessible verdicts older than {accessible.days} days")
+        return f"{result.evidence_deleted} evidence records {' or '.join(ages)}"
 
     try:
         daemon = Daemon(
             loaded, lambda: load(args), writer, fingerprints, Notifier(),
-            pruner=pruner if window is not None else None,
+            pruner=pruner if window or accessible else None,
             uploader=_uploader(args, database), upload_every=_upload_every(args),
         )  # fmt: skip
         return await daemon.run()

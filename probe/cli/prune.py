@@ -15,6 +15,9 @@ from probe.config.sections import duration_seconds
 if TYPE_CHECKING:  # the store is imported when the command runs (probe/cli/__init__.py)
     from probe.store.retention import PruneResult
 
+# retention.NO_CUTOFF, without importing the store to print a summary.
+NO_CUTOFF = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+
 
 def register(sub: Any) -> None:
     """Add the command to the parser."""
@@ -25,6 +28,12 @@ def register(sub: Any) -> None:
         help="delete the evidence of measurements older than this: 90d, 36h, 2w "
         "(default: storage.retention)",
     )
+    p.add_argument(
+        "--accessible-older-than",
+        metavar="AGE",
+        help="and the evidence of accessible verdicts older than this, if sooner "
+        "(default: storage.retention_accessible)",
+    )
     p.add_argument("--db", dest="setting:storage.db", metavar="PATH|URL", help="database")
     p.add_argument("--config", metavar="FILE", help="config file (TOML)")
     p.add_argument("--dry-run", action="store_true", help="count what would go; change nothing")
@@ -33,14 +42,14 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
-def window(text: str) -> dt.timedelta:
-    """--older-than as a timedelta; "never" makes no sense for a prune."""
+def window(text: str, flag: str = "--older-than") -> dt.timedelta:
+    """An age flag as a timedelta; "never" makes no sense for a prune."""
     try:
         seconds = duration_seconds(parse_retention(text))
     except ValueError as exc:
-        raise UsageError(f"--older-than: {exc}") from None
+        raise UsageError(f"{flag}: {exc}") from None
     if seconds is None:
-        raise UsageError("--older-than: give an age such as 90d (never would prune nothing)")
+        raise UsageError(f"{flag}: give an age such as 90d (never would prune nothing)")
     return dt.timedelta(seconds=seconds)
 
 
@@ -49,17 +58,20 @@ def run(args: argparse.Namespace) -> int:
     from probe.store.retention import prune
 
     settings = settings_from(args)
+    older_than = settings.storage.retention_window
     if args.older_than is not None:
         older_than = window(args.older_than)
-    elif settings.storage.retention_window is not None:
-        older_than = settings.storage.retention_window
-    else:
+    accessible = settings.storage.accessible_window
+    if args.accessible_older_than is not None:
+        accessible = window(args.accessible_older_than, "--accessible-older-than")
+    if older_than is None and accessible is None:
         print("probe: storage.retention is never: nothing to prune (or give --older-than)")
         return 0
     bar = ProgressBar(enabled=None if not (args.json or args.no_progress) else False)
     result = prune(
         settings.storage.db,
         older_than,
+        accessible_older_than=accessible,
         dry_run=args.dry_run,
         progress=lambda done, total: bar.update(done, total, "deleting old evidence"),
     )
@@ -78,9 +90,11 @@ def _mb(n: int | None) -> str:
 def summary(r: PruneResult) -> str:
     """The one-paragraph summary of a prune."""
     verb = "would delete" if r.dry_run else "deleted"
+    ages = [] if r.cutoff == NO_CUTOFF else [f"measured before {r.cutoff:%Y-%m-%d %H:%M} UTC"]
+    if r.accessible_cutoff != r.cutoff:
+        ages.append(f"accessible and measured before {r.accessible_cutoff:%Y-%m-%d %H:%M} UTC")
     lines = [
-        f"{verb} the evidence of {r.evidence_deleted} measurements measured before "
-        f"{r.cutoff:%Y-%m-%d %H:%M} UTC",
+        f"{verb} the evidence of {r.evidence_deleted} measurements {' or '.join(ages)}",
         f"kept {r.measurements_kept} verdict rows of {r.runs_kept} runs in {r.database}",
     ]
     if not r.dry_run:

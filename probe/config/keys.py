@@ -118,6 +118,13 @@ KEYS: tuple[Key, ...] = (
         "30d",
         "keep evidence this long (30d, 36h, 2w; never: keep all); verdicts are always kept",
     ),
+    Key(
+        "storage",
+        "retention_accessible",
+        parse_retention,
+        "7d",
+        "keep the evidence of accessible verdicts this long if sooner (never: as the rest)",
+    ),
     Key("limits", "concurrency", _positive_int, 128, "inputs measured at once"),
     Key("limits", "per_host", _positive_int, 2, "measurements in flight per host"),
     Key("limits", "target_timeout", _seconds, 60.0, "deadline per input, seconds"),

@@ -70,12 +70,27 @@ class StorageSettings:
     # re-check what a volunteer noticed this month; evidence kept longer belongs in a central
     # collection (export or upload it), not on a volunteer's disk (README "Retention").
     retention: str = "30d"
+    # The evidence of `accessible` verdicts, at most this long ("never": as long as the
+    # rest; and with retention "never" all evidence is kept). It is most of the evidence
+    # (about 85% of an hourly sweep's rows, 1-3 KB each) and the least re-checked: a reader
+    # re-checks what was blocked, throttled or inconclusive; a week of accessible evidence
+    # still shows what "normal" looked like.
+    retention_accessible: str = "7d"
 
     @property
     def retention_window(self) -> dt.timedelta | None:
         """How long evidence is kept; None: for ever."""
         seconds = duration_seconds(self.retention)
         return None if seconds is None else dt.timedelta(seconds=seconds)
+
+    @property
+    def accessible_window(self) -> dt.timedelta | None:
+        """How long the evidence of accessible verdicts is kept (never longer than the
+        rest's); None: for ever, as when retention is "never"."""
+        seconds, rest = duration_seconds(self.retention_accessible), self.retention_window
+        if seconds is None or rest is None:
+            return rest
+        return min(dt.timedelta(seconds=seconds), rest)
 
 
 @dataclass(frozen=True, slots=True)

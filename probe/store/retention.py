@@ -31,7 +31,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Integer, Select, cast, delete, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    cast,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -50,6 +61,8 @@ COMPACTED_KEY = "compacted_bytes"
 # rewrites the whole file. Hourly sweeps of the bundled list shorten about 0.17 MB of reasons
 # a day while the file grows about 1 MB: the first rewrite comes after about 5 months.
 REWRITE_SHARE = 16
+# No window for the rest: nothing measured is older than this.
+NO_CUTOFF = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 BATCH = 2000  # evidence rows per delete: a sweep's write waits at most one batch
 VACUUM_STEP_PAGES = 1024  # pages given back per transaction (4 MiB at 4 KiB pages)
 
@@ -59,7 +72,8 @@ class PruneResult:
     """What a prune did (or, dry, would do)."""
 
     database: str
-    cutoff: dt.datetime  # evidence of measurements before this was deleted
+    cutoff: dt.datetime  # evidence of measurements before this was deleted (min: none)
+    accessible_cutoff: dt.datetime  # and of accessible verdicts before this
     evidence_deleted: int  # dry run: how many would be
     measurements_kept: int  # every verdict row, old and new
     runs_kept: int
@@ -71,37 +85,71 @@ class PruneResult:
 
 def prune(
     store_or_url: Database | str | None,
-    older_than: dt.timedelta,
+    older_than: dt.timedelta | None,
     *,
+    accessible_older_than: dt.timedelta | None = None,
     dry_run: bool = False,
     exclusive: bool = False,
     now: dt.datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> PruneResult:
-    """Delete the evidence of measurements older than ``older_than``; give the space back.
+    """Delete the evidence of measurements older than ``older_than`` (None: none), and of
+    accessible verdicts older than ``accessible_older_than`` (None: as the rest); give the
+    space back.
 
     ``store_or_url``: an open Database (the daemon's), or a path/URL to open and close here
     (None: the default file). ``exclusive``: the caller holds the sweep lock and sweeps
     nothing meanwhile (the daemon between sweeps), so a full VACUUM may run if one is needed.
     ``progress(done, total)`` is called after each batch.
     """
-    if older_than <= dt.timedelta(0):
-        raise ValueError("older_than must be positive")
-    cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
+    cut = Cutoffs.of(older_than, accessible_older_than, now or dt.datetime.now(dt.UTC))
     with _opened(store_or_url, dry_run) as db:
         before = _size(db.file)
         try:
-            total = _count_old(db, cutoff)
+            total = _count_old(db, cut)
             if dry_run:
                 deleted, how = total, "nothing (dry run)"
             else:
-                deleted = _delete_old(db, cutoff, total, progress)
+                deleted = _delete_old(db, cut, total, progress)
                 how = _reclaim(db, exclusive)
             kept, runs = _kept(db)
         except SQLAlchemyError as exc:
             raise StoreError(f"prune failed on database {db.label}: {reason(exc)}") from exc
         return PruneResult(
-            db.label, cutoff, deleted, kept, runs, before, _size(db.file), how, dry_run
+            db.label, cut.all, cut.accessible, deleted, kept, runs, before, _size(db.file),
+            how, dry_run,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Cutoffs:
+    """Evidence of a measurement before ``all`` goes, and of an accessible one before
+    ``accessible`` (never later than ``all``)."""
+
+    all: dt.datetime
+    accessible: dt.datetime
+
+    @classmethod
+    def of(
+        cls, older_than: dt.timedelta | None, accessible: dt.timedelta | None, now: dt.datetime
+    ) -> Cutoffs:
+        """The cutoffs of two windows (None: no window) measured back from ``now``."""
+        for window in (older_than, accessible):
+            if window is not None and window <= dt.timedelta(0):
+                raise ValueError("a retention window must be positive")
+        if older_than is None and accessible is None:
+            raise ValueError("a prune needs a window")
+        every = NO_CUTOFF if older_than is None else now - older_than
+        own = every if accessible is None else now - accessible
+        return cls(every, max(every, own))
+
+    def where(self) -> ColumnElement[bool]:
+        """The measurements whose evidence goes."""
+        old = Measurement.measured_at < self.all
+        if self.accessible == self.all:
+            return old
+        return old | (
+            (Measurement.verdict == "accessible") & (Measurement.measured_at < self.accessible)
         )
 
 
@@ -134,28 +182,28 @@ def _disk_full(file: Path) -> bool:
         return False
 
 
-def _old_ids(cutoff: dt.datetime, limit: int | None = None) -> Select[int]:
+def _old_ids(cut: Cutoffs, limit: int | None = None) -> Select[int]:
     query = (
         select(Evidence.measurement_id)
         .join(Measurement, Measurement.id == Evidence.measurement_id)
-        .where(Measurement.measured_at < cutoff)
+        .where(cut.where())
     )
     return query.order_by(Evidence.measurement_id).limit(limit) if limit else query
 
 
-def _count_old(db: Database, cutoff: dt.datetime) -> int:
+def _count_old(db: Database, cut: Cutoffs) -> int:
     with db.engine.connect() as conn:
-        return int(conn.scalar(select(func.count()).select_from(_old_ids(cutoff).subquery())) or 0)
+        return int(conn.scalar(select(func.count()).select_from(_old_ids(cut).subquery())) or 0)
 
 
 def _delete_old(
-    db: Database, cutoff: dt.datetime, total: int, progress: Callable[[int, int], None] | None
+    db: Database, cut: Cutoffs, total: int, progress: Callable[[int, int], None] | None
 ) -> int:
     """Delete in batches, each its own transaction, so a sweep's writes are not held up."""
-    deleted = _drop_old_months(db, cutoff, total, progress)
+    deleted = _drop_old_months(db, cut.all, total, progress)
     while deleted < total:
         with db.engine.begin() as conn:
-            ids = list(conn.scalars(_old_ids(cutoff, BATCH)))
+            ids = list(conn.scalars(_old_ids(cut, BATCH)))
             if not ids:
                 break
             conn.execute(delete(Evidence).where(Evidence.measurement_id.in_(ids)))

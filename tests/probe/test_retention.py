@@ -240,10 +240,134 @@ def test_prune_without_an_age_applies_storage_retention(
     _fill(path)
     days = (dt.datetime.now(dt.UTC) - NOW).days + 90
     config = tmp_path / "c.toml"
-    config.write_text(f'[storage]\ndb = "{path}"\nretention = "{days}d"\n')
+    # retention_accessible "never": as long as the rest (the rows' age is relative to NOW,
+    # the window's to today, so the 7-day default would catch the recent ones some day).
+    config.write_text(
+        f'[storage]\ndb = "{path}"\nretention = "{days}d"\nretention_accessible = "never"\n'
+    )
     assert main(["prune", "--config", str(config), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["evidence_deleted"] == OLD
     config.write_text(f'[storage]\ndb = "{path}"\nretention = "never"\n')
     assert main(["prune", "--config", str(config)]) == 0
     assert "nothing to prune" in capsys.readouterr().out
     assert _counts(path) == (OLD + RECENT, RECENT, 2)
+
+
+def _fill_mixed(path: Path | str, age: dt.timedelta, now: dt.datetime) -> None:
+    """One run (into a file or a URL) ``age`` before ``now``: ACCESSIBLE accessible rows,
+    then BLOCKED blocked ones."""
+    db = open_database(str(path))
+    try:
+        started = now - age
+        info = RunInfo(uuid.uuid4().hex, started, Vantage(), "0.1.0", {})
+        db.begin_run(info)
+        for i in range(ACCESSIBLE + BLOCKED):
+            verdict = _verdict() if i < ACCESSIBLE else Verdict(
+                "blocked", "dns", "dns.nxdomain", "dns.nxdomain", "NXDOMAIN where DoH had an "
+                "address.", {"blob": os.urandom(500).hex()},
+            )  # fmt: skip
+            at = started + dt.timedelta(seconds=i)
+            db.record(MeasurementRecord(info.run_id, f"s{i}", "social", f"https://s{i}.test/",
+                                        verdict, at, 1.0))  # fmt: skip
+        db.finish_run(info.run_id, "completed", {}, finished_at=started)
+    finally:
+        db.close()
+
+
+ACCESSIBLE, BLOCKED = 40, 10
+
+
+def _evidence_by_verdict(path: Path) -> dict[str, tuple[int, int]]:
+    """verdict -> (rows, rows still with evidence)."""
+    with contextlib.closing(sqlite3.connect(path)) as raw:
+        rows = raw.execute(
+            "SELECT m.verdict, count(*), count(e.measurement_id) FROM measurements m "
+            "LEFT JOIN evidence e ON e.measurement_id = m.id GROUP BY m.verdict"
+        ).fetchall()
+    return {verdict: (n, kept) for verdict, n, kept in rows}
+
+
+def test_accessible_evidence_goes_sooner_than_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite"
+    _fill_mixed(path, dt.timedelta(days=10), NOW)
+    kept = prune(str(path), dt.timedelta(days=30), accessible_older_than=dt.timedelta(days=7),
+                 now=NOW)  # fmt: skip
+    assert kept.evidence_deleted == ACCESSIBLE
+    assert kept.accessible_cutoff == NOW - dt.timedelta(days=7)
+    assert kept.cutoff == NOW - dt.timedelta(days=30)
+    assert _evidence_by_verdict(path) == {
+        "accessible": (ACCESSIBLE, 0),
+        "blocked": (BLOCKED, BLOCKED),
+    }
+    with contextlib.closing(sqlite3.connect(path)) as raw:
+        reasons = dict(raw.execute("SELECT verdict, group_concat(DISTINCT reason) "
+                                   "FROM measurements GROUP BY verdict"))  # fmt: skip
+    assert reasons["accessible"] == "(pruned)" and "NXDOMAIN" in reasons["blocked"]
+    # The accessible window never outlives the rest's: 60 days for accessible, 5 for all.
+    again = prune(str(path), dt.timedelta(days=5), accessible_older_than=dt.timedelta(days=60),
+                  now=NOW)  # fmt: skip
+    assert again.evidence_deleted == BLOCKED
+    assert again.accessible_cutoff == again.cutoff
+    _check_integrity(path)
+
+
+def test_the_prune_command_and_the_daemon_setting_apply_the_accessible_window(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "m.sqlite"
+    _fill_mixed(path, dt.timedelta(days=10), dt.datetime.now(dt.UTC))
+    config = tmp_path / "c.toml"
+    config.write_text(f'[storage]\ndb = "{path}"\nretention = "30d"\n')  # accessible: 7d
+    assert main(["prune", "--config", str(config), "--dry-run", "--json",
+                 "--accessible-older-than", "30d"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["evidence_deleted"] == 0
+    assert main(["prune", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"deleted the evidence of {ACCESSIBLE} measurements" in out
+    assert "accessible and measured before" in out
+    assert _evidence_by_verdict(path)["blocked"] == (BLOCKED, BLOCKED)
+    assert main(["prune", "--config", str(config), "--accessible-older-than", "never"]) == 2
+    assert "--accessible-older-than: give an age" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("retention", "accessible", "days"),
+    [('"30d"', None, 7), ('"30d"', '"3d"', 3), ('"5d"', '"7d"', 5), ('"30d"', '"never"', 30),
+     ('"never"', '"7d"', None)],
+)  # fmt: skip
+def test_the_accessible_window_setting(
+    tmp_path: Path, retention: str, accessible: str | None, days: int | None
+) -> None:
+    path = tmp_path / "c.toml"
+    extra = "" if accessible is None else f"retention_accessible = {accessible}\n"
+    path.write_text(f"[storage]\nretention = {retention}\n{extra}")
+    window = load_settings({}, str(path), environ={}).storage.accessible_window
+    assert window == (None if days is None else dt.timedelta(days=days))
+
+
+def test_a_bad_accessible_window_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[storage]\nretention = "30d"\nretention_accessible = "a week"\n')
+    with pytest.raises(ConfigError, match=r"c.toml:3: storage.retention_accessible: expected"):
+        load_settings({}, str(path), environ={})
+
+
+def test_accessible_evidence_goes_sooner_on_postgresql(postgres_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    _fill_mixed(postgres_url, dt.timedelta(days=40), NOW)  # the month before NOW's
+    _fill_mixed(postgres_url, dt.timedelta(days=10), NOW)
+    result = prune(postgres_url, dt.timedelta(days=30), accessible_older_than=dt.timedelta(days=7),
+                   now=NOW)  # fmt: skip
+    assert result.evidence_deleted == 2 * ACCESSIBLE + BLOCKED
+    engine = create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            rows: dict[str, int] = dict(conn.execute(text(
+                "SELECT m.verdict, count(e.measurement_id) FROM measurements m LEFT JOIN "
+                "evidence e ON e.measurement_id = m.id GROUP BY m.verdict"
+            )).all())  # fmt: skip
+            total = conn.scalar(text("SELECT count(*) FROM measurements"))
+    finally:
+        engine.dispose()
+    assert rows == {"accessible": 0, "blocked": BLOCKED} and total == 2 * (ACCESSIBLE + BLOCKED)
