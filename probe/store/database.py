@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +23,16 @@ from sqlalchemy.pool import StaticPool
 
 from measurements.observations import to_jsonable
 from probe.classify.verdict import Location, MeasurementRecord, RunInfo
-from probe.store import queries
+from probe.store import inserts, queries
 from probe.store.errors import StoreError, reason
 from probe.store.models import (
     RUN_STATUSES,
-    Evidence,
     ExportRow,
     MeasurementDetail,
     MeasurementRow,
     Run,
     RunSummary,
-    evidence_data,
     location_values,
-    measurement_from_record,
     run_from_info,
 )
 from probe.store.owner import SweepLock, sweep_alive
@@ -331,14 +328,12 @@ class Database:
 
     def record(self, rec: MeasurementRecord) -> int:
         """Store one measurement and its evidence in one transaction; return its id."""
-        measurement = measurement_from_record(rec)
-        data = evidence_data(rec)
+        return self.record_many((rec,))[0]
+
+    def record_many(self, recs: Sequence[MeasurementRecord]) -> list[int]:
+        """Store measurements and their evidence in one transaction; their ids, in order."""
         with self.session("record") as session, session.begin():
-            session.add(measurement)
-            session.flush()  # assigns the id the evidence row points to
-            measurement_id = measurement.id
-            session.add(Evidence(measurement_id=measurement_id, data=data))
-        return measurement_id
+            return inserts.insert_records(session.connection(), recs)
 
     def finish_run(
         self,
