@@ -14,6 +14,7 @@ client raised (the original as the cause), so measurements.failures maps them as
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import time
 
@@ -39,7 +40,12 @@ class _Connection:
     def usable(self) -> bool:
         """Still worth a query: open, not closed by the server, not idle too long."""
         fresh = time.monotonic() - self.idle_since < _IDLE_EXPIRY
-        return fresh and not self.writer.is_closing() and not self.reader.at_eof()
+        if not fresh or self.writer.is_closing() or self.reader.at_eof():
+            return False
+        # An idle connection with bytes waiting that the loop has not read yet: the server's
+        # close, most likely (httpcore asked the socket the same before reusing it).
+        sock = self.writer.get_extra_info("socket")
+        return sock is None or not select.select([sock], [], [], 0)[0]
 
     def close(self) -> None:
         # At once and without close_notify, as the httpx client's connections closed.
