@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import TypeAlias
 
 Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -143,6 +144,9 @@ def _legacy_ipv4(parts: list[str], octal: bool) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(value)
 
 
+# Every step of every input asks what its address is (is_ip, address_problem, canonical
+# forms): the same few texts, thousands of times a sweep. The readings are immutable.
+@lru_cache(maxsize=4096)
 def _readings(text: str) -> tuple[Address | None, ...]:
     """What connectors read ``text`` as: (), (address,), or (octal, decimal) readings.
 

@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import ssl
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from measurements.observations import Certificate
 
+# A certificate is seen again and again: by the TLS step and the page fetch of one input, by
+# its controls, and across a sweep wherever a site, a CDN or an interceptor shows the same one.
+# Parsing it costs more than the rest of a handshake's Python; a summary is frozen, so one
+# parse per distinct DER serves them all. Bounded: a long list shows many certificates once.
+_DISTINCT_CERTIFICATES = 256
 
+
+@lru_cache(maxsize=_DISTINCT_CERTIFICATES)
 def summarize(der: bytes) -> Certificate:
-    """The readable summary of one DER certificate."""
+    """The readable summary of one DER certificate (parsed once per distinct DER)."""
     cert = x509.load_der_x509_certificate(der)
     try:
         san_ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -1,8 +1,9 @@
-"""DNS-over-HTTPS: an RFC 8484 exchange through httpx, making measurements.dns's observations.
+"""DNS-over-HTTPS: an RFC 8484 exchange, making measurements.dns's observations.
 
-httpx is the client stack (and measurements.trust the TLS contexts) that HTTP measurement
-uses; dnspython only builds and parses the messages. A client shared across queries keeps one
-connection per DoH server, so a sweep does not pay one TLS handshake per name.
+A one-off query goes through httpx (the client stack HTTP measurement used, measurements.trust
+the TLS contexts); a sweep's queries go over its keep-alive connections
+(measurements.keepalive), so a sweep does not pay one TLS handshake per name, nor httpx's
+CPU per query. dnspython only builds and parses the messages.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import dns.message
 import httpx
 
 from measurements.dns import failed, observed
+from measurements.keepalive import DoHConnections
 from measurements.observations import DNSObservation
 from measurements.pinned import PinnedTransport
 from measurements.trust import context_async
@@ -58,8 +60,23 @@ async def _read_bounded(response: httpx.Response) -> bytes:
     return bytes(body)
 
 
+def _answer(
+    status: int, headers: httpx.Headers, body: bytes, query: dns.message.Message
+) -> dns.message.Message:
+    """The DNS message of an HTTP answer, or why it is not the answer to ``query``."""
+    if not 200 <= status < 300:
+        raise DoHAnswerError(f"HTTP status {status}")
+    kind = headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != _DOH_TYPE:
+        raise DoHAnswerError(f"content type {kind or 'missing'!r}, not {_DOH_TYPE}")
+    message = dns.message.from_wire(body)
+    if not query.is_response(message):
+        raise DoHAnswerError("the answer is to another query")
+    return message
+
+
 async def _exchange(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient | DoHConnections,
     url: str,
     query: dns.message.Message,
     post: bool,
@@ -69,6 +86,12 @@ async def _exchange(
     wire = query.to_wire()
     # Identity: a DNS message is small, and a compressed body could inflate past any bound.
     headers = {"accept": _DOH_TYPE, "accept-encoding": "identity"}
+    if isinstance(client, DoHConnections):  # a sweep's shared connections: POST only
+        headers["content-type"] = _DOH_TYPE
+        status, answer_headers, body = await client.post(url, headers, wire, _MAX_DNS_MESSAGE)
+        if len(body) > _MAX_DNS_MESSAGE:
+            raise DoHAnswerError(f"answer longer than {_MAX_DNS_MESSAGE} bytes")
+        return _answer(status, answer_headers, body, query)
     if post:
         headers["content-type"] = _DOH_TYPE
         request = client.build_request("POST", url, content=wire, headers=headers, timeout=timeout)
@@ -84,15 +107,7 @@ async def _exchange(
         body = await _read_bounded(response)
     finally:
         await response.aclose()
-    if not 200 <= response.status_code < 300:
-        raise DoHAnswerError(f"HTTP status {response.status_code}")
-    kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if kind != _DOH_TYPE:
-        raise DoHAnswerError(f"content type {kind or 'missing'!r}, not {_DOH_TYPE}")
-    message = dns.message.from_wire(body)
-    if not query.is_response(message):
-        raise DoHAnswerError("the answer is to another query")
-    return message
+    return _answer(response.status_code, response.headers, body, query)
 
 
 async def query_doh(
@@ -104,12 +119,13 @@ async def query_doh(
     verify: bool | str = True,
     bootstrap_address: str | None = None,
     post: bool = True,
-    client: httpx.AsyncClient | None = None,
+    client: httpx.AsyncClient | DoHConnections | None = None,
 ) -> DNSObservation:
     """Resolve over DNS-over-HTTPS (RFC 8484): a POST (or GET) through ``client`` when given.
 
-    A given client (see doh_client) brings its own trust and routing and stays open, so a
-    sweep sharing one pays a TLS handshake per DoH server rather than per name. Without one,
+    A given client (see doh_client, or a sweep's DoHConnections, which always POSTs) brings
+    its own trust and routing and stays open, so a sweep sharing one pays a TLS handshake per
+    connection to a DoH server rather than per name. Without one,
     a one-off client is built from ``verify`` (a CA bundle path or a bool) and
     ``bootstrap_address`` (TCP goes there while TLS checks the URL's host), and closed after.
     """

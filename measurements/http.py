@@ -1,12 +1,14 @@
 """HTTP measurement: a GET sent to a chosen address, its redirects followed hop by hop.
 
-Each hop goes through measurements.pinned, so the URL's host is the Host header and the SNI
-while the connection goes to an address the caller chose (never a system lookup). Redirects
-are followed here, not by httpx, so that every hop is recorded, every next address comes from
-the caller's ``resolve`` and passes ``allow_address`` before anything is sent to it.
+Each hop is one exchange on a connection of its own (measurements.http1), so the URL's host
+is the Host header and the SNI while the connection goes to an address the caller chose
+(never a system lookup). Redirects are followed here, so that every hop is recorded, every
+next address comes from the caller's ``resolve`` and passes ``allow_address`` before anything
+is sent to it.
 
-Timings come from httpcore's ``trace`` extension, which also says how far an exchange got when
-it failed: the failure's ``operation``.
+Timings are marked by the exchange under httpcore's trace names (the throughput test's httpx
+stream gives the same through its ``trace`` extension), which also say how far an exchange
+got when it failed: the failure's ``operation``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import html
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +28,8 @@ import httpx
 from measurements.addresses import canonical_address, is_ip
 from measurements.certificates import summarize
 from measurements.failures import Failure, describe, failure_of, malformed
+from measurements.http1 import Exchange, browser_headers
 from measurements.observations import Certificate, HTTPHop, HTTPObservation, HTTPTimings
-from measurements.pinned import PinnedTransport
 from measurements.trust import context_async
 
 DEFAULT_USER_AGENT = (
@@ -53,7 +55,11 @@ class _Trace:
         return (time.monotonic() - self.start) * 1000.0
 
     async def __call__(self, name: str, info: dict[str, Any]) -> None:
-        self.marks.setdefault(name.split(".", 1)[-1], self.elapsed())
+        self.mark(name.split(".", 1)[-1])
+
+    def mark(self, name: str) -> None:
+        """Note when ``name`` ("connect_tcp.complete", ...) first happened."""
+        self.marks.setdefault(name, self.elapsed())
 
     def _span(self, step: str) -> float | None:
         started = self.marks.get(f"{step}.started")
@@ -95,18 +101,19 @@ class _Received:
         self.head = bytearray()
         self.truncated = False
 
-    def take_headers(self, response: httpx.Response) -> None:
+    def take_headers(
+        self, response: httpx.Response, url: httpx.URL, ssl_object: ssl.SSLObject | None
+    ) -> None:
+        """The status and headers (decoded as httpx decodes them), and the TLS session's."""
         self.status = response.status_code
         self.headers = tuple(response.headers.multi_items())
         self.charset = response.charset_encoding
         location = response.headers.get("location")
         if response.status_code in REDIRECT_STATUSES and location:
             try:
-                self.location = str(response.url.join(location))
+                self.location = str(url.join(location))
             except httpx.InvalidURL:
                 self.location = None  # the raw value stays in headers
-        stream = response.extensions.get("network_stream")
-        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
         if ssl_object is not None:
             self.tls_version = ssl_object.version()
             der = ssl_object.getpeercert(binary_form=True)
@@ -121,13 +128,15 @@ class _Received:
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
 
-    async def read_body(self, response: httpx.Response, max_bytes: int) -> None:
+    async def read_body(
+        self, response: httpx.Response, chunks: AsyncIterator[bytes], max_bytes: int
+    ) -> None:
         self.length = 0
         declared = response.headers.get("content-length")
         declared_length = int(declared) if declared and declared.isdigit() else None
         # Raw bytes, as they came: we ask for identity encoding, and never inflate a body
         # (a small compressed body can expand past any cap).
-        async for chunk in response.aiter_raw():
+        async for chunk in chunks:
             room = max_bytes - self.length
             if len(chunk) > room:
                 self.take(chunk[:room])
@@ -172,19 +181,6 @@ def _refused_hop(url: str, ip: str | None, reason: str) -> HTTPHop:
     )
 
 
-def _request_headers(agent: str, range_bytes: int | None) -> dict[str, str]:
-    """A browser's headers, asking for the body as sent and, if given, its first bytes only."""
-    headers = {
-        "User-Agent": agent,
-        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        "Accept-Language": "en-US,en;q=0.5",
-        "Accept-Encoding": "identity",
-    }
-    if range_bytes is not None:
-        headers["Range"] = f"bytes=0-{range_bytes - 1}"
-    return headers
-
-
 @dataclass(frozen=True, slots=True)
 class _Broken:
     """How an exchange broke off: the failure, how far it had got, and what it was."""
@@ -196,14 +192,14 @@ class _Broken:
 
 
 def _broken(
-    exc: BaseException, trace: _Trace, https: bool, received: _Received, transport: PinnedTransport
+    exc: BaseException, trace: _Trace, https: bool, received: _Received, above_tls: int
 ) -> _Broken:
     """What broke the exchange off, read from the exception and what had come back."""
     failure = failure_of(exc)
     # A peer that sent bytes no response could be parsed from, then closed, answered
     # with something that is not HTTP (a TLS alert to plain HTTP, binary junk).
     bad_answer = malformed(exc) or (
-        failure is Failure.EOF and received.status is None and transport.backend.received > 0
+        failure is Failure.EOF and received.status is None and above_tls > 0
     )
     return _Broken(
         failure=failure,
@@ -223,28 +219,33 @@ async def _hop(
     agent: str,
     ranged: bool = False,
 ) -> HTTPHop:
-    """One GET to ``ip``, read up to ``max_bytes``; network errors become the hop's failure."""
+    """One GET to ``ip``, read up to ``max_bytes``; network errors become the hop's failure.
+
+    A connection of its own (measurements.http1), closed after: no connection or TLS session
+    is ever reused between hops, inputs or controls.
+    """
     target = httpx.URL(url)
+    https = target.scheme == "https"
     trace = _Trace()
     received = _Received()
     broken: _Broken | None = None
-    headers = _request_headers(agent, max_bytes if ranged else None)
-    transport = PinnedTransport(target.raw_host.decode("ascii"), ip, context)
+    headers = browser_headers(target, agent, max_bytes if ranged else None)
+    port = target.port or (443 if https else 80)
+    # httpcore's SNI and checked name: the URL's host (an address literal sends no SNI).
+    tls = (context, target.raw_host.decode("ascii")) if https else None
+    exchange = Exchange(ip, port, tls, trace.mark)
     try:
         async with asyncio.timeout(seconds):
-            # trust_env=False: a proxy from the environment would bypass the pinned address.
-            async with httpx.AsyncClient(
-                transport=transport, trust_env=False, timeout=seconds, headers=headers
-            ) as client:
-                request = client.build_request("GET", target, extensions={"trace": trace})
-                response = await client.send(request, stream=True)
-                try:
-                    received.take_headers(response)
-                    await received.read_body(response, max_bytes)
-                finally:
-                    await response.aclose()
+            try:
+                await exchange.open()
+                status, raw_headers = await exchange.request(target.raw_path, headers)
+                response = httpx.Response(status, headers=raw_headers)
+                received.take_headers(response, target, exchange.ssl_object)
+                await received.read_body(response, exchange.body(), max_bytes)
+            finally:
+                exchange.close()
     except (httpx.HTTPError, OSError, TimeoutError) as exc:
-        broken = _broken(exc, trace, target.scheme == "https", received, transport)
+        broken = _broken(exc, trace, https, received, exchange.received)
     return _hop_record(url, ip, received, broken, trace.timings(trace.elapsed()))
 
 

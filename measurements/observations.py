@@ -180,18 +180,30 @@ Observation = (
 )
 
 
+# The stored fields of each dataclass, looked up once per class: every record of a sweep is
+# turned into JSON, thousands of nodes each, and dataclasses.fields() per node was most of it.
+_STORED: dict[type, tuple[str, ...]] = {}
+
+
+def _stored_fields(cls: type) -> tuple[str, ...]:
+    names = _STORED.get(cls)
+    if names is None:
+        fields = dataclasses.fields(cls)
+        names = _STORED[cls] = tuple(f.name for f in fields if f.metadata.get("stored", True))
+    return names
+
+
 def to_jsonable(value: Any) -> Any:
     """Plain JSON types for an observation tree; bytes become base64 text.
 
     A field whose metadata says ``stored: False`` (Certificate.pem) is left out.
     """
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {
-            f.name: to_jsonable(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if f.metadata.get("stored", True)
-        }
-        out["kind"] = type(value).__name__
+    if value is None or isinstance(value, str | int | float):
+        return value  # the most common nodes first (a StrEnum too, as it is)
+    cls = type(value)
+    if cls in _STORED or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        out = {name: to_jsonable(getattr(value, name)) for name in _stored_fields(cls)}
+        out["kind"] = cls.__name__
         return out
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")

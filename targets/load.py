@@ -7,6 +7,7 @@ and it falls back to the enclosing [[service]] header (or line 1) when unsure.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
 import tomllib
@@ -61,6 +62,7 @@ class Locator:
                 top = match.group(2).split(".")[0].strip().strip("\"'")
                 self._headers.append((number, top, match.group(1) is not None))
         self._services = [n for n, top, array in self._headers if top == "service" and array]
+        self._starts = [n for n, _, _ in self._headers]  # in file order: sorted, for bisect
 
     def service_line(self, index: int) -> int:
         """1-based line of the index-th (1-based) [[service]] header."""
@@ -77,7 +79,10 @@ class Locator:
             end = self._headers[0][0] if self._headers else len(self.lines)
             return range(0, end)
         start = self._services[index - 1]
-        end = next((n for n, _, _ in self._headers if n > start), len(self.lines))
+        # The next header after it, found by bisection: a scan per value made a 2,000-service
+        # list quadratic to load.
+        following = bisect.bisect_right(self._starts, start)
+        end = self._starts[following] if following < len(self._starts) else len(self.lines)
         return range(start, end)
 
     def key_line(self, index: int | None, key: str) -> int:

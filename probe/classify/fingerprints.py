@@ -6,7 +6,7 @@ import html
 import re
 import tomllib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -84,6 +84,20 @@ def dn_attributes(dn: str) -> dict[str, set[str]]:
     return out
 
 
+# Every chain of a sweep is held against every known interception CA: the same issuers and
+# subjects come back input after input, so each name is parsed once.
+@lru_cache(maxsize=1024)
+def _dn_names(dn: str) -> tuple[frozenset[str], frozenset[str]]:
+    """A name's CN and O values, and its C values (lowercased)."""
+    attrs = dn_attributes(dn)
+    return frozenset(attrs.get("CN", set()) | attrs.get("O", set())), frozenset(attrs.get("C", ()))
+
+
+@cache
+def _lowered(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(n.lower() for n in names)
+
+
 @dataclass(frozen=True, slots=True)
 class InterceptionCA:
     """A national or commercial interception CA: known by name, key or certificate."""
@@ -97,11 +111,10 @@ class InterceptionCA:
     kind: str = "national"  # one of INTERCEPTION_KINDS
 
     def _named(self, dn: str) -> bool:
-        attrs = dn_attributes(dn)
-        named = attrs.get("CN", set()) | attrs.get("O", set())
-        if not named & {n.lower() for n in self.names}:
+        named, countries = _dn_names(dn)
+        if named.isdisjoint(_lowered(self.names)):
             return False
-        return self.country is None or self.country.lower() in attrs.get("C", set())
+        return self.country is None or self.country.lower() in countries
 
     def how(self, cert: Certificate) -> str | None:
         """How ``cert`` shows this CA: it is the CA ("certificate", "key", "subject"), or the

@@ -28,8 +28,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def print_json(kind: str, payload: Any, out: TextIO | None = None) -> None:
     """Machine output: one JSON document with a kind and a format version."""
     out = out or sys.stdout  # looked up now: tests and callers may have replaced it
-    json.dump({"version": JSON_VERSION, "kind": kind, **payload}, out, indent=2, default=str)
-    out.write("\n")
+    # One write: json.dump writes each token on its own (160,000 calls for a 2,000-input run).
+    text = json.dumps({"version": JSON_VERSION, "kind": kind, **payload}, indent=2, default=str)
+    out.write(text + "\n")
 
 
 class ProgressBar:

@@ -48,7 +48,8 @@ name and country are: the ones you declare (vantage.asn, country), else those th
 helper or a local database (vantage.geoip_db) finds for your address. Nothing else that
 identifies you or this place is stored unless you declare it (vantage.name, network_type).
 Evidence older than the retention window (storage.retention, 30 days by default; 7 days
-for accessible results, storage.retention_accessible) is deleted; verdicts are kept. Nothing leaves this machine unless you export or upload it.
+for accessible results, storage.retention_accessible) is deleted; verdicts are kept.
+Nothing leaves this machine unless you export or upload it.
 
 To accept:        probe consent --accept
 For unattended machines whose operator decided: consent = true in [vantage] of the config

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
-
-from measurements import dns, doh, trust
+from measurements import dns, doh, keepalive, trust
 from measurements.observations import DNSObservation
 from probe.engine import lag
 
@@ -25,14 +23,14 @@ LAG_ALLOWANCE = 3
 class DoHCache:
     """DNS-over-HTTPS answers, one lookup per name per sweep however many inputs share it.
 
-    One httpx client (HTTP/1.1, keep-alive) serves every lookup, and at most DOH_CONNECTIONS
-    exchanges are in flight to one DoH server at once, so a sweep pays that many TLS
-    handshakes per DoH server rather than one per name. A name waits for a free connection:
-    the query's timeout starts when it is sent, so the wait (however long the probe's own
-    work makes it) never counts as the server's delay. Only a server that is itself slow (its
-    last answer took half a query timeout) or stopped answering is asked beside the queue, on
-    connections of their own, so its timeouts do not queue up behind each other. ``aclose``
-    ends the client with the sweep.
+    One set of keep-alive HTTP/1.1 connections (measurements.keepalive) serves every
+    lookup, and at most DOH_CONNECTIONS exchanges are in flight to one DoH server at once,
+    so a sweep pays that many TLS handshakes per DoH server rather than one per name. A name
+    waits for a free connection: the query's timeout starts when it is sent, so the wait
+    (however long the probe's own work makes it) never counts as the server's delay. Only a
+    server that is itself slow (its last answer took half a query timeout) or stopped
+    answering is asked beside the queue, on connections of their own, so its timeouts do not
+    queue up behind each other. ``aclose`` closes the connections with the sweep.
     """
 
     def __init__(self, urls: tuple[str, ...], ca_bundle: str | None, timeout: float) -> None:
@@ -40,7 +38,7 @@ class DoHCache:
         self._ca_bundle = ca_bundle
         self._timeout = timeout
         self._pending: dict[str, asyncio.Task[tuple[DNSObservation, ...]]] = {}
-        self._client: httpx.AsyncClient | None = None
+        self._client: keepalive.DoHConnections | None = None
         self._turns = {url: asyncio.Semaphore(DOH_CONNECTIONS) for url in urls}
         self._beside = {url: asyncio.Semaphore(DOH_BESIDE) for url in urls}
         # Servers whose last answer was a DNS message, promptly: a connection is worth
@@ -49,11 +47,11 @@ class DoHCache:
         # Servers whose last exchange took more than half a query timeout.
         self._slow: set[str] = set()
 
-    async def _shared_client(self) -> httpx.AsyncClient:
+    async def _shared_client(self) -> keepalive.DoHConnections:
         # The configured trust anchors, or the system's; built off the loop if not preloaded.
         context = await trust.context_async(self._ca_bundle)
         if self._client is None:  # checked after the await: the first lookups arrive together
-            self._client = doh.doh_client(context)
+            self._client = keepalive.DoHConnections(context)
         return self._client
 
     async def aclose(self) -> None:
@@ -68,7 +66,7 @@ class DoHCache:
         await asyncio.gather(*running, return_exceptions=True)
         self._pending = {name: t for name, t in self._pending.items() if not t.cancelled()}
         if self._client is not None:
-            await self._client.aclose()
+            self._client.close()
             self._client = None
 
     async def lookup(self, hostname: str) -> tuple[DNSObservation, ...]:
@@ -114,7 +112,9 @@ class DoHCache:
         async with self._beside[url]:
             return await self._timed(client, url, hostname)
 
-    async def _timed(self, client: httpx.AsyncClient, url: str, hostname: str) -> DNSObservation:
+    async def _timed(
+        self, client: keepalive.DoHConnections, url: str, hostname: str
+    ) -> DNSObservation:
         """The query, noting whether the server answered and whether it was slow to."""
         monitor = lag.current()
         start = time.monotonic()
@@ -128,7 +128,9 @@ class DoHCache:
             self._slow.discard(url)
         return self._noted(url, obs)
 
-    async def _query(self, client: httpx.AsyncClient, url: str, hostname: str) -> DNSObservation:
+    async def _query(
+        self, client: keepalive.DoHConnections, url: str, hostname: str
+    ) -> DNSObservation:
         """One exchange, whose timeout does not count the time the probe's event loop ran
         late (probe.engine.lag): a busy probe extends the wait, up to LAG_ALLOWANCE times the
         timeout, rather than failing the control of a server that answered."""

@@ -21,7 +21,7 @@ from measurements.geoip import GeoIP, GeoIPError, open_geoip
 from measurements.observations import Observation, to_jsonable
 from probe.classify import classify
 from probe.classify.control_status import ControlSetup, ThroughputRun, as_json, control_status
-from probe.classify.evidence import Controls, InputEvidence
+from probe.classify.evidence import Controls, InputEvidence, ReferenceTLS
 from probe.classify.fingerprints import Fingerprints, load_bundled
 from probe.classify.verdict import Location, MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.config import Settings
@@ -108,6 +108,7 @@ class Sweep:
         self.measurer = Measurer(settings)
         self.records: list[MeasurementRecord] = []
         self.vantage = VantageCheck(())
+        self._reference_tls: tuple[ReferenceTLS, ...] = ()  # the vantage's, once it is checked
         self.begun = False  # whether begin_run stored the run
         self.status_recorded = False  # whether finish_run stored how the sweep ended
         self.run_id = uuid.uuid4().hex
@@ -189,6 +190,8 @@ class Sweep:
             jobs, len(self.throughput.urls) * self.throughput.settings.max_bytes_per_test
         )
         self.vantage = await check_vantage(self.measurer, self.references())
+        # The same for every input of the sweep: matched against the fingerprints once.
+        self._reference_tls = self.vantage.tls_seen(self.fingerprints)
         self.throughput.reference_pages = self.vantage.pages()
         await self._locate()
         if not self.vantage.ok:
@@ -299,20 +302,14 @@ class Sweep:
 
     async def _work(self, job: Input) -> MeasurementRecord:
         """One input's record; an unexpected error in it is its row, never the sweep's end."""
-        col = Collector(reference_tls=self.vantage.tls_seen(self.fingerprints))
+        col = Collector(reference_tls=self._reference_tls)
         STARVED.set([])  # this input's (this task's) starved failures, filled by attempts
         measured_at = dt.datetime.now(dt.UTC)
         t0 = time.monotonic()
         try:
             return await self._measure(job, col, measured_at, t0)
         except Exception as exc:  # a bug: recorded as such, and the other inputs go on
-            return self._error_record(job, col, measured_at, t0, exc)
-
-    def _error_record(
-        self, job: Input, col: Collector, measured_at: dt.datetime, t0: float, exc: Exception
-    ) -> MeasurementRecord:
-        """The row of an input whose measurement or classification raised."""
-        return self._record(job, faults.error_verdict(exc), col, measured_at, t0)
+            return self._record(job, faults.error_verdict(exc), col, measured_at, t0)
 
     def _record(
         self, job: Input, verdict: Verdict, col: Collector, measured_at: dt.datetime, t0: float

@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy.pool import StaticPool
 
 from measurements.observations import to_jsonable
 from probe.classify.verdict import Location, MeasurementRecord, RunInfo
-from probe.store import partitions, queries
+from probe.store import inserts, partitions, queries
 from probe.store.errors import StoreError, reason
 from probe.store.models import (
     RUN_STATUSES,
@@ -32,9 +32,7 @@ from probe.store.models import (
     MeasurementRow,
     Run,
     RunSummary,
-    evidence_data,
     location_values,
-    measurement_from_record,
     run_from_info,
 )
 from probe.store.owner import SweepLock, sweep_alive
@@ -330,17 +328,14 @@ class Database:
 
     def record(self, rec: MeasurementRecord) -> int:
         """Store one measurement and its evidence in one transaction; return its id."""
-        measurement = measurement_from_record(rec)
-        with self.session("record") as session:
-            # PostgreSQL: the month's partitions first (a month this process knows: no query).
-            partitions.ensure(self._engine, [rec.measured_at])
-            with session.begin():
-                session.add(measurement)
-                session.flush()  # assigns the id the evidence row points to
-                measurement_id = measurement.id
-                row = (measurement_id, rec.measured_at, evidence_data(rec))
-                session.execute(partitions.evidence_insert(self._engine.dialect.name, *row))
-        return measurement_id
+        return self.record_many((rec,))[0]
+
+    def record_many(self, recs: Sequence[MeasurementRecord]) -> list[int]:
+        """Store measurements and their evidence in one transaction; their ids, in order."""
+        # PostgreSQL: the months' partitions first (months this process knows: no query).
+        partitions.ensure(self._engine, [rec.measured_at for rec in recs])
+        with self.session("record") as session, session.begin():
+            return inserts.insert_records(session.connection(), recs)
 
     def finish_run(
         self,

@@ -370,24 +370,20 @@ def location_values(location: Location) -> dict[str, Any]:
 
 def measurement_from_record(rec: MeasurementRecord) -> Measurement:
     """The measurement row of a record (its evidence goes to evidence_data)."""
+    return Measurement(**measurement_values(rec))
+
+
+def measurement_values(rec: MeasurementRecord) -> dict[str, Any]:
+    """The measurements row of a record as column values (what probe.store.inserts writes)."""
     v = rec.verdict
-    return Measurement(
-        run_id=rec.run_id,
-        service=rec.service,
-        category=rec.category,
-        input=rec.input,
-        verdict=v.verdict,
-        layer=v.layer,
-        detail=v.detail,
-        rule=v.rule,
-        reason=v.reason,
-        measured_at=rec.measured_at,
-        duration_ms=rec.duration_ms,
-        throughput_kbps=v.throughput_kbps,
-        baseline_kbps=v.baseline_kbps,
-        throughput_bytes=rec.throughput_bytes,
-        throughput_address=v.throughput_address,
-    )
+    return {
+        "run_id": rec.run_id, "service": rec.service, "category": rec.category,
+        "input": rec.input, "verdict": v.verdict, "layer": v.layer, "detail": v.detail,
+        "rule": v.rule, "reason": v.reason, "measured_at": rec.measured_at,
+        "duration_ms": rec.duration_ms, "throughput_kbps": v.throughput_kbps,
+        "baseline_kbps": v.baseline_kbps, "throughput_bytes": rec.throughput_bytes,
+        "throughput_address": v.throughput_address,
+    }  # fmt: skip
 
 
 def evidence_data(rec: MeasurementRecord) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -36,6 +37,11 @@ class AsyncWriter:
         # One worker: FIFO order of writes, and SQLite connections that never change thread.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-store")
         self._closed = False
+        # Records waiting for a write already queued (None: none is); the worker takes them
+        # all at once. Guarded by the lock: appended on the loop, taken on the worker.
+        self._batch: list[MeasurementRecord] | None = None
+        self._batch_write: asyncio.Future[list[int]] | None = None
+        self._lock = threading.Lock()
 
     @property
     def database(self) -> Database:
@@ -44,19 +50,22 @@ class AsyncWriter:
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run fn(*args) on the worker thread and await its result."""
+        # Shielded: a sweep cancelled (Ctrl-C, timeout) while a write is queued must not drop
+        # the write; the measurement was made and its record is kept.
+        return await asyncio.shield(self._submit(fn, *args))
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue fn(*args) on the worker thread now (call order is write order)."""
         if self._closed:
             raise RuntimeError("AsyncWriter is closed")
         loop = asyncio.get_running_loop()
-        # run_in_executor submits at once, so call order is write order.
         future = loop.run_in_executor(self._executor, fn, *args)
         # A caller cancelled while its write is queued no longer awaits it; should the write
         # then fail, asyncio would print "Future exception was never retrieved" with a
         # traceback for each one (dozens on a full disk). The first failure a caller does
         # see ends the sweep and is reported once; these are the same failure again.
         future.add_done_callback(_retrieve)
-        # Shielded: a sweep cancelled (Ctrl-C, timeout) while a write is queued must not drop
-        # the write; the measurement was made and its record is kept.
-        return await asyncio.shield(future)
+        return future
 
     async def begin_run(self, info: RunInfo) -> None:
         """Record that a sweep started."""
@@ -67,8 +76,37 @@ class AsyncWriter:
         await self._call(self._db.set_location, run_id, location)
 
     async def record(self, rec: MeasurementRecord) -> int:
-        """Store one measurement and its evidence; return its id."""
-        return await self._call(self._db.record, rec)
+        """Store one measurement and its evidence; return its id.
+
+        A record that arrives while an earlier one's write is still queued joins it: the
+        worker then writes all of them in one transaction (a transaction per record cost
+        about as much CPU as the record's own rows). So a record may be written before a
+        call queued after that write (never before one queued before it).
+        """
+        with self._lock:
+            batch, write = self._batch, self._batch_write
+            if batch is not None:  # queued, not yet taken by the worker: join it
+                batch.append(rec)
+            else:
+                batch = self._batch = [rec]
+            index = len(batch) - 1
+        if index == 0:
+            write = self._submit(self._write_batch, batch)
+            with self._lock:
+                if self._batch is batch:  # else the worker has taken it already
+                    self._batch_write = write
+        # Only the loop calls record, with no await between a batch and its write: a batch
+        # found queued has its write.
+        assert write is not None
+        return (await asyncio.shield(write))[index]
+
+    def _write_batch(self, batch: list[MeasurementRecord]) -> list[int]:
+        """On the worker: the records queued so far, in one transaction; no more may join."""
+        with self._lock:
+            if self._batch is batch:
+                self._batch, self._batch_write = None, None
+            taken = list(batch)
+        return self._db.record_many(taken)
 
     async def throughput_bytes_since(self, since: dt.datetime, vantage_name: str | None) -> int:
         """Throughput bytes recorded since ``since`` at this declared vantage."""

@@ -5,6 +5,7 @@ The ``web_server`` and ``rogue_web_server`` fixtures come from tests/servers/htt
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 from urllib.parse import quote
@@ -12,7 +13,7 @@ from urllib.parse import quote
 import pytest
 
 from measurements.addresses import address_problem, parse_networks
-from measurements.http import fetch
+from measurements.http import DEFAULT_USER_AGENT, fetch
 from measurements.observations import HTTPHop
 from measurements.trust import preload
 from tests.servers.broken_http import BrokenHTTP, CloseAfterRequest
@@ -346,3 +347,33 @@ async def test_a_close_after_the_request_is_a_cut_unless_bytes_came_first(
     assert (hop.operation, hop.malformed) == ("http_request", malformed)
     if not malformed:
         assert hop.failure == "eof_error"
+
+
+async def test_the_request_is_the_one_httpx_sent_byte_for_byte() -> None:
+    """The page exchange (measurements.http1) sends what the httpx client sent: its Host and
+    Connection first, then the browser's headers, in that order, and the Range asked for."""
+    received: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, LOCAL, 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        url = f"http://Www.Example.Test:{port}/a%20b?q=%C3%A9&r=s t"
+        obs = await fetch(url, LOCAL, max_bytes=100, ranged=True)
+    finally:
+        server.close()
+    assert obs.final.status == 200 and obs.final.body_head == b"ok"
+    assert received == [
+        f"GET /a%20b?q=%C3%A9&r=s%20t HTTP/1.1\r\nHost: www.example.test:{port}\r\n".encode()
+        + b"Connection: keep-alive\r\nUser-Agent: "
+        + DEFAULT_USER_AGENT.encode()
+        + b"\r\n"
+        b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+        b"Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: identity\r\n"
+        b"Range: bytes=0-99\r\n\r\n"
+    ]

@@ -137,6 +137,26 @@ async def test_aclose_cancels_lookups_no_input_waits_for(ca: trustme.CA, ca_bund
         assert obs.addresses == (_address(0),)
 
 
+async def test_a_connection_the_server_closed_is_not_reused(ca: trustme.CA, ca_bundle: str) -> None:
+    """The server went away and came back on its port: the kept connection it closed is
+    dropped and a new one made, rather than the next name failing on the old one."""
+    async with DoHServer(ca) as first:
+        first.set("a.test", Answer(_address(0)))
+        cache = DoHCache((first.url,), ca_bundle, 5.0)
+        (before,) = await cache.lookup("a.test")
+        port = first.port
+    try:
+        async with DoHServer(ca, port=port) as second:
+            second.set("b.test", Answer(_address(1)))
+            (after,) = await cache.lookup("b.test")
+    finally:
+        await cache.aclose()
+    assert before.failure is None, before.error
+    assert after.failure is None, after.error
+    assert after.addresses == (_address(1),)
+    assert second.handshakes == 1
+
+
 def test_the_probe_loads_no_second_http_stack() -> None:
     """dnspython's own DoH stack (httpx2, httpcore2) stays unloaded, even where installed."""
     code = (

@@ -426,6 +426,36 @@ async def test_a_cancelled_caller_does_not_drop_its_write(tmp_path: Path) -> Non
     assert len(open_database(str(tmp_path / "c.sqlite")).measurements_of_run(info.run_id)) == 20
 
 
+async def test_records_queued_together_share_a_transaction_and_keep_their_ids(
+    tmp_path: Path,
+) -> None:
+    """Records that arrive while a write is queued are written with it, in one transaction;
+    each caller still gets the id of its own row, with its own evidence."""
+    db = open_database(str(tmp_path / "b.sqlite"))
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda conn: commits.append(1))
+    writer = AsyncWriter(db)
+    info = run_info()
+    await writer.begin_run(info)
+    before = len(commits)
+    # Submitted in one loop iteration: the first is queued, the others join it.
+    tasks = [
+        asyncio.ensure_future(
+            writer.record(record(info.run_id, service=f"svc{i}", observations=(DNS_OBS,) * i))
+        )
+        for i in range(30)
+    ]
+    ids = await asyncio.gather(*tasks)
+    assert len(commits) - before < 30 / 3  # a transaction per batch, not per record
+    assert ids == sorted(ids) and len(set(ids)) == 30
+    for i, mid in enumerate(ids):
+        detail = db.get_measurement(mid)
+        assert detail is not None
+        assert detail.row.service == f"svc{i}"
+        assert len(detail.evidence["observations"]) == i
+    await writer.close()
+
+
 # --- Who owns a "running" run; schema 1 -------------------------------------------------
 
 
