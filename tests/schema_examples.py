@@ -32,7 +32,7 @@ from probe.classify.control_status import ControlSetup, as_json, control_status
 from probe.classify.evidence import Controls, HelperReport, InputEvidence, PastRate
 from probe.classify.fingerprints import load_bundled
 from probe.classify.verdict import MeasurementRecord
-from probe.store.models import evidence_data
+from probe.store.rows import evidence_data
 from tests.probe.test_throttle import (
     FAST,
     SLOW,

@@ -18,7 +18,7 @@ from probe.cli.options import settings_from
 
 if TYPE_CHECKING:  # the store is imported when the command runs (probe/cli/__init__.py)
     from probe.store.database import Database
-    from probe.store.models import ExportRow
+    from probe.store.rows import ExportRow
 
 FORMATS = ("jsonl", "csv", "ooni", "parquet")
 

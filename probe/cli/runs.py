@@ -15,7 +15,7 @@ from probe.cli.render import location_json, print_json, table
 if TYPE_CHECKING:
     from probe.classify.service import ServiceSummary
     from probe.store.database import Database
-    from probe.store.models import MeasurementRow
+    from probe.store.rows import MeasurementRow
 
 
 def register(sub: Any) -> None:

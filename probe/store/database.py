@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import sqlite3
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, event, make_url, update
+from sqlalchemy import URL, Engine, create_engine, make_url, update
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
@@ -25,24 +24,27 @@ from measurements.observations import to_jsonable
 from probe.classify.verdict import Location, MeasurementRecord, RunInfo
 from probe.store import inserts, partitions, queries
 from probe.store.errors import StoreError, reason
-from probe.store.models import (
-    RUN_STATUSES,
+from probe.store.models import RUN_STATUSES, Run
+from probe.store.owner import SweepLock, sweep_alive
+from probe.store.paths import APP_NAME, database_file, default_database_path, url_lock_file
+from probe.store.rows import (
     ExportRow,
     MeasurementDetail,
     MeasurementRow,
-    Run,
     RunSummary,
     location_values,
     run_from_info,
 )
-from probe.store.owner import SweepLock, sweep_alive
-from probe.store.paths import APP_NAME, database_file, default_database_path, url_lock_file
 from probe.store.schema import Upgrade, bring_to_head, check_readable
+from probe.store.sqlite_files import (
+    SQLITE_MAGIC,
+    add_sqlite_pragmas,
+    check_sqlite_path,
+    make_parents,
+)
 
 __all__ = ["APP_NAME", "Database", "StoreError", "default_database_path", "open_database"]
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
-BUSY_TIMEOUT_MS = 5000
 # The lock file is not here: it belongs to sweep_lock(), which removes it itself.
 _SIDE_FILES = ("", "-wal", "-shm", "-journal")
 
@@ -74,7 +76,7 @@ def open_database(
             return _open_file(Path(database).expanduser(), read_only, sweep)
         # One shared connection: every new connection to ":memory:" is a new, empty database.
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-        _add_sqlite_pragmas(engine, read_only=read_only)
+        add_sqlite_pragmas(engine, read_only=read_only)
         label = url.render_as_string(hide_password=True)
         return _initialise(engine, label, keep_connection=True, read_only=read_only)
     try:
@@ -128,7 +130,7 @@ def _open_sqlite_read_only(path: Path) -> Database:
         "sqlite://",
         creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
     )
-    _add_sqlite_pragmas(engine, read_only=True)
+    add_sqlite_pragmas(engine, read_only=True)
     return _initialise(engine, label, read_only=True, file=path)
 
 
@@ -140,12 +142,12 @@ def _open_sqlite_file(path: Path, sweep: SweepLock | None) -> Database:
         existed = path.exists()
     except OSError as exc:  # a name too long, a loop of links...
         raise StoreError(f"cannot open database {label}: {exc}") from exc
-    created_dirs = _make_parents(path)
+    created_dirs = make_parents(path)
     try:
         try:
-            _check_sqlite_path(path, existed)
+            check_sqlite_path(path, existed)
             engine = create_engine(URL.create("sqlite", database=label))
-            _add_sqlite_pragmas(engine)
+            add_sqlite_pragmas(engine)
             return _initialise(engine, label, file=path, sweep=sweep)
         except OSError as exc:
             raise StoreError(f"cannot open database {label}: {exc}") from exc
@@ -159,60 +161,6 @@ def _open_sqlite_file(path: Path, sweep: SweepLock | None) -> Database:
             with contextlib.suppress(OSError):
                 directory.rmdir()
         raise
-
-
-def _make_parents(path: Path) -> list[Path]:
-    """Create the missing parent directories; return those created, outermost first."""
-    missing = [p for p in reversed(path.parents) if not p.exists()]
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        for directory in reversed(missing):
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-        raise StoreError(f"cannot create the directory for database {path}: {exc}") from exc
-    return missing
-
-
-def _check_sqlite_path(path: Path, existed: bool) -> None:
-    """Refuse a directory, a non-SQLite file, or a place SQLite could not write to."""
-    if path.is_dir():
-        raise StoreError(f"database {path} is a directory")
-    # SQLite in WAL mode writes -wal and -shm files beside the database, so the directory counts.
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise StoreError(f"database {path}: directory {path.parent} is not writable")
-    if not existed:
-        return
-    if not os.access(path, os.R_OK | os.W_OK):
-        raise StoreError(f"database {path} is not readable and writable")
-    try:
-        with path.open("rb") as f:
-            header = f.read(len(SQLITE_MAGIC))
-    except OSError as exc:
-        raise StoreError(f"cannot read database {path}: {exc}") from exc
-    # An empty file is a valid, new SQLite database; anything else must carry the magic.
-    if header and header != SQLITE_MAGIC:
-        raise StoreError(f"{path} is not an SQLite database")
-
-
-def _add_sqlite_pragmas(engine: Engine, *, read_only: bool = False) -> None:
-    """Set WAL, a busy timeout and foreign keys on every new SQLite connection."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys = ON")
-            if not read_only:  # setting the journal mode writes to the file
-                # A new, empty file only (on others setting it writes the header): pages
-                # freed by probe prune can then be given back in short steps (retention.py).
-                if cursor.execute("PRAGMA page_count").fetchone()[0] == 0:
-                    cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
-                # WAL lets a reader (probe list, export) run while a sweep writes.
-                cursor.execute("PRAGMA journal_mode = WAL")
-        finally:
-            cursor.close()
 
 
 def _initialise(

@@ -71,7 +71,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from probe.classify.service import ServiceTally
-from probe.store.models import ExportRow
+from probe.store.rows import ExportRow
 
 if TYPE_CHECKING:
     from probe.store.daemon_state import OutageRow

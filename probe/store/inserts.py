@@ -14,7 +14,8 @@ from sqlalchemy import Connection, Insert, insert
 
 from probe.classify.verdict import MeasurementRecord
 from probe.store import partitions
-from probe.store.models import Evidence, Measurement, evidence_data, measurement_values
+from probe.store.models import Evidence, Measurement
+from probe.store.rows import evidence_data, measurement_values
 
 # Built once: the compiled form of a constant statement is cached by SQLAlchemy.
 _MEASUREMENT: Insert = insert(Measurement.__table__)  # type: ignore[arg-type]

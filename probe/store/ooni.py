@@ -48,8 +48,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from probe.store.models import ExportRow
 from probe.store.ooni_keys import build_test_keys, empty_test_keys
+from probe.store.rows import ExportRow
 
 DATA_FORMAT_VERSION = "0.2.0"
 SOFTWARE_NAME = "blocking-probe"

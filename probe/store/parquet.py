@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from probe.store.export import EXPORT_COLUMNS
-from probe.store.models import ExportRow
+from probe.store.rows import ExportRow
 
 ROW_GROUP = 10_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

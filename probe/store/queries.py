@@ -20,19 +20,17 @@ from sqlalchemy.orm import Session, load_only
 
 from probe.classify.verdict import Location
 from probe.store.errors import StoreError
-from probe.store.models import (
+from probe.store.models import Evidence, Measurement, Run
+from probe.store.ooni import OONISource
+from probe.store.rows import (
     LOCATION_COLUMNS,
-    Evidence,
     ExportRow,
-    Measurement,
     MeasurementDetail,
     MeasurementRow,
-    Run,
     RunSummary,
     location_of,
     run_summary,
 )
-from probe.store.ooni import OONISource
 
 
 class Database(Protocol):

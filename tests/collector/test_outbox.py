@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from probe.collector import outbox
 from probe.collector.client import CollectorUnavailable, Retry, Uploader, UploadRefused
 from probe.store import open_database, partitions
-from probe.store.models import evidence_data, measurement_from_record
+from probe.store.rows import evidence_data, measurement_from_record
 from tests.collector.test_collector import (  # noqa: F401 (collector: a fixture)
     Collector,
     collector,
