@@ -67,10 +67,10 @@ def _python_shim() -> str:
 
 def _install(b: BootedSystemd, w: World, config: str) -> None:
     b.run("mkdir", "-p", f"{PREFIX}/base", f"{PREFIX}/env", f"{PREFIX}/bin", f"{PREFIX}/src")
-    b.run("mount", "--bind", "-o", "ro", sys.base_prefix, f"{PREFIX}/base")
-    b.run("mount", "--bind", "-o", "ro", str(ROOT), f"{PREFIX}/src")
+    b.run("mount", "--bind", "-o", "ro", b.exported(sys.base_prefix), f"{PREFIX}/base")
+    b.run("mount", "--bind", "-o", "ro", b.exported(str(ROOT)), f"{PREFIX}/src")
     if sys.prefix != sys.base_prefix:
-        b.run("mount", "--bind", "-o", "ro", sys.prefix, f"{PREFIX}/env")
+        b.run("mount", "--bind", "-o", "ro", b.exported(sys.prefix), f"{PREFIX}/env")
     b.write(f"{PREFIX}/bin/probe", _python_shim(), mode="0755")
     b.write(f"{ETC}/ca.pem", Path(w.ca_bundle).read_text(encoding="utf-8"))
     b.write(f"{ETC}/probe.toml", config)
@@ -99,7 +99,9 @@ def _exec_start(name: str) -> str:
 def booted(
     ca: trustme.CA, ca_bundle: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[BootedSystemd, World]]:
-    with running_world(ca, ca_bundle, NAMES) as w, booted_systemd() as b:
+    # The checkout and the interpreter may be where the namespace has its own /tmp.
+    exports = [str(ROOT), sys.base_prefix, sys.prefix]
+    with running_world(ca, ca_bundle, NAMES) as w, booted_systemd(exports) as b:
         tmp = tmp_path_factory.mktemp("units")
         path = w.write_config(tmp / "probe.toml", f"https://ref.test:{w.web.https_port}/")
         config = path.read_text(encoding="utf-8").replace(w.ca_bundle, f"{ETC}/ca.pem")

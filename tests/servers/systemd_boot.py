@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +63,22 @@ BOOT_SECONDS = 60.0
 HIERARCHIES = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
 
 
-def _boot_script() -> str:
-    """What runs as the namespace's first process, then becomes systemd (exec)."""
-    lines = ["set -eu", "mount --make-rprivate /"]
-    lines += [f"mount -t tmpfs -o mode=0755 probe-test {d}" for d in PRIVATE_TMPFS]
+EXPORTS = "/run/probe-test-host"  # where the host's paths a test asked for are seen
+
+
+def _boot_script(exports: Sequence[str]) -> str:
+    """What runs as the namespace's first process, then becomes systemd (exec). The host
+    paths in ``exports`` stay visible (read-only) at EXPORTS/<n>: /tmp, say, is hidden."""
+    first, *rest = PRIVATE_TMPFS  # /run first: EXPORTS is in it
+    lines = [
+        "set -eu",
+        "mount --make-rprivate /",
+        f"mount -t tmpfs -o mode=0755 probe-test {first}",
+    ]
+    for n, path in enumerate(exports):
+        lines += [f"mkdir -p {EXPORTS}/{n}",
+                  f"mount --bind -o ro {shlex.quote(path)} {EXPORTS}/{n}"]  # fmt: skip
+    lines += [f"mount -t tmpfs -o mode=0755 probe-test {d}" for d in rest]
     lines += ["chmod 1777 /tmp /var/tmp", "mkdir -p /var/lib/systemd /var/log/journal"]
     for d in OVERLAID:
         base = f"/run/probe-test-overlay{d}"
@@ -104,6 +116,11 @@ class BootedSystemd:
 
     pid: int
     unshare: subprocess.Popen[bytes]
+    exports: tuple[str, ...] = ()
+
+    def exported(self, path: str) -> str:
+        """Where the host's ``path`` (one of the exports) is seen inside."""
+        return f"{EXPORTS}/{self.exports.index(path)}"
 
     def run(
         self, *argv: str, check: bool = True, timeout: float = 120.0, input: bytes | None = None
@@ -189,21 +206,23 @@ def _remove_cgroups(cgroups: list[Path]) -> None:
 
 
 @contextlib.contextmanager
-def booted_systemd() -> Iterator[BootedSystemd]:
-    """Boot systemd in namespaces of its own; wait until it runs; end it on exit."""
+def booted_systemd(exports: Sequence[str] = ()) -> Iterator[BootedSystemd]:
+    """Boot systemd in namespaces of its own; wait until it runs; end it on exit. The host
+    paths in ``exports`` are seen inside at ``exported(path)``."""
     _prerequisites()
     cgroups = _test_cgroups(f"probe-test-{os.getpid()}")
     # The shell joins the test's cgroups, then becomes unshare: the cgroup namespace is
     # rooted where it stands.
     join = "".join(f"echo $$ > {c}/cgroup.procs; " for c in cgroups)
+    script = _boot_script(exports)
     unshare = subprocess.Popen(
         ["sh", "-c", join + 'exec "$@"', "sh", "unshare", "--pid", "--fork", "--kill-child",
-         "--mount", "--uts", "--ipc", "--cgroup", "--mount-proc", "sh", "-c", _boot_script()],
+         "--mount", "--uts", "--ipc", "--cgroup", "--mount-proc", "sh", "-c", script],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + BOOT_SECONDS
-        booted = BootedSystemd(_systemd_pid(unshare, deadline), unshare)
+        booted = BootedSystemd(_systemd_pid(unshare, deadline), unshare, tuple(exports))
         state = ""
         while time.monotonic() < deadline:
             state = booted.run("systemctl", "is-system-running", check=False).stdout.strip()
