@@ -284,12 +284,20 @@ def _hanging_sweep(world: World, tmp_path: Path, db: Path) -> subprocess.Popen[b
     world.resolver.queries.clear()
     proc = subprocess.Popen(
         [sys.executable, "-m", "probe", "run", "--config", str(config), "--targets", str(targets),
-         "--db", str(db), "--no-progress", "--dns-timeout", "30"],
+         "--db", str(db), "--no-progress", "--dns-timeout", "30",
+         # The seventh input must outlast the wait below: the world's config gives an input
+         # 20 s, less than that wait's deadline on a busy machine.
+         "--target-timeout", "120", "--sweep-timeout", "300"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and _stored(db) < 6 and proc.poll() is None:
         time.sleep(0.05)
+    if proc.poll() is not None or _stored(db) < 6:
+        proc.kill()
+        _, err = proc.communicate(timeout=20)
+        pytest.fail(f"the sweep should hang on its seventh input with six stored: exit "
+                    f"{proc.returncode}, {_stored(db)} stored; {err.decode()[-2000:]}")  # fmt: skip
     return proc
 
 
