@@ -265,6 +265,14 @@ def _stored(db: Path) -> int:
             return 0
 
 
+def _sigint_as_from_a_terminal() -> None:
+    """In the child: SIGINT does what it does to a command run at a terminal. A job started
+    in the background without job control (`sh -c 'cmd &'`, nohup, some CI runners) ignores
+    SIGINT, as do its children, and Python then leaves it ignored: the probe would not see
+    the Ctrl-C this test sends (and would rightly not: it was told to ignore it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _hanging_sweep(world: World, tmp_path: Path, db: Path) -> subprocess.Popen[bytes]:
     """A real `probe run` subprocess that has stored six quick inputs and waits on a seventh."""
     world.name("hang.test", resolver=Silent())  # its lookup waits out a long DNS timeout
@@ -288,7 +296,7 @@ def _hanging_sweep(world: World, tmp_path: Path, db: Path) -> subprocess.Popen[b
          # The seventh input must outlast the wait below: the world's config gives an input
          # 20 s, less than that wait's deadline on a busy machine.
          "--target-timeout", "120", "--sweep-timeout", "300"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_sigint_as_from_a_terminal,
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and _stored(db) < 6 and proc.poll() is None:
