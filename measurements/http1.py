@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import h11
 import httpx
@@ -171,18 +171,8 @@ class Exchange:
         return data
 
     async def _event(self) -> h11.Event | type[h11.PAUSED]:
-        """The next HTTP event from the peer, reading as h11 needs (httpcore's loop)."""
-        while True:
-            try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise httpx.RemoteProtocolError(str(exc)) from exc
-            if event is not h11.NEED_DATA:
-                return event  # type: ignore[return-value]
-            data = await self._read()
-            if data == b"" and self._h11.their_state == h11.SEND_RESPONSE:
-                raise httpx.RemoteProtocolError(_DISCONNECTED)
-            self._h11.receive_data(data)
+        """The next HTTP event from the peer, reading as h11 needs."""
+        return await next_event(self._h11, self._read)
 
     async def request(
         self, target: bytes, headers: list[tuple[bytes, bytes]]
@@ -215,3 +205,21 @@ class Exchange:
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
                 return
+
+
+async def next_event(
+    conn: h11.Connection, read: Callable[[], Awaitable[bytes]]
+) -> h11.Event | type[h11.PAUSED]:
+    """The next HTTP event from the peer, reading with ``read`` as h11 needs (httpcore's
+    loop); h11's protocol errors and a close before the response as httpx's exceptions."""
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from exc
+        if event is not h11.NEED_DATA:
+            return event  # type: ignore[return-value]
+        data = await read()
+        if data == b"" and conn.their_state == h11.SEND_RESPONSE:
+            raise httpx.RemoteProtocolError(_DISCONNECTED)
+        conn.receive_data(data)

@@ -21,12 +21,11 @@ import time
 import h11
 import httpx
 
-from measurements.http1 import MAX_EVENT_BYTES, READ_BYTES
+from measurements.http1 import MAX_EVENT_BYTES, READ_BYTES, next_event
 
 _USER_AGENT = f"python-httpx/{httpx.__version__}".encode("ascii")  # what the httpx client sent
 _IDLE_KEPT = 20  # httpx's max_keepalive_connections for DoH
 _IDLE_EXPIRY = 60.0  # seconds, httpx's keepalive_expiry for DoH
-_DISCONNECTED = "Server disconnected without sending a response."
 
 
 class _Connection:
@@ -51,21 +50,14 @@ class _Connection:
         # At once and without close_notify, as the httpx client's connections closed.
         self.writer.transport.abort()
 
+    async def _read(self) -> bytes:
+        try:
+            return await self.reader.read(READ_BYTES)
+        except OSError as exc:
+            raise httpx.ReadError("") from exc
+
     async def _event(self) -> h11.Event | type[h11.PAUSED]:
-        while True:
-            try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise httpx.RemoteProtocolError(str(exc)) from exc
-            if event is not h11.NEED_DATA:
-                return event  # type: ignore[return-value]
-            try:
-                data = await self.reader.read(READ_BYTES)
-            except OSError as exc:
-                raise httpx.ReadError("") from exc
-            if data == b"" and self.h11.their_state == h11.SEND_RESPONSE:
-                raise httpx.RemoteProtocolError(_DISCONNECTED)
-            self.h11.receive_data(data)
+        return await next_event(self.h11, self._read)
 
     async def post(
         self, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes, limit: int
