@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+import idna
+
 from measurements.addresses import is_ip, parse_address, split_host_port
 
 # A hand-written list may only use the categories of docs/architecture.md (Settings). "other"
@@ -78,6 +80,7 @@ class Endpoint:
             problem = host_problem(host)
             if problem:
                 raise ValueError(problem)
+            host = ascii_host(host)
         return cls(host, port)
 
 
@@ -89,6 +92,23 @@ def parse_port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} out of range 1-65535")
     return port
+
+
+def ascii_host(host: str) -> str:
+    """A hostname as every stage sends it: lowercase ASCII, IDNA 2008 A-labels for Unicode.
+
+    One spelling for the DNS query (dnspython encodes with IDNA 2008), the SNI and the Host
+    header (``ssl`` would encode a Unicode name with IDNA 2003, which maps "ß" to "ss": another
+    name). UTS 46 without transitional mapping, as httpx and today's browsers do. An ASCII
+    name is only lowercased: IDNA's rules would refuse the underscores real DNS names carry.
+    Raises ValueError for a name IDNA refuses.
+    """
+    if host.isascii():
+        return host.lower()
+    try:
+        return idna.encode(host, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise ValueError(f"host {quoted(host)} is not a valid hostname: {exc}") from None
 
 
 def host_problem(host: str) -> str | None:
@@ -110,12 +130,11 @@ def host_problem(host: str) -> str | None:
             f"write {literal}"
         )
     try:
-        ascii_host = host.encode("idna").decode("ascii")
-    except UnicodeError:
+        name = ascii_host(host).removesuffix(".")
+    except ValueError:
         return f"host {quoted(host)} is not a valid hostname"
-    ascii_host = ascii_host.removesuffix(".")
-    labels = ascii_host.split(".")
-    if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
         return f"host {quoted(host)} is not a valid hostname"
     # A single label is resolved through the volunteer's search domains, i.e. their LAN.
     if len(labels) < 2:
@@ -192,7 +211,7 @@ class UrlTarget:
 
     url: str  # as written
     scheme: str  # "http" or "https"
-    host: str  # lowercase; an IPv6 literal without brackets
+    host: str  # lowercase ASCII (ascii_host); an IPv6 literal without brackets
     port: int  # the explicit port, else the scheme's
     explicit_port: int | None
     path: str  # path and query, "/" when empty (the fragment is never sent)
@@ -210,7 +229,10 @@ class UrlTarget:
             raise ValueError(f"URL {quoted(url)} has no http(s) scheme and host")
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         port = parts.port
-        return cls(url, scheme, (parts.hostname or "").lower(), port or _PORTS[scheme], port, path)
+        host = parts.hostname or ""
+        if not parts.netloc.startswith("["):
+            host = ascii_host(host)  # ValueError names it; the loader checked it before
+        return cls(url, scheme, host, port or _PORTS[scheme], port, path)
 
     def with_host(self, host: str) -> str:
         """This URL with another host (same scheme, port, path and query; no fragment)."""

@@ -9,7 +9,17 @@ import pytest
 
 from targets import citizenlab
 from targets.load import Locator, load_many, load_targets, merge, parse_toml
-from targets.model import Endpoint, Input, Service, TargetError, TargetErrors, TargetList
+from targets.model import (
+    Endpoint,
+    Input,
+    Service,
+    TargetError,
+    TargetErrors,
+    TargetList,
+    UrlTarget,
+    ascii_host,
+    host_problem,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -47,6 +57,32 @@ def test_endpoint_str_and_parse_round_trip(endpoint: Endpoint, text: str) -> Non
 def test_endpoint_parse_normalises_case_and_ipv6() -> None:
     assert Endpoint.parse("E1.WhatsApp.NET:443") == Endpoint("e1.whatsapp.net", 443)
     assert Endpoint.parse("[2001:0db8:0:0::1]:80") == Endpoint("2001:db8::1", 80)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("Example.COM", "example.com"),
+        ("_dmarc.example.com", "_dmarc.example.com"),  # ASCII is only lowercased
+        ("straße.de", "xn--strae-oqa.de"),  # IDNA 2008 keeps the sharp s (2003: strasse.de)
+        ("ΣΑΣ.gr", "xn--mxa9ab.gr"),  # UTS 46 lowercases first
+        ("xn--80ao21a", "xn--80ao21a"),
+    ],
+)
+def test_ascii_host_is_the_idna_2008_spelling(host: str, expected: str) -> None:
+    assert ascii_host(host) == expected
+
+
+def test_unicode_hosts_are_parsed_once_to_their_a_label() -> None:
+    url = UrlTarget.parse("https://Straße.de:8443/a?b")
+    assert (url.url, url.host, url.port, url.path) == (
+        "https://Straße.de:8443/a?b", "xn--strae-oqa.de", 8443, "/a?b",
+    )  # fmt: skip
+    assert url.with_host(url.host) == "https://xn--strae-oqa.de:8443/a?b"
+    assert Endpoint.parse("straße.de:443") == Endpoint("xn--strae-oqa.de", 443)
+    assert host_problem("a\u200db.example") is not None  # a joiner IDNA 2008 refuses there
+    with pytest.raises(ValueError, match="not a valid hostname"):
+        ascii_host("a\u200db.example")
 
 
 def test_inputs_one_per_url_and_endpoint() -> None:
