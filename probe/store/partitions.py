@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import re
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import (
@@ -54,8 +56,13 @@ AHEAD = dt.timedelta(days=7)  # a month starting later than now + AHEAD: DEFAULT
 LOCK_KEY = 0x70726F6265707274
 _PARTITION = re.compile(r"^(measurements|evidence)_(y\d{4}m\d{2}|default)$")
 
-_known: dict[str, set[dt.date]] = {}  # database URL -> months whose partitions exist
+# database URL -> month -> when (time.monotonic) its partitions were last seen to exist.
+# Knowledge expires: an operator may drop an archived month by hand (README, "Growing past
+# one PostgreSQL"), and a late row of that month must make it again, not fall into DEFAULT
+# for as long as the collector runs. Checking again costs one catalog query a minute.
+_known: dict[str, dict[dt.date, float]] = {}
 _known_lock = threading.Lock()
+KNOWN_FOR_S = 60.0
 
 
 def month_of(at: dt.datetime) -> dt.date:
@@ -184,26 +191,30 @@ def create_defaults(conn: Connection) -> None:
         )
 
 
-def ensure(engine: Engine, times: Iterable[dt.datetime]) -> None:
+def ensure(
+    engine: Engine, times: Iterable[dt.datetime], *, clock: Callable[[], float] = time.monotonic
+) -> None:
     """Make sure the months of these times have their partitions (PostgreSQL; else nothing).
 
     In a transaction of its own, committed before the caller's write begins: a partition
     made inside a write that then rolled back would be remembered but gone (its rows would
-    still land, in DEFAULT). Months already known to this process cost nothing.
+    still land, in DEFAULT). Months this process saw in the last KNOWN_FOR_S cost nothing.
     """
     if engine.dialect.name != "postgresql":
         return
     key = engine.url.render_as_string(hide_password=True)
     now = dt.datetime.now(dt.UTC)
     wanted = {m for m in map(month_of, times) if in_window(m, now)}
+    seen_at = clock()
     with _known_lock:
-        todo = wanted - _known.get(key, set())
+        known = _known.get(key, {})
+        todo = {m for m in wanted if seen_at - known.get(m, -math.inf) >= KNOWN_FOR_S}
     if not todo:
         return
     with engine.begin() as conn:
         create_months(conn, sorted(todo))
     with _known_lock:
-        _known.setdefault(key, set()).update(todo)
+        _known.setdefault(key, {}).update(dict.fromkeys(todo, seen_at))
 
 
 def forget(engine: Engine) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -342,3 +343,28 @@ def test_the_readmes_archive_steps_detach_and_drop_a_month(
             conn.exec_driver_sql(sql.replace("y2026m01", "y2026m09"))
     assert children(engine, "measurements") == months("y2026m10")
     assert rows(engine, "SELECT measured_at FROM measurements") == [(OCT,)]
+
+
+def test_a_month_dropped_by_hand_is_made_again_for_a_late_row(
+    postgres_url: str, engine: Engine
+) -> None:
+    """What a process knows of the months expires: an archived month a late upload needs is
+    made again (within KNOWN_FOR_S), not left to DEFAULT for as long as the collector runs."""
+    db = open_database(postgres_url)
+    try:
+        info = run_info(started_at=SEP)
+        db.begin_run(info)
+        db.record(record(info.run_id, BLOCKED, measured_at=SEP, observations=OBS))
+        with engine.begin() as conn:
+            for sql in archive_statements():
+                conn.exec_driver_sql(sql.replace("y2026m01", "y2026m09"))
+        assert "measurements_y2026m09" not in children(engine, "measurements")
+        parts.ensure(db.engine, [SEP])  # known a moment ago: no query, nothing made
+        assert "measurements_y2026m09" not in children(engine, "measurements")
+        later = time.monotonic() + parts.KNOWN_FOR_S
+        parts.ensure(db.engine, [SEP], clock=lambda: later)
+        assert "measurements_y2026m09" in children(engine, "measurements")
+        db.record(record(info.run_id, BLOCKED, measured_at=SEP, observations=OBS))
+        assert where_rows_are(engine, "measurements") == {"measurements_y2026m09": 1}
+    finally:
+        db.close()
