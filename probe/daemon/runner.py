@@ -31,6 +31,7 @@ from probe.daemon import schedule
 from probe.daemon.groups import GroupsConfig, Loaded, Loader, without_throughput
 from probe.daemon.network import NetworkState, read_network
 from probe.daemon.notify import Notifier
+from probe.daemon.upkeep import Upkeep
 from probe.engine.steps import Measurer
 from probe.engine.sweep import Sweep
 from probe.engine.vantage import check_vantage
@@ -60,9 +61,6 @@ def boottime() -> float:
     return time.clock_gettime(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
 
 
-PRUNE_EVERY = 24 * 3600.0  # seconds between two applications of storage.retention
-
-
 class Daemon:
     """Runs the schedule until stopped; ``run()`` returns the exit code."""
 
@@ -79,19 +77,11 @@ class Daemon:
         upload_every: float = 300.0,
     ) -> None:
         self.config = GroupsConfig(loaded)
-        # storage.retention, applied between sweeps at most once a day (the first time
-        # after the first sweep): a daemon left running for months stays within its window.
-        self.pruner = pruner
-        self.pruned_at: float | None = None
-        # collector.url: the outbox sent after a sweep, at most every upload_every seconds. A
-        # failed upload is logged and tried again after a later sweep (the outbox keeps it).
-        self.uploader = uploader
-        self.upload_every = upload_every
-        self.uploaded_at: float | None = None
         self.loader = loader
         self.writer = writer
         self.fingerprints = fingerprints
         self.notifier = notifier or Notifier()
+        self.upkeep = Upkeep(self.notifier, log, pruner, uploader, upload_every)
         self.rand = rand
         self.started_at = dt.datetime.now(dt.UTC)
         self.states: dict[str, schedule.GroupState] = {}
@@ -144,8 +134,8 @@ class Daemon:
                     await self._wait(schedule.next_wake(self.states))
                 else:
                     await self._sweep(name)
-                    await self._prune()
-                    await self._upload()
+                    if not self.stopping:
+                        await self.upkeep.after_sweep(self._status_line)
         except StoreError as exc:
             log(f"the store failed: {exc}; stopping")
             code = 4
@@ -193,31 +183,6 @@ class Daemon:
         log(f"{why}: sweeping promptly")
         self.states = schedule.prompt(self.states, self.mono())
         self.wake.set()
-
-    async def _prune(self) -> None:
-        """Apply the retention window, off the event loop, if a day has passed since."""
-        if self.pruner is None or self.stopping:
-            return
-        if self.pruned_at is not None and self.mono() - self.pruned_at < PRUNE_EVERY:
-            return
-        self.pruned_at = self.mono()
-        self.notifier.status("pruning evidence past storage.retention")
-        log(f"pruned: {await asyncio.to_thread(self.pruner)}")
-        self.notifier.status(self._status_line())
-
-    async def _upload(self) -> None:
-        """Send the outbox to the collector, off the event loop, if upload_every has passed."""
-        if self.uploader is None or self.stopping:
-            return
-        if self.uploaded_at is not None and self.mono() - self.uploaded_at < self.upload_every:
-            return
-        self.uploaded_at = self.mono()
-        self.notifier.status("uploading to the collector")
-        try:
-            log(f"uploaded: {await asyncio.to_thread(self.uploader)}")
-        except Exception as exc:  # the collector's trouble must not stop the measuring
-            log(f"upload failed (kept for the next one): {exc}")
-        self.notifier.status(self._status_line())
 
     # --- one sweep -------------------------------------------------------------------------
 
