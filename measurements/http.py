@@ -20,6 +20,7 @@ import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,9 @@ _TITLE_CHARS = 256
 
 Resolve = Callable[[str], Awaitable[str | None]]
 AllowAddress = Callable[[str], str | None]
+# A redirect's hop to another host than the first URL's waits for a turn at that host: the
+# per-host limit holds for the hosts redirects lead to, not only for the inputs' own.
+HopTurn = Callable[[str], AbstractAsyncContextManager[None]]
 
 
 class _Trace:
@@ -306,8 +310,12 @@ async def fetch(
     allow_address: AllowAddress | None = None,
     user_agent: str = DEFAULT_USER_AGENT,
     ranged: bool = False,
+    hop_turn: HopTurn | None = None,
 ) -> HTTPObservation:
     """GET ``url`` from ``ip`` (its host as Host and SNI) and follow redirects, hop by hop.
+
+    ``hop_turn(host)`` is entered around each hop to a host other than the first URL's (the
+    hop's own timeout starts once it has its turn).
 
     ``ranged`` asks each hop for no more than ``max_bytes`` (a ``Range`` header): for a large
     resource of which only the first bytes matter, so the server does not fill the link (and
@@ -319,18 +327,23 @@ async def fetch(
         raise ValueError(f"not an http(s) URL: {url!r}")
     context = await context_async(ca_bundle, verify=verify)
 
-    async def visit(hop_url: str, hop_ip: str) -> HTTPHop:
-        return await _hop(
-            hop_url,
-            hop_ip,
-            seconds=timeout,
-            context=context,
-            max_bytes=max_bytes,
-            agent=user_agent,
-            ranged=ranged,
-        )
+    first_host = first.host.lower()
 
-    known: dict[str, str | None] = {first.host.lower(): ip}
+    async def visit(hop_url: str, hop_ip: str) -> HTTPHop:
+        host = httpx.URL(hop_url).host.lower()
+        turn = hop_turn(host) if hop_turn is not None and host != first_host else nullcontext()
+        async with turn:
+            return await _hop(
+                hop_url,
+                hop_ip,
+                seconds=timeout,
+                context=context,
+                max_bytes=max_bytes,
+                agent=user_agent,
+                ranged=ranged,
+            )
+
+    known: dict[str, str | None] = {first_host: ip}
 
     async def address_for(host: str) -> str | None:
         return await _address_for(host, known, resolve, timeout)

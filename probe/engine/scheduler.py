@@ -16,9 +16,10 @@ length costs memory for the jobs in flight only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -213,3 +214,33 @@ def in_flight_budget(concurrency: int) -> tuple[int, str]:
             note = f"open-file limit {soft} (could not raise it to {wanted}: {exc})"
     budget = max(concurrency, min(8 * concurrency, (soft - FILES_KEPT) // FILES_PER_JOB))
     return budget, f"{note}: up to {budget} inputs in flight, {concurrency} working"
+
+
+class HostTurns:
+    """At most ``per_host`` redirect hops at once to any one host (the scheduler bounds the
+    inputs' own hosts; a redirect may lead many inputs to one other host).
+
+    Separate from the jobs' slots, and held only for one hop, never while waiting for
+    another, so no two inputs can wait on each other. A host's entry lives while someone
+    holds or waits for its turn, so the table stays as small as the hops in flight.
+    """
+
+    def __init__(self, per_host: int) -> None:
+        self._per_host = per_host
+        self._turns: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, host: str) -> AsyncIterator[None]:
+        """Wait for a turn at ``host``, hold it for the body."""
+        sem, users = self._turns.setdefault(host, (asyncio.Semaphore(self._per_host), [0]))
+        users[0] += 1
+        try:
+            async with sem:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._turns[host]
+
+    def __len__(self) -> int:
+        return len(self._turns)

@@ -47,6 +47,7 @@ from probe.engine.planner import (
     next_controls,
     origin,
 )
+from probe.engine.scheduler import HostTurns
 from probe.helper.client import HelperClient
 from targets.model import Input
 
@@ -174,6 +175,7 @@ class Measurer:
         )
         c = self.control
         self.doh = DoHCache(c.doh, self.network.ca_bundle, self.limits.dns_timeout)
+        self.hop_turns = HostTurns(self.limits.per_host)
         self.helper = (
             HelperClient(
                 c.helper, self.network.ca_bundle, self.limits.http_timeout * 3,
@@ -321,7 +323,7 @@ class Measurer:
             url, ip, timeout=self.limits.http_timeout, ca_bundle=self.network.ca_bundle,
             verify=verify, max_bytes=fetch.max_body, max_redirects=redirects,
             resolve=self.first_address if redirects else None, allow_address=self.refusal,
-            ranged=fetch.ranged,
+            ranged=fetch.ranged, hop_turn=self.hop_turns.turn,
         )  # fmt: skip
 
     async def _ask(self, ask: Ask, job: Input, col: Collector, fetch: _Fetch) -> None:
