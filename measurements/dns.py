@@ -41,6 +41,9 @@ from measurements.observations import DNSObservation, DNSResponse
 _MAX_RESPONSES = 16
 # CNAME chains longer than this are a loop or an attack, not a real site.
 _MAX_CNAMES = 16
+# How long a UDP query listens after its first response for another one (an injector's
+# forged answer comes first, the genuine resolver's after it).
+WINDOW = 0.3
 
 
 _Stamped = tuple[float, dns.message.Message]  # (monotonic arrival time, response)
@@ -239,7 +242,7 @@ async def query_udp(
     *,
     qtype: str = "A",
     timeout: float = 5.0,  # noqa: ASYNC109 - see the module docstring
-    window: float = 0.3,
+    window: float = WINDOW,
     retransmit: float = 1.0,
 ) -> DNSObservation:
     """Resolve over UDP, recording every response that arrives within window after the first.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 import sys
 from collections.abc import Callable
@@ -79,6 +80,17 @@ def run(args: argparse.Namespace) -> int:
     """Validate everything, then sweep; nothing is written if any input is bad, if the
     volunteer has not consented (ConsentRequired), or if another sweep holds the database
     (SweepBusy)."""
+    # No collection while the modules load: they make thousands of objects that all stay
+    # alive, and walking them again and again cost a start-up ~0.1 s. Collection resumes
+    # (on what the sweep makes, not on them) when the sweep starts, or when this returns.
+    gc.disable()
+    try:
+        return _checked_sweep(args)
+    finally:
+        gc.enable()
+
+
+def _checked_sweep(args: argparse.Namespace) -> int:
     from probe.config import require_consent
     from probe.store.database import open_database
     from probe.store.owner import sweep_lock
@@ -112,6 +124,11 @@ def _sweep(
     from probe.store.writer import AsyncWriter
 
     fingerprints = load_bundled()
+    # What is alive now (modules, classes, the settings, the target list) lives as long as
+    # the process: frozen, the collector stops walking it again in every full collection of
+    # the sweep and at exit (a tenth of the CPU of a 200-target sweep).
+    gc.freeze()
+    gc.enable()
     bar = ProgressBar(enabled=None if not (args.json or args.no_progress) else False)
     progress = _progress(bar)
 

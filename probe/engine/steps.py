@@ -191,12 +191,16 @@ class Measurer:
         if self.helper is not None:
             await self.helper.aclose()
 
-    async def resolve(self, hostname: str) -> DNSObservation:
-        """One lookup through the resolver under test (the system's when none is set)."""
+    async def resolve(self, hostname: str, *, window: float = dns.WINDOW) -> DNSObservation:
+        """One lookup through the resolver under test (the system's when none is set).
+
+        ``window``: how long a UDP lookup keeps listening after its first answer, for a
+        second (injected) one; 0 where only the first answer is ever read.
+        """
         resolver, timeout = self.network.resolver, self.limits.dns_timeout
         if resolver is None:
             return await dns.query_system(hostname, timeout=timeout)
-        return await dns.query_udp(hostname, resolver, timeout=timeout)
+        return await dns.query_udp(hostname, resolver, timeout=timeout, window=window)
 
     async def first_address(self, hostname: str) -> str | None:
         """An address for a redirect's new host, from the resolver under test."""

@@ -195,9 +195,13 @@ class Sweep:
         self.throughput.reference_pages = self.vantage.pages()
         await self._locate()
         if not self.vantage.ok:
-            # Rule 2: a dead or captive link contacts no target and claims nothing.
-            for job in jobs:
-                await self._store(job, self._offline_record(job, self.vantage))
+            # Rule 2: a dead or captive link contacts no target and claims nothing. Every row
+            # handed to the writer at once, in order, so they share its transactions: one
+            # awaited write per row cost an offline sweep of the bundled list 0.4 s.
+            rows = [self._offline_record(job, self.vantage) for job in jobs]
+            await asyncio.gather(
+                *(self._store(job, rec) for job, rec in zip(jobs, rows, strict=True))
+            )
             return "offline"
         if self.throughput.settings.enabled:
             self.throughput.metered = await metered_reason(self.settings.network.metered)

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import time
+
 import trustme
 
+from measurements import dns
 from measurements.addresses import parse_networks
 from probe.classify.fingerprints import load_bundled
 from probe.config import ControlSettings, LimitSettings, NetworkSettings, Settings
 from probe.engine.steps import Measurer
 from probe.engine.vantage import check_vantage
+from tests.servers.dns_server import Inject, NXDomain, ScriptedDNSServer
 from tests.servers.http_server import WebServer
 from tests.servers.tcp_servers import TLSServer
 
 
-def loopback_measurer(ca_bundle: str) -> Measurer:
+def loopback_measurer(ca_bundle: str, resolver: str | None = None) -> Measurer:
     """A measurer for the tests' loopback servers: their CA, 127.0.0.0/8 public, no DoH."""
     return Measurer(
         Settings(
-            network=NetworkSettings(ca_bundle=ca_bundle, routable=parse_networks(["127.0.0.0/8"])),
+            network=NetworkSettings(
+                ca_bundle=ca_bundle, routable=parse_networks(["127.0.0.0/8"]), resolver=resolver
+            ),
             control=ControlSettings(doh=()),
             limits=LimitSettings(retry_delay=0.0),
         )
@@ -59,3 +65,25 @@ async def test_an_https_reference_s_chain_is_kept_and_matched(
     seen = check.tls_seen(load_bundled())
     assert [(r.url, r.interception) for r in seen] == [(refs[1], "zscaler.root")]
     assert seen[0].issuer is not None and "Zscaler Root CA" in seen[0].issuer
+
+
+async def test_reference_lookups_do_not_wait_for_a_second_answer_but_targets_do(
+    ca_bundle: str,
+) -> None:
+    # A reference's lookup is read for its first answer only: an offline vantage (every name
+    # NXDOMAIN), retried once, is told within a fraction of one injection window, not two.
+    async with ScriptedDNSServer() as server:
+        server.set("ref.test", NXDomain())
+        server.set("social.test", Inject(forged=("10.0.0.1",), genuine=("10.0.0.2",), gap=0.05))
+        measurer = loopback_measurer(ca_bundle, server.address)
+        try:
+            t0 = time.monotonic()
+            check = await check_vantage(measurer, ("http://ref.test/",))
+            took = time.monotonic() - t0
+            target = await measurer.resolve("social.test")
+        finally:
+            await measurer.aclose()
+    assert not check.ok and server.queries["ref.test"] == 2  # the retry is still made
+    assert took < dns.WINDOW / 2, took
+    # A target's lookup keeps the window: the genuine answer after the forged one is seen.
+    assert [r.addresses for r in target.responses] == [("10.0.0.1",), ("10.0.0.2",)]
