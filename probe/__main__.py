@@ -1,7 +1,5 @@
 """``python -m probe`` runs the CLI."""
 
-import sys
+from probe.cli import entry
 
-from probe.cli import main
-
-sys.exit(main())
+entry()

@@ -16,9 +16,11 @@ Exit codes (README, "Exit codes"):
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_BUSY, EXIT_NO_CONSENT = 5, 6
@@ -123,8 +125,17 @@ def build_parser(argv: Sequence[str] | None = (), /) -> argparse.ArgumentParser:
     return parser
 
 
+def entry() -> NoReturn:
+    """The console script and ``python -m probe``: main(), then exit with its code."""
+    code = main()
+    # Every object still alive is about to go: frozen, the interpreter's teardown does not
+    # walk them all again in its collections (0.4 s of an offline sweep's 1 s, measured).
+    gc.freeze()
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script."""
+    """Run one command line; its exit code (callers in this process keep going)."""
     if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
         # Without the grammar of every command (a flag per setting, ~0.1 s on a small board):
         # the answer a packager or a bug report asks for should cost no more than Python.

@@ -87,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _checked_sweep(args)
     finally:
+        # What _sweep froze is collectable again for a caller that goes on in this process
+        # (the tests call main() many times); the console script freezes all before exit.
+        gc.unfreeze()
         gc.enable()
 
 
