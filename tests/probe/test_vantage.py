@@ -71,7 +71,9 @@ async def test_reference_lookups_do_not_wait_for_a_second_answer_but_targets_do(
     ca_bundle: str,
 ) -> None:
     # A reference's lookup is read for its first answer only: an offline vantage (every name
-    # NXDOMAIN), retried once, is told within a fraction of one injection window, not two.
+    # NXDOMAIN), retried once, is told in milliseconds, where waiting out the injection
+    # window after each of the two answers took at least two windows (0.6 s). The bound
+    # leaves a busy machine dozens of times what the check needs.
     async with ScriptedDNSServer() as server:
         server.set("ref.test", NXDomain())
         server.set("social.test", Inject(forged=("10.0.0.1",), genuine=("10.0.0.2",), gap=0.05))
@@ -84,6 +86,6 @@ async def test_reference_lookups_do_not_wait_for_a_second_answer_but_targets_do(
         finally:
             await measurer.aclose()
     assert not check.ok and server.queries["ref.test"] == 2  # the retry is still made
-    assert took < dns.WINDOW / 2, took
+    assert took < 1.5 * dns.WINDOW, took
     # A target's lookup keeps the window: the genuine answer after the forged one is seen.
     assert [r.addresses for r in target.responses] == [("10.0.0.1",), ("10.0.0.2",)]
