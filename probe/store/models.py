@@ -55,7 +55,7 @@ from probe.store.compressed_json import CompressedJSON
 # "failed" and "aborted"; 3 (revision 0002) the throughput columns of measurements. Later
 # revisions add only what older probes may leave out (nullable columns, tables, views), so
 # a probe that knows 3 still writes rows every later query reads: no bump since.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # The rows the report's partial index holds (revision 0004r spells it the same).
 INTERFERENCE_ROWS = text("verdict IN ('blocked', 'throttled')")
 

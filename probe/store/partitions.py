@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import SchemaItem
 from sqlalchemy.sql.dml import Insert
 
+from probe.store.compact import sqlite_metadata
 from probe.store.models import Base, UTCDateTime
 
 PARTITIONED: tuple[str, ...] = ("measurements", "evidence")  # parent before child
@@ -104,8 +105,13 @@ def include_object(item: Any, _name: str | None, type_: str, reflected: bool, _t
 
 
 def metadata_for(dialect: str) -> MetaData:
-    """The tables as this dialect holds them: the models, partitioned on PostgreSQL."""
-    return pg_metadata() if dialect == "postgresql" else Base.metadata
+    """The tables as this dialect holds them: the models partitioned on PostgreSQL, in the
+    compact shape on SQLite (compact.py), as written elsewhere."""
+    if dialect == "postgresql":
+        return pg_metadata()
+    if dialect == "sqlite":
+        return sqlite_metadata()
+    return Base.metadata
 
 
 @functools.cache
