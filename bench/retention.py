@@ -49,7 +49,8 @@ from probe.cli import main as probe_main
 from probe.config.sections import StorageSettings
 from probe.store import open_database
 from probe.store.compressed_json import unpack
-from probe.store.models import Evidence, Measurement, Run
+from probe.store.inserts import insert_rows
+from probe.store.models import Evidence, Run
 from probe.store.retention import prune
 from targets.load import load_default
 from tests.servers.dns_server import NXDomain
@@ -190,7 +191,7 @@ def simulate(args: argparse.Namespace, path: Path, kinds: dict[str, Any]) -> dic
             next_id += len(measurements)
             with db.engine.begin() as conn:
                 conn.execute(insert(Run), runs)
-                conn.execute(insert(Measurement), measurements)
+                insert_rows(conn, measurements)
                 conn.execute(insert(Evidence), evidence)
             rows += len(measurements)
             sizes += day_sizes

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import sqlite3
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -54,6 +55,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import TypeDecorator
 
 from probe.store.models import Base, IdType, Measurement
@@ -93,6 +95,7 @@ def micros(at: dt.datetime) -> int:
 
 
 _NO_DIALECT: Any = None  # EpochMicroseconds reads no dialect
+_known_lock = threading.Lock()  # guards the per-engine caches below
 
 
 def _copy(c: Column[Any], **changes: Any) -> Column[Any]:
@@ -202,9 +205,27 @@ def create_view(conn: Connection) -> None:
     conn.exec_driver_sql(VIEW_0006C)
 
 
-def is_compact(dialect: str) -> bool:
-    """Whether this dialect holds measurements in the compact shape."""
-    return dialect == "sqlite"
+_compact: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
+
+
+DIALECT = "sqlite"  # the dialect whose head revision holds measurements compact
+
+
+def is_compact(conn: Connection) -> bool:
+    """Whether this database holds measurements in the compact shape: SQLite from revision
+    0006c (every writer's, after its open upgraded it; a read-only open may read an older
+    file as it is). Known per engine once true."""
+    if conn.dialect.name != DIALECT:
+        return False
+    if _compact.get(conn.engine):
+        return True
+    found = conn.exec_driver_sql(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'results'"
+    ).scalar_one()
+    if found:
+        with _known_lock:
+            _compact[conn.engine] = True
+    return bool(found)
 
 
 @functools.cache
@@ -223,20 +244,22 @@ def _logical() -> FromClause:
     return select(*columns).select_from(joined).subquery("measurements")
 
 
-def logical(dialect: str) -> FromClause:
+def logical(conn: Connection) -> FromClause:
     """measurements as a FROM with the models' columns, whose measured_at is indexed: the
-    physical tables on SQLite (measured_at typed EpochMicroseconds), the table elsewhere."""
-    if is_compact(dialect):
+    compact tables (measured_at typed EpochMicroseconds; SQLite flattens the subquery, so
+    conditions reach their indexes), or the table itself."""
+    if is_compact(conn):
         return _logical()
-    return Measurement.__table__  # type: ignore[return-value]
+    return Measurement.__table__
 
 
 def measured_between(
-    dialect: str, since: dt.datetime | None, until: dt.datetime | None
+    in_results: bool, since: dt.datetime | None, until: dt.datetime | None
 ) -> list[ColumnElement[bool]]:
-    """Conditions on the ORM's Measurement (the view on SQLite) for since <= measured_at <
-    until that use the index of measured_at: on SQLite, through the ids of results."""
-    if not is_compact(dialect):
+    """Conditions on the ORM's Measurement (the view, where ``in_results``: is_compact) for
+    since <= measured_at < until that read the index of measured_at: through results' ids
+    in the compact shape."""
+    if not in_results:
         at = Measurement.measured_at
         return [c for c in (at >= since if since else None, at < until if until else None)
                 if c is not None]  # fmt: skip
@@ -265,7 +288,6 @@ class _Keys:
 
 
 _known: weakref.WeakKeyDictionary[Engine, _Keys] = weakref.WeakKeyDictionary()
-_known_lock = threading.Lock()
 
 
 def _keys(conn: Connection) -> _Keys:
@@ -320,7 +342,9 @@ def _input_id(conn: Connection, what: tuple[str, str, str]) -> int:
     found = conn.scalar(select(table.c.id).where(*match))
     if found is None:
         values = dict(zip(INPUT_COLUMNS, what, strict=True))
-        found = conn.execute(table.insert().values(values)).inserted_primary_key[0]
+        key = conn.execute(table.insert().values(values)).inserted_primary_key
+        assert key is not None  # an insert of one row
+        found = key[0]
     return int(found)
 
 
@@ -331,8 +355,10 @@ def _run_key(conn: Connection, run_id: str) -> int:
     found = conn.scalar(select(key).where(table.c.run_id == run_id))
     if found is None:
         following = select(func.coalesce(func.max(key), 0) + 1).scalar_subquery()
-        done = conn.execute(update(table).where(table.c.run_id == run_id).values({key: following}))
-        if done.rowcount != 1:
-            raise ValueError(f"no run {run_id} to record measurements of")
+        statement = update(table).where(table.c.run_id == run_id).values({key: following})
+        if conn.execute(statement).rowcount != 1:
+            # What the table's foreign key said of a row of a run that does not exist.
+            failure = sqlite3.IntegrityError(f"FOREIGN KEY constraint failed: no run {run_id}")
+            raise IntegrityError(str(statement), {"run_id": run_id}, failure)
         found = conn.scalar(select(key).where(table.c.run_id == run_id))
-    return int(found)
+    return int(found or 0)

@@ -29,10 +29,13 @@ _PG_EVIDENCE: Insert = insert(partitions.metadata_for("postgresql").tables["evid
 def insert_rows(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Insert measurements rows (the models' columns; an id may be given) where this
     dialect keeps them, in the caller's transaction; their ids, in the order given."""
-    if compact.is_compact(connection.dialect.name):
+    if compact.is_compact(connection):
         statement, values = _RESULT, compact.physical_rows(connection, rows)
     else:
         statement, values = _MEASUREMENT, [dict(r) for r in rows]
+    if values and all(row.get("id") is not None for row in values):
+        connection.execute(statement, values)  # executemany: the ids are known
+        return [int(row["id"]) for row in values]
     ids: list[int] = []
     for row in values:
         # One row at a time: its id is what the evidence row points to.

@@ -41,6 +41,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     text,
 )
@@ -254,3 +255,9 @@ class Outage(Base):
     ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     detected_by: Mapped[str] = mapped_column(String(16))  # "sweep" found it offline; "route" gone
     network: Mapped[str | None] = mapped_column(String(16))
+
+
+def cast_table(table: Any) -> Table:
+    """A model's ``__table__`` as the Table it is (typed a FromClause by SQLAlchemy)."""
+    assert isinstance(table, Table)
+    return table

@@ -45,7 +45,7 @@ from sqlalchemy import (
     update,
 )
 
-from probe.store.compact import create_view, is_compact
+from probe.store import compact
 from probe.store.errors import StoreError
 from probe.store.migrations import HEAD, REVISIONS
 from probe.store.models import SCHEMA_VERSION, Base, Meta
@@ -231,8 +231,8 @@ def _create_at_head(conn: Connection) -> None:
     metadata_for(conn.dialect.name).create_all(conn)
     if conn.dialect.name == "postgresql":
         create_defaults(conn)
-    if is_compact(conn.dialect.name):
-        create_view(conn)  # measurements, as revision 0006c creates it (compact.py)
+    if conn.dialect.name == compact.DIALECT:
+        compact.create_view(conn)  # measurements, as revision 0006c creates it (compact.py)
     create_views(conn)  # as revision 0004v creates them (views.py: one definition)
     conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
     _ALEMBIC_VERSION.create(conn)
