@@ -16,10 +16,13 @@ UTC text with a "Z" ("2026-11-29T01:02:03.456000Z"), which sorts in time order a
 pandas and Datasette read as UTC. PostgreSQL's give ``timestamptz``. Hours are UTC on both,
 whatever the session's time zone.
 
-SQLite and table rebuilds: a later revision that rebuilds ``runs`` or ``measurements`` on
-SQLite (Alembic's batch mode: copy, drop, rename) must call ``drop_views`` before and
+SQLite and table rebuilds: a later revision that rebuilds ``runs`` or ``results`` on SQLite
+(Alembic's batch mode: copy, drop, rename) must call ``drop_views`` before and
 ``create_views`` after, because SQLite refuses to rename a table while a view names a table
-that no longer exists (tests/probe/test_views.py shows both).
+that no longer exists (tests/probe/test_views.py shows both). Since revision 0006c SQLite's
+``measurements`` is itself a view (compact.py: ``VIEW_0006C``, over results, inputs and
+runs), which these read as they read the table before; it is dropped and created around
+such a rebuild too (``compact.create_view``, before these).
 """
 
 from __future__ import annotations

@@ -17,11 +17,13 @@ from alembic import command
 from sqlalchemy import create_engine, select
 
 from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
+from probe.collector import ingest
 from probe.store import SCHEMA_VERSION, compact, open_database
 from probe.store.models import Measurement
 from probe.store.queries import export_statement
 from probe.store.schema import alembic_config
 from tests.probe.test_migrations import DUMP, query, schema_of
+from tests.probe.test_partitions import probe_upload
 
 T0 = dt.datetime(2026, 11, 29, 18, 2, 3, 456789, tzinfo=dt.UTC)
 COLUMNS = [c.name for c in Measurement.__table__.columns]
@@ -193,3 +195,25 @@ def test_time_ranges_read_the_index_of_results(tmp_path: Path) -> None:
                 assert "ix_results_measured_at" in plan, plan
     finally:
         engine.dispose()
+
+
+def test_a_trial_collector_on_sqlite_stores_uploads_once_and_deletes_them(
+    tmp_path: Path,
+) -> None:
+    times = [T0, T0 + dt.timedelta(hours=1), T0 + dt.timedelta(hours=2)]
+    upload = probe_upload(tmp_path / "p.sqlite", times)
+    path = tmp_path / "collector.sqlite"
+    db = open_database(str(path))
+    try:
+        assert ingest.store(db, "probe-a", upload) == ingest.Stored(3, 0)
+        assert ingest.store(db, "probe-a", upload) == ingest.Stored(0, 3)  # a retry
+        assert query(path, "SELECT count(*), count(DISTINCT uid) FROM measurements") == [(3, 3)]
+        assert query(path, "SELECT measured_at FROM measurements ORDER BY id") == [
+            (t.strftime("%Y-%m-%d %H:%M:%S.%f"),) for t in times
+        ]
+        assert query(path, "SELECT count(*) FROM evidence") == [(3,)]
+        assert ingest.delete_mine(db, "probe-a") == 3
+    finally:
+        db.close()
+    for table in ("results", "evidence", "runs"):
+        assert query(path, f"SELECT count(*) FROM {table}") == [(0,)]
