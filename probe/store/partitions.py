@@ -10,8 +10,9 @@ to prune (retention.py drops a whole month of evidence instead of deleting its r
 A partitioned table's keys must hold the partition key, so there the primary key of
 ``measurements`` is (id, measured_at), the uid's uniqueness is UNIQUE (uid, measured_at)
 (a probe's row never changes its time, so a retry still conflicts) and ``evidence`` carries
-the measurement's ``measured_at`` and points at (id, measured_at). SQLite keeps the models'
-shape (rowid ids, no measured_at in evidence): ``metadata_for`` gives each dialect its own.
+the measurement's ``measured_at`` and points at (id, measured_at). SQLite has rowid ids and
+no measured_at in evidence, and its verdict rows in compact.py's shape (revision 0006c):
+``metadata_for`` gives each dialect its own.
 
 Partitions exist before rows arrive: ``ensure`` creates the months a batch needs, each
 creation serialised between processes by ``pg_advisory_xact_lock`` (two collectors sharing

@@ -4,7 +4,9 @@ evidence, and the rows an export streams.
 Database's read methods call these (the CLI's list, show and export). They select only
 columns that schema 1 already had, so a read-only open reads every revision this probe knows
 as it is, without upgrading it (schema.py); a query that needs a newer column must first make
-the older revisions unreadable there.
+the older revisions unreadable there. Most read the ORM's Measurement (on SQLite from revision
+0006c the measurements view); the export, which selects a time range over a year, reads
+compact.logical (results, whose measured_at is indexed, where the file has it).
 """
 
 from __future__ import annotations
