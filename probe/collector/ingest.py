@@ -127,13 +127,14 @@ def _write_portable(
 ) -> int:
     """_write_postgresql's insert in SQLAlchemy's terms, right on either dialect (SQLite: a
     trial collector)."""
-    table = cast_table(Measurement.__table__)
+    table, where = cast_table(Measurement.__table__), None
     if compact.is_compact(conn):  # SQLite's results (and inputs) behind the view
         table, rows = compact.results(), compact.physical_rows(conn, rows)
+        where = compact.UID_ROWS  # its uid index is partial
     stmt = _insert(conn, table)
-    stmt = stmt.on_conflict_do_nothing(index_elements=_conflict_key(conn)).returning(
-        table.c.id, table.c.uid, table.c.measured_at
-    )
+    stmt = stmt.on_conflict_do_nothing(
+        index_elements=_conflict_key(conn), index_where=where
+    ).returning(table.c.id, table.c.uid, table.c.measured_at)
     new = conn.execute(stmt, rows).all()
     timed = conn.dialect.name == "postgresql"  # there evidence carries measured_at
     proofs = [

@@ -53,6 +53,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -64,6 +65,9 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
 INPUT_COLUMNS: tuple[str, ...] = ("service", "category", "input")
 RUN_KEY = "run_key"  # runs.run_key on SQLite
+# The rows results' uid index holds (a collector's; revision 0006c spells it the same): an
+# upsert by uid names it as its conflict target's WHERE.
+UID_ROWS = text("uid IS NOT NULL")
 # measurements' columns that results replaces, by what it holds instead.
 _REPLACED = {"run_id": "run", "service": "input_id", "category": None, "input": None}
 
@@ -165,8 +169,12 @@ def _results(source: Table, metadata: MetaData) -> Table:
         suffix = str(index.name).removeprefix("ix_measurements_")
         if len(index.columns) == 1:
             suffix = names[0]
+        kwargs = dict(index.dialect_kwargs)
+        if names == ["uid"]:
+            # NULL on a probe's every row: a partial index holds none of them (9 bytes a row).
+            kwargs["sqlite_where"] = UID_ROWS
         Index(f"ix_results_{suffix}", *(table.c[n] for n in names), unique=index.unique,
-              **index.dialect_kwargs)  # fmt: skip
+              **kwargs)  # fmt: skip
     return table
 
 

@@ -166,7 +166,9 @@ def _create_tables() -> None:
         ("run", ["run"]), ("input_id", ["input_id"]), ("measured_at", ["measured_at"]),
     ):  # fmt: skip
         op.create_index(f"ix_results_{name}", "results", columns)
-    op.create_index("ix_results_uid", "results", ["uid"], unique=True)
+    op.create_index(
+        "ix_results_uid", "results", ["uid"], unique=True, sqlite_where=sa.text("uid IS NOT NULL")
+    )
     op.create_index(
         "ix_results_interference", "results", ["verdict", "input_id"],
         sqlite_where=INTERFERENCE,
