@@ -212,6 +212,7 @@ def delete_mine(db: Database, token_name: str) -> int:
             conn.execute(delete(Evidence).where(Evidence.measurement_id.in_(ids)))
             gone = conn.execute(delete(rows).where(of_runs))
             conn.execute(delete(Run).where(Run.uploaded_by == token_name))
+        compact.forget(db.engine)  # the runs' keys went with them
     except SQLAlchemyError as exc:
         raise StoreError(f"deleting the uploads of {token_name!r} failed: {reason(exc)}") from exc
     return int(gone.rowcount)

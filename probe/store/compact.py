@@ -91,14 +91,6 @@ class EpochMicroseconds(TypeDecorator[dt.datetime]):
         return None if value is None else EPOCH + dt.timedelta(microseconds=value)
 
 
-def micros(at: dt.datetime) -> int:
-    """An aware time as results.measured_at holds it."""
-    value = EpochMicroseconds().process_bind_param(at, _NO_DIALECT)
-    assert value is not None
-    return value
-
-
-_NO_DIALECT: Any = None  # EpochMicroseconds reads no dialect
 _known_lock = threading.Lock()  # guards the per-engine caches below
 
 
@@ -269,8 +261,8 @@ def measured_between(
     in the compact shape."""
     if not in_results:
         at = Measurement.measured_at
-        return [c for c in (at >= since if since else None, at < until if until else None)
-                if c is not None]  # fmt: skip
+        return [*([at >= since] if since is not None else []),
+                *([at < until] if until is not None else [])]  # fmt: skip
     if since is None and until is None:
         return []
     r = results()
@@ -288,7 +280,7 @@ def measured_between(
 class _Keys:
     """Committed ids of inputs and runs' keys, per engine: rows never change their id, so
     a known id is right for every later transaction (ids from one not yet committed are
-    remembered only once it has)."""
+    remembered only once it has; a deletion of runs forgets them all: ``forget``)."""
 
     def __init__(self) -> None:
         self.inputs: dict[tuple[str, str, str], int] = {}
@@ -296,6 +288,13 @@ class _Keys:
 
 
 _known: weakref.WeakKeyDictionary[Engine, _Keys] = weakref.WeakKeyDictionary()
+
+
+def forget(engine: Engine) -> None:
+    """Forget the ids known for this database (after runs were deleted: a run made again
+    gets a new key)."""
+    with _known_lock:
+        _known.pop(engine, None)
 
 
 def _keys(conn: Connection) -> _Keys:

@@ -213,7 +213,11 @@ def test_a_trial_collector_on_sqlite_stores_uploads_once_and_deletes_them(
         ]
         assert query(path, "SELECT count(*) FROM evidence") == [(3,)]
         assert ingest.delete_mine(db, "probe-a") == 3
+        for table in ("results", "evidence", "runs"):
+            assert query(path, f"SELECT count(*) FROM {table}") == [(0,)]
+        # Sent again: the run is made again with a new key, not the one remembered.
+        assert ingest.store(db, "probe-a", upload) == ingest.Stored(3, 0)
     finally:
         db.close()
-    for table in ("results", "evidence", "runs"):
-        assert query(path, f"SELECT count(*) FROM {table}") == [(0,)]
+    assert query(path, "PRAGMA foreign_key_check") == []
+    assert query(path, "SELECT count(*) FROM measurements") == [(3,)]
