@@ -8,10 +8,12 @@ On SQLite (probe/store/compact.py says why and what each column holds): runs gai
 (service, category, input) go to ``inputs``; every measurement goes to ``results`` with its
 id, its run's key, its input's id and measured_at as integer microseconds since the epoch;
 ``measurements`` becomes a view giving the same columns and values as the table did, and
-the researchers' views of 0004v, dropped before, are created again on it. Evidence keeps
-every row and id: its table is not copied, only its foreign key follows measurements to
-results by a rename (SQLite rewrites references to a renamed table), with ON DELETE
-CASCADE. One transaction, as every upgrade; it rewrites the verdict rows (seconds for a
+the researchers' views, dropped before, are created again as views.py's ``V0006C``: the
+same columns and values, read from results and inputs (through the measurements view they
+would turn every row's time into text to sort it; the downgrade makes 0004v's again).
+Evidence keeps every row and id: its table is not copied, only its foreign key follows
+measurements to results by a rename (SQLite rewrites references to a renamed table), with
+ON DELETE CASCADE. One transaction, as every upgrade; it rewrites the verdict rows (seconds for a
 year of them), not the evidence.
 
 PostgreSQL (the collector, partitioned by month in 0005p) is unchanged; on both,
@@ -28,7 +30,7 @@ from alembic import op
 from sqlalchemy import Connection
 
 from probe.store.compact import VIEW_0006C
-from probe.store.views import NAMES, V0004V, create_views, drop_views
+from probe.store.views import NAMES, V0004V, V0006C, create_views, drop_views
 
 revision = "0006c"
 down_revision: str | None = "0005p"
@@ -90,7 +92,7 @@ def upgrade() -> None:
         _fill(conn)
         conn.exec_driver_sql(f"DROP TABLE {_OLD}")
         conn.exec_driver_sql(VIEW_0006C)
-        create_views(conn, V0004V)
+        create_views(conn, V0006C)
     op.execute(_meta.update().where(_meta.c.key == "schema_version").values(value="4"))
 
 
