@@ -193,13 +193,12 @@ def _iso(v: Any) -> str:
 
 def _rows_of_runs(conn: Connection, token_name: str) -> tuple[Table, ColumnElement[bool]]:
     """The table of the verdict rows, and which of them the token's runs hold."""
-    runs = select(Run.run_id).where(Run.uploaded_by == token_name)
     if compact.is_compact(conn):
         keyed = compact.runs()
         keys = select(keyed.c[compact.RUN_KEY]).where(keyed.c.uploaded_by == token_name)
         return compact.results(), compact.results().c.run.in_(keys)
     table = cast_table(Measurement.__table__)
-    return table, table.c.run_id.in_(runs)
+    return table, table.c.run_id.in_(select(Run.run_id).where(Run.uploaded_by == token_name))
 
 
 def delete_mine(db: Database, token_name: str) -> int:
