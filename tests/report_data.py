@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import insert
 
 from probe.store import open_database
-from probe.store.models import Measurement, Outage, Run
+from probe.store.inserts import insert_rows
+from probe.store.models import Outage, Run
 
 START = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 DAYS = 30
@@ -107,7 +108,7 @@ def fill(target: str) -> None:
     try:
         with db.engine.begin() as conn:
             conn.execute(insert(Run), runs)
-            conn.execute(insert(Measurement), measurements)
+            insert_rows(conn, measurements)
             conn.execute(insert(Outage), [{
                 "vantage_name": KZ_HOME.name,
                 "started_at": dt.datetime(2026, 3, 15, 2, tzinfo=dt.UTC),

@@ -21,6 +21,7 @@ import measurements.observations as observations
 from probe.classify.control_status import ControlStatus
 from probe.classify.evidence import Controls, HelperReport, PastRate, ReferenceTLS
 from probe.store import open_database
+from probe.store.compact import sqlite_metadata
 from probe.store.models import Base
 from probe.store.schema import _ALEMBIC_VERSION
 from probe.store.views import COLUMNS
@@ -47,20 +48,31 @@ def sections(text: str) -> dict[tuple[str, str], list[list[str]]]:
     return found
 
 
-def table_problems(text: str, metadata: MetaData) -> list[str]:
-    """Where the doc's tables and the metadata's differ (names, order, types, NULL)."""
+def table_problems(text: str, metadata: MetaData, sqlite_only: MetaData | None = None) -> list[str]:
+    """Where the doc's tables and the metadata's differ (names, order, types, NULL); the
+    tables and columns that only SQLite's compact shape has (compact.py) are documented
+    with PostgreSQL "—"."""
     doc = {name: rows for (kind, name), rows in sections(text).items() if kind == "Table"}
+    compact = sqlite_metadata() if sqlite_only is None else sqlite_only
     tables = {**metadata.tables, _ALEMBIC_VERSION.name: _ALEMBIC_VERSION}
-    problems = [f"table {t} is not documented" for t in sorted(set(tables) - set(doc))]
-    problems += [f"table {t} is documented but does not exist" for t in set(doc) - set(tables)]
-    for name in sorted(set(doc) & set(tables)):
+    extra = {n: t for n, t in compact.tables.items() if n not in tables}
+    problems = [f"table {t} is not documented" for t in sorted({*tables, *extra} - set(doc))]
+    problems += [
+        f"table {t} is documented but does not exist" for t in set(doc) - {*tables, *extra}
+    ]
+    for name in sorted(set(doc) & {*tables, *extra}):
         rows = {r[0]: r for r in doc[name]}
-        columns = list(tables[name].columns)
+        shared = list(tables[name].columns) if name in tables else []
+        known = {c.name for c in shared}
+        own = [c for c in compact.tables[name].columns if c.name not in known] if (
+            name in compact.tables) else []  # fmt: skip
+        columns = [*shared, *own]
         for c in columns:
             if c.name not in rows:
                 problems.append(f"column {name}.{c.name} is not documented")
                 continue
-            want = [c.type.compile(dialect=d.dialect()) for d in (sqlite, postgresql)]
+            want = [c.type.compile(dialect=sqlite.dialect())]
+            want.append(c.type.compile(dialect=postgresql.dialect()) if c in shared else "—")
             want.append("yes" if c.nullable else "no")
             if rows[c.name][1:4] != want:
                 problems.append(f"{name}.{c.name}: documented {rows[c.name][1:4]}, is {want}")

@@ -30,16 +30,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, insert, select, text
+from sqlalchemy import ColumnElement, Connection, Table, delete, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from probe.collector import wire
 from probe.collector.wire import Upload
-from probe.store import partitions
+from probe.store import compact, partitions
 from probe.store.database import Database
 from probe.store.errors import StoreError, reason
-from probe.store.models import Evidence, Measurement, Run
+from probe.store.models import Evidence, Measurement, Run, cast_table
 
 # Test-only (tests/collector/test_collector.py): seconds the collector sleeps after the
 # commit and before it answers, so a test can kill -9 it exactly there. Never set it in use.
@@ -127,11 +127,14 @@ def _write_portable(
 ) -> int:
     """_write_postgresql's insert in SQLAlchemy's terms, right on either dialect (SQLite: a
     trial collector)."""
-    table = Measurement.__table__
-    stmt = _insert(conn, table)  # type: ignore[arg-type]
-    stmt = stmt.on_conflict_do_nothing(index_elements=_conflict_key(conn)).returning(
-        table.c.id, table.c.uid, table.c.measured_at
-    )
+    table, where = cast_table(Measurement.__table__), None
+    if compact.is_compact(conn):  # SQLite's results (and inputs) behind the view
+        table, rows = compact.results(), compact.physical_rows(conn, rows)
+        where = compact.UID_ROWS  # its uid index is partial
+    stmt = _insert(conn, table)
+    stmt = stmt.on_conflict_do_nothing(
+        index_elements=_conflict_key(conn), index_where=where
+    ).returning(table.c.id, table.c.uid, table.c.measured_at)
     new = conn.execute(stmt, rows).all()
     timed = conn.dialect.name == "postgresql"  # there evidence carries measured_at
     proofs = [
@@ -188,16 +191,27 @@ def _iso(v: Any) -> str:
     raise TypeError(f"{type(v).__name__} is not JSON")
 
 
+def _rows_of_runs(conn: Connection, token_name: str) -> tuple[Table, ColumnElement[bool]]:
+    """The table of the verdict rows, and which of them the token's runs hold."""
+    if compact.is_compact(conn):
+        keyed = compact.runs()
+        keys = select(keyed.c[compact.RUN_KEY]).where(keyed.c.uploaded_by == token_name)
+        return compact.results(), compact.results().c.run.in_(keys)
+    table = cast_table(Measurement.__table__)
+    return table, table.c.run_id.in_(select(Run.run_id).where(Run.uploaded_by == token_name))
+
+
 def delete_mine(db: Database, token_name: str) -> int:
     """Delete every run the token uploaded, with its measurements and evidence; how many
     measurements went."""
-    runs = select(Run.run_id).where(Run.uploaded_by == token_name)
-    ids = select(Measurement.id).where(Measurement.run_id.in_(runs))
     try:
         with db.engine.begin() as conn:
+            rows, of_runs = _rows_of_runs(conn, token_name)
+            ids = select(rows.c.id).where(of_runs)
             conn.execute(delete(Evidence).where(Evidence.measurement_id.in_(ids)))
-            gone = conn.execute(delete(Measurement).where(Measurement.run_id.in_(runs)))
+            gone = conn.execute(delete(rows).where(of_runs))
             conn.execute(delete(Run).where(Run.uploaded_by == token_name))
+        compact.forget(db.engine)  # the runs' keys went with them
     except SQLAlchemyError as exc:
         raise StoreError(f"deleting the uploads of {token_name!r} failed: {reason(exc)}") from exc
     return int(gone.rowcount)

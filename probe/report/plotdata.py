@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, func, select
 
 from probe.classify.verdict import VERDICTS
 from probe.report.model import PlotData, Report, ThroughputPoint, TimelineCell
-from probe.report.query import count_of, day_of, hour_bucket_of, scoped
+from probe.report.query import AnySelect, Rows, count_of, day_of, hour_bucket_of, scoped
 from probe.store.database import Database
 from probe.store.models import Measurement
 
@@ -41,15 +41,27 @@ def _parse_bucket(text: str) -> dt.datetime:
 
 def plot_data(db: Database, report: Report) -> PlotData:
     """The heatmap's cells and the throughput series over the report's scope."""
+    with db.session("report plots") as session:
+        cells, series = _queries(report, Rows.of(session))
+        timeline = tuple(
+            TimelineCell(r[0], _parse_bucket(r[1]), (int(r[2]), int(r[3]), int(r[4]), int(r[5])))
+            for r in session.execute(cells)
+        )
+        throughput = tuple(_point(r) for r in session.execute(series))
+    return PlotData(bucket_hours(report), timeline, throughput)
+
+
+def _queries(report: Report, rows: Rows) -> tuple[AnySelect, AnySelect]:
+    """The heatmap's cells and the throughput series."""
     filters, hours = report.filters, bucket_hours(report)
-    bucket = _bucket(db.engine.dialect.name, hours).label("bucket")
+    bucket = _bucket(rows.dialect, hours).label("bucket")
     m = Measurement
     cells = scoped(
         select(m.service, bucket, *(count_of(v) for v in VERDICTS)).group_by(m.service, bucket),
-        filters,
-    )
+        filters, rows,
+    )  # fmt: skip
     throttled_services = scoped(
-        select(m.service).where(m.verdict == "throttled").distinct(), filters
+        select(m.service).where(m.verdict == "throttled").distinct(), filters, rows
     ).scalar_subquery()
     is_throttled = (m.verdict == "throttled").label("throttled")
     series = scoped(
@@ -58,15 +70,9 @@ def plot_data(db: Database, report: Report) -> PlotData:
             func.avg(m.baseline_kbps), func.count(),
         ).where(m.throughput_kbps.is_not(None), m.service.in_(throttled_services))
         .group_by(m.service, bucket, is_throttled),
-        filters,
+        filters, rows,
     )  # fmt: skip
-    with db.session("report plots") as session:
-        timeline = tuple(
-            TimelineCell(r[0], _parse_bucket(r[1]), (int(r[2]), int(r[3]), int(r[4]), int(r[5])))
-            for r in session.execute(cells)
-        )
-        throughput = tuple(_point(r) for r in session.execute(series))
-    return PlotData(hours, timeline, throughput)
+    return cells, series
 
 
 def _point(r: Any) -> ThroughputPoint:

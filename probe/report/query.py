@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, Unpack
 
 from sqlalchemy import (
@@ -31,6 +32,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.orm import Session
 
 from probe.classify.verdict import VERDICTS
 from probe.report.hours import find_concentration
@@ -47,6 +49,7 @@ from probe.report.model import (
     ThrottleRates,
     VantageKey,
 )
+from probe.store import compact
 from probe.store.database import Database
 from probe.store.models import Measurement, Outage, Run
 
@@ -95,14 +98,10 @@ def count_of(verdict: str) -> ColumnElement[int]:
     return func.sum(case((Measurement.verdict == verdict, 1), else_=0))
 
 
-def scoped(query: _S, filters: Filters) -> _S:
+def scoped(query: _S, filters: Filters, rows: Rows) -> _S:
     """The query over measurements joined with their runs, limited to the report's scope."""
     query = query.select_from(Measurement).join(Run, Run.run_id == Measurement.run_id)
-    conditions: list[ColumnElement[bool]] = []
-    if filters.since is not None:
-        conditions.append(Measurement.measured_at >= filters.since)
-    if filters.until is not None:
-        conditions.append(Measurement.measured_at < filters.until)
+    conditions = rows.measured_between(filters.since, filters.until)
     if filters.services:
         conditions.append(Measurement.service.in_(filters.services))
     if filters.vantage is not None:
@@ -114,19 +113,40 @@ def scoped(query: _S, filters: Filters) -> _S:
     return query.where(*conditions) if conditions else query
 
 
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """How this database holds measurements: its dialect, and whether in the compact shape
+    (SQLite's results behind the view: a time range is read through their index)."""
+
+    dialect: str
+    compact: bool
+
+    @classmethod
+    def of(cls, session: Session) -> Rows:
+        """The database's, read on the session's connection."""
+        conn = session.connection()
+        return cls(conn.dialect.name, compact.is_compact(conn))
+
+    def measured_between(
+        self, since: dt.datetime | None, until: dt.datetime | None
+    ) -> list[ColumnElement[bool]]:
+        """since <= measured_at < until on Measurement, by the index of measured_at."""
+        return compact.measured_between(self.compact, since, until)
+
+
 def build_report(db: Database, filters: Filters, now: dt.datetime | None = None) -> Report:
     """The report over the measurements in ``filters``' scope."""
-    dialect = db.engine.dialect.name
     with db.session("report") as session:
-        days = _days(session.execute(_days_query(filters, dialect)))
-        hours = _hours(session.execute(_hours_query(filters, dialect)))
-        episodes, details = _episodes(session.execute(_episodes_query(filters)))
-        rates = _rates(session.execute(_rates_query(filters)))
+        rows = Rows.of(session)
+        days = _days(session.execute(_days_query(filters, rows)))
+        hours = _hours(session.execute(_hours_query(filters, rows)))
+        episodes, details = _episodes(session.execute(_episodes_query(filters, rows)))
+        rates = _rates(session.execute(_rates_query(filters, rows)))
         span = session.execute(
             scoped(select(func.min(Measurement.measured_at), func.max(Measurement.measured_at)),
-                    filters)
+                    filters, rows)
         ).one()  # fmt: skip
-        outages = _outages(session, filters)
+        outages = _outages(session, filters, rows)
     groups = tuple(
         _group(key, days[key], hours, episodes, details, rates) for key in sorted(days, key=_order)
     )
@@ -138,11 +158,11 @@ def _order(key: Key) -> tuple[str, str, int, str]:
     return service, v.name or "", v.asn or 0, v.country or ""
 
 
-def _days_query(filters: Filters, dialect: str) -> AnySelect:
-    day = day_of(Measurement.measured_at, dialect).label("day")
+def _days_query(filters: Filters, rows: Rows) -> AnySelect:
+    day = day_of(Measurement.measured_at, rows.dialect).label("day")
     counts = [count_of(v) for v in VERDICTS]
     query = select(*_KEY_COLUMNS, day, *counts).group_by(*_KEY_COLUMNS, day)
-    return scoped(query, filters)
+    return scoped(query, filters, rows)
 
 
 def _days(rows: Iterable[Any]) -> dict[Key, list[DayCounts]]:
@@ -153,11 +173,11 @@ def _days(rows: Iterable[Any]) -> dict[Key, list[DayCounts]]:
     return out
 
 
-def _hours_query(filters: Filters, dialect: str) -> AnySelect:
-    hour = hour_of(Measurement.measured_at, dialect).label("hour")
+def _hours_query(filters: Filters, rows: Rows) -> AnySelect:
+    hour = hour_of(Measurement.measured_at, rows.dialect).label("hour")
     counts = [count_of(v) for v in INTERFERENCE]
     query = select(*_KEY_COLUMNS, hour, *counts, func.count()).group_by(*_KEY_COLUMNS, hour)
-    return scoped(query, filters)
+    return scoped(query, filters, rows)
 
 
 def _hours(rows: Iterable[Any]) -> dict[Key, dict[str, list[int]]]:
@@ -170,13 +190,13 @@ def _hours(rows: Iterable[Any]) -> dict[Key, dict[str, list[int]]]:
     return out
 
 
-def _episodes_query(filters: Filters) -> AnySelect:
+def _episodes_query(filters: Filters, rows: Rows) -> AnySelect:
     m = Measurement
     query = select(
         *_KEY_COLUMNS, m.verdict, m.detail, func.count(), func.min(m.measured_at),
         func.max(m.measured_at),
     ).where(interference_rows()).group_by(*_KEY_COLUMNS, m.verdict, m.detail)  # fmt: skip
-    return scoped(query, filters)
+    return scoped(query, filters, rows)
 
 
 def _episodes(
@@ -198,7 +218,7 @@ def _episodes(
     return episodes, details
 
 
-def _rates_query(filters: Filters) -> AnySelect:
+def _rates_query(filters: Filters, rows: Rows) -> AnySelect:
     """Per key: count, min, and the medians of the throttled rates (window functions: the
     row numbers of the middle one or two values, which SQLite and PostgreSQL both have)."""
     m = Measurement
@@ -217,7 +237,7 @@ def _rates_query(filters: Filters) -> AnySelect:
             interference_rows(), m.verdict == "throttled",
             m.throughput_kbps.is_not(None), m.baseline_kbps > 0,
         ),
-        filters,
+        filters, rows,
     ).subquery()  # fmt: skip
     c = inner.c
     low, high = (c.n + 1) // 2, (c.n + 2) // 2
@@ -239,20 +259,20 @@ def _rates(rows: Iterable[Any]) -> dict[Key, ThrottleRates]:
     }
 
 
-def _outages(session: Any, filters: Filters) -> tuple[OutageSpan, ...]:
+def _outages(session: Any, filters: Filters, rows: Rows) -> tuple[OutageSpan, ...]:
     """The outages of the vantages in scope that overlap the report's window."""
     if not inspect(session.connection()).has_table(Outage.__tablename__):
         return ()  # a database from before revision 0003d
     o = Outage
-    vantages = scoped(select(Run.vantage_name).distinct(), _runs_only(filters))
+    vantages = scoped(select(Run.vantage_name).distinct(), _runs_only(filters), rows)
     conditions: list[ColumnElement[bool]] = [o.vantage_name.in_(vantages.scalar_subquery())]
     if filters.since is not None:
         conditions.append(or_(o.ended_at.is_(None), o.ended_at >= filters.since))
     if filters.until is not None:
         conditions.append(o.started_at < filters.until)
     query = select(o.vantage_name, o.started_at, o.ended_at).where(and_(*conditions))
-    rows = session.execute(query.order_by(o.vantage_name, o.started_at))
-    return tuple(OutageSpan(r[0], r[1], r[2]) for r in rows)
+    found = session.execute(query.order_by(o.vantage_name, o.started_at))
+    return tuple(OutageSpan(r[0], r[1], r[2]) for r in found)
 
 
 def _runs_only(filters: Filters) -> Filters:

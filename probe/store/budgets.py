@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Connection, Select, func, select
 
 from probe.classify.evidence import PastRate
+from probe.store import compact
 from probe.store.database import Database
-from probe.store.models import Measurement, Run
+from probe.store.models import Run
 
 HISTORY_DAYS = 30
 HISTORY_PER_INPUT = 10
@@ -28,12 +30,13 @@ def _same_vantage(vantage_name: str | None) -> ColumnElement[bool]:
 
 def bytes_since(db: Database, since: dt.datetime, vantage_name: str | None) -> int:
     """Throughput bytes recorded since ``since`` by runs that declared this vantage name."""
-    stmt = (
-        select(func.coalesce(func.sum(Measurement.throughput_bytes), 0))
-        .join(Run, Run.run_id == Measurement.run_id)
-        .where(Measurement.measured_at >= since, _same_vantage(vantage_name))
-    )
     with db.session("throughput_bytes_since") as session:
+        m = compact.logical(session.connection()).c  # measured_at indexed on SQLite too
+        stmt = (
+            select(func.coalesce(func.sum(m.throughput_bytes), 0))
+            .join(Run, Run.run_id == m.run_id)
+            .where(m.measured_at >= since, _same_vantage(vantage_name))
+        )
         spent = session.execute(stmt).scalar_one()
     return int(spent or 0)
 
@@ -50,28 +53,30 @@ def past_rates(
     wanted = sorted(set(inputs))
     if not wanted:
         return {}
-    stmt = (
-        select(
-            Measurement.input,
-            Measurement.measured_at,
-            Measurement.throughput_kbps,
-            Measurement.verdict,
-            Measurement.detail,
-            Measurement.throughput_address,
-        )
-        .join(Run, Run.run_id == Measurement.run_id)
-        .where(
-            Measurement.input.in_(wanted),
-            Measurement.throughput_kbps.is_not(None),
-            Measurement.measured_at >= since,
-            _same_vantage(vantage_name),
-        )
-        .order_by(Measurement.measured_at.desc(), Measurement.id.desc())
-    )
     found: dict[str, list[PastRate]] = {}
     with db.session("past throughput rates") as session:
-        for input_, at, kbps, verdict, detail, address in session.execute(stmt):
+        for input_, at, kbps, verdict, detail, address in session.execute(
+            _rates_statement(session.connection(), wanted, vantage_name, since)
+        ):
             rows = found.setdefault(input_, [])
             if len(rows) < per_input and kbps is not None:
                 rows.append(PastRate(at.isoformat(), float(kbps), verdict, detail, address))
     return {k: tuple(v) for k, v in found.items()}
+
+
+def _rates_statement(
+    conn: Connection, wanted: list[str], vantage_name: str | None, since: dt.datetime
+) -> Select[tuple[Any, ...]]:
+    m = compact.logical(conn).c  # measured_at indexed on SQLite too
+    return (
+        select(m.input, m.measured_at, m.throughput_kbps, m.verdict, m.detail,
+               m.throughput_address)
+        .join(Run, Run.run_id == m.run_id)
+        .where(
+            m.input.in_(wanted),
+            m.throughput_kbps.is_not(None),
+            m.measured_at >= since,
+            _same_vantage(vantage_name),
+        )
+        .order_by(m.measured_at.desc(), m.id.desc())
+    )  # fmt: skip

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, delete, func, inspect, select, update
 
 from probe.classify.verdict import Vantage
+from probe.store import compact
 from probe.store.database import Database
-from probe.store.models import DaemonGroupState, DaemonSweep, Measurement, Outage, Run
+from probe.store.models import DaemonGroupState, DaemonSweep, Outage, Run
 
 RECENT_OUTAGES = 10
 
@@ -152,10 +153,9 @@ def status(db: Database, now: dt.datetime | None = None) -> StatusData:
             network = session.scalar(
                 select(DaemonSweep.network).order_by(DaemonSweep.started_at.desc()).limit(1)
             )
+        m = compact.logical(session.connection()).c  # measured_at indexed on SQLite too
         counts = session.execute(
-            select(Measurement.verdict, func.count())
-            .where(Measurement.measured_at >= since)
-            .group_by(Measurement.verdict)
+            select(m.verdict, func.count()).where(m.measured_at >= since).group_by(m.verdict)
         )
         verdicts = {str(v): int(n) for v, n in counts}
         last = session.scalar(select(Run).order_by(Run.started_at.desc()).limit(1))

@@ -18,7 +18,10 @@ change here needs a new revision there.
 On PostgreSQL, measurements and evidence are partitioned by month on measured_at (revision
 0005p): partitions.py derives that shape from these classes (metadata_for), with the
 partition key in their keys (measurements (id, measured_at), UNIQUE (uid, measured_at)) and
-evidence.measured_at, a column only PostgreSQL has; SQLite holds the tables as written here.
+evidence.measured_at, a column only PostgreSQL has. On SQLite (revision 0006c) compact.py
+derives the shape from these classes too: measurements' rows in ``results`` (integer run key,
+input id and microseconds) and ``inputs``, ``runs.run_key``, and a ``measurements`` VIEW
+with this class's columns, which the ORM reads as it read the table (writes go to results).
 Callers never get ORM objects: rows.py's frozen dataclasses are detached copies, so nothing
 lazy-loads after a session has closed, and its functions convert the probe's records to rows
 and rows to those copies.
@@ -41,6 +44,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     text,
 )
@@ -52,10 +56,11 @@ from probe.classify.verdict import VERDICTS
 from probe.store.compressed_json import CompressedJSON
 
 # meta.schema_version at the head revision (migrations/__init__.py): 2 added runs.status
-# "failed" and "aborted"; 3 (revision 0002) the throughput columns of measurements. Later
-# revisions add only what older probes may leave out (nullable columns, tables, views), so
-# a probe that knows 3 still writes rows every later query reads: no bump since.
-SCHEMA_VERSION = 3
+# "failed" and "aborted"; 3 (revision 0002) the throughput columns of measurements; the
+# revisions up to 0005p added only what older probes may leave out (nullable columns,
+# tables, views). 4 (revision 0006c): on SQLite measurements became a view over results and
+# inputs, which a probe that knows 3 would try to write into.
+SCHEMA_VERSION = 4
 # The rows the report's partial index holds (revision 0004r spells it the same).
 INTERFERENCE_ROWS = text("verdict IN ('blocked', 'throttled')")
 
@@ -254,3 +259,9 @@ class Outage(Base):
     ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     detected_by: Mapped[str] = mapped_column(String(16))  # "sweep" found it offline; "route" gone
     network: Mapped[str | None] = mapped_column(String(16))
+
+
+def cast_table(table: Any) -> Table:
+    """A model's ``__table__`` as the Table it is (typed a FromClause by SQLAlchemy)."""
+    assert isinstance(table, Table)
+    return table

@@ -10,8 +10,9 @@ to prune (retention.py drops a whole month of evidence instead of deleting its r
 A partitioned table's keys must hold the partition key, so there the primary key of
 ``measurements`` is (id, measured_at), the uid's uniqueness is UNIQUE (uid, measured_at)
 (a probe's row never changes its time, so a retry still conflicts) and ``evidence`` carries
-the measurement's ``measured_at`` and points at (id, measured_at). SQLite keeps the models'
-shape (rowid ids, no measured_at in evidence): ``metadata_for`` gives each dialect its own.
+the measurement's ``measured_at`` and points at (id, measured_at). SQLite has rowid ids and
+no measured_at in evidence, and its verdict rows in compact.py's shape (revision 0006c):
+``metadata_for`` gives each dialect its own.
 
 Partitions exist before rows arrive: ``ensure`` creates the months a batch needs, each
 creation serialised between processes by ``pg_advisory_xact_lock`` (two collectors sharing
@@ -47,6 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import SchemaItem
 from sqlalchemy.sql.dml import Insert
 
+from probe.store.compact import sqlite_metadata
 from probe.store.models import Base, UTCDateTime
 
 PARTITIONED: tuple[str, ...] = ("measurements", "evidence")  # parent before child
@@ -111,8 +113,13 @@ def include_object(item: Any, _name: str | None, type_: str, reflected: bool, _t
 
 
 def metadata_for(dialect: str) -> MetaData:
-    """The tables as this dialect holds them: the models, partitioned on PostgreSQL."""
-    return pg_metadata() if dialect == "postgresql" else Base.metadata
+    """The tables as this dialect holds them: the models partitioned on PostgreSQL, in the
+    compact shape on SQLite (compact.py), as written elsewhere."""
+    if dialect == "postgresql":
+        return pg_metadata()
+    if dialect == "sqlite":
+        return sqlite_metadata()
+    return Base.metadata
 
 
 @functools.cache

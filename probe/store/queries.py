@@ -4,7 +4,9 @@ evidence, and the rows an export streams.
 Database's read methods call these (the CLI's list, show and export). They select only
 columns that schema 1 already had, so a read-only open reads every revision this probe knows
 as it is, without upgrading it (schema.py); a query that needs a newer column must first make
-the older revisions unreadable there.
+the older revisions unreadable there. Most read the ORM's Measurement (on SQLite from revision
+0006c the measurements view); the export, which selects a time range over a year, reads
+compact.logical (results, whose measured_at is indexed, where the file has it).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from sqlalchemy import Select, func, inspect, select
+from sqlalchemy import Connection, Select, func, inspect, select
 from sqlalchemy.orm import Session, load_only
 
 from probe.classify.verdict import Location
+from probe.store import compact
 from probe.store.errors import StoreError
 from probe.store.models import Evidence, Measurement, Run
 from probe.store.ooni import OONISource
@@ -58,20 +61,9 @@ _HEX = frozenset("0123456789abcdef")
 
 # What a MeasurementRow holds, by name: the row is built from exactly these columns.
 _ROW = tuple(getattr(Measurement, f.name) for f in dataclasses.fields(MeasurementRow))
-_EXPORT = (
-    Measurement.id.label("measurement_id"),
-    *(
-        getattr(Measurement, name)
-        for name in (
-            "run_id", "service", "category", "input", "verdict", "layer", "detail", "rule",
-            "measured_at", "duration_ms", "throughput_kbps", "baseline_kbps",
-        )
-    ),
-    Run.vantage_name,
-    Run.network_type,
-    Run.asn,
-    Run.country,
-    Measurement.reason,
+_EXPORTED = (
+    "run_id", "service", "category", "input", "verdict", "layer", "detail", "rule",
+    "measured_at", "duration_ms", "throughput_kbps", "baseline_kbps",
 )  # fmt: skip
 
 
@@ -184,19 +176,26 @@ def export_statement(
     service: str | None = None,
     run_id: str | None = None,
     until: dt.datetime | None = None,
+    conn: Connection | None = None,
 ) -> Select[tuple[object, ...]]:
     """Measurements joined with their run's vantage, by measured_at, at or after since and
-    before until (a month: PostgreSQL reads only its partition); naive times are UTC."""
-    stmt = select(*_EXPORT).join(Run, Run.run_id == Measurement.run_id)
+    before until (a month: PostgreSQL reads only its partition; SQLite reads results, whose
+    measured_at is indexed: compact.logical; None: the models' table); naive times are UTC."""
+    m = (compact.logical(conn) if conn is not None else Measurement.__table__).c
+    columns = (
+        m.id.label("measurement_id"), *(m[n] for n in _EXPORTED),
+        Run.vantage_name, Run.network_type, Run.asn, Run.country, m.reason,
+    )  # fmt: skip
+    stmt = select(*columns).join(Run, Run.run_id == m.run_id)
     if since is not None:
-        stmt = stmt.where(Measurement.measured_at >= _aware(since))
+        stmt = stmt.where(m.measured_at >= _aware(since))
     if until is not None:
-        stmt = stmt.where(Measurement.measured_at < _aware(until))
+        stmt = stmt.where(m.measured_at < _aware(until))
     if service is not None:
-        stmt = stmt.where(Measurement.service == service)
+        stmt = stmt.where(m.service == service)
     if run_id is not None:
-        stmt = stmt.where(Measurement.run_id == run_id)
-    return stmt.order_by(Measurement.measured_at, Measurement.id)
+        stmt = stmt.where(m.run_id == run_id)
+    return stmt.order_by(m.measured_at, m.id)
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:
@@ -211,9 +210,9 @@ def export_rows(
     until: dt.datetime | None = None,
 ) -> Iterator[ExportRow]:
     """Stream what export_statement selects, as ExportRows."""
-    stmt = export_statement(since, service, run_id, until)
     # Batches, not the whole table: an export may be far larger than memory.
     with db.session("export") as session:
+        stmt = export_statement(since, service, run_id, until, session.connection())
         for r in session.execute(stmt.execution_options(yield_per=EXPORT_BATCH)):
             yield ExportRow(**r._asdict())
 
@@ -227,11 +226,12 @@ def export_sources(
 ) -> Iterator[OONISource]:
     """Stream export_statement's rows with their run's start and version and their evidence
     (None where retention deleted it): what an OONI-format export needs."""
-    base = export_statement(since, service, run_id, until)
-    stmt = base.add_columns(
-        Run.started_at.label("run_started_at"), Run.probe_version, Evidence.data
-    ).outerjoin(Evidence, Evidence.measurement_id == Measurement.id)
     with db.session("export") as session:
+        conn = session.connection()
+        base = export_statement(since, service, run_id, until, conn)
+        stmt = base.add_columns(
+            Run.started_at.label("run_started_at"), Run.probe_version, Evidence.data
+        ).outerjoin(Evidence, Evidence.measurement_id == compact.logical(conn).c.id)
         for r in session.execute(stmt.execution_options(yield_per=EVIDENCE_BATCH)):
             *row, started, version, evidence = r
             yield OONISource(ExportRow(*row), started, version, evidence)

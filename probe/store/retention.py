@@ -36,6 +36,7 @@ from sqlalchemy import (
     Connection,
     Integer,
     Select,
+    Table,
     cast,
     delete,
     func,
@@ -46,10 +47,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from probe.store import partitions
+from probe.store import compact, partitions
 from probe.store.database import Database, open_database
 from probe.store.errors import StoreError, reason
-from probe.store.models import Evidence, Measurement, Meta, Run
+from probe.store.models import Evidence, Measurement, Meta, Run, cast_table
 from probe.store.owner import SweepBusy, SweepLock, sweep_alive
 from probe.store.paths import database_file
 
@@ -143,14 +144,20 @@ class Cutoffs:
         own = every if accessible is None else now - accessible
         return cls(every, max(every, own))
 
-    def where(self) -> ColumnElement[bool]:
-        """The measurements whose evidence goes."""
-        old = Measurement.measured_at < self.all
+    def where(self, rows: Table) -> ColumnElement[bool]:
+        """The rows (measurements, or SQLite's results: _rows) whose evidence goes."""
+        at, verdict = rows.c.measured_at, rows.c.verdict
+        old = at < self.all
         if self.accessible == self.all:
             return old
-        return old | (
-            (Measurement.verdict == "accessible") & (Measurement.measured_at < self.accessible)
-        )
+        return old | ((verdict == "accessible") & (at < self.accessible))
+
+
+def _rows(conn: Connection) -> Table:
+    """Where the verdict rows are: SQLite's results (their times indexed), else measurements."""
+    if compact.is_compact(conn):
+        return compact.results()
+    return cast_table(Measurement.__table__)
 
 
 @contextlib.contextmanager
@@ -182,18 +189,21 @@ def _disk_full(file: Path) -> bool:
         return False
 
 
-def _old_ids(cut: Cutoffs, limit: int | None = None) -> Select[int]:
+def _old_ids(rows: Table, cut: Cutoffs, limit: int | None = None) -> Select[int]:
     query = (
         select(Evidence.measurement_id)
-        .join(Measurement, Measurement.id == Evidence.measurement_id)
-        .where(cut.where())
+        .join(rows, rows.c.id == Evidence.measurement_id)
+        .where(cut.where(rows))
     )
     return query.order_by(Evidence.measurement_id).limit(limit) if limit else query
 
 
 def _count_old(db: Database, cut: Cutoffs) -> int:
     with db.engine.connect() as conn:
-        return int(conn.scalar(select(func.count()).select_from(_old_ids(cut).subquery())) or 0)
+        return int(
+            conn.scalar(select(func.count()).select_from(_old_ids(_rows(conn), cut).subquery()))
+            or 0
+        )
 
 
 def _delete_old(
@@ -203,7 +213,7 @@ def _delete_old(
     deleted = _drop_old_months(db, cut.all, total, progress)
     while deleted < total:
         with db.engine.begin() as conn:
-            ids = list(conn.scalars(_old_ids(cut, BATCH)))
+            ids = list(conn.scalars(_old_ids(_rows(conn), cut, BATCH)))
             if not ids:
                 break
             conn.execute(delete(Evidence).where(Evidence.measurement_id.in_(ids)))
@@ -263,13 +273,12 @@ def _compact(conn: Connection, ids: list[int]) -> None:
     inside their pages, which only a rewrite of the file (VACUUM) gives back: the bytes
     dropped are counted in meta (COMPACTED_KEY) until one is worth it (see _reclaim).
     """
-    short = (Measurement.id.in_(ids)) & (Measurement.reason != PRUNED)
+    rows = _rows(conn)
+    short = (rows.c.id.in_(ids)) & (rows.c.reason != PRUNED)
     dropped = conn.scalar(
-        select(func.coalesce(func.sum(func.length(Measurement.reason) - len(PRUNED)), 0)).where(
-            short
-        )
+        select(func.coalesce(func.sum(func.length(rows.c.reason) - len(PRUNED)), 0)).where(short)
     )
-    conn.execute(update(Measurement).where(short).values(reason=PRUNED))
+    conn.execute(update(rows).where(short).values(reason=PRUNED))
     if conn.dialect.name == "sqlite" and dropped:
         conn.execute(
             sqlite_insert(Meta)
@@ -288,7 +297,7 @@ def _compacted(conn: Connection) -> int:
 
 def _kept(db: Database) -> tuple[int, int]:
     with db.engine.connect() as conn:
-        measurements = conn.scalar(select(func.count()).select_from(Measurement))
+        measurements = conn.scalar(select(func.count()).select_from(_rows(conn)))
         runs = conn.scalar(select(func.count()).select_from(Run))
     return int(measurements or 0), int(runs or 0)
 

@@ -45,6 +45,7 @@ from sqlalchemy import (
     update,
 )
 
+from probe.store import compact
 from probe.store.errors import StoreError
 from probe.store.migrations import HEAD, REVISIONS
 from probe.store.models import SCHEMA_VERSION, Base, Meta
@@ -225,10 +226,13 @@ def _upgrade(conn: Connection, label: str, file: Path | None) -> Upgrade | None:
 
 def _create_at_head(conn: Connection) -> None:
     """A new database: the models' tables (partitioned by month on PostgreSQL: the shape
-    revision 0005p gives), the views, the schema version, the head's stamp."""
+    revision 0005p gives; on SQLite results and inputs behind the measurements view, as
+    0006c), the views, the schema version, the head's stamp."""
     metadata_for(conn.dialect.name).create_all(conn)
     if conn.dialect.name == "postgresql":
         create_defaults(conn)
+    if conn.dialect.name == compact.DIALECT:
+        compact.create_view(conn)  # measurements, as revision 0006c creates it (compact.py)
     create_views(conn)  # as revision 0004v creates them (views.py: one definition)
     conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
     _ALEMBIC_VERSION.create(conn)

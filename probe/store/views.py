@@ -10,16 +10,21 @@ import Alembic.
 The text of ``V0004V`` is what revision 0004v created, and is never edited: a change to a
 view is a new revision with a new constant here (``HEAD_VIEWS`` then names it), which drops
 the old view and creates the new one. Views are additive, so meta.schema_version stays.
+``V0006C`` is revision 0006c's: on SQLite the same views read from the compact tables
+(compact.py), PostgreSQL's unchanged.
 
 Times: SQLite keeps naive UTC text ("2026-11-29 01:02:03.456000"); its views give ISO-8601
 UTC text with a "Z" ("2026-11-29T01:02:03.456000Z"), which sorts in time order and which
 pandas and Datasette read as UTC. PostgreSQL's give ``timestamptz``. Hours are UTC on both,
 whatever the session's time zone.
 
-SQLite and table rebuilds: a later revision that rebuilds ``runs`` or ``measurements`` on
-SQLite (Alembic's batch mode: copy, drop, rename) must call ``drop_views`` before and
+SQLite and table rebuilds: a later revision that rebuilds ``runs`` or ``results`` on SQLite
+(Alembic's batch mode: copy, drop, rename) must call ``drop_views`` before and
 ``create_views`` after, because SQLite refuses to rename a table while a view names a table
-that no longer exists (tests/probe/test_views.py shows both).
+that no longer exists (tests/probe/test_views.py shows both). Since revision 0006c SQLite's
+``measurements`` is itself a view (compact.py: ``VIEW_0006C``, over results, inputs and
+runs) and these (``V0006C``) read those tables directly; a rebuild of results drops and
+creates it too (``compact.create_view``, before these).
 """
 
 from __future__ import annotations
@@ -130,22 +135,40 @@ FROM with_vantage AS w
 WHERE w.throughput_kbps IS NOT NULL"""
 
 
-def _render(template: str, d: Dialect, alias: str) -> str:
+# SQLite from revision 0006c: the same rows from the compact tables (compact.py) rather than
+# the measurements view, so a view orders and partitions by the integer time and turns only
+# the rows it gives into text (through the measurements view every row's time is text).
+_SQLITE_COMPACT = Dialect(
+    time="strftime('%Y-%m-%dT%H:%M:%S', {c} / 1000000, 'unixepoch') "
+    "|| printf('.%06dZ', {c} % 1000000)",
+    hour="strftime('%Y-%m-%dT%H:00:00Z', {c} / 1000000, 'unixepoch')",
+    hour_of_day="CAST({c} / 3600000000 % 24 AS INTEGER)",
+)
+_WITH_VANTAGE_COMPACT = """\
+with_vantage AS (
+  SELECT m.id, r.run_id, i.service, i.category, i.input, m.verdict, m.layer, m.detail,
+         m.rule, m.reason, m.measured_at, m.throughput_kbps, m.baseline_kbps,
+         m.throughput_address, r.vantage_name, r.network_type, r.asn, r.country
+  FROM results AS m JOIN inputs AS i ON i.id = m.input_id JOIN runs AS r ON r.run_key = m.run
+)"""
+
+
+def _render(template: str, d: Dialect, alias: str, with_vantage: str) -> str:
     column = f"{alias}.measured_at"
     return template.format(
-        with_vantage=_WITH_VANTAGE,
+        with_vantage=with_vantage,
         measured_at=d.time.format(c=column),
         hour=d.hour.format(c=column),
         hour_of_day=d.hour_of_day.format(c=column),
     )
 
 
-def _views(d: Dialect) -> dict[str, str]:
+def _views(d: Dialect, with_vantage: str = _WITH_VANTAGE) -> dict[str, str]:
     return {
-        "latest_verdicts": _render(_LATEST, d, "p"),
-        "hourly_verdicts": _render(_HOURLY, d, "w"),
-        "blocked_inputs": _render(_BLOCKED, d, "w"),
-        "throughput_history": _render(_THROUGHPUT, d, "w"),
+        "latest_verdicts": _render(_LATEST, d, "p", with_vantage),
+        "hourly_verdicts": _render(_HOURLY, d, "w", with_vantage),
+        "blocked_inputs": _render(_BLOCKED, d, "w", with_vantage),
+        "throughput_history": _render(_THROUGHPUT, d, "w", with_vantage),
     }
 
 
@@ -154,7 +177,12 @@ V0004V: Mapping[str, Mapping[str, str]] = {
     "sqlite": _views(_SQLITE),
     "postgresql": _views(_POSTGRESQL),
 }
-HEAD_VIEWS = V0004V
+# Revision 0006c's: the same columns and values; on SQLite read from results and inputs.
+V0006C: Mapping[str, Mapping[str, str]] = {
+    "sqlite": _views(_SQLITE_COMPACT, _WITH_VANTAGE_COMPACT),
+    "postgresql": V0004V["postgresql"],
+}
+HEAD_VIEWS = V0006C
 
 # The columns of each view at the head, in order (docs/schema.md and the tests read these).
 COLUMNS: Mapping[str, tuple[str, ...]] = {

@@ -22,7 +22,8 @@ from sqlalchemy import insert
 from measurements.observations import DNSObservation, TCPObservation, to_jsonable
 from probe.classify.verdict import RunInfo, Vantage
 from probe.store import open_database
-from probe.store.models import Evidence, Measurement
+from probe.store.inserts import insert_rows
+from probe.store.models import Evidence
 
 ROWS = 100_000
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -55,7 +56,7 @@ def _fill(path: Path) -> None:
             "observations": OBSERVATIONS,
         }
         with db.session("fill") as session, session.begin():
-            session.execute(insert(Measurement), rows)
+            insert_rows(session.connection(), rows)
             session.execute(
                 insert(Evidence), [{"measurement_id": i + 1, "data": evidence} for i in range(ROWS)]
             )

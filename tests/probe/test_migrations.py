@@ -28,7 +28,7 @@ from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.store import SCHEMA_VERSION, Database, StoreError, open_database
 from probe.store.budgets import bytes_since, past_rates
 from probe.store.migrations import HEAD, REVISIONS
-from probe.store.models import Base
+from probe.store.partitions import metadata_for
 from probe.store.schema import MIGRATIONS, alembic_config, backup_path, head
 from probe.store.views import NAMES as VIEW_NAMES
 
@@ -105,13 +105,13 @@ def schema_of(path: Path) -> set[tuple[str, str, str | None]]:
 
 
 def _normalised(sql: str | None) -> str | None:
-    """SQL with its whitespace collapsed, and a table's name unquoted: a table that Alembic's
-    batch mode rebuilt (to make a column NOT NULL) is named ``CREATE TABLE "measurements"``,
-    which SQLite reads as the same name."""
+    """SQL with its whitespace collapsed, and names unquoted: a table that Alembic's batch
+    mode rebuilt (to make a column NOT NULL) is named ``CREATE TABLE "measurements"``, and a
+    reference to a renamed table ``REFERENCES "results"`` (revision 0006c), which SQLite
+    reads as the same names."""
     if sql is None:
         return None
-    text = " ".join(sql.split())
-    return re.sub(r'^CREATE TABLE "(\w+)"', r"CREATE TABLE \1", text)
+    return re.sub(r'"(\w+)"', r"\1", " ".join(sql.split()))
 
 
 def tables(path: Path) -> set[str]:
@@ -199,7 +199,7 @@ def test_an_upgraded_database_has_the_schema_of_a_new_one(old: Path, tmp_path: P
     open_database(str(new)).close()
     assert schema_of(old) == schema_of(new)
     views = {n for t, n, _ in schema_of(old) if t == "view"}
-    assert views == set(VIEW_NAMES)
+    assert views == {*VIEW_NAMES, "measurements"}  # measurements: SQLite's since 0006c
     # The views read the upgraded rows (the fixture holds blocked and throttled inputs).
     assert query(old, "SELECT COUNT(DISTINCT run_id) FROM blocked_inputs")[0][0] >= 1
 
@@ -289,12 +289,13 @@ def test_a_new_database_is_at_head_and_matches_the_models(tmp_path: Path) -> Non
         with engine.begin() as conn:
             command.upgrade(alembic_config(conn), "head")
         with engine.connect() as conn:
-            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+            # SQLite's shape (compact.py): the models with measurements in results and inputs.
+            assert compare_metadata(MigrationContext.configure(conn), metadata_for("sqlite")) == []
     finally:
         engine.dispose()
     # Tables, indexes and views alike: revision 0004v and schema.py create the same views.
     assert schema_of(migrated) == schema_of(path)
-    assert {n for t, n, _ in schema_of(path) if t == "view"} == set(VIEW_NAMES)
+    assert {n for t, n, _ in schema_of(path) if t == "view"} == {*VIEW_NAMES, "measurements"}
     stamp = "SELECT sql FROM sqlite_master WHERE name LIKE 'alembic%' ORDER BY name"
     assert [" ".join(r[0].split()) for r in query(migrated, stamp)] == [
         " ".join(r[0].split()) for r in query(path, stamp)
@@ -352,7 +353,7 @@ def test_opening_a_database_at_the_head_imports_no_alembic(tmp_path: Path) -> No
 
 
 def test_revision_0004c_costs_older_rows_nothing_and_keeps_schema_version_3(old: Path) -> None:
-    open_database(str(old)).close()
+    _upgrade_file(old, "0004c")
     # A probe's rows leave uid NULL: (run_id, id) is their id on the wire (collector/wire.py).
     assert query(old, "SELECT count(*) FROM measurements WHERE uid IS NULL") == [(len(BACKFILLED),)]
     assert query(old, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
@@ -368,16 +369,25 @@ def test_revision_0004c_costs_older_rows_nothing_and_keeps_schema_version_3(old:
             raw.execute("UPDATE measurements SET uid = 'a' WHERE id = 2")
 
 
+def _upgrade_file(path: Path, target: str) -> None:
+    """Alembic's upgrade of a file to ``target`` (a database before Alembic: from 0001)."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            config = alembic_config(conn)
+            found = tables(path) if path.exists() else set()
+            if "meta" in found and "alembic_version" not in found:
+                command.stamp(config, "0001")
+            command.upgrade(config, target)
+    finally:
+        engine.dispose()
+
+
 def test_revision_0005p_changes_nothing_on_sqlite(tmp_path: Path) -> None:
     """The monthly partitions are PostgreSQL's (tests/probe/test_partitions.py): SQLite's
-    tables, indexes and views at 0004r are those of the head."""
+    tables, indexes and views at 0004r are those of 0005p."""
     at_0004r, at_head = tmp_path / "0004r.sqlite", tmp_path / "head.sqlite"
-    for path, target in ((at_0004r, "0004r"), (at_head, "head")):
-        engine = create_engine(f"sqlite:///{path}")
-        try:
-            with engine.begin() as conn:
-                command.upgrade(alembic_config(conn), target)
-        finally:
-            engine.dispose()
+    for path, target in ((at_0004r, "0004r"), (at_head, "0005p")):
+        _upgrade_file(path, target)
     assert schema_of(at_0004r) == schema_of(at_head)
     assert query(at_head, "SELECT version_num FROM alembic_version") == [("0005p",)]

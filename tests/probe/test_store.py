@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from alembic import command
+from sqlalchemy import create_engine, event, text
 
 from measurements.observations import DNSObservation, DNSResponse, TCPObservation, to_jsonable
 from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
@@ -32,6 +33,7 @@ from probe.store import (
 from probe.store.compressed_json import unpack
 from probe.store.migrations import HEAD
 from probe.store.owner import sweep_lock
+from probe.store.schema import alembic_config
 from probe.store.views import NAMES as VIEW_NAMES
 from tests.mounts import tmpfs
 
@@ -521,6 +523,12 @@ def _make_version_1(db_path: Path) -> str:
     db.record(record(info.run_id, BLOCKED))
     db.finish_run(info.run_id, "completed", {"blocked": 1})
     db.close()
+    engine = create_engine(f"sqlite:///{db_path}")
+    try:
+        with engine.begin() as conn:  # back to a measurements table (revision 0006c's)
+            command.downgrade(alembic_config(conn), "0005p")
+    finally:
+        engine.dispose()
     with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as raw:
         raw.execute("PRAGMA foreign_keys = OFF")
         raw.execute("PRAGMA legacy_alter_table = ON")
@@ -582,9 +590,9 @@ def test_schema_1_is_read_as_it_is_and_migrated_by_a_writer(db_path: Path) -> No
         assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
         assert "runs_v1" not in names and "ix_runs_started_at" in names
-        sql = "SELECT sql FROM sqlite_master WHERE name = 'measurements'"
+        sql = "SELECT sql FROM sqlite_master WHERE name = 'results'"
         (ddl,) = raw.execute(sql).fetchone()
-        assert "REFERENCES runs (run_id)" in ddl
+        assert "REFERENCES runs (run_key)" in ddl
     # The writer kept a copy of schema 1 beside it before upgrading.
     backup = db_path.with_name(f"{db_path.name}.pre-upgrade-{HEAD}.bak")
     with contextlib.closing(sqlite3.connect(backup)) as raw:

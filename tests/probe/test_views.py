@@ -21,6 +21,7 @@ from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import OperationalError
 
+from probe.store import compact
 from probe.store.retention import PRUNED, prune
 from probe.store.schema import alembic_config
 from probe.store.views import COLUMNS, NAMES, V0004V, create_views, drop_views
@@ -160,7 +161,7 @@ def test_sqlite_gives_utc_text_with_a_z_and_integer_asns(tmp_path: Path) -> None
         ).fetchall()
         assert got == [("2026-11-29T18:02:03.456000Z", "integer", "text")]
         names = raw.execute("SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name")
-        assert [n for (n,) in names] == sorted(NAMES)
+        assert [n for (n,) in names] == sorted((*NAMES, "measurements"))  # 0006c
 
 
 def test_the_views_read_pruned_rows(tmp_path: Path) -> None:
@@ -175,10 +176,11 @@ def test_the_views_read_pruned_rows(tmp_path: Path) -> None:
         assert raw.execute("SELECT COUNT(*) FROM latest_verdicts").fetchone() == (3,)
 
 
-def _rebuild_measurements(conn: sa.Connection) -> None:
-    """What a later revision's batch mode does to a SQLite table: copy, drop, rename."""
+def _rebuild_results(conn: sa.Connection) -> None:
+    """What a later revision's batch mode does to a SQLite table: copy, drop, rename (results:
+    the table behind the measurements view since 0006c)."""
     with Operations(MigrationContext.configure(conn)).batch_alter_table(
-        "measurements", recreate="always"
+        "results", recreate="always"
     ) as batch:
         batch.add_column(sa.Column("later", sa.Integer(), nullable=True))
 
@@ -194,14 +196,15 @@ def test_a_sqlite_table_rebuild_needs_the_views_dropped_first(tmp_path: Path) ->
     engine = sa.create_engine(f"sqlite:///{spoilt}")
     try:
         with pytest.raises(OperationalError, match="error in view"), engine.begin() as conn:
-            _rebuild_measurements(conn)
+            _rebuild_results(conn)
     finally:
         engine.dispose()
     engine = sa.create_engine(f"sqlite:///{path}")
     try:
         with engine.begin() as conn:
-            drop_views(conn)
-            _rebuild_measurements(conn)
+            drop_views(conn, (*NAMES, "measurements"))  # the view of results too
+            _rebuild_results(conn)
+            compact.create_view(conn)
             create_views(conn)
         with engine.connect() as conn:
             count = conn.exec_driver_sql("SELECT COUNT(*) FROM blocked_inputs").scalar()
@@ -228,6 +231,6 @@ def test_revision_0004v_downgrades_to_the_tables_alone_and_upgrades_again(tmp_pa
         with engine.begin() as conn:
             command.upgrade(alembic_config(conn), "head")
         with engine.connect() as conn:
-            assert sorted(sa.inspect(conn).get_view_names()) == sorted(NAMES)
+            assert sorted(sa.inspect(conn).get_view_names()) == sorted((*NAMES, "measurements"))
     finally:
         engine.dispose()

@@ -16,6 +16,8 @@ transaction that also made the backup). ``versions/`` holds one file per revisio
     0004r the report's partial index of blocked and throttled rows (version unchanged)
     0005p PostgreSQL only: measurements and evidence partitioned by month on measured_at
           (partitions.py; evidence.measured_at there); SQLite unchanged (version unchanged)
+    0006c SQLite only: measurements kept compact in results and inputs (runs.run_key),
+          behind a measurements view with the same columns (compact.py); version 4 on both
 
 Every revision also sets ``meta.schema_version``: probes from before Alembic read only that
 row, and refuse a database whose version they do not know rather than writing rows whose
@@ -31,6 +33,6 @@ changed without a revision, or a revision that does not match the models, fails 
 # Alembic (about 7 MB a Raspberry Pi would pay at every open): it is imported only to
 # upgrade. tests/probe/test_migrations.py holds these equal to what Alembic finds there.
 REVISIONS: tuple[str, ...] = (
-    "0001", "0002", "0003l", "0003d", "0004c", "0004v", "0004r", "0005p",
+    "0001", "0002", "0003l", "0003d", "0004c", "0004v", "0004r", "0005p", "0006c",
 )  # fmt: skip
 HEAD = REVISIONS[-1]
