@@ -18,6 +18,7 @@ Prints:
 
 Last line: ``daemon: rss N MB, idle cpu N.N%, schedule p95 N.N s, year db N MB``.
 Run from the repository root:  python bench/daemon.py [--scale 20] [--no-year]
+The probe's packages' bytecode is written first (compileall), as an install does.
 Traffic stays on 127.0.0.1.
 """
 
@@ -40,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trustme
 
+from bench.bytecode import compile_bytecode
 from tests.servers.world import running_world
 
 GROUPS = (("messaging", 100, 15), ("social", 150, 30), ("video", 100, 60), ("other", 150, 20))
@@ -120,6 +122,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=128, help="limits.concurrency")
     parser.add_argument("--no-year", action="store_true", help="skip bench/retention.py")
     args = parser.parse_args()
+    compile_bytecode()
     names = {f"{g}-{i:03d}.test": g for g, n, _ in GROUPS for i in range(n)}
     ca = trustme.CA(organization_name="Bench Root")
     with tempfile.TemporaryDirectory(prefix="probe-bench-daemon-") as tmpdir:

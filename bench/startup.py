@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import socket
 import sqlite3
@@ -37,6 +36,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bytecode import compile_bytecode
 
 NXDOMAIN = 3
 
@@ -102,18 +105,6 @@ def nxdomain_server() -> Iterator[str]:
 
 
 CPU: list[float] = []  # each process's user + system CPU, seconds (in the order run)
-
-
-def compile_bytecode() -> None:
-    """Write the bytecode of the probe's packages, as installing it does (pip compiles every
-    module): with PYTHONDONTWRITEBYTECODE set, a source checkout would otherwise compile
-    each module it imports on every start (about 0.2 s an offline sweep), a cost no
-    installed probe pays."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    packages = [p for p in ("probe", "measurements", "targets") if Path(p).is_dir()]
-    if packages:
-        subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], env=env,
-                       check=True, capture_output=True, timeout=300)  # fmt: skip
 
 
 def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:

@@ -14,6 +14,7 @@ serialises them. Prints:
                            a few handshakes per sweep)
 
 Run from the repository root:  python bench/sweep.py [--fast N --silent N --reset N]
+The probe's packages' bytecode is written first (compileall), as an install does.
 ``--scale`` runs 200 (120/40/40) and 2,000 (1,200/400/400) targets, each in a fresh process,
 prints one line per size, then ``sweep: 2000 targets, wall/critical 1.xx, rss NNN MB, cpu N.N
 ms/target``. The web server shows one wildcard certificate (``*.bench.test``), as a real site
@@ -43,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trustme
 
+from bench.bytecode import compile_bytecode
 from tests.servers.tcp_servers import SilentListener, SNIFilter
 from tests.servers.world import running_world
 
@@ -61,6 +63,8 @@ def main() -> int:
     )
     parser.add_argument("--summary", action="store_true", help="one JSON line (for --scale)")
     args = parser.parse_args()
+    if not args.summary:  # --scale compiles once for the runs it starts with --summary
+        compile_bytecode()
     if args.scale:
         return scale(args)
     figures = run_once(args)
