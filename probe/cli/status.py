@@ -72,14 +72,12 @@ def _outage_json(o: OutageRow) -> dict[str, Any]:
 
 def as_json(data: StatusData, db: Database, size: int | None) -> dict[str, Any]:
     """The versioned JSON of ``probe status --json`` (kind "status")."""
-    from probe.store.daemon_state import vantage_of_run
-
     pid = data.groups[0].pid if data.groups else None
     running = pid is not None and alive(pid)
     last = data.last_run
     vantage = None
     if last is not None:
-        v = vantage_of_run(last)
+        v = last.vantage
         vantage = {"name": v.name, "network_type": v.network_type, "asn": v.asn,
                    "country": v.country, "network": data.last_network,
                    "last_run_at": _t(last.started_at)}  # fmt: skip

@@ -39,7 +39,7 @@ from probe.collector.wire import Upload
 from probe.store import compact, partitions
 from probe.store.database import Database
 from probe.store.errors import StoreError, reason
-from probe.store.models import Evidence, Measurement, Run, cast_table
+from probe.store.models import Evidence, Measurement, Run
 
 # Test-only (tests/collector/test_collector.py): seconds the collector sleeps after the
 # commit and before it answers, so a test can kill -9 it exactly there. Never set it in use.
@@ -108,7 +108,7 @@ def _write(
 ) -> int:
     """Inside the transaction: runs upserted, new measurements and their evidence inserted."""
     if runs:
-        stmt = _insert(conn, Run.__table__)  # type: ignore[arg-type]
+        stmt = _insert(conn, Run)
         stmt = stmt.on_conflict_do_update(
             index_elements=["run_id"], set_={c: stmt.excluded[c] for c in _RUN_UPDATED}
         )
@@ -127,7 +127,7 @@ def _write_portable(
 ) -> int:
     """_write_postgresql's insert in SQLAlchemy's terms, right on either dialect (SQLite: a
     trial collector)."""
-    table, where = cast_table(Measurement.__table__), None
+    table, where = Measurement, None
     if compact.is_compact(conn):  # SQLite's results (and inputs) behind the view
         table, rows = compact.results(), compact.physical_rows(conn, rows)
         where = compact.UID_ROWS  # its uid index is partial
@@ -197,8 +197,8 @@ def _rows_of_runs(conn: Connection, token_name: str) -> tuple[Table, ColumnEleme
         keyed = compact.runs()
         keys = select(keyed.c[compact.RUN_KEY]).where(keyed.c.uploaded_by == token_name)
         return compact.results(), compact.results().c.run.in_(keys)
-    table = cast_table(Measurement.__table__)
-    return table, table.c.run_id.in_(select(Run.run_id).where(Run.uploaded_by == token_name))
+    table = Measurement
+    return table, table.c.run_id.in_(select(Run.c.run_id).where(Run.c.uploaded_by == token_name))
 
 
 def delete_mine(db: Database, token_name: str) -> int:
@@ -208,9 +208,9 @@ def delete_mine(db: Database, token_name: str) -> int:
         with db.engine.begin() as conn:
             rows, of_runs = _rows_of_runs(conn, token_name)
             ids = select(rows.c.id).where(of_runs)
-            conn.execute(delete(Evidence).where(Evidence.measurement_id.in_(ids)))
+            conn.execute(delete(Evidence).where(Evidence.c.measurement_id.in_(ids)))
             gone = conn.execute(delete(rows).where(of_runs))
-            conn.execute(delete(Run).where(Run.uploaded_by == token_name))
+            conn.execute(delete(Run).where(Run.c.uploaded_by == token_name))
         compact.forget(db.engine)  # the runs' keys went with them
     except SQLAlchemyError as exc:
         raise StoreError(f"deleting the uploads of {token_name!r} failed: {reason(exc)}") from exc

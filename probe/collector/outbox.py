@@ -30,19 +30,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, func, select, text, update
 
 from probe.collector.wire import MEASUREMENT_FIELDS, RUN_FIELDS
 from probe.store import compact
 from probe.store.database import Database
 from probe.store.errors import StoreError
-from probe.store.models import Evidence, Measurement, Meta, Run, cast_table
+from probe.store.models import Evidence, Measurement, Meta, Run
 
 MARK_PREFIX = "uploaded_through:"
-_MEASUREMENT_COLUMNS = [getattr(Measurement, n) for n in MEASUREMENT_FIELDS if n != "evidence"]
-_RUN_COLUMNS = [getattr(Run, n) for n in RUN_FIELDS]
+_MEASUREMENT_COLUMNS = [Measurement.c[n] for n in MEASUREMENT_FIELDS if n != "evidence"]
+_RUN_COLUMNS = [Run.c[n] for n in RUN_FIELDS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +62,9 @@ def mark_key(url: str) -> str:
     return MARK_PREFIX + hashlib.sha256(collector_url(url).encode()).hexdigest()[:16]
 
 
-def _read_mark(session: Session, url: str, *, for_update: bool = False) -> int:
-    stmt = select(Meta.value).where(Meta.key == mark_key(url))
-    value = session.execute(stmt.with_for_update() if for_update else stmt).scalar()
+def _read_mark(conn: Connection, url: str, *, for_update: bool = False) -> int:
+    stmt = select(Meta.c.value).where(Meta.c.key == mark_key(url))
+    value = conn.execute(stmt.with_for_update() if for_update else stmt).scalar()
     if value is None:
         return 0
     try:
@@ -83,36 +81,35 @@ def _read_mark(session: Session, url: str, *, for_update: bool = False) -> int:
 
 def mark(db: Database, url: str) -> int:
     """The highest id the collector at ``url`` acknowledged (0: none yet)."""
-    with db.session("outbox mark read") as session:
-        return _read_mark(session, url)
+    with db.connect("outbox mark read") as conn:
+        return _read_mark(conn, url)
 
 
 def pending_count(db: Database, url: str) -> int:
     """How many measurements wait to be acknowledged by the collector at ``url``."""
-    with db.session("outbox count") as session:
-        through = _read_mark(session, url)
+    with db.connect("outbox count") as conn:
+        through = _read_mark(conn, url)
         # The rows themselves: through the view every row would be joined only to be counted.
-        conn = session.connection()
-        rows = compact.results() if compact.is_compact(conn) else cast_table(Measurement.__table__)
+        rows = compact.results() if compact.is_compact(conn) else Measurement
         stmt = select(func.count()).select_from(rows).where(rows.c.id > through)
-        return int(session.execute(stmt).scalar_one())
+        return int(conn.execute(stmt).scalar_one())
 
 
 def next_batch(db: Database, limit: int, after: int = 0) -> Batch:
     """Up to ``limit`` measurements with ids above ``after``, in id order."""
     stmt = (
-        select(*_MEASUREMENT_COLUMNS, Evidence.data)
-        .outerjoin(Evidence, Evidence.measurement_id == Measurement.id)
-        .where(Measurement.id > after)
-        .order_by(Measurement.id)
+        select(*_MEASUREMENT_COLUMNS, Evidence.c.data)
+        .outerjoin(Evidence, Evidence.c.measurement_id == Measurement.c.id)
+        .where(Measurement.c.id > after)
+        .order_by(Measurement.c.id)
         .limit(limit)
     )
-    with db.session("outbox read") as session:
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("LOCK TABLE measurements IN SHARE MODE"))  # see above
-        rows = session.execute(stmt).mappings().all()
+    with db.connect("outbox read") as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("LOCK TABLE measurements IN SHARE MODE"))  # see above
+        rows = conn.execute(stmt).mappings().all()
         run_ids = sorted({r["run_id"] for r in rows})
-        runs = session.execute(select(*_RUN_COLUMNS).where(Run.run_id.in_(run_ids))).mappings()
+        runs = conn.execute(select(*_RUN_COLUMNS).where(Run.c.run_id.in_(run_ids))).mappings()
         run_dicts = [dict(r) for r in runs]
     measurements = []
     for r in rows:
@@ -122,19 +119,30 @@ def next_batch(db: Database, limit: int, after: int = 0) -> Batch:
     return Batch(tuple(r["id"] for r in rows), run_dicts, measurements)
 
 
+def _insert(conn: Connection) -> Any:
+    """The dialect's INSERT (with ON CONFLICT) into meta; PostgreSQL's dialect is imported
+    only where it runs, not into every probe that uploads from SQLite."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(Meta)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(Meta)
+
+
 def advance(db: Database, url: str, through: int) -> None:
     """Record that the collector at ``url`` acknowledged every id up to ``through``; a
     lower ``through`` than the mark (a slower concurrent upload) leaves it as it is."""
     key = mark_key(url)
-    with db.session("outbox mark") as session, session.begin():
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    with db.begin("outbox mark") as conn:
         # A write first: on SQLite it takes the write lock, so no other upload's mark can
         # come between the read and the update below (FOR UPDATE does that on PostgreSQL).
-        session.execute(
-            dialect.insert(Meta)
+        conn.execute(
+            _insert(conn)
             .values(key=key, value=json.dumps({"id": 0, "url": collector_url(url)}))
             .on_conflict_do_nothing(index_elements=["key"])
         )
-        if through > _read_mark(session, url, for_update=True):
+        if through > _read_mark(conn, url, for_update=True):
             value = json.dumps({"id": through, "url": collector_url(url)})
-            session.execute(update(Meta).where(Meta.key == key).values(value=value))
+            conn.execute(update(Meta).where(Meta.c.key == key).values(value=value))

@@ -52,10 +52,9 @@ def add(db: Database, name: str) -> str:
     check_name(name)
     token = secrets.token_urlsafe(32)
     row = {"name": name, "token_hash": token_hash(token), "created_at": dt.datetime.now(dt.UTC)}
-    with db.session("token add") as session, session.begin():
+    with db.begin("token add") as conn:
         try:
-            session.execute(insert(CollectorToken).values(**row))
-            session.flush()
+            conn.execute(insert(CollectorToken).values(**row))
         except IntegrityError:
             raise StoreError(
                 f"a token named {name!r} exists already (names are never reused)"
@@ -68,25 +67,25 @@ def revoke(db: Database, name: str) -> bool:
     now = dt.datetime.now(dt.UTC)
     stmt = (
         update(CollectorToken)
-        .where(CollectorToken.name == name, CollectorToken.revoked_at.is_(None))
+        .where(CollectorToken.c.name == name, CollectorToken.c.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    with db.session("token revoke") as session, session.begin():
-        return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+    with db.begin("token revoke") as conn:
+        return bool(conn.execute(stmt).rowcount)
 
 
 def list_tokens(db: Database) -> list[TokenInfo]:
     """Every token, oldest first."""
-    stmt = select(CollectorToken.name, CollectorToken.created_at, CollectorToken.revoked_at)
-    with db.session("token list") as session:
-        rows = session.execute(stmt.order_by(CollectorToken.id)).all()
+    stmt = select(CollectorToken.c.name, CollectorToken.c.created_at, CollectorToken.c.revoked_at)
+    with db.connect("token list") as conn:
+        rows = conn.execute(stmt.order_by(CollectorToken.c.id)).all()
     return [TokenInfo(r.name, r.created_at, r.revoked_at) for r in rows]
 
 
 def holder(db: Database, token: str) -> str | None:
     """The name of the live token ``token`` is, or None (unknown or revoked)."""
-    stmt = select(CollectorToken.name).where(
-        CollectorToken.token_hash == token_hash(token), CollectorToken.revoked_at.is_(None)
+    stmt = select(CollectorToken.c.name).where(
+        CollectorToken.c.token_hash == token_hash(token), CollectorToken.c.revoked_at.is_(None)
     )
-    with db.session("token check") as session:
-        return session.execute(stmt).scalar_one_or_none()
+    with db.connect("token check") as conn:
+        return conn.execute(stmt).scalar_one_or_none()

@@ -28,8 +28,8 @@ def bucket_hours(report: Report) -> int:
 
 def _bucket(dialect: str, hours: int) -> ColumnElement[str]:
     if hours == 1:
-        return hour_bucket_of(Measurement.measured_at, dialect)
-    return day_of(Measurement.measured_at, dialect)
+        return hour_bucket_of(Measurement.c.measured_at, dialect)
+    return day_of(Measurement.c.measured_at, dialect)
 
 
 def _parse_bucket(text: str) -> dt.datetime:
@@ -41,13 +41,13 @@ def _parse_bucket(text: str) -> dt.datetime:
 
 def plot_data(db: Database, report: Report) -> PlotData:
     """The heatmap's cells and the throughput series over the report's scope."""
-    with db.session("report plots") as session:
-        cells, series = _queries(report, Rows.of(session))
+    with db.connect("report plots") as conn:
+        cells, series = _queries(report, Rows.of(conn))
         timeline = tuple(
             TimelineCell(r[0], _parse_bucket(r[1]), (int(r[2]), int(r[3]), int(r[4]), int(r[5])))
-            for r in session.execute(cells)
+            for r in conn.execute(cells)
         )
-        throughput = tuple(_point(r) for r in session.execute(series))
+        throughput = tuple(_point(r) for r in conn.execute(series))
     return PlotData(bucket_hours(report), timeline, throughput)
 
 
@@ -55,7 +55,7 @@ def _queries(report: Report, rows: Rows) -> tuple[AnySelect, AnySelect]:
     """The heatmap's cells and the throughput series."""
     filters, hours = report.filters, bucket_hours(report)
     bucket = _bucket(rows.dialect, hours).label("bucket")
-    m = Measurement
+    m = Measurement.c
     cells = scoped(
         select(m.service, bucket, *(count_of(v) for v in VERDICTS)).group_by(m.service, bucket),
         filters, rows,

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, Unpack
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Connection,
     Float,
     Integer,
     Select,
@@ -32,7 +33,6 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import Session
 
 from probe.classify.verdict import VERDICTS
 from probe.report.hours import find_concentration
@@ -56,7 +56,7 @@ from probe.store.models import Measurement, Outage, Run
 Key = tuple[str, VantageKey]
 _S = TypeVar("_S", bound="AnySelect")
 AnySelect = Select[Unpack[tuple[Any, ...]]]  # noqa: UP044 (a runtime alias)
-_KEY_COLUMNS = (Measurement.service, Run.vantage_name, Run.asn, Run.country)
+_KEY_COLUMNS = (Measurement.c.service, Run.c.vantage_name, Run.c.asn, Run.c.country)
 
 
 def _key(row: Any) -> Key:
@@ -91,25 +91,25 @@ def interference_rows() -> ColumnElement[bool]:
     values: BindParameter[str] = bindparam(
         "interference", INTERFERENCE, expanding=True, literal_execute=True
     )
-    return Measurement.verdict.in_(values)
+    return Measurement.c.verdict.in_(values)
 
 
 def count_of(verdict: str) -> ColumnElement[int]:
-    return func.sum(case((Measurement.verdict == verdict, 1), else_=0))
+    return func.sum(case((Measurement.c.verdict == verdict, 1), else_=0))
 
 
 def scoped(query: _S, filters: Filters, rows: Rows) -> _S:
     """The query over measurements joined with their runs, limited to the report's scope."""
-    query = query.select_from(Measurement).join(Run, Run.run_id == Measurement.run_id)
+    query = query.select_from(Measurement).join(Run, Run.c.run_id == Measurement.c.run_id)
     conditions = rows.measured_between(filters.since, filters.until)
     if filters.services:
-        conditions.append(Measurement.service.in_(filters.services))
+        conditions.append(Measurement.c.service.in_(filters.services))
     if filters.vantage is not None:
-        conditions.append(Run.vantage_name == filters.vantage)
+        conditions.append(Run.c.vantage_name == filters.vantage)
     if filters.country is not None:
-        conditions.append(Run.country == filters.country)
+        conditions.append(Run.c.country == filters.country)
     if filters.asn is not None:
-        conditions.append(Run.asn == filters.asn)
+        conditions.append(Run.c.asn == filters.asn)
     return query.where(*conditions) if conditions else query
 
 
@@ -122,9 +122,8 @@ class Rows:
     compact: bool
 
     @classmethod
-    def of(cls, session: Session) -> Rows:
-        """The database's, read on the session's connection."""
-        conn = session.connection()
+    def of(cls, conn: Connection) -> Rows:
+        """The database's, read on this connection."""
         return cls(conn.dialect.name, compact.is_compact(conn))
 
     def measured_between(
@@ -136,17 +135,17 @@ class Rows:
 
 def build_report(db: Database, filters: Filters, now: dt.datetime | None = None) -> Report:
     """The report over the measurements in ``filters``' scope."""
-    with db.session("report") as session:
-        rows = Rows.of(session)
-        days = _days(session.execute(_days_query(filters, rows)))
-        hours = _hours(session.execute(_hours_query(filters, rows)))
-        episodes, details = _episodes(session.execute(_episodes_query(filters, rows)))
-        rates = _rates(session.execute(_rates_query(filters, rows)))
-        span = session.execute(
-            scoped(select(func.min(Measurement.measured_at), func.max(Measurement.measured_at)),
+    with db.connect("report") as conn:
+        rows = Rows.of(conn)
+        days = _days(conn.execute(_days_query(filters, rows)))
+        hours = _hours(conn.execute(_hours_query(filters, rows)))
+        episodes, details = _episodes(conn.execute(_episodes_query(filters, rows)))
+        rates = _rates(conn.execute(_rates_query(filters, rows)))
+        span = conn.execute(
+            scoped(select(func.min(Measurement.c.measured_at), func.max(Measurement.c.measured_at)),
                     filters, rows)
         ).one()  # fmt: skip
-        outages = _outages(session, filters, rows)
+        outages = _outages(conn, filters, rows)
     groups = tuple(
         _group(key, days[key], hours, episodes, details, rates) for key in sorted(days, key=_order)
     )
@@ -159,7 +158,7 @@ def _order(key: Key) -> tuple[str, str, int, str]:
 
 
 def _days_query(filters: Filters, rows: Rows) -> AnySelect:
-    day = day_of(Measurement.measured_at, rows.dialect).label("day")
+    day = day_of(Measurement.c.measured_at, rows.dialect).label("day")
     counts = [count_of(v) for v in VERDICTS]
     query = select(*_KEY_COLUMNS, day, *counts).group_by(*_KEY_COLUMNS, day)
     return scoped(query, filters, rows)
@@ -174,7 +173,7 @@ def _days(rows: Iterable[Any]) -> dict[Key, list[DayCounts]]:
 
 
 def _hours_query(filters: Filters, rows: Rows) -> AnySelect:
-    hour = hour_of(Measurement.measured_at, rows.dialect).label("hour")
+    hour = hour_of(Measurement.c.measured_at, rows.dialect).label("hour")
     counts = [count_of(v) for v in INTERFERENCE]
     query = select(*_KEY_COLUMNS, hour, *counts, func.count()).group_by(*_KEY_COLUMNS, hour)
     return scoped(query, filters, rows)
@@ -191,7 +190,7 @@ def _hours(rows: Iterable[Any]) -> dict[Key, dict[str, list[int]]]:
 
 
 def _episodes_query(filters: Filters, rows: Rows) -> AnySelect:
-    m = Measurement
+    m = Measurement.c
     query = select(
         *_KEY_COLUMNS, m.verdict, m.detail, func.count(), func.min(m.measured_at),
         func.max(m.measured_at),
@@ -221,7 +220,7 @@ def _episodes(
 def _rates_query(filters: Filters, rows: Rows) -> AnySelect:
     """Per key: count, min, and the medians of the throttled rates (window functions: the
     row numbers of the middle one or two values, which SQLite and PostgreSQL both have)."""
-    m = Measurement
+    m = Measurement.c
     ratio = (m.throughput_kbps / m.baseline_kbps).label("ratio")
     keys = _KEY_COLUMNS
 
@@ -259,19 +258,19 @@ def _rates(rows: Iterable[Any]) -> dict[Key, ThrottleRates]:
     }
 
 
-def _outages(session: Any, filters: Filters, rows: Rows) -> tuple[OutageSpan, ...]:
+def _outages(conn: Connection, filters: Filters, rows: Rows) -> tuple[OutageSpan, ...]:
     """The outages of the vantages in scope that overlap the report's window."""
-    if not inspect(session.connection()).has_table(Outage.__tablename__):
+    if not inspect(conn).has_table(Outage.name):
         return ()  # a database from before revision 0003d
-    o = Outage
-    vantages = scoped(select(Run.vantage_name).distinct(), _runs_only(filters), rows)
+    o = Outage.c
+    vantages = scoped(select(Run.c.vantage_name).distinct(), _runs_only(filters), rows)
     conditions: list[ColumnElement[bool]] = [o.vantage_name.in_(vantages.scalar_subquery())]
     if filters.since is not None:
         conditions.append(or_(o.ended_at.is_(None), o.ended_at >= filters.since))
     if filters.until is not None:
         conditions.append(o.started_at < filters.until)
     query = select(o.vantage_name, o.started_at, o.ended_at).where(and_(*conditions))
-    found = session.execute(query.order_by(o.vantage_name, o.started_at))
+    found = conn.execute(query.order_by(o.vantage_name, o.started_at))
     return tuple(OutageSpan(r[0], r[1], r[2]) for r in found)
 
 

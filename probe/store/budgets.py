@@ -25,19 +25,21 @@ HISTORY_PER_INPUT = 10
 
 
 def _same_vantage(vantage_name: str | None) -> ColumnElement[bool]:
-    return Run.vantage_name.is_(None) if vantage_name is None else Run.vantage_name == vantage_name
+    return (
+        Run.c.vantage_name.is_(None) if vantage_name is None else Run.c.vantage_name == vantage_name
+    )
 
 
 def bytes_since(db: Database, since: dt.datetime, vantage_name: str | None) -> int:
     """Throughput bytes recorded since ``since`` by runs that declared this vantage name."""
-    with db.session("throughput_bytes_since") as session:
-        m = compact.logical(session.connection()).c  # measured_at indexed on SQLite too
+    with db.connect("throughput_bytes_since") as conn:
+        m = compact.logical(conn).c  # measured_at indexed on SQLite too
         stmt = (
             select(func.coalesce(func.sum(m.throughput_bytes), 0))
-            .join(Run, Run.run_id == m.run_id)
+            .join(Run, Run.c.run_id == m.run_id)
             .where(m.measured_at >= since, _same_vantage(vantage_name))
         )
-        spent = session.execute(stmt).scalar_one()
+        spent = conn.execute(stmt).scalar_one()
     return int(spent or 0)
 
 
@@ -54,9 +56,9 @@ def past_rates(
     if not wanted:
         return {}
     found: dict[str, list[PastRate]] = {}
-    with db.session("past throughput rates") as session:
-        for input_, at, kbps, verdict, detail, address in session.execute(
-            _rates_statement(session.connection(), wanted, vantage_name, since)
+    with db.connect("past throughput rates") as conn:
+        for input_, at, kbps, verdict, detail, address in conn.execute(
+            _rates_statement(conn, wanted, vantage_name, since)
         ):
             rows = found.setdefault(input_, [])
             if len(rows) < per_input and kbps is not None:
@@ -71,7 +73,7 @@ def _rates_statement(
     return (
         select(m.input, m.measured_at, m.throughput_kbps, m.verdict, m.detail,
                m.throughput_address)
-        .join(Run, Run.run_id == m.run_id)
+        .join(Run, Run.c.run_id == m.run_id)
         .where(
             m.input.in_(wanted),
             m.throughput_kbps.is_not(None),

@@ -59,7 +59,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import TypeDecorator
 
-from probe.store.models import Base, IdType, Measurement
+from probe.store.models import IdType, Measurement, metadata
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
@@ -106,27 +106,26 @@ def _copy(c: Column[Any], **changes: Any) -> Column[Any]:
 def sqlite_metadata() -> MetaData:
     """The tables as SQLite holds them from revision 0006c: the models, with measurements
     split into inputs and results, runs.run_key, and evidence pointing at results."""
-    metadata = MetaData()
-    source = Base.metadata.tables["measurements"]
-    for table in Base.metadata.sorted_tables:
+    compact = MetaData()
+    for table in metadata.sorted_tables:
         if table.name == "measurements":
-            _inputs(source, metadata)
-            _results(source, metadata)
+            _inputs(Measurement, compact)
+            _results(Measurement, compact)
         elif table.name == "evidence":
             key = table.c.measurement_id
             Table(
-                "evidence", metadata,
+                "evidence", compact,
                 Column(key.name, key.type, ForeignKey("results.id", ondelete="CASCADE"),
                        primary_key=True, autoincrement=False),
                 *(_copy(c) for c in table.columns if c is not key),
             )  # fmt: skip
         elif table.name == "runs":
-            runs = table.to_metadata(metadata)
+            runs = table.to_metadata(compact)
             runs.append_column(Column(RUN_KEY, Integer(), nullable=True))
             Index("ix_runs_run_key", runs.c[RUN_KEY], unique=True)
         else:
-            table.to_metadata(metadata)
-    return metadata
+            table.to_metadata(compact)
+    return compact
 
 
 def _inputs(source: Table, metadata: MetaData) -> Table:
@@ -232,7 +231,7 @@ def is_compact(conn: Connection) -> bool:
 def _logical() -> FromClause:
     r, i, k = results(), inputs(), runs()
     columns = []
-    for c in Measurement.__table__.columns:
+    for c in Measurement.columns:
         if c.name == "run_id":
             columns.append(k.c.run_id)
         elif c.name in INPUT_COLUMNS:
@@ -250,17 +249,17 @@ def logical(conn: Connection) -> FromClause:
     conditions reach their indexes), or the table itself."""
     if is_compact(conn):
         return _logical()
-    return Measurement.__table__
+    return Measurement
 
 
 def measured_between(
     in_results: bool, since: dt.datetime | None, until: dt.datetime | None
 ) -> list[ColumnElement[bool]]:
-    """Conditions on the ORM's Measurement (the view, where ``in_results``: is_compact) for
+    """Conditions on Measurement (the view, where ``in_results``: is_compact) for
     since <= measured_at < until that read the index of measured_at: through results' ids
     in the compact shape."""
     if not in_results:
-        at = Measurement.measured_at
+        at = Measurement.c.measured_at
         return [*([at >= since] if since is not None else []),
                 *([at < until] if until is not None else [])]  # fmt: skip
     if since is None and until is None:
@@ -271,7 +270,7 @@ def measured_between(
         ids = ids.where(r.c.measured_at >= since)
     if until is not None:
         ids = ids.where(r.c.measured_at < until)
-    return [Measurement.id.in_(ids)]
+    return [Measurement.c.id.in_(ids)]
 
 
 # --- Writing -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The evidence column's type: JSON that SQLite keeps zlib-compressed, PostgreSQL as JSONB.
+"""The JSON columns' types: evidence's, JSON that SQLite keeps zlib-compressed, PostgreSQL as
+JSONB; and the runs' settings and counts, JSON (JSONB on PostgreSQL).
 
 Evidence is most of a probe's file (a few KB an input, about 20 KB a throughput test,
 against a few hundred bytes for its verdict row), and JSON of observations compresses about
@@ -21,7 +22,6 @@ import zlib
 from typing import Any
 
 from sqlalchemy import JSON, Dialect
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 # zlib level 6 (its default): about 6x on evidence, tens of microseconds a row; level 9
@@ -40,6 +40,27 @@ def unpack(stored: bytes | str) -> Any:
     if isinstance(stored, str):
         return json.loads(stored)
     return json.loads(zlib.decompress(stored).decode("utf-8"))
+
+
+def _jsonb(dialect: Dialect) -> TypeEngine[Any]:
+    """PostgreSQL's JSONB, imported only there: a probe on SQLite never loads that dialect
+    (about 2 MB of memory and 30 ms of start-up)."""
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    return dialect.type_descriptor(JSONB())
+
+
+class JSONType(TypeDecorator[Any]):
+    """JSON; JSONB on PostgreSQL, so a central database can index into it."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """The column as each backend keeps it."""
+        if dialect.name == "postgresql":
+            return _jsonb(dialect)
+        return dialect.type_descriptor(JSON())
 
 
 class _SQLiteStorage(TypeEngine[Any]):
@@ -64,7 +85,7 @@ class CompressedJSON(TypeDecorator[Any]):
         if dialect.name == "sqlite":
             return dialect.type_descriptor(_SQLiteStorage())
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(JSONB())
+            return _jsonb(dialect)
         return dialect.type_descriptor(JSON())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:

@@ -7,12 +7,23 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, delete, func, inspect, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 
 from probe.classify.verdict import Vantage
 from probe.store import compact
 from probe.store.database import Database
 from probe.store.models import DaemonGroupState, DaemonSweep, Outage, Run
+from probe.store.rows import vantage_of
 
 RECENT_OUTAGES = 10
 
@@ -57,6 +68,15 @@ class OutageRow:
 
 
 @dataclass(frozen=True, slots=True)
+class LastRun:
+    """The newest run: when it started, and from which declared vantage."""
+
+    run_id: str
+    started_at: dt.datetime
+    vantage: Vantage
+
+
+@dataclass(frozen=True, slots=True)
 class StatusData:
     """Everything ``probe status`` shows that the database holds."""
 
@@ -64,31 +84,38 @@ class StatusData:
     outages: tuple[OutageRow, ...]  # open ones first, then the most recent
     verdicts_since: dict[str, int]
     since: dt.datetime
-    last_run: Run | None
+    last_run: LastRun | None
     last_network: str | None
     has_daemon_tables: bool
+
+
+def _values(row: GroupRow | SweepRow) -> dict[str, object]:
+    return {f: getattr(row, f) for f in row.__slots__}
 
 
 def save_groups(db: Database, rows: Sequence[GroupRow]) -> None:
     """The schedule as it stands: these rows, and no others (the daemon owns the table)."""
     now = dt.datetime.now(dt.UTC)
-    with db.session("save_groups") as session, session.begin():
-        session.execute(
-            delete(DaemonGroupState).where(DaemonGroupState.name.not_in([r.name for r in rows]))
-        )
+    table = DaemonGroupState
+    with db.begin("save_groups") as conn:
+        conn.execute(delete(table).where(table.c.name.not_in([r.name for r in rows])))
         for r in rows:
-            session.merge(DaemonGroupState(**{f: getattr(r, f) for f in r.__slots__},
-                                           updated_at=now))  # fmt: skip
+            values = {**_values(r), "updated_at": now}
+            # An upsert any backend runs: the daemon is the table's only writer, inside
+            # this transaction (SQLite's write lock; one daemon per database).
+            changed = conn.execute(update(table).where(table.c.name == r.name).values(values))
+            if changed.rowcount == 0:
+                conn.execute(insert(table).values(values))
 
 
 def record_sweep(db: Database, row: SweepRow) -> None:
     """A daemon sweep's group, plan and network (its run row exists already)."""
-    with db.session("record_sweep") as session, session.begin():
-        session.add(DaemonSweep(**{f: getattr(row, f) for f in row.__slots__}))
+    with db.begin("record_sweep") as conn:
+        conn.execute(insert(DaemonSweep).values(_values(row)))
 
 
 def _of_vantage(name: str | None) -> ColumnElement[bool]:
-    column = Outage.vantage_name
+    column = Outage.c.vantage_name
     return column.is_(None) if name is None else column == name
 
 
@@ -96,43 +123,41 @@ def open_outage(
     db: Database, vantage: str | None, at: dt.datetime, detected_by: str, network: str | None
 ) -> bool:
     """Record that connectivity was lost at ``at``, unless an outage is open already."""
-    with db.session("open_outage") as session, session.begin():
-        found = session.scalar(
-            select(Outage.id).where(_of_vantage(vantage), Outage.ended_at.is_(None)).limit(1)
+    with db.begin("open_outage") as conn:
+        found = conn.scalar(
+            select(Outage.c.id).where(_of_vantage(vantage), Outage.c.ended_at.is_(None)).limit(1)
         )
         if found is not None:
             return False
-        session.add(Outage(vantage_name=vantage, started_at=at, ended_at=None,
-                           detected_by=detected_by, network=network))  # fmt: skip
+        conn.execute(insert(Outage).values(vantage_name=vantage, started_at=at, ended_at=None,
+                                           detected_by=detected_by, network=network))  # fmt: skip
     return True
 
 
 def close_outages(db: Database, vantage: str | None, at: dt.datetime) -> int:
     """Connectivity came back at ``at``: end every open outage of the vantage."""
-    with db.session("close_outages") as session, session.begin():
-        result = session.execute(
+    with db.begin("close_outages") as conn:
+        result = conn.execute(
             update(Outage)
-            .where(_of_vantage(vantage), Outage.ended_at.is_(None))
+            .where(_of_vantage(vantage), Outage.c.ended_at.is_(None))
             .values(ended_at=at)
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return int(result.rowcount)
 
 
-def _outage(o: Outage) -> OutageRow:
-    return OutageRow(o.id, o.vantage_name, o.started_at, o.ended_at, o.detected_by, o.network)
+def _outage(o: RowMapping) -> OutageRow:
+    return OutageRow(**{f: o[f] for f in OutageRow.__slots__})
 
 
-def _group(g: DaemonGroupState) -> GroupRow:
-    return GroupRow(g.name, g.pid, g.daemon_started_at, g.every_s, g.last_started_at,
-                    g.last_finished_at, g.last_run_id, g.last_status, g.next_at)  # fmt: skip
+def _group(g: RowMapping) -> GroupRow:
+    return GroupRow(**{f: g[f] for f in GroupRow.__slots__})
 
 
 def sweeps(db: Database) -> list[SweepRow]:
     """Every daemon sweep, oldest first (the benchmark's schedule accuracy)."""
-    with db.session("sweeps") as session:
-        rows = session.scalars(select(DaemonSweep).order_by(DaemonSweep.started_at))
-        return [SweepRow(r.run_id, r.group, r.planned_at, r.started_at, r.network, r.throughput)
-                for r in rows]  # fmt: skip
+    with db.connect("sweeps") as conn:
+        rows = conn.execute(select(DaemonSweep).order_by(DaemonSweep.c.started_at)).mappings()
+        return [SweepRow(**{f: r[f] for f in SweepRow.__slots__}) for r in rows]
 
 
 def status(db: Database, now: dt.datetime | None = None) -> StatusData:
@@ -140,28 +165,39 @@ def status(db: Database, now: dt.datetime | None = None) -> StatusData:
     now = now or dt.datetime.now(dt.UTC)
     tables = set(inspect(db.engine).get_table_names())
     has = {"daemon_groups", "outages", "daemon_sweeps"} <= tables
-    with db.session("status") as session:
-        groups = tuple(_group(g) for g in session.scalars(
-            select(DaemonGroupState).order_by(DaemonGroupState.name))) if has else ()  # fmt: skip
-        since = min((g.daemon_started_at for g in groups), default=now - dt.timedelta(days=1))
+    with db.connect("status") as conn:
+        groups: tuple[GroupRow, ...] = ()
         outages: tuple[OutageRow, ...] = ()
         network = None
         if has:
-            open_first = select(Outage).order_by(Outage.ended_at.is_not(None),
-                                                 Outage.started_at.desc())  # fmt: skip
-            outages = tuple(_outage(o) for o in session.scalars(open_first.limit(RECENT_OUTAGES)))
-            network = session.scalar(
-                select(DaemonSweep.network).order_by(DaemonSweep.started_at.desc()).limit(1)
+            schedule = select(DaemonGroupState).order_by(DaemonGroupState.c.name)
+            groups = tuple(_group(g) for g in conn.execute(schedule).mappings())
+            open_first = select(Outage).order_by(Outage.c.ended_at.is_not(None),
+                                                 Outage.c.started_at.desc())  # fmt: skip
+            found = conn.execute(open_first.limit(RECENT_OUTAGES)).mappings()
+            outages = tuple(_outage(o) for o in found)
+            network = conn.scalar(
+                select(DaemonSweep.c.network).order_by(DaemonSweep.c.started_at.desc()).limit(1)
             )
-        m = compact.logical(session.connection()).c  # measured_at indexed on SQLite too
-        counts = session.execute(
-            select(m.verdict, func.count()).where(m.measured_at >= since).group_by(m.verdict)
-        )
-        verdicts = {str(v): int(n) for v, n in counts}
-        last = session.scalar(select(Run).order_by(Run.started_at.desc()).limit(1))
-        if last is not None:
-            session.expunge(last)
+        since = min((g.daemon_started_at for g in groups), default=now - dt.timedelta(days=1))
+        verdicts = _verdicts_since(conn, since)
+        last = _last_run(conn)
     return StatusData(groups, outages, verdicts, since, last, network, has)
+
+
+def _verdicts_since(conn: Connection, since: dt.datetime) -> dict[str, int]:
+    m = compact.logical(conn).c  # measured_at indexed on SQLite too
+    counts = conn.execute(
+        select(m.verdict, func.count()).where(m.measured_at >= since).group_by(m.verdict)
+    )
+    return {str(v): int(n) for v, n in counts}
+
+
+def _last_run(conn: Connection) -> LastRun | None:
+    r = Run.c
+    newest = select(r.run_id, r.started_at, r.vantage_name, r.network_type, r.asn, r.country)
+    row = conn.execute(newest.order_by(r.started_at.desc()).limit(1)).mappings().first()
+    return None if row is None else LastRun(row["run_id"], row["started_at"], vantage_of(row))
 
 
 def iter_outages(db: Database, since: dt.datetime | None = None) -> Iterator[OutageRow]:
@@ -171,14 +207,9 @@ def iter_outages(db: Database, since: dt.datetime | None = None) -> Iterator[Out
     """
     if "outages" not in inspect(db.engine).get_table_names():
         return
-    stmt = select(Outage).order_by(Outage.started_at, Outage.id)
+    stmt = select(Outage).order_by(Outage.c.started_at, Outage.c.id)
     if since is not None:
-        stmt = stmt.where(Outage.ended_at.is_(None) | (Outage.ended_at >= since))
-    with db.session("outages") as session:
-        for o in session.scalars(stmt.execution_options(yield_per=500)):
+        stmt = stmt.where(Outage.c.ended_at.is_(None) | (Outage.c.ended_at >= since))
+    with db.connect("outages") as conn:
+        for o in conn.execute(stmt.execution_options(yield_per=500)).mappings():
             yield _outage(o)
-
-
-def vantage_of_run(run: Run) -> Vantage:
-    """A run's declared vantage."""
-    return Vantage(run.vantage_name, run.network_type, run.asn, run.country)

@@ -15,9 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, make_url, update
+from sqlalchemy import URL, Connection, Engine, create_engine, insert, make_url, update
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from measurements.observations import to_jsonable
@@ -33,7 +32,7 @@ from probe.store.rows import (
     MeasurementRow,
     RunSummary,
     location_values,
-    run_from_info,
+    run_values,
 )
 from probe.store.schema import Upgrade, bring_to_head, check_readable
 from probe.store.sqlite_files import (
@@ -201,7 +200,7 @@ def _initialise(
 def _mark_abandoned(engine: Engine) -> None:
     """Runs still "running" when no sweep is alive were abandoned (kill -9, power loss)."""
     with engine.begin() as conn:
-        conn.execute(update(Run).where(Run.status == "running").values(status="aborted"))
+        conn.execute(update(Run).where(Run.c.status == "running").values(status="aborted"))
 
 
 class Database:
@@ -258,21 +257,28 @@ class Database:
         return self._upgrade
 
     @contextlib.contextmanager
-    def session(self, action: str) -> Iterator[Session]:
-        """A session whose database errors surface as StoreError naming the database."""
+    def connect(self, action: str) -> Iterator[Connection]:
+        """A connection for reads (rolled back at the end) whose database errors surface as
+        StoreError naming the database."""
         if self._closed:
             raise StoreError(f"database {self._label} is closed")
         try:
-            with Session(self._engine) as session:
-                yield session
+            with self._engine.connect() as conn:
+                yield conn
         except SQLAlchemyError as exc:
             raise StoreError(f"{action} failed on database {self._label}: {reason(exc)}") from exc
 
+    @contextlib.contextmanager
+    def begin(self, action: str) -> Iterator[Connection]:
+        """A connection in a transaction, committed at the end unless an error leaves it
+        (then rolled back, and a database error surfaces as StoreError)."""
+        with self.connect(action) as conn, conn.begin():
+            yield conn
+
     def begin_run(self, info: RunInfo) -> None:
         """Record that a sweep started (status "running")."""
-        run = run_from_info(info)
-        with self.session("begin_run") as session, session.begin():
-            session.add(run)
+        with self.begin("begin_run") as conn:
+            conn.execute(insert(Run).values(run_values(info)))
 
     def record(self, rec: MeasurementRecord) -> int:
         """Store one measurement and its evidence in one transaction; return its id."""
@@ -282,8 +288,8 @@ class Database:
         """Store measurements and their evidence in one transaction; their ids, in order."""
         # PostgreSQL: the months' partitions first (months this process knows: no query).
         partitions.ensure(self._engine, [rec.measured_at for rec in recs])
-        with self.session("record") as session, session.begin():
-            return inserts.insert_records(session.connection(), recs)
+        with self.begin("record") as conn:
+            return inserts.insert_records(conn, recs)
 
     def finish_run(
         self,
@@ -315,9 +321,9 @@ class Database:
         self._update_run(run_id, location_values(location))
 
     def _update_run(self, run_id: str, values: Mapping[str, Any]) -> None:
-        with self.session("finish_run") as session, session.begin():
-            result = session.execute(update(Run).where(Run.run_id == run_id).values(**values))
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+        with self.begin("finish_run") as conn:
+            result = conn.execute(update(Run).where(Run.c.run_id == run_id).values(**values))
+            if result.rowcount != 1:
                 raise StoreError(f"no run {run_id} in database {self._label}")
 
     def list_runs(self, limit: int = 20) -> list[RunSummary]:

@@ -20,10 +20,9 @@ from probe.store.models import Evidence, Measurement
 from probe.store.rows import evidence_data, measurement_values
 
 # Built once: the compiled form of a constant statement is cached by SQLAlchemy.
-_MEASUREMENT: Insert = insert(Measurement.__table__)  # type: ignore[arg-type]
+_MEASUREMENT: Insert = insert(Measurement)
 _RESULT: Insert = insert(compact.results())
-_EVIDENCE: Insert = insert(Evidence.__table__)  # type: ignore[arg-type]
-_PG_EVIDENCE: Insert = insert(partitions.metadata_for("postgresql").tables["evidence"])
+_EVIDENCE: Insert = insert(Evidence)
 
 
 def insert_rows(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -54,7 +53,8 @@ def insert_records(connection: Connection, recs: Sequence[MeasurementRecord]) ->
         # Evidence is partitioned by month there, so it holds its measurement's time too.
         for row, rec in zip(rows, recs, strict=True):
             row["measured_at"] = rec.measured_at
-        connection.execute(_PG_EVIDENCE, rows)
+        # Not built at import: PostgreSQL's shape loads its dialect (partitions.pg_metadata).
+        connection.execute(insert(partitions.evidence_table()), rows)
     else:
         connection.execute(_EVIDENCE, rows)  # executemany
     return ids

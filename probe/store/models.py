@@ -12,19 +12,23 @@ Tables (portable to PostgreSQL; SQLite is the embedded default):
     collector_tokens  the central collector's upload tokens, hashed (probe/collector/tokens.py)
 
 Evidence lives in its own table so listing and exporting never read the bulky JSON, and
-nothing queries into it: what a query reads is a column. These classes are the head of the
-migrations in migrations/versions/ (tests/probe/test_migrations.py compares the two); a
-change here needs a new revision there.
+nothing queries into it: what a query reads is a column. These tables, on ``metadata``, are
+the head of the migrations in migrations/versions/ (tests/probe/test_migrations.py compares
+the two); a change here needs a new revision there.
+SQLAlchemy Core, not its ORM: the store reads and writes plain rows (rows.py converts them
+to the frozen dataclasses callers get), and importing sqlalchemy.orm alone cost the daemon
+about 6 MB of memory. The tables keep the names the ORM's classes had (``Run`` is the
+``runs`` Table), so scripts that insert through them are unchanged. Nothing here imports
+PostgreSQL's dialect (2 MB more): JSONB and the partial index's WHERE are PostgreSQL's only
+where PostgreSQL runs (compressed_json.py, partitions.pg_metadata).
 On PostgreSQL, measurements and evidence are partitioned by month on measured_at (revision
-0005p): partitions.py derives that shape from these classes (metadata_for), with the
+0005p): partitions.py derives that shape from these tables (metadata_for), with the
 partition key in their keys (measurements (id, measured_at), UNIQUE (uid, measured_at)) and
 evidence.measured_at, a column only PostgreSQL has. On SQLite (revision 0006c) compact.py
-derives the shape from these classes too: measurements' rows in ``results`` (integer run key,
+derives the shape from these tables too: measurements' rows in ``results`` (integer run key,
 input id and microseconds) and ``inputs``, ``runs.run_key``, and a ``measurements`` VIEW
-with this class's columns, which the ORM reads as it read the table (writes go to results).
-Callers never get ORM objects: rows.py's frozen dataclasses are detached copies, so nothing
-lazy-loads after a session has closed, and its functions convert the probe's records to rows
-and rows to those copies.
+with this table's columns, which the queries read as they read the table (writes go to
+results).
 """
 
 from __future__ import annotations
@@ -33,27 +37,26 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     Dialect,
     Float,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Table,
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from probe.classify.verdict import VERDICTS
-from probe.store.compressed_json import CompressedJSON
+from probe.store.compressed_json import CompressedJSON, JSONType
 
 # meta.schema_version at the head revision (migrations/__init__.py): 2 added runs.status
 # "failed" and "aborted"; 3 (revision 0002) the throughput columns of measurements; the
@@ -74,8 +77,6 @@ RUN_STATUSES: tuple[str, ...] = (
     "aborted",  # found "running" by a later open, with no live owner (kill -9, power loss)
 )
 
-# JSONB on PostgreSQL so a central database can index into evidence; plain JSON elsewhere.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments an INTEGER PRIMARY KEY; a central database wants 64 bits.
 IdType = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -115,153 +116,126 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
 
-class Base(DeclarativeBase):
-    """Declarative base of the probe's tables."""
+metadata = MetaData()
 
 
-class Meta(Base):
-    """Facts about the database itself (its schema version)."""
-
-    __tablename__ = "meta"
-
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+def _column(name: str, type_: Any, *args: Any, null: bool = False, **kwargs: Any) -> Column[Any]:
+    """A column NOT NULL unless ``null`` (what the ORM's Mapped[X] and Mapped[X | None]
+    declared, which the migrations spell out)."""
+    return Column(name, type_, *args, nullable=null, **kwargs)
 
 
-class Run(Base):
-    """One sweep, as stored."""
+Meta = Table(
+    "meta", metadata,  # facts about the database itself (its schema version)
+    _column("key", String(64), primary_key=True),
+    _column("value", Text),
+)  # fmt: skip
 
-    __tablename__ = "runs"
-    __table_args__ = (CheckConstraint(_in("status", RUN_STATUSES), name="ck_runs_status"),)
-
-    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(16))
-    probe_version: Mapped[str] = mapped_column(String(64))
-    vantage_name: Mapped[str | None] = mapped_column(String(128))
-    network_type: Mapped[str | None] = mapped_column(String(32))
-    asn: Mapped[int | None] = mapped_column(BigInteger())  # 4-byte ASNs exceed int4
-    country: Mapped[str | None] = mapped_column(String(2))
-    settings: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    counts: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+Run = Table(
+    "runs", metadata,  # one sweep
+    _column("run_id", String(32), primary_key=True),  # uuid4 hex
+    _column("started_at", UTCDateTime(), index=True),
+    _column("finished_at", UTCDateTime(), null=True),
+    _column("status", String(16)),
+    _column("probe_version", String(64)),
+    _column("vantage_name", String(128), null=True),
+    _column("network_type", String(32), null=True),
+    _column("asn", BigInteger(), null=True),  # 4-byte ASNs exceed int4
+    _column("country", String(2), null=True),
+    _column("settings", JSONType()),
+    _column("counts", JSONType(), null=True),
     # Where asn and country came from (declared, helper, geoip_db; NULL: unknown), the AS's
     # name, and why a value is unknown (revision 0003l). Never the vantage's address.
-    network_name: Mapped[str | None] = mapped_column(String(256))
-    asn_source: Mapped[str | None] = mapped_column(String(16))
-    country_source: Mapped[str | None] = mapped_column(String(16))
-    location_note: Mapped[str | None] = mapped_column(Text)
+    _column("network_name", String(256), null=True),
+    _column("asn_source", String(16), null=True),
+    _column("country_source", String(16), null=True),
+    _column("location_note", Text, null=True),
     # On a central collector: the name of the token that uploaded the run (revision 0004c);
     # NULL on a probe's own database.
-    uploaded_by: Mapped[str | None] = mapped_column(String(64), index=True)
+    _column("uploaded_by", String(64), null=True, index=True),
+    CheckConstraint(_in("status", RUN_STATUSES), name="ck_runs_status"),
+)  # fmt: skip
 
-
-class Measurement(Base):
-    """One input measured in one run, without its evidence."""
-
-    __tablename__ = "measurements"
-    __table_args__ = (
-        CheckConstraint(_in("verdict", VERDICTS), name="ck_measurements_verdict"),
-        # Only the blocked and throttled rows, which the report reads alone (revision 0004r).
-        Index(
-            "ix_measurements_interference", "verdict", "service",
-            sqlite_where=INTERFERENCE_ROWS, postgresql_where=INTERFERENCE_ROWS,
-        ),
-    )  # fmt: skip
-
-    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
-    service: Mapped[str] = mapped_column(String(128), index=True)
-    category: Mapped[str] = mapped_column(String(32))
-    input: Mapped[str] = mapped_column(Text)
-    verdict: Mapped[str] = mapped_column(String(16))
-    layer: Mapped[str | None] = mapped_column(String(8))
-    detail: Mapped[str] = mapped_column(String(32))
-    rule: Mapped[str] = mapped_column(String(64))
-    reason: Mapped[str] = mapped_column(Text)
-    measured_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
-    duration_ms: Mapped[float] = mapped_column(Float)
-    throughput_kbps: Mapped[float | None] = mapped_column(Float)
-    baseline_kbps: Mapped[float | None] = mapped_column(Float)
+Measurement = Table(
+    "measurements", metadata,  # one input measured in one run, without its evidence
+    _column("id", IdType, primary_key=True, autoincrement=True),
+    _column("run_id", String(32), ForeignKey("runs.run_id"), index=True),
+    _column("service", String(128), index=True),
+    _column("category", String(32)),
+    _column("input", Text),
+    _column("verdict", String(16)),
+    _column("layer", String(8), null=True),
+    _column("detail", String(32)),
+    _column("rule", String(64)),
+    _column("reason", Text),
+    _column("measured_at", UTCDateTime(), index=True),
+    _column("duration_ms", Float),
+    _column("throughput_kbps", Float, null=True),
+    _column("baseline_kbps", Float, null=True),
     # What the daily budget and the past-rates history read (budgets.py); revision 0002.
-    throughput_bytes: Mapped[int | None] = mapped_column(BigInteger())
-    throughput_address: Mapped[str | None] = mapped_column(String(45))  # an IP address
+    _column("throughput_bytes", BigInteger(), null=True),
+    _column("throughput_address", String(45), null=True),  # an IP address
     # On a collector: the key an upload is idempotent by, sha256(token name, NUL, the probe's
     # "run_id:id")[:32] (probe/collector/ingest.py; revision 0004c). NULL on a probe's own
     # rows: there (run_id, id) is the key already, and a NULL costs ~8 bytes a row (its index
     # entry) where a uuid4 hex cost ~73 with its index (SQLite, measured with dbstat).
-    uid: Mapped[str | None] = mapped_column(String(32), unique=True, index=True)
+    _column("uid", String(32), null=True, unique=True, index=True),
+    CheckConstraint(_in("verdict", VERDICTS), name="ck_measurements_verdict"),
+    # Only the blocked and throttled rows, which the report reads alone (revision 0004r).
+    # PostgreSQL's WHERE is added by partitions.pg_metadata, the only shape PostgreSQL
+    # gets: naming postgresql_where here would import that dialect into every SQLite probe.
+    Index("ix_measurements_interference", "verdict", "service",
+          sqlite_where=INTERFERENCE_ROWS),
+)  # fmt: skip
 
-
-class Evidence(Base):
-    """The verdict's evidence and every observation behind a measurement."""
-
-    __tablename__ = "evidence"
-
-    measurement_id: Mapped[int] = mapped_column(
-        IdType, ForeignKey("measurements.id", ondelete="CASCADE"), primary_key=True
-    )
+Evidence = Table(
+    "evidence", metadata,  # the verdict's evidence and every observation behind it
+    _column("measurement_id", IdType, ForeignKey("measurements.id", ondelete="CASCADE"),
+            primary_key=True),
     # zlib-compressed on SQLite, where evidence is most of the file (compressed_json.py).
-    data: Mapped[dict[str, Any]] = mapped_column(CompressedJSON)
+    _column("data", CompressedJSON()),
+)  # fmt: skip
 
+CollectorToken = Table(
+    "collector_tokens", metadata,  # a probe's upload token: only its SHA-256 is kept
+    _column("id", IdType, primary_key=True, autoincrement=True),
+    _column("name", String(64), unique=True),
+    _column("token_hash", String(64), unique=True),  # sha256 hex
+    _column("created_at", UTCDateTime()),
+    _column("revoked_at", UTCDateTime(), null=True),
+)  # fmt: skip
 
-class CollectorToken(Base):
-    """A probe's upload token on a central collector: only its SHA-256 is kept."""
-
-    __tablename__ = "collector_tokens"
-
-    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-
-
-class DaemonGroupState(Base):
-    """One group of the daemon's schedule: its last sweep and its next (revision 0003d)."""
-
-    __tablename__ = "daemon_groups"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    pid: Mapped[int] = mapped_column(Integer())  # the daemon's; status checks it is alive
-    daemon_started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    every_s: Mapped[float] = mapped_column(Float)
-    last_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    last_finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+DaemonGroupState = Table(
+    "daemon_groups", metadata,  # a group of the daemon's schedule (revision 0003d)
+    _column("name", String(64), primary_key=True),
+    _column("pid", Integer()),  # the daemon's; status checks it is alive
+    _column("daemon_started_at", UTCDateTime()),
+    _column("every_s", Float),
+    _column("last_started_at", UTCDateTime(), null=True),
+    _column("last_finished_at", UTCDateTime(), null=True),
     # No foreign key: pruning may drop old runs while the schedule still names one.
-    last_run_id: Mapped[str | None] = mapped_column(String(32))
-    last_status: Mapped[str | None] = mapped_column(String(16))
-    next_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    _column("last_run_id", String(32), null=True),
+    _column("last_status", String(16), null=True),
+    _column("next_at", UTCDateTime(), null=True),
+    _column("updated_at", UTCDateTime()),
+)  # fmt: skip
 
+DaemonSweep = Table(
+    "daemon_sweeps", metadata,  # a run the daemon started: group, plan, network
+    _column("run_id", String(32), primary_key=True),
+    _column("group", String(64)),
+    _column("planned_at", UTCDateTime()),
+    _column("started_at", UTCDateTime(), index=True),
+    _column("network", String(16), null=True),  # NetworkState.digest()
+    _column("throughput", Boolean()),
+)  # fmt: skip
 
-class DaemonSweep(Base):
-    """A run the daemon started: its group, when it was planned, the network it measured."""
-
-    __tablename__ = "daemon_sweeps"
-
-    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    group: Mapped[str] = mapped_column(String(64))
-    planned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
-    network: Mapped[str | None] = mapped_column(String(16))  # NetworkState.digest()
-    throughput: Mapped[bool] = mapped_column(Boolean())
-
-
-class Outage(Base):
-    """A window in which a vantage could reach no reference host."""
-
-    __tablename__ = "outages"
-
-    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
-    vantage_name: Mapped[str | None] = mapped_column(String(128))
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
-    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    detected_by: Mapped[str] = mapped_column(String(16))  # "sweep" found it offline; "route" gone
-    network: Mapped[str | None] = mapped_column(String(16))
-
-
-def cast_table(table: Any) -> Table:
-    """A model's ``__table__`` as the Table it is (typed a FromClause by SQLAlchemy)."""
-    assert isinstance(table, Table)
-    return table
+Outage = Table(
+    "outages", metadata,  # a window in which a vantage could reach no reference host
+    _column("id", IdType, primary_key=True, autoincrement=True),
+    _column("vantage_name", String(128), null=True),
+    _column("started_at", UTCDateTime(), index=True),
+    _column("ended_at", UTCDateTime(), null=True),
+    _column("detected_by", String(16)),  # "sweep" found it offline; "route" gone
+    _column("network", String(16), null=True),
+)  # fmt: skip

@@ -49,7 +49,7 @@ from sqlalchemy.schema import SchemaItem
 from sqlalchemy.sql.dml import Insert
 
 from probe.store.compact import sqlite_metadata
-from probe.store.models import Base, UTCDateTime
+from probe.store.models import UTCDateTime, metadata
 
 PARTITIONED: tuple[str, ...] = ("measurements", "evidence")  # parent before child
 FIRST = dt.date(2000, 1, 1)  # months before it: the DEFAULT partition
@@ -119,16 +119,16 @@ def metadata_for(dialect: str) -> MetaData:
         return pg_metadata()
     if dialect == "sqlite":
         return sqlite_metadata()
-    return Base.metadata
+    return metadata
 
 
 @functools.cache
 def pg_metadata() -> MetaData:
     """The models with measurements and evidence in their partitioned shape."""
-    metadata = MetaData()
-    for table in Base.metadata.sorted_tables:
+    partitioned = MetaData()
+    for table in metadata.sorted_tables:
         if table.name == "measurements":
-            _partitioned(table, metadata, ("id", "measured_at"))
+            _partitioned(table, partitioned, ("id", "measured_at"))
         elif table.name == "evidence":
             at: Column[dt.datetime] = Column("measured_at", UTCDateTime(), nullable=False)
             # Its measurement's time, so a month of evidence is one partition to drop.
@@ -137,10 +137,10 @@ def pg_metadata() -> MetaData:
                 ["measurements.id", "measurements.measured_at"],
                 ondelete="CASCADE",
             )
-            _partitioned(table, metadata, ("measurement_id", "measured_at"), at, to)
+            _partitioned(table, partitioned, ("measurement_id", "measured_at"), at, to)
         else:
-            table.to_metadata(metadata)
-    return metadata
+            table.to_metadata(partitioned)
+    return partitioned
 
 
 def evidence_table() -> Table:
@@ -183,10 +183,12 @@ def _partitioned(
     )  # fmt: skip
     for index in source.indexes:
         names = [c.name for c in index.columns] + (["measured_at"] if index.unique else [])
-        Index(
-            index.name, *(table.c[n] for n in names), unique=index.unique,
-            **index.dialect_kwargs,
-        )  # fmt: skip
+        kwargs = dict(index.dialect_kwargs)
+        if "sqlite_where" in kwargs:
+            # A partial index holds the same rows here: the models name only SQLite's WHERE,
+            # as postgresql_where would load this dialect into every probe (models.py).
+            kwargs["postgresql_where"] = kwargs["sqlite_where"]
+        Index(index.name, *(table.c[n] for n in names), unique=index.unique, **kwargs)
     return table
 
 

@@ -50,7 +50,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from probe.store import compact, partitions
 from probe.store.database import Database, open_database
 from probe.store.errors import StoreError, reason
-from probe.store.models import Evidence, Measurement, Meta, Run, cast_table
+from probe.store.models import Evidence, Measurement, Meta, Run
 from probe.store.owner import SweepBusy, SweepLock, sweep_alive
 from probe.store.paths import database_file
 
@@ -157,7 +157,7 @@ def _rows(conn: Connection) -> Table:
     """Where the verdict rows are: SQLite's results (their times indexed), else measurements."""
     if compact.is_compact(conn):
         return compact.results()
-    return cast_table(Measurement.__table__)
+    return Measurement
 
 
 @contextlib.contextmanager
@@ -191,11 +191,11 @@ def _disk_full(file: Path) -> bool:
 
 def _old_ids(rows: Table, cut: Cutoffs, limit: int | None = None) -> Select[int]:
     query = (
-        select(Evidence.measurement_id)
-        .join(rows, rows.c.id == Evidence.measurement_id)
+        select(Evidence.c.measurement_id)
+        .join(rows, rows.c.id == Evidence.c.measurement_id)
         .where(cut.where(rows))
     )
-    return query.order_by(Evidence.measurement_id).limit(limit) if limit else query
+    return query.order_by(Evidence.c.measurement_id).limit(limit) if limit else query
 
 
 def _count_old(db: Database, cut: Cutoffs) -> int:
@@ -216,7 +216,7 @@ def _delete_old(
             ids = list(conn.scalars(_old_ids(_rows(conn), cut, BATCH)))
             if not ids:
                 break
-            conn.execute(delete(Evidence).where(Evidence.measurement_id.in_(ids)))
+            conn.execute(delete(Evidence).where(Evidence.c.measurement_id.in_(ids)))
             _compact(conn, ids)
         deleted += len(ids)
         if progress is not None:
@@ -284,14 +284,14 @@ def _compact(conn: Connection, ids: list[int]) -> None:
             sqlite_insert(Meta)
             .values(key=COMPACTED_KEY, value=str(dropped))
             .on_conflict_do_update(
-                index_elements=[Meta.key], set_={"value": cast(Meta.value, Integer) + dropped}
+                index_elements=[Meta.c.key], set_={"value": cast(Meta.c.value, Integer) + dropped}
             )
         )
 
 
 def _compacted(conn: Connection) -> int:
     """Bytes of reasons dropped since the file was last rewritten."""
-    value = conn.scalar(select(Meta.value).where(Meta.key == COMPACTED_KEY))
+    value = conn.scalar(select(Meta.c.value).where(Meta.c.key == COMPACTED_KEY))
     return int(value or 0)
 
 
@@ -372,7 +372,7 @@ def _full_vacuum(db: Database) -> str:
         conn.exec_driver_sql("PRAGMA auto_vacuum = INCREMENTAL")
         conn.exec_driver_sql("VACUUM")  # pysqlite opens no transaction for it
     with db.engine.begin() as conn:  # the rewrite packed the shortened rows
-        conn.execute(delete(Meta).where(Meta.key == COMPACTED_KEY))
+        conn.execute(delete(Meta).where(Meta.c.key == COMPACTED_KEY))
     return "vacuum (rewrote the file: it gives space back in steps at each prune)"
 
 

@@ -1,6 +1,6 @@
-"""What the store hands out, detached frozen copies of rows (so nothing lazy-loads after a
-session has closed), and the conversions between the probe's records and the tables' rows
-(probe/store/models.py holds the tables)."""
+"""What the store hands out, frozen copies of rows (callers never hold a database row or a
+connection), and the conversions between the probe's records and the tables' rows, which
+are plain mappings of column values (probe/store/models.py holds the tables)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 
 from measurements.observations import to_jsonable
 from probe.classify.verdict import Location, MeasurementRecord, RunInfo, Vantage
-from probe.store.models import Measurement, Run
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,20 +85,20 @@ class ExportRow:
 # --- Between the probe's records, the tables and the detached rows ---------------------------
 
 
-def run_from_info(info: RunInfo) -> Run:
-    """The row that records a sweep's start (status "running")."""
-    return Run(
-        run_id=info.run_id,
-        started_at=info.started_at,
-        finished_at=None,
-        status="running",
-        probe_version=info.probe_version,
-        vantage_name=info.vantage.name,
-        network_type=info.vantage.network_type,
-        settings=to_jsonable(dict(info.settings)),
-        counts=None,
+def run_values(info: RunInfo) -> dict[str, Any]:
+    """The runs row that records a sweep's start (status "running")."""
+    return {
+        "run_id": info.run_id,
+        "started_at": info.started_at,
+        "finished_at": None,
+        "status": "running",
+        "probe_version": info.probe_version,
+        "vantage_name": info.vantage.name,
+        "network_type": info.vantage.network_type,
+        "settings": to_jsonable(dict(info.settings)),
+        "counts": None,
         **location_values(Location.declared(info.vantage.asn, info.vantage.country)),
-    )
+    }
 
 
 def location_of(r: Mapping[Any, Any]) -> Location:
@@ -120,13 +119,9 @@ def location_values(location: Location) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def measurement_from_record(rec: MeasurementRecord) -> Measurement:
-    """The measurement row of a record (its evidence goes to evidence_data)."""
-    return Measurement(**measurement_values(rec))
-
-
 def measurement_values(rec: MeasurementRecord) -> dict[str, Any]:
-    """The measurements row of a record as column values (what probe.store.inserts writes)."""
+    """The measurements row of a record (what probe.store.inserts writes; its evidence goes
+    to evidence_data)."""
     v = rec.verdict
     return {
         "run_id": rec.run_id, "service": rec.service, "category": rec.category,
@@ -150,21 +145,26 @@ def evidence_data(rec: MeasurementRecord) -> dict[str, Any]:
 LOCATION_COLUMNS = ("network_name", "asn_source", "country_source", "location_note")
 
 
+def vantage_of(r: Mapping[Any, Any]) -> Vantage:
+    """A run's declared vantage, from its row."""
+    return Vantage(r["vantage_name"], r["network_type"], r["asn"], r["country"])
+
+
 def run_summary(
-    r: Run, verdicts: Mapping[str, int], location: Location | None = None
+    r: Mapping[Any, Any], verdicts: Mapping[str, int], location: Location | None = None
 ) -> RunSummary:
-    """A detached summary of a run, given its count of measurements per verdict, and its
+    """A summary of a run from its row, given its count of measurements per verdict, and its
     location (None: as a run before revision 0003l recorded it, declared)."""
     return RunSummary(
-        run_id=r.run_id,
-        started_at=r.started_at,
-        finished_at=r.finished_at,
-        status=r.status,
-        probe_version=r.probe_version,
-        vantage=Vantage(r.vantage_name, r.network_type, r.asn, r.country),
-        settings=r.settings,
-        counts=r.counts,
+        run_id=r["run_id"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+        status=r["status"],
+        probe_version=r["probe_version"],
+        vantage=vantage_of(r),
+        settings=r["settings"],
+        counts=r["counts"],
         measurements=sum(verdicts.values()),
         verdicts=dict(verdicts),
-        location=location or Location.declared(r.asn, r.country),
+        location=location or Location.declared(r["asn"], r["country"]),
     )

@@ -48,7 +48,7 @@ from sqlalchemy import (
 from probe.store import compact
 from probe.store.errors import StoreError
 from probe.store.migrations import HEAD, REVISIONS
-from probe.store.models import SCHEMA_VERSION, Base, Meta
+from probe.store.models import SCHEMA_VERSION, Meta, metadata
 from probe.store.partitions import create_defaults, metadata_for
 from probe.store.views import create_views
 
@@ -145,15 +145,15 @@ def find(conn: Connection, label: str) -> Found:
                 "probe to use it"
             )
         return Found(heads[0])
-    if Meta.__tablename__ not in tables:
-        if tables & set(Base.metadata.tables):
+    if Meta.name not in tables:
+        if tables & set(metadata.tables):
             raise StoreError(
                 f"database {label} has probe tables but no schema version; "
                 "it was not made by this probe"
             )
         return Found(None)
     version = conn.execute(
-        select(Meta.value).where(Meta.key == "schema_version")
+        select(Meta.c.value).where(Meta.c.key == "schema_version")
     ).scalar_one_or_none()
     if version == "2":
         return Found(BEFORE_ALEMBIC, legacy=version)
@@ -298,6 +298,6 @@ def _rebuild_runs_of_schema_1(conn: Connection) -> None:
         columns = ", ".join(c.name for c in runs.columns)
         conn.exec_driver_sql(f"INSERT INTO runs ({columns}) SELECT {columns} FROM runs_v1")
         conn.exec_driver_sql("DROP TABLE runs_v1")
-        conn.execute(update(Meta).where(Meta.key == "schema_version").values(value="2"))
+        conn.execute(update(Meta).where(Meta.c.key == "schema_version").values(value="2"))
     finally:
         conn.exec_driver_sql("PRAGMA legacy_alter_table = OFF")

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.orm import Session
+from sqlalchemy import insert
 
 from probe.collector import outbox
 from probe.collector.client import CollectorUnavailable, Retry, Uploader, UploadRefused
 from probe.store import open_database, partitions
-from probe.store.rows import evidence_data, measurement_from_record
+from probe.store.models import Measurement
+from probe.store.rows import evidence_data, measurement_values
 from tests.collector.test_collector import (  # noqa: F401 (collector: a fixture)
     Collector,
     collector,
@@ -192,11 +193,11 @@ def test_on_postgresql_a_batch_waits_for_a_lower_id_still_uncommitted(postgres_u
         # The month's partitions before the open transaction, as Database.record makes them
         # (it would wait for this very transaction to make them inside it).
         partitions.ensure(db.engine, [rec.measured_at])
-        with Session(db.engine) as open_tx:
-            low = measurement_from_record(rec)
-            open_tx.add(low)
-            open_tx.flush()  # id taken, not committed
-            low_id = low.id
+        with db.engine.connect() as open_tx:
+            # The id is taken, not committed.
+            key = open_tx.execute(insert(Measurement), measurement_values(rec)).inserted_primary_key
+            assert key is not None
+            low_id = int(key[0])
             open_tx.execute(
                 partitions.evidence_insert(
                     "postgresql", low_id, rec.measured_at, evidence_data(rec)

@@ -26,7 +26,7 @@ from tests.probe.test_migrations import DUMP, query, schema_of
 from tests.probe.test_partitions import probe_upload
 
 T0 = dt.datetime(2026, 11, 29, 18, 2, 3, 456789, tzinfo=dt.UTC)
-COLUMNS = [c.name for c in Measurement.__table__.columns]
+COLUMNS = [c.name for c in Measurement.columns]
 
 
 def _upgrade(path: Path, target: str, *, down: bool = False) -> None:
@@ -185,7 +185,7 @@ def test_time_ranges_read_the_index_of_results(tmp_path: Path) -> None:
         with engine.connect() as conn:
             stmts = [
                 export_statement(T0, None, None, T0 + dt.timedelta(days=1), conn),
-                select(Measurement.verdict).where(
+                select(Measurement.c.verdict).where(
                     *compact.measured_between(compact.is_compact(conn), T0, None)
                 ),
             ]

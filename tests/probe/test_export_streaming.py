@@ -55,9 +55,9 @@ def _fill(path: Path) -> None:
             "verdict_evidence": {"failure": "connection_reset"},
             "observations": OBSERVATIONS,
         }
-        with db.session("fill") as session, session.begin():
-            insert_rows(session.connection(), rows)
-            session.execute(
+        with db.begin("fill") as conn:
+            insert_rows(conn, rows)
+            conn.execute(
                 insert(Evidence), [{"measurement_id": i + 1, "data": evidence} for i in range(ROWS)]
             )
     finally:
