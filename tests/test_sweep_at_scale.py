@@ -34,8 +34,12 @@ def big_world(ca: trustme.CA, ca_bundle: str) -> Iterator[World]:
         yield world
 
 
-def sweep(world: World, tmp: Path, names: list[str], **limits: float) -> dict[str, object]:
-    """``probe run --json`` of one HTTPS input per name, as a user runs it; its JSON."""
+def sweep(
+    world: World, tmp: Path, names: list[str], python: tuple[str, ...] = (), **limits: float
+) -> dict[str, object]:
+    """``probe run --json`` of one HTTPS input per name, as a user runs it; its JSON.
+    ``python``: options for the interpreter (``-X importtime`` writes to the stderr kept in
+    ``out["stderr"]``)."""
     lines = []
     for name in names:
         lines += ["[[service]]", f'name = "{name.split(".")[0]}"', 'category = "social"',
@@ -45,7 +49,7 @@ def sweep(world: World, tmp: Path, names: list[str], **limits: float) -> dict[st
     config = world.write_config(
         tmp / "probe.toml", f"https://ref.test:{world.web.https_port}/", **limits
     )
-    cmd = [sys.executable, "-m", "probe", "run", "--config", str(config), "--targets",
+    cmd = [sys.executable, *python, "-m", "probe", "run", "--config", str(config), "--targets",
            str(targets), "--db", str(tmp / "results.sqlite"), "--json"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
@@ -53,7 +57,27 @@ def sweep(world: World, tmp: Path, names: list[str], **limits: float) -> dict[st
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out: dict[str, object] = json.loads(proc.stdout)
+    out["stderr"] = proc.stderr
     return out
+
+
+def test_a_sweep_loads_neither_the_resolver_module_nor_the_orm(
+    big_world: World, tmp_path: Path
+) -> None:
+    """What a sweep does not need, it does not import: dnspython's stub resolver (about 1 MB
+    and 40 ms; the probe sends its own queries) and SQLAlchemy's ORM (6 MB; the store is
+    Core). ``-X importtime`` lists every module the run imported, from its first to its exit."""
+    names = fast_names(3)
+    out = sweep(big_world, tmp_path, names, python=("-X", "importtime"), dns_timeout=2.0)
+    assert out["status"] == "completed"
+    assert [m["detail"] for m in out["measurements"]] == ["ok"] * 3  # type: ignore[attr-defined]
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in str(out["stderr"]).splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+    assert {"probe.engine.sweep", "dns.message", "sqlalchemy.engine"} <= imported  # it lists
+    assert not {m for m in imported if m == "dns.resolver" or m.startswith("sqlalchemy.orm")}
 
 
 def test_a_long_sweep_asks_each_name_once_over_a_few_connections(

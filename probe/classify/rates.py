@@ -46,9 +46,22 @@ def rate_kbps(start: Sample, end: Sample) -> float:
     return (end[1] - start[1]) * 8 / dt if dt > 0 else 0.0
 
 
-def points(samples: Sequence[Sample], origin_ms: float) -> list[Sample]:
-    """The origin (the body's start, 0 bytes) and every later sample, in time order."""
-    return [(origin_ms, 0), *(s for s in samples if s[0] > origin_ms)]
+def points(samples: Sequence[Sample], origin_ms: float, complete: bool = False) -> list[Sample]:
+    """The origin (the body's start, 0 bytes) and every later sample, in time order.
+
+    ``complete``: the read ended because the body did (or reached its byte cap). Its last
+    bytes had then arrived by the first sample that counted them all; a sample after that one
+    (the sampler's tick between the last chunk and the end of the read, 0.3 ms later on
+    loopback) times the reader, not the network, and is dropped: its interval, 0 bytes in no
+    time, read as a rate of 0 kbit/s, slower than any throttle, in the fast kind's pooled
+    rates. A read ended by its time budget keeps its trailing samples: a stall up to the
+    deadline is what the network did.
+    """
+    pts = [(origin_ms, 0), *(s for s in samples if s[0] > origin_ms)]
+    if complete:
+        while len(pts) > 2 and pts[-1][1] == pts[-2][1]:
+            pts.pop()
+    return pts
 
 
 def rate_from(pts: Sequence[Sample], i: int) -> float | None:

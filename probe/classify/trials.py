@@ -46,6 +46,8 @@ RTT_FLOOR_MS = 10.0  # round trips shorter than this do not limit a transfer wor
 # Sample intervals after the first that saw body bytes, below which a transfer was too quick
 # to time from that sample on (see _steady_rate); as many as a change point needs after it.
 MIN_STEADY_INTERVALS = 4
+# How a read ended when its body had all arrived (ThroughputObservation.stopped).
+COMPLETE = ("end", "bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +119,7 @@ def analyse(kind: str, observations: Sequence[ThroughputObservation]) -> Trials:
     used = [o for o in observations if _usable(o)]
     for obs in used:
         assert obs.first_byte_ms is not None
-        pts = points(obs.samples, obs.first_byte_ms)
+        pts = points(obs.samples, obs.first_byte_ms, complete=obs.stopped in COMPLETE)
         change = change_point(pts)
         start = change.index if change else 0
         rates.append(change.after_kbps if change else _steady_rate(pts, obs.goodput_kbps))

@@ -38,7 +38,7 @@ from probe.classify.rates import (
     stability,
 )
 from probe.classify.throttle import FLAT_CV, classify_throughput
-from probe.classify.trials import RATIO, analyse
+from probe.classify.trials import RATIO, analyse, compare
 
 HOST = "www.example.test"
 IP = "93.184.215.14"
@@ -259,6 +259,34 @@ def test_a_transfer_too_quick_to_sample_keeps_its_goodput() -> None:
     # A slow transfer sampled long enough is still timed from its first sample on.
     slow = transfer(flat(SLOW), seconds=1.0)
     assert analyse("target", [slow]).rates[0] == pytest.approx(SLOW * 8 / 1000, rel=0.02)
+
+
+def test_a_sample_after_the_last_byte_is_no_interval_of_the_transfer() -> None:
+    # Seen in CI: the sampler ticked between a loopback reference's last chunk and the end of
+    # its read, 0.3 ms later, so the read ended with 0 bytes in an interval, a "rate" of 0
+    # kbit/s among the fast kind's few intervals; the KS test then missed a 40-fold throttle
+    # (D 0.75, p 0.0135) one sweep in five.
+    def quick(first: float, samples: tuple[tuple[float, int], ...]) -> ThroughputObservation:
+        return dataclasses.replace(
+            transfer(flat(FAST)), first_byte_ms=first, samples=samples, bytes=200_000,
+            duration_ms=samples[-1][0], goodput_kbps=200_000 * 8 / (samples[-1][0] - first),
+            stopped="end",
+        )  # fmt: skip
+
+    reference = analyse("reference", [
+        quick(11.0, ((35.4, 200_000),)), quick(10.0, ((34.8, 200_000), (35.1, 200_000))),
+        quick(15.9, ((36.8, 200_000),)),
+    ])  # fmt: skip
+    assert 0.0 not in reference.interval_rates
+    target = analyse("target", trials(flat(200_000), seconds=0.4, every=0.02))
+    vs = compare(target, reference)
+    assert vs is not None and vs.ks_d == 1.0 and vs.slower
+    # A read its time budget ended keeps a stall at its end: the network sent nothing.
+    stalled = dataclasses.replace(
+        transfer(flat(SLOW), seconds=1.0), samples=((150.0, 1600), (250.0, 3200), (350.0, 3200),
+        (450.0, 3200), (550.0, 3200)), stopped="seconds",
+    )  # fmt: skip
+    assert analyse("target", [stalled]).interval_rates[-3:] == (0.0, 0.0, 0.0)
 
 
 def test_interval_rates_are_kbit_per_second() -> None:
