@@ -175,7 +175,7 @@ def main() -> int:
     print(f"start minus plan: median {late[len(late) // 2]:.2f} s, p95 {_p95(late):.2f} s, "
           f"max {late[-1]:.2f} s (waits behind another group's sweep included)")  # fmt: skip
     print(f"start minus max(plan, end of the sweep before): p95 {p95:.2f} s, max {own[-1]:.2f} s; "
-          f"peak RSS goal 80 MB, idle CPU goal 0.5 %, schedule goal 2 s")  # fmt: skip
+          f"peak RSS {rss:.1f} MB (goal 80), idle CPU goal 0.5 %, schedule goal 2 s")  # fmt: skip
     line = f"daemon: rss {rss:.0f} MB, idle cpu {idle:.1f}%, schedule p95 {p95:.1f} s"
     if not args.no_year:
         line += f", year db {_year_db_mb()} MB"
