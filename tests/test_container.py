@@ -25,22 +25,12 @@ import trustme
 
 from tests.prerequisites import missing
 from tests.servers.world import World, running_world
+from tests.test_units_under_systemd import DAEMON  # one group, every 3 s, no jitter
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "probe-test-"
 IMAGE = "blocking-probe:test"
 UID = 10001  # the image's account, probe
-DAEMON = """
-[daemon]
-jitter = 0
-network_poll = 1
-stop_deadline = 2
-
-[[daemon.group]]
-name = "all"
-categories = ["messaging"]
-every = "3s"
-"""
 
 
 def docker(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
