@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import time
 import uuid
@@ -25,6 +24,7 @@ import trustme
 
 from tests.prerequisites import missing
 from tests.servers.world import World, running_world
+from tests.test_daemon_end_to_end import rows
 from tests.test_units_under_systemd import DAEMON  # one group, every 3 s, no jitter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,16 +113,9 @@ def mounts(config: Path, data: Path | str) -> list[str]:
     return ["--network", "host", "-v", f"{config}:/config:ro", "-v", f"{data}:/data"]
 
 
-def verdicts(db: Path) -> list[tuple[str, str]]:
+def verdicts(db: Path) -> list[tuple[object, ...]]:
     """(run status, verdict) of every stored measurement; [] before there are any."""
-    if not db.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(db, timeout=5)) as conn:
-        try:
-            query = "SELECT r.status, m.verdict FROM measurements m JOIN runs r USING (run_id)"
-            return [(str(s), str(v)) for s, v in conn.execute(query)]
-        except sqlite3.OperationalError:
-            return []
+    return rows(db, "SELECT r.status, m.verdict FROM measurements m JOIN runs r USING (run_id)")
 
 
 def test_the_image_runs_the_daemon_by_default_as_an_unprivileged_account(image: str) -> None:
