@@ -66,5 +66,10 @@ def add_sqlite_pragmas(engine: Engine, *, read_only: bool = False) -> None:
                     cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 # WAL lets a reader (probe list, export) run while a sweep writes.
                 cursor.execute("PRAGMA journal_mode = WAL")
+                # In WAL mode NORMAL syncs at checkpoints, not at every commit: a crash of
+                # the probe loses nothing committed, a power cut may lose the last commits
+                # but never corrupts the file. FULL's sync per commit was a sweep's largest
+                # write cost, and wears a Raspberry Pi's SD card (issue 13).
+                cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()

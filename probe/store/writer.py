@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -21,6 +20,12 @@ from probe.store import budgets, daemon_state
 from probe.store.database import Database
 
 T = TypeVar("T")
+
+# How long a record waits for others to share its transaction, and how many may share one.
+# A sweep stores a few hundred records a second at most, so this makes a transaction of
+# tens of records; a crash (kill -9) loses no more than the records of this last wait.
+BATCH_LINGER = 0.05
+BATCH_MAX = 64
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -37,11 +42,11 @@ class AsyncWriter:
         # One worker: FIFO order of writes, and SQLite connections that never change thread.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-store")
         self._closed = False
-        # Records waiting for a write already queued (None: none is); the worker takes them
-        # all at once. Guarded by the lock: appended on the loop, taken on the worker.
+        # Records waiting to be written together (None: none wait), the future their callers
+        # await, and the timer that sends them to the worker. Only the loop touches them.
         self._batch: list[MeasurementRecord] | None = None
-        self._batch_write: asyncio.Future[list[int]] | None = None
-        self._lock = threading.Lock()
+        self._batch_done: asyncio.Future[list[int]] | None = None
+        self._batch_timer: asyncio.TimerHandle | None = None
 
     @property
     def database(self) -> Database:
@@ -58,6 +63,10 @@ class AsyncWriter:
         """Queue fn(*args) on the worker thread now (call order is write order)."""
         if self._closed:
             raise RuntimeError("AsyncWriter is closed")
+        self._send_batch()  # records submitted before this call are written before it
+        return self._queue(fn, *args)
+
+    def _queue(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, fn, *args)
         # A caller cancelled while its write is queued no longer awaits it; should the write
@@ -78,35 +87,48 @@ class AsyncWriter:
     async def record(self, rec: MeasurementRecord) -> int:
         """Store one measurement and its evidence; return its id.
 
-        A record that arrives while an earlier one's write is still queued joins it: the
-        worker then writes all of them in one transaction (a transaction per record cost
-        about as much CPU as the record's own rows). So a record may be written before a
-        call queued after that write (never before one queued before it).
+        Records are written in batches, one transaction each: a record waits up to
+        BATCH_LINGER for others to join it (BATCH_MAX at most). A transaction per record
+        cost more CPU than the record's own rows, most of it in the commit (issue 13). Any
+        other call sends the waiting batch first, so writes keep the order of submission.
         """
-        with self._lock:
-            batch, write = self._batch, self._batch_write
-            if batch is not None:  # queued, not yet taken by the worker: join it
-                batch.append(rec)
-            else:
-                batch = self._batch = [rec]
-            index = len(batch) - 1
-        if index == 0:
-            write = self._submit(self._write_batch, batch)
-            with self._lock:
-                if self._batch is batch:  # else the worker has taken it already
-                    self._batch_write = write
-        # Only the loop calls record, with no await between a batch and its write: a batch
-        # found queued has its write.
-        assert write is not None
-        return (await asyncio.shield(write))[index]
+        if self._closed:
+            raise RuntimeError("AsyncWriter is closed")
+        if self._batch is None:
+            loop = asyncio.get_running_loop()
+            self._batch, self._batch_done = [], loop.create_future()
+            self._batch_timer = loop.call_later(BATCH_LINGER, self._send_batch)
+        batch, done = self._batch, self._batch_done
+        assert done is not None
+        batch.append(rec)
+        index = len(batch) - 1
+        if len(batch) >= BATCH_MAX:
+            self._send_batch()
+        # Shielded: a caller cancelled (Ctrl-C, a deadline) does not take its record out.
+        return (await asyncio.shield(done))[index]
 
-    def _write_batch(self, batch: list[MeasurementRecord]) -> list[int]:
-        """On the worker: the records queued so far, in one transaction; no more may join."""
-        with self._lock:
-            if self._batch is batch:
-                self._batch, self._batch_write = None, None
-            taken = list(batch)
-        return self._db.record_many(taken)
+    def _send_batch(self) -> None:
+        """Queue the waiting records' write on the worker (if any wait)."""
+        batch, done = self._batch, self._batch_done
+        if batch is None or done is None:
+            return
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+        self._batch = self._batch_done = self._batch_timer = None
+        write = self._queue(self._db.record_many, batch)
+
+        def settle(finished: asyncio.Future[list[int]]) -> None:
+            if done.cancelled():
+                return
+            if finished.cancelled():
+                done.cancel()
+            elif (exc := finished.exception()) is not None:
+                done.set_exception(exc)
+            else:
+                done.set_result(finished.result())
+
+        write.add_done_callback(settle)
+        done.add_done_callback(_retrieve)  # the same failure its callers see, once
 
     async def throughput_bytes_since(self, since: dt.datetime, vantage_name: str | None) -> int:
         """Throughput bytes recorded since ``since`` at this declared vantage."""
@@ -148,7 +170,8 @@ class AsyncWriter:
         """Wait for queued writes, close the database on its thread, and stop the thread."""
         if self._closed:
             return
-        self._closed = True  # first, so no write can queue up behind the close
+        self._send_batch()  # the records still waiting to join a batch
+        self._closed = True  # then, so no write can queue up behind the close
         loop = asyncio.get_running_loop()
         try:
             await asyncio.shield(loop.run_in_executor(self._executor, self._db.close))

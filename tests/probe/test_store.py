@@ -174,6 +174,7 @@ def test_sqlite_pragmas_on_every_connection(db: Database, db_path: Path) -> None
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 5000
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
     with sqlite3.connect(db_path) as raw:  # WAL is a property of the file, seen by anyone
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         version = raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -456,6 +457,47 @@ async def test_records_queued_together_share_a_transaction_and_keep_their_ids(
         assert detail.row.service == f"svc{i}"
         assert len(detail.evidence["observations"]) == i
     await writer.close()
+
+
+async def test_records_arriving_one_by_one_still_share_transactions(tmp_path: Path) -> None:
+    """A sweep's records come a few milliseconds apart, never two at once: they wait a
+    little for each other rather than commit one by one."""
+    db = open_database(str(tmp_path / "l.sqlite"))
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda conn: commits.append(1))
+    writer = AsyncWriter(db)
+    info = run_info()
+    await writer.begin_run(info)
+    before = len(commits)
+
+    async def measure(i: int) -> int:
+        await asyncio.sleep(0.002 * i)  # each after the last one's write could be done
+        return await writer.record(record(info.run_id, service=f"svc{i}"))
+
+    ids = await asyncio.gather(*(measure(i) for i in range(40)))
+    assert len(commits) - before < 40 / 4
+    assert len(set(ids)) == 40
+    await writer.close()
+
+
+async def test_a_call_after_waiting_records_is_written_after_them(tmp_path: Path) -> None:
+    """finish_run (or any call) queued while records wait for their batch sends them first:
+    the run is never marked finished before its last measurements are in."""
+    db = open_database(str(tmp_path / "f.sqlite"))
+    statements: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2].split()[0]))
+    writer = AsyncWriter(db)
+    info = run_info()
+    await writer.begin_run(info)
+    pending = [asyncio.ensure_future(writer.record(record(info.run_id))) for _ in range(3)]
+    await asyncio.sleep(0)  # the records wait in their batch
+    statements.clear()
+    await writer.finish_run(info.run_id, "completed", {"inputs": 3})
+    assert all(task.done() for task in pending)
+    assert statements[-1] == "UPDATE" and "INSERT" in statements[:-1]
+    await writer.close()
+    run = open_database(str(tmp_path / "f.sqlite")).get_run(info.run_id)
+    assert run is not None and (run.status, run.measurements) == ("completed", 3)
 
 
 # --- Who owns a "running" run; schema 1 -------------------------------------------------
