@@ -56,6 +56,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import TypeDecorator
 
@@ -297,8 +298,21 @@ def forget(engine: Engine) -> None:
 
 
 def _keys(conn: Connection) -> _Keys:
+    engine = conn.engine
+    if not event.contains(engine, "handle_error", _forget_on_error):
+        event.listen(engine, "handle_error", _forget_on_error)
     with _known_lock:
-        return _known.setdefault(conn.engine, _Keys())
+        return _known.setdefault(engine, _Keys())
+
+
+def _forget_on_error(context: ExceptionContext) -> None:
+    """Any database error on the engine: forget its ids. The commit event that remembers
+    them comes before the commit itself, and a commit that then fails (a full disk) is rolled
+    back without a rollback event: its ids would name rows that were never written."""
+    connection = context.connection
+    engine = connection.engine if connection is not None else context.engine
+    if engine is not None:
+        forget(engine)
 
 
 def physical_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import OperationalError
+
 from probe.classify.evidence import PastRate
 from probe.classify.verdict import Location, MeasurementRecord, RunInfo
 from probe.store import budgets, daemon_state
@@ -45,7 +47,7 @@ class AsyncWriter:
         # Records waiting to be written together (None: none wait), the future their callers
         # await, and the timer that sends them to the worker. Only the loop touches them.
         self._batch: list[MeasurementRecord] | None = None
-        self._batch_done: asyncio.Future[list[int]] | None = None
+        self._batch_done: asyncio.Future[list[int | Exception]] | None = None
         self._batch_timer: asyncio.TimerHandle | None = None
 
     @property
@@ -91,6 +93,8 @@ class AsyncWriter:
         BATCH_LINGER for others to join it (BATCH_MAX at most). A transaction per record
         cost more CPU than the record's own rows, most of it in the commit (issue 13). Any
         other call sends the waiting batch first, so writes keep the order of submission.
+        A batch that fails is written again record by record, so the error reaches only the
+        callers whose records are not stored (_write_batch).
         """
         if self._closed:
             raise RuntimeError("AsyncWriter is closed")
@@ -105,7 +109,10 @@ class AsyncWriter:
         if len(batch) >= BATCH_MAX:
             self._send_batch()
         # Shielded: a caller cancelled (Ctrl-C, a deadline) does not take its record out.
-        return (await asyncio.shield(done))[index]
+        result = (await asyncio.shield(done))[index]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def _send_batch(self) -> None:
         """Queue the waiting records' write on the worker (if any wait)."""
@@ -115,9 +122,9 @@ class AsyncWriter:
         if self._batch_timer is not None:
             self._batch_timer.cancel()
         self._batch = self._batch_done = self._batch_timer = None
-        write = self._queue(self._db.record_many, batch)
+        write = self._queue(self._write_batch, batch)
 
-        def settle(finished: asyncio.Future[list[int]]) -> None:
+        def settle(finished: asyncio.Future[list[int | Exception]]) -> None:
             if done.cancelled():
                 return
             if finished.cancelled():
@@ -129,6 +136,32 @@ class AsyncWriter:
 
         write.add_done_callback(settle)
         done.add_done_callback(_retrieve)  # the same failure its callers see, once
+
+    def _write_batch(self, batch: list[MeasurementRecord]) -> list[int | Exception]:
+        """On the worker: the batch in one transaction, or, should that fail, each record in
+        its own; each record's id, or the error that kept it out."""
+        try:
+            return list(self._db.record_many(batch))
+        except Exception:
+            if len(batch) == 1:
+                raise
+        # A record the batch cannot hold (one bad row, the disk filling up halfway) must not
+        # take the others down with it: they are stored as they would be one at a time.
+        results: list[int | Exception] = []
+        broken: Exception | None = None
+        for rec in batch:
+            if broken is not None:
+                results.append(broken)
+                continue
+            try:
+                results.append(self._db.record(rec))
+            except Exception as exc:  # handed to this record's caller, who raises it
+                results.append(exc)
+                if isinstance(exc.__cause__, OperationalError):
+                    # The database failed, not this record (full, locked past the busy
+                    # timeout): the others would wait and fail the same way.
+                    broken = exc
+        return results
 
     async def throughput_bytes_since(self, since: dt.datetime, vantage_name: str | None) -> int:
         """Throughput bytes recorded since ``since`` at this declared vantage."""

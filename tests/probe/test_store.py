@@ -35,7 +35,7 @@ from probe.store.migrations import HEAD
 from probe.store.owner import sweep_lock
 from probe.store.schema import alembic_config
 from probe.store.views import NAMES as VIEW_NAMES
-from tests.mounts import tmpfs
+from tests.mounts import resize, tmpfs
 
 T0 = dt.datetime(2026, 11, 29, 1, 2, 3, 456000, tzinfo=dt.UTC)
 ALMATY = dt.timezone(dt.timedelta(hours=5))
@@ -480,6 +480,28 @@ async def test_records_arriving_one_by_one_still_share_transactions(tmp_path: Pa
     await writer.close()
 
 
+async def test_a_record_that_cannot_be_stored_does_not_take_its_batch_with_it(
+    tmp_path: Path,
+) -> None:
+    """One record of a batch refused (here its run does not exist; in a sweep, the disk
+    filling up halfway): the others are stored and only its caller gets the error."""
+    db = open_database(str(tmp_path / "p.sqlite"))
+    writer = AsyncWriter(db)
+    info = run_info()
+    await writer.begin_run(info)
+    runs = [info.run_id] * 5 + [uuid.uuid4().hex] + [info.run_id] * 4
+    tasks = [
+        asyncio.ensure_future(writer.record(record(run, service=f"svc{i}")))
+        for i, run in enumerate(runs)
+    ]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    await writer.close()
+    assert isinstance(results[5], StoreError)
+    assert all(isinstance(r, int) for i, r in enumerate(results) if i != 5)
+    stored = open_database(str(tmp_path / "p.sqlite")).measurements_of_run(info.run_id)
+    assert sorted(r.service for r in stored) == sorted(f"svc{i}" for i in range(10) if i != 5)
+
+
 async def test_a_call_after_waiting_records_is_written_after_them(tmp_path: Path) -> None:
     """finish_run (or any call) queued while records wait for their batch sends them first:
     the run is never marked finished before its last measurements are in."""
@@ -679,3 +701,62 @@ def test_the_lock_file_reserve_lets_a_full_disk_record_how_a_run_ended(tmp_path:
             assert lock.stat().st_size < 512 and lock.read_bytes().startswith(b'{"pid":')
         finally:
             db.close()
+
+
+def test_records_refused_by_a_full_disk_are_stored_once_there_is_room(tmp_path: Path) -> None:
+    """A commit that fails on a real full disk leaves nothing behind: once room is made, the
+    same records (their inputs new to the database) are stored. A daemon goes on after the
+    volunteer frees space, rather than failing on ids of rows that were never written."""
+    with tmpfs(tmp_path / "small", "384k") as small:
+        db = open_database(str(small / "r.sqlite"))
+        try:
+            info = run_info()
+            db.begin_run(info)
+            refused: list[MeasurementRecord] = []
+            for b in range(1000):  # bounded: 384 KiB holds far fewer
+                batch = [record(info.run_id, service=f"s{b}-{i}") for i in range(16)]
+                try:
+                    db.record_many(batch)
+                except StoreError as exc:
+                    assert "disk is full" in str(exc)
+                    refused = batch
+                    break
+            assert refused and db.measurements_of_run(info.run_id)
+            before = len(db.measurements_of_run(info.run_id))
+            resize(small, "1m")
+            ids = db.record_many(refused)
+            assert len(set(ids)) == 16
+            assert len(db.measurements_of_run(info.run_id)) == before + 16
+        finally:
+            db.close()
+
+
+async def test_a_batch_the_database_refuses_is_tried_once_more_not_once_per_record(
+    tmp_path: Path,
+) -> None:
+    """The database locked past the busy timeout by another writer (the database fails, not
+    a record): after the batch, one record alone is tried, not each of them, which would cost
+    that timeout again for every record."""
+    path = tmp_path / "k.sqlite"
+    db = open_database(str(path))
+    inserts: list[str] = []
+    event.listen(
+        db.engine,
+        "before_cursor_execute",
+        lambda *a: inserts.append(a[2]) if a[2].startswith("INSERT") else None,
+    )
+    writer = AsyncWriter(db)
+    info = run_info()
+    await writer.begin_run(info)
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # holds the write lock throughout
+        inserts.clear()
+        tasks = [
+            asyncio.ensure_future(writer.record(record(info.run_id, service=f"svc{i}")))
+            for i in range(10)
+        ]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        other.execute("ROLLBACK")
+    assert all(isinstance(r, StoreError) and "locked" in str(r) for r in results), results
+    assert len(inserts) == 2  # the batch's first insert, then the first record's alone
+    await writer.close()
