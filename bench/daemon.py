@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import trustme
 
 from bench.bytecode import compile_bytecode
+from probe.config import DAEMON_DEFAULTS
 from tests.servers.world import running_world
 
 GROUPS = (("messaging", 100, 15), ("social", 150, 30), ("video", 100, 60), ("other", 150, 20))
@@ -119,7 +120,9 @@ def _ts(text: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=float, default=20.0, help="an hour in 3600/SCALE s")
-    parser.add_argument("--concurrency", type=int, default=128, help="limits.concurrency")
+    parser.add_argument(
+        "--concurrency", type=int, help="limits.concurrency (default: probe daemon's own)"
+    )
     parser.add_argument("--no-year", action="store_true", help="skip bench/retention.py")
     args = parser.parse_args()
     compile_bytecode()
@@ -131,9 +134,8 @@ def main() -> int:
         ca.cert_pem.write_to_path(str(bundle))
         with running_world(ca, str(bundle), ["ref.test", *names]) as world:
             port = world.web.https_port
-            config = world.write_config(
-                tmp / "probe.toml", f"https://ref.test:{port}/", concurrency=args.concurrency
-            )
+            given = {} if args.concurrency is None else {"concurrency": args.concurrency}
+            config = world.write_config(tmp / "probe.toml", f"https://ref.test:{port}/", **given)
             _config(config, args.scale)
             targets = _targets(tmp, names, port)
             db = tmp / "results.sqlite"
@@ -167,8 +169,12 @@ def main() -> int:
     p95 = _p95(own)
     idle = _idle_cpu(samples, busy)
     took = [e - s for s, e in busy]
+    concurrency = (
+        args.concurrency or f"{DAEMON_DEFAULTS['limits.concurrency']} (the daemon's default)"
+    )
     print(f"targets: {len(names)} in {len(GROUPS)} groups; an hour in {3600 / args.scale:.0f} s; "
-          f"cores {os.cpu_count()}; exit {code} on SIGTERM")  # fmt: skip
+          f"cores {os.cpu_count()}; limits.concurrency {concurrency}; "
+          f"exit {code} on SIGTERM")  # fmt: skip
     print(f"sweeps: {len(sweeps)} ({', '.join(sorted({st for *_, st in sweeps}))}), "
           f"{inputs} inputs stored; sweep time median {sorted(took)[len(took) // 2]:.1f} s, "
           f"max {max(took):.1f} s")  # fmt: skip

@@ -27,6 +27,7 @@ import trustme
 
 from probe.classify.verdict import MeasurementRecord, RunInfo, Vantage, Verdict
 from probe.cli import main
+from probe.config import DAEMON_DEFAULTS
 from probe.daemon.network import read_network
 from probe.store.database import open_database
 from tests.geoip_files import asn_db
@@ -136,6 +137,9 @@ SWEEPS = (
 )
 
 
+RUN_SETTINGS = "SELECT settings FROM runs ORDER BY started_at"
+
+
 def stop(proc: subprocess.Popen[bytes]) -> int:
     proc.send_signal(signal.SIGTERM)
     return proc.wait(timeout=30)
@@ -189,6 +193,9 @@ def test_two_groups_on_their_own_intervals_never_stacked_notify_and_status(
     for group, every in (("messaging", 2.0), ("social", 6.0)):
         starts = [_seconds(r[1]) for r in by[group]]
         assert all(b - a >= every * 0.9 for a, b in itertools.pairwise(starts)), (group, starts)
+    # No concurrency configured: the daemon's own default, lighter than probe run's.
+    used = {json.loads(str(r[0]))["limits.concurrency"] for r in rows(db, RUN_SETTINGS)}
+    assert used == {DAEMON_DEFAULTS["limits.concurrency"]} and used != {128}
     # Never stacked: each sweep starts after the one before it ended.
     ended = [(_seconds(r[1]), _seconds(r[2])) for r in sweeps if r[2]]
     assert all(start >= prev_end - 0.01 for (_, prev_end), (start, _) in itertools.pairwise(ended))
@@ -241,11 +248,20 @@ def test_sighup_keeps_the_old_config_when_the_new_is_bad_and_takes_a_good_one(
         assert f"{config}:" in log.read_text() and "daemon.group[1].every" in log.read_text()
         time.sleep(3)  # the old schedule (1 h) holds: no new sweep
         assert len(rows(db, SWEEPS)) == 2 and proc.poll() is None
-        config.write_text(good.replace('every = "1h"', 'every = "1s"', 1))
+        assert "[limits]\n" in good
+        reloaded = good.replace('every = "1h"', 'every = "1s"', 1)
+        config.write_text(reloaded.replace("[limits]\n", "[limits]\nconcurrency = 5\n"))
         proc.send_signal(signal.SIGHUP)
         until(lambda: "reloaded" in log.read_text(), proc=proc)
         until(lambda: len([r for r in rows(db, SWEEPS) if r[0] == "messaging"]) >= 3, proc=proc)
         assert stop(proc) == 0, log.read_text()
+    # The settings are reloaded too: the file's concurrency from then on, the default before.
+    used = [json.loads(str(r[0]))["limits.concurrency"] for r in rows(db, RUN_SETTINGS)]
+    assert (
+        used[:2] == [DAEMON_DEFAULTS["limits.concurrency"]] * 2
+        and used[2:]
+        and set(used[2:]) == {5}
+    )
 
 
 def test_an_offline_vantage_opens_an_outage_and_an_online_sweep_closes_it(

@@ -8,6 +8,7 @@ from typing import Any
 from probe.cli.options import add_setting_flags, settings_from
 from probe.cli.render import print_json, table
 from probe.config import (
+    DAEMON_DEFAULTS,
     DAEMON_KEYS,
     HELPER_KEYS,
     KEYS,
@@ -40,17 +41,32 @@ def show(args: argparse.Namespace) -> int:
             {
                 "config_file": settings.config_file,
                 "settings": {
-                    k.dotted: {"value": value, "source": source} for k, value, source in shown
+                    k.dotted: {"value": value, "source": source} | _daemon_default(k.dotted, source)
+                    for k, value, source in shown
                 },
             },
         )
         return 0
-    rows = [(k.dotted, _fmt(v), source) for k, v, source in shown]
+    rows = [
+        (k.dotted, _fmt(v), " ".join([source, *_daemon_note(k.dotted, source)]))
+        for k, v, source in shown
+    ]
     print(table(("key", "value", "source"), rows))
     where = settings.config_file or f"none (looked for {default_config_path()})"
     print(f"\nconfig file: {where}")
     print("precedence: flag > file > environment (PROBE_*) > default")
     return 0
+
+
+def _daemon_default(dotted: str, source: str) -> dict[str, Any]:
+    """A default that ``probe daemon`` replaces with its own (DAEMON_DEFAULTS)."""
+    if source == "default" and dotted in DAEMON_DEFAULTS:
+        return {"daemon_default": DAEMON_DEFAULTS[dotted]}
+    return {}
+
+
+def _daemon_note(dotted: str, source: str) -> list[str]:
+    return [f"(probe daemon: {v})" for v in _daemon_default(dotted, source).values()]
 
 
 def _fmt(value: Any) -> str:

@@ -16,6 +16,7 @@ from probe.cli.run import load_target_list, preload_trust
 from probe.cli.upload_cmd import optional_collector
 from probe.config import (
     COLLECTOR_KEYS,
+    DAEMON_DEFAULTS,
     DAEMON_KEYS,
     KEYS,
     load_collector_settings,
@@ -44,7 +45,7 @@ def load(args: argparse.Namespace) -> Loaded:
     """Config, daemon settings and targets, all checked (again at each SIGHUP)."""
     from probe.daemon.groups import Loaded
 
-    settings = settings_from(args)
+    settings = settings_from(args, DAEMON_DEFAULTS)
     daemon = load_daemon_settings(setting_flags(args), args.config).daemon
     targets = load_target_list(args.targets, args.category)
     preload_trust(settings)

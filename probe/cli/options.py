@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
 from probe.config import KEYS, Key, Settings, load_settings
@@ -57,6 +58,7 @@ def setting_flags(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from parsed flags, the config file, the environment and the defaults."""
-    return load_settings(setting_flags(args), getattr(args, "config", None))
+def settings_from(args: argparse.Namespace, defaults: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from parsed flags, the config file, the environment and the defaults (a
+    command's own ``defaults`` first)."""
+    return load_settings(setting_flags(args), getattr(args, "config", None), defaults=defaults)

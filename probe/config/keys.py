@@ -228,6 +228,13 @@ def _daemon(name: str, parse: Callable[[Any], Any], default: Any, help: str) -> 
     return Key("daemon", name, parse, default, help, env_name=f"PROBE_DAEMON_{name.upper()}")
 
 
+# ``probe daemon``'s defaults of the probe's keys where they differ from ``probe run``'s.
+# Fewer inputs at once: the daemon shares a volunteer's machine and home link for months,
+# and a sweep every half hour has no need to finish in 1.5 s rather than 2.2 s. 128 working
+# inputs peaked at 80 MB (bench/daemon.py), 32 at 73 MB: the handshakes in flight are most
+# of what a sweep adds to the imports' 60 MB.
+DAEMON_DEFAULTS: dict[str, Any] = {"limits.concurrency": 32}
+
 # ``probe daemon``: which groups of services are swept how often (probe/daemon/schedule.py).
 DAEMON_KEYS: tuple[Key, ...] = (
     _daemon(

@@ -194,9 +194,14 @@ def _read_file(path: str) -> tuple[dict[str, tuple[Any, int]], str]:
 
 
 def _merge(
-    keys: tuple[Key, ...], flags: Mapping[str, Any], path: str | None, environ: Mapping[str, str]
+    keys: tuple[Key, ...],
+    flags: Mapping[str, Any],
+    path: str | None,
+    environ: Mapping[str, str],
+    defaults: Mapping[str, Any],
 ) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
-    """Values, sources and "where" (for errors) of ``keys`` from the four sources."""
+    """Values, sources and "where" (for errors) of ``keys`` from the four sources; a key
+    none of them sets takes ``defaults``' value (a command's own), else its own default."""
     from_file, text = _read_file(path) if path else ({}, "")
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -210,7 +215,8 @@ def _merge(
         elif environ.get(key.env):
             raw, source, where = environ[key.env], f"env:{key.env}", key.env
         else:
-            values[key.dotted], sources[key.dotted] = key.default, "default"
+            values[key.dotted] = defaults.get(key.dotted, key.default)
+            sources[key.dotted] = "default"
             continue
         try:
             values[key.dotted] = key.parse(raw)
@@ -275,12 +281,13 @@ def _read(
     flags: Mapping[str, Any],
     config_file: str | None,
     environ: Mapping[str, str] | None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Provenance, dict[str, str]]:
     """The checked values of ``keys`` from the four sources, their provenance, and where each
     came from (for the errors of what is read later, such as a token file)."""
     environ = os.environ if environ is None else environ
     path = _config_path(config_file, environ)
-    values, sources, wheres = _merge(keys, flags, path, environ)
+    values, sources, wheres = _merge(keys, flags, path, environ, defaults or {})
     return values, Provenance(values, sources, path), wheres
 
 
@@ -288,9 +295,11 @@ def load_settings(
     flags: Mapping[str, Any],
     config_file: str | None = None,
     environ: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """The probe's settings; ``flags`` maps dotted keys to values given on the command line."""
-    values, provenance, wheres = _read(KEYS, flags, config_file, environ)
+    """The probe's settings; ``flags`` maps dotted keys to values given on the command line,
+    ``defaults`` to a command's own defaults (probe daemon's DAEMON_DEFAULTS)."""
+    values, provenance, wheres = _read(KEYS, flags, config_file, environ, defaults)
     token = _token("control.helper_token_file", values, wheres)
     return Settings(
         vantage=_section(VantageSettings, "vantage", values),

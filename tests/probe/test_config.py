@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from probe.cli import main
-from probe.config import DEFAULT_DOH, KEYS, ConfigError, load_settings, read_token_file
+from probe.config import (
+    DAEMON_DEFAULTS,
+    DEFAULT_DOH,
+    KEYS,
+    ConfigError,
+    load_settings,
+    read_token_file,
+)
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -33,6 +40,37 @@ def test_precedence_flag_over_file_over_env(tmp_path: Path) -> None:
     assert s.value("vantage.country") == "KZ" and s.sources["vantage.country"] == f"file:{path}"
     assert s.value("limits.retries") == 3  # the file beats the environment
     assert s.value("vantage.asn") == 9198 and s.sources["vantage.asn"] == "env:PROBE_ASN"
+
+
+def test_a_commands_own_default_gives_way_to_every_source(tmp_path: Path) -> None:
+    """probe daemon's defaults (DAEMON_DEFAULTS) replace the keys' defaults only."""
+    empty = {"PROBE_CONFIG": write(tmp_path, "")}
+    s = load_settings({}, None, environ=empty, defaults=DAEMON_DEFAULTS)
+    assert s.limits.concurrency == DAEMON_DEFAULTS["limits.concurrency"] != 128
+    assert s.value("limits.concurrency") == s.limits.concurrency  # what the run stores
+    assert s.sources["limits.concurrency"] == "default"
+    path = tmp_path / "seven.toml"
+    path.write_text("[limits]\nconcurrency = 7\n")
+    assert (
+        load_settings({}, str(path), environ={}, defaults=DAEMON_DEFAULTS).limits.concurrency == 7
+    )
+    env = {**empty, "PROBE_CONCURRENCY": "9"}
+    assert load_settings({}, None, environ=env, defaults=DAEMON_DEFAULTS).limits.concurrency == 9
+    flags = {"limits.concurrency": "11"}
+    s = load_settings(flags, None, environ=env, defaults=DAEMON_DEFAULTS)
+    assert s.limits.concurrency == 11
+
+
+def test_config_show_names_the_daemons_own_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["config", "show", "--config", write(tmp_path, "")]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("limits.conc")]
+    assert line.split()[1:] == ["128", "default", "(probe", "daemon:", "32)"]
+    path = write(tmp_path, "[limits]\nconcurrency = 64\n")
+    assert main(["config", "show", "--config", path]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("limits.conc")]
+    assert "probe daemon" not in line and line.split()[1] == "64"
 
 
 def test_lists_from_env_are_comma_separated() -> None:
