@@ -280,7 +280,8 @@ def measured_between(
 class _Keys:
     """Committed ids of inputs and runs' keys, per engine: rows never change their id, so
     a known id is right for every later transaction (ids from one not yet committed are
-    remembered only once it has; a deletion of runs forgets them all: ``forget``)."""
+    remembered only once it commits, and all are forgotten by a database error, for a commit
+    that failed, or a deletion of runs: ``forget``)."""
 
     def __init__(self) -> None:
         self.inputs: dict[tuple[str, str, str], int] = {}
@@ -299,10 +300,13 @@ def forget(engine: Engine) -> None:
 
 def _keys(conn: Connection) -> _Keys:
     engine = conn.engine
-    if not event.contains(engine, "handle_error", _forget_on_error):
-        event.listen(engine, "handle_error", _forget_on_error)
     with _known_lock:
-        return _known.setdefault(engine, _Keys())
+        keys = _known.get(engine)
+        if keys is None:  # the first write on this engine, or the first after a forget()
+            keys = _known[engine] = _Keys()
+            if not event.contains(engine, "handle_error", _forget_on_error):
+                event.listen(engine, "handle_error", _forget_on_error)
+        return keys
 
 
 def _forget_on_error(context: ExceptionContext) -> None:
